@@ -1,0 +1,29 @@
+# The public API of virtual-actors. Everything a user writes is imported here and listed
+# in `__all__`; every other module is private (`_name.py`). This layer sits on top of
+# `actors.mailbox` (per-key scheduling) and `actors.storage` (LMDB); it may import both,
+# and neither may import it. Storage errors are translated here into PersistenceError.
+"""virtual-actors: embedded, durable virtual actors for trio and asyncio."""
+
+from ._errors import (
+    ActorsError,
+    DeadlockError,
+    MailboxBrokenError,
+    NonDeterminismError,
+    PersistenceError,
+    RuntimeClosedError,
+    SerializationError,
+    TerminalError,
+    UnknownHandlerError,
+)
+
+__all__ = [
+    "ActorsError",
+    "DeadlockError",
+    "MailboxBrokenError",
+    "NonDeterminismError",
+    "PersistenceError",
+    "RuntimeClosedError",
+    "SerializationError",
+    "TerminalError",
+    "UnknownHandlerError",
+]

@@ -1,0 +1,57 @@
+"""WriteBatch: the unit a caller submits for one atomic, durable commit."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class Table(enum.Enum):
+    """The named LMDB databases. Values are the on-disk names: never change them."""
+
+    INVOCATIONS = "invocations"
+    INBOX = "inbox"
+    JOURNAL = "journal"
+    STATE = "state"
+    TIMERS = "timers"
+    PROMISES = "promises"
+    IDEMPOTENCY = "idempotency"
+    WORKFLOWS = "workflows"
+    META = "meta"
+
+
+class _Op(enum.Enum):
+    PUT = 1
+    DELETE = 2
+    DELETE_PREFIX = 3
+
+
+@attrs.define(eq=False)
+class WriteBatch:
+    """Puts and deletes applied together, atomically, in submission order.
+
+    A batch is all-or-nothing: after a crash either every operation of it is visible or
+    none is. Keys and values are bytes; callers encode them (``encode_key``, ``dumps``).
+    """
+
+    ops: list[tuple[_Op, Table, bytes, bytes | None]] = attrs.field(factory=list)
+    nbytes: int = 0
+
+    def put(self, table: Table, key: bytes, value: bytes) -> None:
+        """Set ``key`` to ``value`` in ``table``."""
+        self.ops.append((_Op.PUT, table, key, value))
+        self.nbytes += len(key) + len(value)
+
+    def delete(self, table: Table, key: bytes) -> None:
+        """Remove ``key`` from ``table`` (no error when absent)."""
+        self.ops.append((_Op.DELETE, table, key, None))
+        self.nbytes += len(key)
+
+    def delete_prefix(self, table: Table, prefix: bytes) -> None:
+        """Remove every key of ``table`` that starts with ``prefix``."""
+        self.ops.append((_Op.DELETE_PREFIX, table, prefix, None))
+        self.nbytes += len(prefix)
+
+    def __len__(self) -> int:
+        return len(self.ops)

@@ -1,0 +1,80 @@
+"""Records <-> bytes. Pure: no I/O, no LMDB.
+
+One cattrs converter built for storage (never cattrs' global one), with the journal and
+outcome unions tagged from the frozen maps in ``_records``. The unstructured form is
+encoded with msgpack (msgspec), which keeps ``bytes`` as binary: payloads are stored as
+the exact bytes the caller gave, with no base64 or re-encoding.
+
+``detailed_validation`` is off: stored records are written by this code, and decoding
+sits on every read path. A record that fails to decode raises ``RecordDecodeError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import cattrs
+import msgspec
+from cattrs.strategies import configure_tagged_union
+
+from ._errors import RecordDecodeError
+from ._records import JOURNAL_TAGS, OUTCOME_TAGS, JournalEntry, Outcome
+
+T = TypeVar("T")
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the storage converter. Exposed so tests can check it in isolation."""
+    converter = cattrs.Converter(detailed_validation=False)
+    # Tuples are written as msgpack arrays and must come back as tuples.
+    configure_tagged_union(
+        Outcome,  # type: ignore[arg-type]
+        converter,
+        tag_generator=OUTCOME_TAGS.__getitem__,
+        tag_name="t",
+    )
+    configure_tagged_union(
+        JournalEntry,  # type: ignore[arg-type]
+        converter,
+        tag_generator=JOURNAL_TAGS.__getitem__,
+        tag_name="t",
+    )
+    return converter
+
+
+_converter = make_converter()
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+def dumps(record: object) -> bytes:
+    """Encode a record (or a union member) into bytes."""
+    unstructured: Any = _converter.unstructure(record)
+    return _encoder.encode(unstructured)
+
+
+def dumps_entry(entry: JournalEntry) -> bytes:
+    """Encode a journal entry with its union tag."""
+    return _encoder.encode(_converter.unstructure(entry, JournalEntry))  # type: ignore[arg-type]
+
+
+def loads(cls: type[T], data: bytes) -> T:
+    """Decode bytes made by ``dumps`` into ``cls``."""
+    try:
+        return _converter.structure(_decoder.decode(data), cls)
+    except Exception as exc:
+        raise RecordDecodeError(
+            f"stored bytes do not decode as {cls.__name__}: {exc!r}"
+        ) from exc
+
+
+def loads_entry(data: bytes) -> JournalEntry:
+    """Decode a journal entry written by ``dumps_entry``."""
+    try:
+        entry: JournalEntry = _converter.structure(
+            _decoder.decode(data),
+            JournalEntry,  # type: ignore[arg-type]
+        )
+    except Exception as exc:
+        raise RecordDecodeError(f"stored bytes do not decode as a journal entry: {exc!r}") from exc
+    return entry

@@ -1,0 +1,68 @@
+"""Errors raised by the storage layer.
+
+The tree::
+
+    StorageError                     root; never raised itself
+    ├─ StoreLockedError              another opener holds the data directory
+    ├─ StoreLocationError            the path is a file, unreadable or read-only
+    ├─ ForeignDataError              the directory holds something that is not ours
+    ├─ SchemaVersionError            written by a newer (or unknown) schema version
+    ├─ ValueTooLargeError            a key or value over the configured limit
+    ├─ StoreFullError                the map reached its configured maximum size
+    ├─ CommitFailedError             LMDB refused a commit (I/O error, disk full)
+    ├─ StoreClosedError              used after close()
+    └─ RecordDecodeError             stored bytes that do not decode as the record type
+
+Every message names the data directory it concerns. The ``actors`` layer translates
+these into ``actors.PersistenceError`` at its boundary, keeping this error as the
+``__cause__``; users of the public API never see a storage type.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Root of the storage errors. Never raised itself."""
+
+
+class StoreLockedError(StorageError):
+    """Raised by ``Store.open`` when another ``Store``, in this process or another,
+    already has the data directory open. The first opener is not disturbed."""
+
+
+class StoreLocationError(StorageError):
+    """Raised by ``Store.open`` when the path cannot hold a store: it is a file, its
+    parent does not exist, or it is not writable."""
+
+
+class ForeignDataError(StorageError):
+    """Raised by ``Store.open`` when the directory holds files that a virtual-actors
+    store did not write. Nothing in the directory is changed."""
+
+
+class SchemaVersionError(StorageError):
+    """Raised by ``Store.open`` when the store was written with a schema version this
+    code does not know (typically a newer release). Nothing is changed."""
+
+
+class ValueTooLargeError(StorageError, ValueError):
+    """Raised when a batch is submitted with a key or value over the limits. Raised at
+    submission, before anything is queued, so no other batch is affected."""
+
+
+class StoreFullError(StorageError):
+    """Raised for the batches of a commit that would grow the map past ``max_map_size``.
+    Committed data is intact and smaller commits keep working."""
+
+
+class CommitFailedError(StorageError):
+    """Raised for the batches of a commit that LMDB refused (an I/O error, a full disk).
+    Nothing of the failed commit is visible; earlier commits are intact."""
+
+
+class StoreClosedError(StorageError):
+    """Raised when a closed ``Store`` or writer is used."""
+
+
+class RecordDecodeError(StorageError):
+    """Raised when stored bytes do not decode as the expected record type."""
