@@ -4,6 +4,8 @@
 # and neither may import it. Storage errors are translated here into PersistenceError.
 """virtual-actors: embedded, durable virtual actors for trio and asyncio."""
 
+from ._context import Context, ObjectContext, ObjectSharedContext
+from ._definitions import Handler, Service, VirtualObject, Workflow, exclusive, handler, main, shared
 from ._errors import (
     ActorsError,
     DeadlockError,
@@ -15,15 +17,33 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
+from ._retry import RetryPolicy
+from ._runtime import InvocationHandle, Runtime, RuntimeStatistics, open_runtime
 
 __all__ = [
     "ActorsError",
+    "Context",
     "DeadlockError",
+    "Handler",
+    "InvocationHandle",
     "MailboxBrokenError",
     "NonDeterminismError",
+    "ObjectContext",
+    "ObjectSharedContext",
     "PersistenceError",
+    "RetryPolicy",
+    "Runtime",
     "RuntimeClosedError",
+    "RuntimeStatistics",
     "SerializationError",
+    "Service",
     "TerminalError",
     "UnknownHandlerError",
+    "VirtualObject",
+    "Workflow",
+    "exclusive",
+    "handler",
+    "main",
+    "open_runtime",
+    "shared",
 ]

@@ -1,4 +1,18 @@
-# The mailbox layer: per-key scheduling of invocations. A pure state machine decides what
-# may start (exclusive FIFO one at a time, shared at once) and a thin anyio driver runs
-# it. It may import `actors.storage`, never `actors` itself.
+# The mailbox layer: per-key scheduling of invocations. A pure state machine (`_state`)
+# decides what may start (exclusive work FIFO and one at a time, shared work at once) and
+# a thin driver (`_driver`) spawns what it admits. It knows nothing of handlers, contexts
+# or journals. It may import `actors.storage`; it never imports `actors` itself.
 """Per-key scheduling for virtual-actors."""
+
+from ._driver import Mailbox, Runner, Spawn
+from ._state import Envelope, MailboxCore, MailboxStateError, MailboxStatistics
+
+__all__ = [
+    "Envelope",
+    "Mailbox",
+    "MailboxCore",
+    "MailboxStateError",
+    "MailboxStatistics",
+    "Runner",
+    "Spawn",
+]

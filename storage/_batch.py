@@ -37,6 +37,9 @@ class WriteBatch:
 
     ops: list[tuple[_Op, Table, bytes, bytes | None]] = attrs.field(factory=list)
     nbytes: int = 0
+    #: Sequence number of an earlier batch this one was computed from (0: none). If that
+    #: batch failed, this one fails too instead of landing on state that never existed.
+    depends_on: int = 0
 
     def put(self, table: Table, key: bytes, value: bytes) -> None:
         """Set ``key`` to ``value`` in ``table``."""

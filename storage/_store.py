@@ -245,6 +245,7 @@ class Store:
         self._batches = 0
         self._closed = False
         self._broken: StorageError | None = None
+        self._failed_seqs: set[int] = set()  # failures are rare; kept for depends_on
         self._queue: queue.SimpleQueue[CommitTicket | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if commit_mode == "thread":
@@ -400,8 +401,11 @@ class Store:
             ticket = CommitTicket(self._submitted_seq, batch, waker)
         if self._thread is None:
             # Inline mode: the caller's thread owns the (short) write transaction.
-            ticket._error = self._apply([batch])
-            self._count_commit(1)
+            if self._fail_dependents([ticket]):
+                ticket._error = self._apply([batch])
+                self._count_commit(1)
+                if ticket._error is not None:
+                    self._failed_seqs.add(ticket.seq)
             self._durable_seq = ticket.seq
             ticket._done = True
             if ticket._thread_event is not None:
@@ -449,15 +453,40 @@ class Store:
                 return
 
     def _commit_group(self, group: list[CommitTicket]) -> None:
+        if self._failed_seqs:
+            group = self._fail_dependents(group)
+            if not group:
+                return
         error = self._apply([ticket.batch for ticket in group])
         self._count_commit(len(group))
-        if error is not None and len(group) > 1:
-            # Find out which batches fail on their own; the rest still land.
-            for ticket in group:
+        if error is None:
+            return
+        if len(group) == 1:
+            group[0]._error = error
+            self._failed_seqs.add(group[0].seq)
+            return
+        # Find out which batches fail on their own; the rest still land, in order.
+        for ticket in group:
+            if self._fail_dependents([ticket]):
                 ticket._error = self._apply([ticket.batch])
                 self._count_commit(1)
-        elif error is not None:
-            group[0]._error = error
+                if ticket._error is not None:
+                    self._failed_seqs.add(ticket.seq)
+
+    def _fail_dependents(self, group: list[CommitTicket]) -> list[CommitTicket]:
+        """Fail the tickets whose batch depends on a failed one; return the others."""
+        keep: list[CommitTicket] = []
+        for ticket in group:
+            depends_on = ticket.batch.depends_on
+            if depends_on and depends_on in self._failed_seqs:
+                ticket._error = CommitFailedError(
+                    f"batch #{ticket.seq} for {self.path} was not committed: it depends on "
+                    f"batch #{depends_on}, which failed"
+                )
+                self._failed_seqs.add(ticket.seq)
+            else:
+                keep.append(ticket)
+        return keep
 
     def _notify(self, group: list[CommitTicket]) -> None:
         self._durable_seq = group[-1].seq

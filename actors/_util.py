@@ -1,0 +1,37 @@
+"""Small shared helpers: no-public-constructor classes, invocation ids."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class NoPublicConstructor(type):
+    """Metaclass for runtime-created objects (contexts, handles): ``Cls(...)`` raises
+    ``TypeError``; the runtime builds them with ``Cls._create(...)``. As in trio."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__} has no public constructor")
+
+    def _create(cls: type[T], *args: Any, **kwargs: Any) -> T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def new_invocation_id() -> str:
+    """A random, URL-safe invocation id."""
+    return "inv_" + _b32(os.urandom(15))
+
+
+def derived_invocation_id(parent_id: str, index: int) -> str:
+    """The id of the ``index``-th call or send made by invocation ``parent_id``. The same
+    inputs give the same id, so a re-executed caller never delivers twice."""
+    digest = hashlib.blake2b(f"{parent_id}:{index}".encode(), digest_size=15).digest()
+    return "inv_" + _b32(digest)

@@ -1,0 +1,90 @@
+"""The thin driver that turns ``MailboxCore`` decisions into running tasks.
+
+This is the only mailbox module that touches the event loop, and it does so only
+through the ``spawn`` callable it is given (the runtime's task group ``start_soon``).
+Every state change happens in one scheduling quantum: call the core, then spawn what it
+admitted, with no await in between, so no other task can observe a half-made decision.
+
+There is no task per key: a key with nothing to do costs one small object, and a key
+the runtime drops costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from ._state import Envelope, MailboxCore, MailboxStatistics
+
+E = TypeVar("E", bound=Envelope)
+
+#: Runs one envelope. It must call ``release()`` once the key may be handed on (for an
+#: exclusive envelope: when its writes are queued for commit); the driver calls it when
+#: the runner returns or raises, if the runner did not.
+Runner = Callable[[E, Callable[[], None]], Awaitable[None]]
+Spawn = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+class Mailbox(Generic[E]):
+    """One key's mailbox. Not thread-safe: use it from its event loop only."""
+
+    __slots__ = ("_core", "_runner", "_spawn", "idle_since", "name")
+
+    def __init__(self, name: str, runner: Runner[E], spawn: Spawn) -> None:
+        self.name = name
+        self._core: MailboxCore[E] = MailboxCore()
+        self._runner = runner
+        self._spawn = spawn
+        self.idle_since: float | None = time.monotonic()
+
+    def deliver(self, envelope: E) -> None:
+        """Enqueue ``envelope``; start it now if the rules allow."""
+        self.idle_since = None
+        self._start(self._core.enqueue(envelope))
+
+    def cancel_queued(self, envelope: E) -> bool:
+        """Remove ``envelope`` if it has not started; True if it was removed."""
+        removed = self._core.remove_queued(envelope)
+        self._mark_if_idle()
+        return removed
+
+    @property
+    def running_exclusive(self) -> E | None:
+        """The exclusive envelope that holds the key now, if any."""
+        return self._core.running_exclusive
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing running."""
+        return self._core.idle
+
+    def statistics(self) -> MailboxStatistics:
+        """Queued and running counts."""
+        return self._core.statistics()
+
+    def _start(self, admitted: list[E]) -> None:
+        for envelope in admitted:
+            self._spawn(self._make_task(envelope))
+
+    def _make_task(self, envelope: E) -> Callable[[], Awaitable[None]]:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._start(self._core.finished(envelope))
+                self._mark_if_idle()
+
+        async def task() -> None:
+            try:
+                await self._runner(envelope, release)
+            finally:
+                release()
+
+        return task
+
+    def _mark_if_idle(self) -> None:
+        if self._core.idle and self.idle_since is None:
+            self.idle_since = time.monotonic()
