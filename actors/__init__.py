@@ -5,7 +5,16 @@
 """virtual-actors: embedded, durable virtual actors for trio and asyncio."""
 
 from ._context import Context, ObjectContext, ObjectSharedContext
-from ._definitions import Handler, Service, VirtualObject, Workflow, exclusive, handler, main, shared
+from ._definitions import (
+    Handler,
+    Service,
+    VirtualObject,
+    Workflow,
+    exclusive,
+    handler,
+    main,
+    shared,
+)
 from ._errors import (
     ActorsError,
     DeadlockError,

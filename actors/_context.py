@@ -8,14 +8,15 @@ key and no state. Contexts are created by the runtime only.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from ._definitions import Handler
-    from ._runtime import InvocationHandle, _Invocation, _Runtime
+    from ._runtime import InvocationHandle, Runtime, _Invocation
 
 T = TypeVar("T")
 OutT = TypeVar("OutT")
@@ -28,7 +29,7 @@ class Context(metaclass=NoPublicConstructor):
 
     __slots__ = ("_inv", "_rt")
 
-    def __init__(self, runtime: _Runtime, invocation: _Invocation) -> None:
+    def __init__(self, runtime: Runtime, invocation: _Invocation) -> None:
         self._rt = runtime
         self._inv = invocation
 

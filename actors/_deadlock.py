@@ -18,9 +18,12 @@ exclusive invocation starts, and an invocation that is just starting waits on no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 Node = tuple[str, str]  # ("key", "Actor/key") or ("inv", invocation_id)
 

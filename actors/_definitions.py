@@ -2,9 +2,8 @@
 
 A handler is an ``async def`` method taking ``self``, a context and at most one input,
 with annotated input and return types. The decorators (``exclusive``, ``shared``,
-``handler``, ``main``) wrap it in a ``Handler`` descriptor: accessed on the class
-(``Counter.add``) it is the reference users pass to ``call``/``send``; accessed on an
-instance it is the plain bound method.
+``handler``, ``main``) replace it with a ``Handler`` object: ``Counter.add`` is the
+reference users pass to ``call``/``send``, and it keeps the function in ``fn``.
 
 Validation happens as early as it can: the signature when the decorator runs, the
 class-level rules (which kinds an actor may have, duplicate names, a workflow's single
@@ -40,8 +39,9 @@ _NO_INPUT: Any = inspect.Parameter.empty
 
 
 class Handler(Generic[InT, OutT]):
-    """A declared handler. ``Counter.add`` on the class is this object; pass it to
-    ``rt.call``/``ctx.call``. Created by the decorators only."""
+    """A declared handler. ``Counter.add`` is this object; pass it to ``rt.call`` or
+    ``ctx.call``. Created by the decorators only. The runtime calls the wrapped function
+    itself (``fn``) with the actor instance, a context and the input."""
 
     __slots__ = (
         "_annotations_resolved",
@@ -75,7 +75,9 @@ class Handler(Generic[InT, OutT]):
                     f"'{param.name}' is not a plain positional parameter"
                 )
         if len(params) < 2:
-            raise TypeError(f"handler {where} must take self and a context (and optionally one input)")
+            raise TypeError(
+                f"handler {where} must take self and a context (and optionally one input)"
+            )
         if len(params) > 3:
             extra = ", ".join(p.name for p in params[2:])
             raise TypeError(f"handler {where} takes at most one input, but declares {extra}")
@@ -88,7 +90,9 @@ class Handler(Generic[InT, OutT]):
         self._has_input = len(params) == 3
         self._input_param = params[2] if self._has_input else None
         if self._input_param is not None and self._input_param.annotation is _NO_INPUT:
-            raise TypeError(f"handler {where}: input '{self._input_param.name}' has no type annotation")
+            raise TypeError(
+                f"handler {where}: input '{self._input_param.name}' has no type annotation"
+            )
         if inspect.signature(fn).return_annotation is inspect.Signature.empty:
             raise TypeError(f"handler {where} has no return type annotation (use '-> None')")
         self.kind: HandlerKind | None = None  # set when the owning class is checked
@@ -104,19 +108,7 @@ class Handler(Generic[InT, OutT]):
 
     def __set_name__(self, owner: type, attr: str) -> None:
         if self.owner is None:
-            self.owner = owner  # type: ignore[assignment]
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> Handler[InT, OutT]: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> Callable[..., Awaitable[OutT]]: ...
-    def __get__(
-        self, obj: object | None, owner: type
-    ) -> Handler[InT, OutT] | Callable[..., Awaitable[OutT]]:
-        if obj is None:
-            return self
-        bound: Callable[..., Awaitable[OutT]] = self.fn.__get__(obj, owner)
-        return bound
+            self.owner = owner
 
     def resolve_annotations(self, localns: dict[str, Any] | None = None) -> None:
         """Evaluate the input and output annotations (forward references included)."""
@@ -140,7 +132,11 @@ class Handler(Generic[InT, OutT]):
     @property
     def qualname(self) -> str:
         """``Actor.handler`` for messages."""
-        actor = self.owner.actor_name if self.owner is not None and hasattr(self.owner, "actor_name") else "?"
+        actor = (
+            self.owner.actor_name
+            if self.owner is not None and hasattr(self.owner, "actor_name")
+            else "?"
+        )
         return f"{actor}.{self.name}"
 
     def __repr__(self) -> str:
@@ -357,7 +353,9 @@ def registration_entry(item: type[Actor] | Actor) -> ActorEntry:
     """Turn an item of ``open_runtime``'s actor list into an entry, checking it."""
     if isinstance(item, type):
         if not issubclass(item, Actor):
-            raise TypeError(f"{item.__name__} is not an actor class (subclass actors.VirtualObject, Service or Workflow)")
+            raise TypeError(
+                f"{item.__name__} is not an actor class (subclass actors.VirtualObject, Service or Workflow)"
+            )
         cls = item
         item.check_registration()
         try:

@@ -28,11 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from os import PathLike
-from typing import Any, Literal, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, final, overload
 
 import anyio
 import anyio.abc
@@ -62,7 +60,6 @@ from ._deadlock import Node, WaitForGraph
 from ._definitions import Actor, ActorEntry, Handler, registration_entry
 from ._errors import (
     DeadlockError,
-    PersistenceError,
     RuntimeClosedError,
     SerializationError,
     TerminalError,
@@ -72,6 +69,10 @@ from ._errors import (
 from ._retry import RetryPolicy
 from ._serde import check_value, decode_value, encode_value
 from ._util import NoPublicConstructor, derived_invocation_id, new_invocation_id
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+    from os import PathLike
 
 logger = logging.getLogger("actors")
 
@@ -108,7 +109,9 @@ class _Invocation:
     def exclusive(self) -> bool:
         return self.spec.kind == "exclusive" or self.spec.kind == "main"
 
-    def record(self, status: InvocationStatus, outcome: Outcome | None, now: float) -> InvocationRecord:
+    def record(
+        self, status: InvocationStatus, outcome: Outcome | None, now: float
+    ) -> InvocationRecord:
         return InvocationRecord(
             invocation_id=self.invocation_id,
             target=self.target,
@@ -151,7 +154,11 @@ class InvocationHandle(metaclass=NoPublicConstructor):
     __slots__ = ("_rt", "_spec", "invocation_id", "status")
 
     def __init__(
-        self, runtime: _Runtime, invocation_id: str, status: InvocationStatusName, spec: Handler[Any, Any]
+        self,
+        runtime: Runtime,
+        invocation_id: str,
+        status: InvocationStatusName,
+        spec: Handler[Any, Any],
     ) -> None:
         self._rt = runtime
         self._spec = spec
@@ -180,8 +187,18 @@ def _delay_seconds(delay: timedelta | float | None) -> float:
     return seconds
 
 
-class _Runtime(metaclass=NoPublicConstructor):
-    """Implementation of ``Runtime``; see the module docstring."""
+@final
+class Runtime(metaclass=NoPublicConstructor):
+    """An open runtime; created by ``open_runtime``.
+
+    Guarantees:
+      * ``send`` returns only once the invocation is durably recorded; it then completes
+        exactly once, resuming after a crash or restart from its recorded input.
+      * ``call`` waits for the result, which is returned only once the invocation's
+        completion (its state writes included) is durable.
+      * Per key, exclusive handlers run one at a time, in acceptance order; shared
+        handlers start at once and read committed state only.
+    """
 
     def __init__(
         self,
@@ -207,11 +224,31 @@ class _Runtime(metaclass=NoPublicConstructor):
         self._timers_changed = anyio.Event()
         self._timers: list[tuple[float, str]] = []
 
-    # --- public API (documented on Runtime) ---------------------------------------------
+    # --- public API ------------------------------------------------------------------------
 
+    @overload
+    async def call(self, target: Handler[Any, OutT], /, *, key: str | None = None) -> OutT: ...
+    @overload
+    async def call(
+        self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
+    ) -> OutT: ...
     async def call(
         self, target: Handler[Any, OutT], arg: object = _NO_ARG, /, *, key: str | None = None
     ) -> OutT:
+        """Invoke ``target`` (e.g. ``Counter.add``) with ``arg`` on ``key`` and wait for
+        its result.
+
+        Waits for a free slot when ``max_in_flight`` invocations are held in memory
+        (backpressure).
+
+        Raises:
+          UnknownHandlerError: the actor is not registered or has no such handler.
+          TypeError: a key given to a service, missing for an object, or an input given
+            to a handler that takes none (or missing).
+          SerializationError: ``arg`` does not convert to the handler's input type.
+          TerminalError: the handler failed; same message and status code.
+          PersistenceError: the result could not be made durable.
+        """
         self._check_open()
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
@@ -239,6 +276,12 @@ class _Runtime(metaclass=NoPublicConstructor):
         key: str | None = None,
         delay: timedelta | float | None = None,
     ) -> InvocationHandle:
+        """Accept an invocation without waiting for it; ``delay`` postpones its start.
+
+        Returns once the invocation is durably recorded, with a handle whose
+        ``result()`` waits for the outcome. Raises like ``call`` for bad input, and
+        ``ValueError`` for a negative delay; nothing is stored for rejected input.
+        """
         self._check_open()
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
@@ -262,12 +305,14 @@ class _Runtime(metaclass=NoPublicConstructor):
         return InvocationHandle._create(self, inv.invocation_id, "Accepted", spec)
 
     async def attach(self, invocation_id: str) -> Any:
+        """Wait for the result of the invocation ``invocation_id``."""
         self._check_open()
         inv = self._invocations.get(invocation_id)
         spec = inv.spec if inv is not None else self._stored_spec(invocation_id)
         return await self._await_result(invocation_id, spec)
 
     def statistics(self) -> RuntimeStatistics:
+        """In-memory load: invocations held, active keys, queued exclusive work."""
         return RuntimeStatistics(
             in_flight=len(self._invocations),
             activations=len(self._activations),
@@ -278,6 +323,9 @@ class _Runtime(metaclass=NoPublicConstructor):
 
     # --- resolution and input -------------------------------------------------------------
 
+    def _spawn(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._tg.start_soon(task)
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeClosedError("the runtime is closed")
@@ -286,9 +334,7 @@ class _Runtime(metaclass=NoPublicConstructor):
         self, target: Handler[Any, Any], key: str | None
     ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
         if not isinstance(target, Handler):
-            raise TypeError(
-                f"call target must be a handler such as Counter.add, not {target!r}"
-            )
+            raise TypeError(f"call target must be a handler such as Counter.add, not {target!r}")
         owner = target.owner
         actor_name = owner.actor_name if owner is not None and issubclass(owner, Actor) else "?"
         entry = self._entries.get(actor_name)
@@ -315,7 +361,9 @@ class _Runtime(metaclass=NoPublicConstructor):
     def _target(entry: ActorEntry, spec: Handler[Any, Any], key: str | None) -> Target:
         if entry.cls.actor_kind == "service":
             if key is not None:
-                raise TypeError(f"{entry.name} is a service: its handlers take no key (got key={key!r})")
+                raise TypeError(
+                    f"{entry.name} is a service: its handlers take no key (got key={key!r})"
+                )
             return Target(entry.name, spec.name, None)
         if key is None:
             what = "object" if entry.cls.actor_kind == "object" else "workflow"
@@ -331,7 +379,9 @@ class _Runtime(metaclass=NoPublicConstructor):
                 raise TypeError(f"{spec.qualname} takes no input, but one was given")
             return b"null", _NO_ARG
         if arg is _NO_ARG:
-            raise TypeError(f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given")
+            raise TypeError(
+                f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given"
+            )
         return check_value(arg, spec.input_type, f"input of {spec.qualname}")
 
     # --- acceptance and dispatch -------------------------------------------------------------
@@ -352,7 +402,9 @@ class _Runtime(metaclass=NoPublicConstructor):
         else:
             self._dispatch(inv)
 
-    def _add_acceptance(self, inv: _Invocation, batch: WriteBatch, not_before: float | None) -> None:
+    def _add_acceptance(
+        self, inv: _Invocation, batch: WriteBatch, not_before: float | None
+    ) -> None:
         seq = self._next_inbox_seq
         self._next_inbox_seq += 1
         key_part: str | bytes = inv.target.key if inv.target.key is not None else b""
@@ -376,7 +428,7 @@ class _Runtime(metaclass=NoPublicConstructor):
     def _activation(self, actor: str, key: str) -> _Activation:
         activation = self._activations.get((actor, key))
         if activation is None:
-            mailbox: Mailbox[_Invocation] = Mailbox(f"{actor}/{key}", self._run, self._tg.start_soon)
+            mailbox: Mailbox[_Invocation] = Mailbox(f"{actor}/{key}", self._run, self._spawn)
             activation = _Activation(mailbox)
             self._activations[(actor, key)] = activation
         activation.last_used = anyio.current_time()
@@ -428,8 +480,10 @@ class _Runtime(metaclass=NoPublicConstructor):
             if spec.has_input and inv.arg is _UNDECODED:
                 inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
             ctx = self._context_for(inv)
-            method = spec.fn.__get__(inv.entry.instance, inv.entry.cls)
-            result = await (method(ctx, inv.arg) if spec.has_input else method(ctx))
+            instance = inv.entry.instance
+            result = await (
+                spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
+            )
             value = encode_value(result, spec.output_type, f"output of {spec.qualname}")
             return Success(value), True
         except TerminalError as exc:
@@ -527,7 +581,9 @@ class _Runtime(metaclass=NoPublicConstructor):
         record = self._load_record(invocation_id)
         if record is None:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
-        _, spec, _ = self.resolve_name(record.target.actor, record.target.handler, record.target.key)
+        _, spec, _ = self.resolve_name(
+            record.target.actor, record.target.handler, record.target.key
+        )
         return spec
 
     # --- state ----------------------------------------------------------------------------------
@@ -537,7 +593,9 @@ class _Runtime(metaclass=NoPublicConstructor):
         await anyio.lowlevel.checkpoint()
         if data is None:
             return None
-        return decode_value(data, annotation, f"state {name!r} of {inv.target.actor}/{inv.target.key}")
+        return decode_value(
+            data, annotation, f"state {name!r} of {inv.target.actor}/{inv.target.key}"
+        )
 
     def _read_state(self, inv: _Invocation, name: str) -> bytes | None:
         if inv.exclusive:
@@ -621,7 +679,9 @@ class _Runtime(metaclass=NoPublicConstructor):
 
     # --- calls between actors -------------------------------------------------------------------
 
-    async def _ctx_call(self, caller: _Invocation, target: Handler[Any, Any], arg: object, key: str | None) -> Any:
+    async def _ctx_call(
+        self, caller: _Invocation, target: Handler[Any, Any], arg: object, key: str | None
+    ) -> Any:
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
         callee_id = derived_invocation_id(caller.invocation_id, caller.next_child)
@@ -634,7 +694,9 @@ class _Runtime(metaclass=NoPublicConstructor):
                 return self._decode_outcome(record.outcome, spec)
         waiter: Node = ("inv", caller.invocation_id)
         waited: Node = (
-            ("key", f"{tgt.actor}/{tgt.key}") if spec.kind in ("exclusive", "main") else ("inv", callee_id)
+            ("key", f"{tgt.actor}/{tgt.key}")
+            if spec.kind in ("exclusive", "main")
+            else ("inv", callee_id)
         )
         cycle = self._graph.find_cycle(waiter, waited)
         if cycle is not None:
@@ -698,7 +760,11 @@ class _Runtime(metaclass=NoPublicConstructor):
             inv = self._invocations.get(node[1])
             if inv is None:
                 return node[1]
-            where = f"{inv.target.actor}/{inv.target.key}" if inv.target.key is not None else inv.target.actor
+            where = (
+                f"{inv.target.actor}/{inv.target.key}"
+                if inv.target.key is not None
+                else inv.target.actor
+            )
             return f"{where}.{inv.spec.name}"
 
         return self._graph.describe(cycle, name)
@@ -744,7 +810,9 @@ class _Runtime(metaclass=NoPublicConstructor):
             if record is None or record.outcome is not None:
                 continue
             try:
-                entry, spec, tgt = self.resolve_name(record.target.actor, record.target.handler, record.target.key)
+                entry, spec, tgt = self.resolve_name(
+                    record.target.actor, record.target.handler, record.target.key
+                )
             except (UnknownHandlerError, TypeError) as exc:
                 logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
                 continue
@@ -774,7 +842,11 @@ class _Runtime(metaclass=NoPublicConstructor):
             await anyio.sleep(interval)
             cutoff = anyio.current_time() - self._idle_timeout
             for key, activation in list(self._activations.items()):
-                if activation.mailbox.idle and not activation.pending_commits and activation.last_used <= cutoff:
+                if (
+                    activation.mailbox.idle
+                    and not activation.pending_commits
+                    and activation.last_used <= cutoff
+                ):
                     del self._activations[key]
 
     def _log(self, event: str, inv: _Invocation) -> None:
@@ -791,70 +863,6 @@ class _Runtime(metaclass=NoPublicConstructor):
 
 def _noop() -> None:
     pass
-
-
-@final
-class Runtime(_Runtime):
-    """An open runtime; created by ``open_runtime``.
-
-    Guarantees:
-      * ``send`` returns only once the invocation is durably recorded; it then completes
-        exactly once, resuming after a crash or restart from its recorded input.
-      * ``call`` waits for the result, which is returned only once the invocation's
-        completion (its state writes included) is durable.
-      * Per key, exclusive handlers run one at a time, in acceptance order; shared
-        handlers start at once and read committed state only.
-    """
-
-    @overload
-    async def call(self, target: Handler[Any, OutT], /, *, key: str | None = None) -> OutT: ...
-    @overload
-    async def call(
-        self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
-    ) -> OutT: ...
-    async def call(
-        self, target: Handler[Any, OutT], arg: object = _NO_ARG, /, *, key: str | None = None
-    ) -> OutT:
-        """Invoke ``target`` (e.g. ``Counter.add``) with ``arg`` on ``key`` and wait for
-        its result.
-
-        Waits for a free slot when ``max_in_flight`` invocations are held in memory
-        (backpressure).
-
-        Raises:
-          UnknownHandlerError: the actor is not registered or has no such handler.
-          TypeError: a key given to a service, missing for an object, or an input given
-            to a handler that takes none (or missing).
-          SerializationError: ``arg`` does not convert to the handler's input type.
-          TerminalError: the handler failed; same message and status code.
-          PersistenceError: the result could not be made durable.
-        """
-        return await super().call(target, arg, key=key)
-
-    async def send(
-        self,
-        target: Handler[Any, Any],
-        arg: object = _NO_ARG,
-        /,
-        *,
-        key: str | None = None,
-        delay: timedelta | float | None = None,
-    ) -> InvocationHandle:
-        """Accept an invocation without waiting for it; ``delay`` postpones its start.
-
-        Returns once the invocation is durably recorded, with a handle whose
-        ``result()`` waits for the outcome. Raises like ``call`` for bad input, and
-        ``ValueError`` for a negative delay; nothing is stored for rejected input.
-        """
-        return await super().send(target, arg, key=key, delay=delay)
-
-    async def attach(self, invocation_id: str) -> Any:
-        """Wait for the result of the invocation ``invocation_id``."""
-        return await super().attach(invocation_id)
-
-    def statistics(self) -> RuntimeStatistics:
-        """In-memory load: invocations held, active keys, queued exclusive work."""
-        return super().statistics()
 
 
 @asynccontextmanager
@@ -918,5 +926,3 @@ async def open_runtime(
                 tg.cancel_scope.cancel()
     finally:
         await store.aclose()
-
-

@@ -25,7 +25,7 @@ ANY: Final = object
 def _strict(expected: type, accept: tuple[type, ...]) -> Any:
     def structure(value: object, _: type) -> object:
         if type(value) in accept:
-            return expected(value) if expected is float else value
+            return float(value) if expected is float else value  # type: ignore[arg-type]
         raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
 
     return structure

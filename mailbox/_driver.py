@@ -12,8 +12,8 @@ the runtime drops costs nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 from ._state import Envelope, MailboxCore, MailboxStatistics
 
@@ -23,7 +23,7 @@ E = TypeVar("E", bound=Envelope)
 #: exclusive envelope: when its writes are queued for commit); the driver calls it when
 #: the runner returns or raises, if the runner did not.
 Runner = Callable[[E, Callable[[], None]], Awaitable[None]]
-Spawn = Callable[[Callable[[], Awaitable[None]]], None]
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 
 
 class Mailbox(Generic[E]):
@@ -67,7 +67,7 @@ class Mailbox(Generic[E]):
         for envelope in admitted:
             self._spawn(self._make_task(envelope))
 
-    def _make_task(self, envelope: E) -> Callable[[], Awaitable[None]]:
+    def _make_task(self, envelope: E) -> Callable[[], Coroutine[Any, Any, None]]:
         released = False
 
         def release() -> None:

@@ -94,7 +94,9 @@ class MailboxCore(Generic[E]):
         try:
             self._running_shared.remove(id(envelope))
         except KeyError:
-            raise MailboxStateError("finished() for a shared envelope that is not running") from None
+            raise MailboxStateError(
+                "finished() for a shared envelope that is not running"
+            ) from None
         return []
 
     def remove_queued(self, envelope: E) -> bool:

@@ -28,13 +28,13 @@ def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=False)
     # Tuples are written as msgpack arrays and must come back as tuples.
     configure_tagged_union(
-        Outcome,  # type: ignore[arg-type]
+        Outcome,
         converter,
         tag_generator=OUTCOME_TAGS.__getitem__,
         tag_name="t",
     )
     configure_tagged_union(
-        JournalEntry,  # type: ignore[arg-type]
+        JournalEntry,
         converter,
         tag_generator=JOURNAL_TAGS.__getitem__,
         tag_name="t",
@@ -55,7 +55,7 @@ def dumps(record: object) -> bytes:
 
 def dumps_entry(entry: JournalEntry) -> bytes:
     """Encode a journal entry with its union tag."""
-    return _encoder.encode(_converter.unstructure(entry, JournalEntry))  # type: ignore[arg-type]
+    return _encoder.encode(_converter.unstructure(entry, JournalEntry))
 
 
 def loads(cls: type[T], data: bytes) -> T:
@@ -63,9 +63,7 @@ def loads(cls: type[T], data: bytes) -> T:
     try:
         return _converter.structure(_decoder.decode(data), cls)
     except Exception as exc:
-        raise RecordDecodeError(
-            f"stored bytes do not decode as {cls.__name__}: {exc!r}"
-        ) from exc
+        raise RecordDecodeError(f"stored bytes do not decode as {cls.__name__}: {exc!r}") from exc
 
 
 def loads_entry(data: bytes) -> JournalEntry:

@@ -20,7 +20,10 @@ mixed types, so that choice is ours and only has to be stable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 KeyPart = str | int | bytes
 KeyTuple = tuple[KeyPart, ...]

@@ -169,8 +169,8 @@ class ReadView:
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         """The value of ``key`` in ``table``, or None."""
-        value: bytes | None = self._txn.get(key, db=self._dbs[table])
-        return value
+        value = self._txn.get(key, db=self._dbs[table])
+        return None if value is None else bytes(value)
 
     def scan(
         self,
@@ -189,9 +189,9 @@ class ReadView:
             return out
         end = prefix_end(prefix) if prefix else None
         for key, value in cursor.iternext():
-            if end is not None and key >= end:
+            if end is not None and bytes(key) >= end:
                 break
-            out.append((key, value))
+            out.append((bytes(key), bytes(value)))
             if limit is not None and len(out) >= limit:
                 break
         return out
@@ -588,13 +588,14 @@ def _apply_ops(txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], batch: W
     for op, table, key, value in batch.ops:
         db = dbs[table]
         if op is _Op.PUT:
+            assert value is not None
             txn.put(key, value, db=db)
         elif op is _Op.DELETE:
             txn.delete(key, db=db)
         else:
             cursor = txn.cursor(db=db)
             if cursor.set_range(key):
-                while cursor.key().startswith(key):
+                while bytes(cursor.key()).startswith(key):
                     if not cursor.delete():
                         break
 
@@ -610,7 +611,9 @@ def _check_location(root: Path) -> None:
         try:
             root.mkdir(parents=True)
         except OSError as exc:
-            raise StoreLocationError(f"cannot create store directory {root}: {exc.strerror}") from exc
+            raise StoreLocationError(
+                f"cannot create store directory {root}: {exc.strerror}"
+            ) from exc
         return
     try:
         entries = set(os.listdir(root))
@@ -636,7 +639,9 @@ def _take_lock(root: Path) -> int:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise StoreLocationError(f"store directory {root} is read-only: {exc.strerror}") from exc
+            raise StoreLocationError(
+                f"store directory {root} is read-only: {exc.strerror}"
+            ) from exc
         raise StoreLocationError(f"cannot open lock file {lock_path}: {exc.strerror}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
