@@ -1,0 +1,1 @@
+"""Benchmarks. Run each as a script: ``.venv/bin/python bench/storage.py``."""
