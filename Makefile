@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python examples/01_counter.py
 	$(BIN)/python examples/00_storage.py
 
 lint: $(STAMP)
@@ -34,6 +35,7 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/objects.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

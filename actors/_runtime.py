@@ -906,6 +906,7 @@ async def open_runtime(
         store = Store.open(path, durability=durability, commit_mode=commit_mode)
     except StorageError as exc:
         raise persistence_error(exc) from exc
+    body_error: BaseException | None = None
     try:
         async with anyio.create_task_group() as tg:
             runtime = Runtime._create(
@@ -921,8 +922,17 @@ async def open_runtime(
             tg.start_soon(runtime._timer_loop)
             try:
                 yield runtime
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 runtime._closed = True
                 tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The runtime's own tasks never fail, so a group holding only the body's error
+        # is an artifact of the task group: give the caller back their own exception.
+        if body_error is not None and group.exceptions == (body_error,):
+            raise body_error from None
+        raise
     finally:
         await store.aclose()
