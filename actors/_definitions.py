@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
+InT_contra = TypeVar("InT_contra", contravariant=True)
+OutT_co = TypeVar("OutT_co", covariant=True)
 CtxT = TypeVar("CtxT", contravariant=True)
 
 #: How a handler was declared. ``handler`` becomes ``exclusive`` on a VirtualObject and
@@ -38,7 +40,7 @@ ActorKind = Literal["object", "service", "workflow"]
 _NO_INPUT: Any = inspect.Parameter.empty
 
 
-class Handler(Generic[InT, OutT]):
+class Handler(Generic[InT_contra, OutT_co]):
     """A declared handler. ``Counter.add`` is this object; pass it to ``rt.call`` or
     ``ctx.call``. Created by the decorators only. The runtime calls the wrapped function
     itself (``fn``) with the actor instance, a context and the input."""

@@ -41,8 +41,8 @@ trio.run(main, sys.argv[1])
 """
 
 
-async def main(data_dir: Path) -> None:
-    print(f"data directory: {data_dir}")
+def crash_a_writer(data_dir: Path) -> list[int]:
+    """Run the child, SIGKILL it after 2000 acknowledged records; return those."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE, text=True
     )
@@ -55,7 +55,10 @@ async def main(data_dir: Path) -> None:
             break
     child.wait()
     print(f"child acknowledged {len(acknowledged)} records, then was killed with SIGKILL")
+    return acknowledged
 
+
+async def reopen_and_check(data_dir: Path, acknowledged: list[int]) -> None:
     with Store.open(data_dir) as store:
         stored = {decode_key(k)[1] for k, _ in store.scan(Table.JOURNAL, encode_key(("demo",)))}
         missing = [i for i in acknowledged if i not in stored]
@@ -72,9 +75,15 @@ async def main(data_dir: Path) -> None:
     print("every acknowledged record survived the crash")
 
 
+def main(data_dir: Path) -> None:
+    print(f"data directory: {data_dir}")
+    acknowledged = crash_a_writer(data_dir)
+    trio.run(reopen_and_check, data_dir, acknowledged)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1:
-        trio.run(main, Path(sys.argv[1]))
+        main(Path(sys.argv[1]))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            trio.run(main, Path(tmp) / "store")
+            main(Path(tmp) / "store")
