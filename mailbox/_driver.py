@@ -11,7 +11,6 @@ the runtime drops costs nothing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
@@ -29,25 +28,21 @@ Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 class Mailbox(Generic[E]):
     """One key's mailbox. Not thread-safe: use it from its event loop only."""
 
-    __slots__ = ("_core", "_runner", "_spawn", "idle_since", "name")
+    __slots__ = ("_core", "_runner", "_spawn", "name")
 
     def __init__(self, name: str, runner: Runner[E], spawn: Spawn) -> None:
         self.name = name
         self._core: MailboxCore[E] = MailboxCore()
         self._runner = runner
         self._spawn = spawn
-        self.idle_since: float | None = time.monotonic()
 
     def deliver(self, envelope: E) -> None:
         """Enqueue ``envelope``; start it now if the rules allow."""
-        self.idle_since = None
         self._start(self._core.enqueue(envelope))
 
     def cancel_queued(self, envelope: E) -> bool:
         """Remove ``envelope`` if it has not started; True if it was removed."""
-        removed = self._core.remove_queued(envelope)
-        self._mark_if_idle()
-        return removed
+        return self._core.remove_queued(envelope)
 
     @property
     def running_exclusive(self) -> E | None:
@@ -75,7 +70,6 @@ class Mailbox(Generic[E]):
             if not released:
                 released = True
                 self._start(self._core.finished(envelope))
-                self._mark_if_idle()
 
         async def task() -> None:
             try:
@@ -84,7 +78,3 @@ class Mailbox(Generic[E]):
                 release()
 
         return task
-
-    def _mark_if_idle(self) -> None:
-        if self._core.idle and self.idle_since is None:
-            self.idle_since = time.monotonic()

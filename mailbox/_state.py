@@ -101,11 +101,12 @@ class MailboxCore(Generic[E]):
 
     def remove_queued(self, envelope: E) -> bool:
         """Drop a queued (not yet started) exclusive envelope; True if it was queued."""
-        try:
-            self._queued.remove(envelope)
-        except ValueError:
-            return False
-        return True
+        # By identity, like finished(): envelopes may compare equal by value.
+        for index, queued in enumerate(self._queued):
+            if queued is envelope:
+                del self._queued[index]
+                return True
+        return False
 
     @property
     def running_exclusive(self) -> E | None:

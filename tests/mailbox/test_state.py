@@ -231,10 +231,6 @@ def test_MailboxCore_remove_queued_does_not_admit() -> None:
     assert core.next_admissible() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: remove_queued uses deque.remove, i.e. ==, not identity",
-)
 def test_MailboxCore_remove_queued_by_identity() -> None:
     # Envelopes that compare equal are still different units of work: removing one must
     # not remove another (``finished`` already goes by identity).
