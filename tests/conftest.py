@@ -15,7 +15,7 @@ import asyncio
 import functools
 import inspect
 import os
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -27,7 +27,9 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default")
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,7 +62,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     kwargs: dict[str, Any] = {k: v for k, v in pyfuncitem.funcargs.items() if k in wanted}
     backend = pyfuncitem.callspec.params["async_backend"]
     if backend == "trio":
-        clock = pyfuncitem.funcargs.get("autojump_clock")
+        clock = cast("trio.abc.Clock | None", pyfuncitem.funcargs.get("autojump_clock"))
         trio.run(functools.partial(fn, **kwargs), clock=clock)
     else:
         asyncio.run(fn(**kwargs))
