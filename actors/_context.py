@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    import random
+    import uuid
+    from collections.abc import Awaitable, Callable
     from datetime import timedelta
 
     from ._definitions import Handler
-    from ._runtime import InvocationHandle, Runtime, _Invocation
+    from ._invocation import Invocation
+    from ._retry import RetryPolicy
+    from ._runtime import InvocationHandle, Runtime
 
 T = TypeVar("T")
 OutT = TypeVar("OutT")
@@ -29,14 +34,55 @@ class Context(metaclass=NoPublicConstructor):
 
     __slots__ = ("_inv", "_rt")
 
-    def __init__(self, runtime: Runtime, invocation: _Invocation) -> None:
+    def __init__(self, runtime: Runtime, invocation: Invocation) -> None:
         self._rt = runtime
         self._inv = invocation
 
     @property
     def invocation_id(self) -> str:
         """The id of the running invocation."""
-        return self._inv.invocation_id
+        invocation_id: str = self._inv.invocation_id
+        return invocation_id
+
+    async def run(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        /,
+        *args: object,
+        retry: RetryPolicy | None = None,
+        type: type[T] | None = None,
+    ) -> T:
+        """Run ``fn(*args)`` as a durable step named ``name`` and return its result.
+
+        The body runs only once everything the invocation did before is durable, and
+        its result (or terminal failure) is journaled: after a crash the step returns the
+        recorded value without running again. The body runs again only if the crash came
+        before its result was durable, and then with the same inputs.
+
+        An ``async def`` body runs on the event loop; a plain function runs on a worker
+        thread, so it may block. A body raising ``TerminalError`` fails the step at once;
+        other exceptions are retried with ``retry`` (else the handler's, else the
+        runtime's policy) and, when attempts run out, raised in the handler as
+        ``TerminalError``. The result is converted through ``type`` or ``fn``'s return
+        annotation, and the handler gets the stored form (as a replay would). The body
+        must not use the context.
+        """
+        result: T = await self._rt._ctx_run(self._inv, name, fn, args, retry, type)
+        return result
+
+    async def time(self) -> float:
+        """The current time (seconds since the epoch), journaled: a replay sees the same."""
+        return await self._rt._ctx_time(self._inv)
+
+    def random(self) -> random.Random:
+        """A ``random.Random`` seeded from the invocation id: the same sequence on every
+        attempt and replay, different per invocation."""
+        return self._rt._ctx_random(self._inv)
+
+    def uuid(self) -> uuid.UUID:
+        """A version-4 UUID drawn from ``random()``: stable across replays."""
+        return self._rt._ctx_uuid(self._inv)
 
     @overload
     async def call(self, target: Handler[Any, OutT], /, *, key: str | None = None) -> OutT: ...

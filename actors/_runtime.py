@@ -1,33 +1,49 @@
-"""The embedded runtime: accepts invocations, schedules them per key, runs handlers,
-and makes their results durable before anyone sees them.
+"""The embedded runtime: accepts invocations, schedules them per key, runs handlers
+against their journals, and makes every effect durable before anyone can see it.
 
 Life of an invocation
 ---------------------
 1. *Accept.* ``send`` writes the invocation record and an ``inbox`` entry (the per-key
    FIFO of unfinished work) in one batch and returns once it is durable. ``call`` is
-   lazier: nobody can observe a call before its result, so its record is written with
-   its completion, in the same batch (one commit per call, not two). If the process
-   dies before that commit, the caller died with it and was never answered.
+   lazier: nothing about a call is visible before its first effect, so its acceptance
+   is written with its first flush (often its completion: one commit per call). If the
+   process dies first, the caller died with it and was never answered.
 2. *Schedule.* The invocation goes to its key's ``Mailbox`` (services run at once).
-3. *Run.* The handler runs with a context; exclusive state writes are buffered in the
-   invocation and read back by it.
-4. *Complete.* State writes, the completed record and the inbox deletion go in ONE
-   batch. An exclusive invocation releases its key as soon as that batch is queued, so
-   the next one starts on the not-yet-durable writes through the key's overlay
-   (pipelining: one key is not capped at one fsync per invocation). Its batch declares
-   ``depends_on`` the previous one, so it never lands on a commit that failed.
-5. *Answer.* The caller is woken only when the completion batch is durable (the output
-   gate). Shared handlers read LMDB directly, so they see committed state only.
+3. *Run an attempt.* The handler runs from the start against its durable journal:
+   recorded operations return their recorded values (replay), later ones run live and
+   append entries (see ``_invocation``). State writes are buffered in the invocation.
+4. *Flush at the output gate.* Before an externally visible effect (a ``ctx.run`` body,
+   a delivered call or send) the invocation's new journal entries and state writes are
+   written in ONE batch and the effect waits until that batch, and every batch before it
+   on the same key, is durable.
+5. *Complete.* The last entries, state writes, the completed record, the inbox deletion
+   and (for a ``ctx.call``) the caller's journal entry go in one batch. An exclusive
+   invocation releases its key as soon as that batch is queued, so the next one starts on
+   the not-yet-durable writes through the key's overlay (pipelining: one key is not
+   capped at one fsync per invocation). Every batch of a key ``depends_on`` the previous
+   one, so nothing lands on top of a commit that failed.
+6. *Answer.* Callers are woken only once the completion batch is durable.
 
-After a restart, every ``inbox`` entry is an accepted, unfinished invocation: they are
-re-delivered in their original order per key.
+Failures: a ``TerminalError`` completes the invocation with that error. Any other
+exception retries the invocation from its journal with the retry policy's backoff; when
+attempts run out it is *paused*: it keeps its key, stays visible, and continues with
+``Runtime.resume``. A replay that diverges from the journal pauses it too.
+
+Suspension: an invocation waiting on a call for longer than ``suspend_after`` is unwound
+(``Suspended``) and its coroutine dropped; the callee's completion resumes it by replay.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import heapq
+import inspect
 import logging
 import math
-import time
+import random
+import typing
+import uuid
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, final, overload
@@ -37,35 +53,52 @@ import anyio.abc
 import anyio.lowlevel
 import attrs
 
-from actors.mailbox import Mailbox
+from actors.mailbox import HOLD, Mailbox
 from actors.storage import (
+    CallEntry,
+    ClearStateEntry,
+    CommitTicket,
     Failure,
+    GetStateEntry,
+    IdempotencyRecord,
     InvocationRecord,
     InvocationStatus,
+    JournalEntry,
     Outcome,
+    RunEntry,
+    SendEntry,
+    SetStateEntry,
+    StateKeysEntry,
     StorageError,
     Store,
     Success,
     Table,
     Target,
+    TimeEntry,
     WriteBatch,
     decode_key,
     dumps,
+    dumps_entry,
     encode_key,
     loads,
+    loads_entry,
 )
 
+from ._clock import Clock, SystemClock
 from ._context import _NO_ARG, Context, ObjectContext, ObjectSharedContext
 from ._deadlock import Node, WaitForGraph
 from ._definitions import Actor, ActorEntry, Handler, registration_entry
 from ._errors import (
     DeadlockError,
+    NonDeterminismError,
+    PersistenceError,
     RuntimeClosedError,
     SerializationError,
     TerminalError,
     UnknownHandlerError,
     persistence_error,
 )
+from ._invocation import UNDECODED, Invocation, Suspended
 from ._retry import RetryPolicy
 from ._serde import check_value, decode_value, encode_value
 from ._util import NoPublicConstructor, derived_invocation_id, new_invocation_id
@@ -76,63 +109,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("actors")
 
+T = TypeVar("T")
 OutT = TypeVar("OutT")
 InvocationStatusName = Literal["Accepted", "PreviouslyAccepted"]
 
-_UNDECODED: Any = object()
-_DELETED = None  # overlay/write-buffer marker for a cleared state entry
+
+class _StepFailed(Exception):
+    """A batch of the invocation failed to commit: retry the attempt from the journal."""
 
 
-@attrs.define(eq=False)
-class _Invocation:
-    """An invocation held in memory (from dispatch to completion)."""
-
-    invocation_id: str
-    target: Target
-    entry: ActorEntry
-    spec: Handler[Any, Any]
-    payload: bytes
-    arg: Any
-    accepted_at: float
-    caller_id: str | None = None
-    inbox_key: bytes | None = None  # set when the acceptance was written
-    activation: _Activation | None = None
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    outcome: Outcome | None = None
-    error: Exception | None = None
-    writes: dict[str, bytes | None] | None = None
-    cleared_all: bool = False
-    next_child: int = 0
-    holds_slot: bool = False
-
-    @property
-    def exclusive(self) -> bool:
-        return self.spec.kind == "exclusive" or self.spec.kind == "main"
-
-    def record(
-        self, status: InvocationStatus, outcome: Outcome | None, now: float
-    ) -> InvocationRecord:
-        return InvocationRecord(
-            invocation_id=self.invocation_id,
-            target=self.target,
-            payload=self.payload,
-            status=status,
-            accepted_at=self.accepted_at,
-            caller_id=self.caller_id,
-            outcome=outcome,
-            completed_at=now if outcome is not None else None,
-        )
+class _HandlerFailed(Exception):
+    """The handler raised a non-terminal exception: retry the attempt."""
 
 
 @attrs.define(eq=False)
 class _Activation:
     """An active key: its mailbox and the overlay of writes not yet durable."""
 
-    mailbox: Mailbox[_Invocation]
+    mailbox: Mailbox[Invocation]
     overlay: dict[str, bytes | None] = attrs.field(factory=dict)
     overlay_cleared: bool = False
-    pending_commits: int = 0
-    last_seq: int = 0
+    overlay_seq: int = 0
+    last_ticket: CommitTicket | None = None
     last_used: float = 0.0
 
 
@@ -144,12 +142,15 @@ class RuntimeStatistics:
     in_flight: int  #: invocations held in memory
     activations: int  #: keys with a live mailbox
     queued_exclusive: int  #: exclusive invocations waiting for their key
+    suspended: int  #: invocations whose coroutine was dropped while waiting
+    paused: int  #: invocations waiting for ``resume``
 
 
 @final
 class InvocationHandle(metaclass=NoPublicConstructor):
     """A durably accepted invocation. ``status`` is ``"Accepted"`` for a new invocation
-    and ``"PreviouslyAccepted"`` when the same id was accepted before."""
+    and ``"PreviouslyAccepted"`` when the same id (or idempotency key) was accepted
+    before."""
 
     __slots__ = ("_rt", "_spec", "invocation_id", "status")
 
@@ -178,13 +179,33 @@ def _state_key(actor: str, key: str, name: str) -> bytes:
     return encode_key((actor, key, name))
 
 
+def _journal_key(invocation_id: str, index: int) -> bytes:
+    return encode_key((invocation_id, index))
+
+
 def _delay_seconds(delay: timedelta | float | None) -> float:
     if delay is None:
         return 0.0
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"delay must be a non-negative duration, not {delay!r}")
+    if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
+        raise ValueError(f"delay must be a finite, non-negative duration, not {delay!r}")
     return seconds
+
+
+def _result_annotation(fn: Callable[..., Any], explicit: Any) -> Any:
+    if explicit is not None:
+        return explicit
+    annotation = getattr(fn, "__annotations__", {}).get("return", object)
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(fn).get("return", object)
+        except Exception:
+            annotation = object
+    if annotation is None:
+        return type(None)
+    if typing.get_origin(annotation) in (typing.Awaitable, typing.Coroutine):
+        return object
+    return annotation
 
 
 @final
@@ -193,11 +214,13 @@ class Runtime(metaclass=NoPublicConstructor):
 
     Guarantees:
       * ``send`` returns only once the invocation is durably recorded; it then completes
-        exactly once, resuming after a crash or restart from its recorded input.
+        exactly once, resuming from its journal after a crash or restart.
       * ``call`` waits for the result, which is returned only once the invocation's
         completion (its state writes included) is durable.
       * Per key, exclusive handlers run one at a time, in acceptance order; shared
         handlers start at once and read committed state only.
+      * A ``ctx.run`` body runs again only if the crash came before its result was
+        durable; journaled operations replay their recorded values.
     """
 
     def __init__(
@@ -209,62 +232,94 @@ class Runtime(metaclass=NoPublicConstructor):
         idle_timeout: float,
         max_in_flight: int,
         retry: RetryPolicy,
+        clock: Clock,
+        suspend_after: float,
     ) -> None:
         self._store = store
         self._entries = {entry.name: entry for entry in entries}
         self._tg = task_group
         self._idle_timeout = idle_timeout
         self._retry = retry
+        self._clock = clock
+        self._suspend_after = suspend_after
         self._slots = anyio.Semaphore(max_in_flight)
-        self._invocations: dict[str, _Invocation] = {}
+        self._invocations: dict[str, Invocation] = {}
         self._activations: dict[tuple[str, str], _Activation] = {}
         self._graph = WaitForGraph()
         self._next_inbox_seq = 1
         self._closed = False
         self._timers_changed = anyio.Event()
         self._timers: list[tuple[float, str]] = []
+        self._idempotency_inflight: dict[str, tuple[bytes, str]] = {}
+        #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
+        self._before_run_body: Callable[[str], None] | None = None
 
     # --- public API ------------------------------------------------------------------------
 
     @overload
-    async def call(self, target: Handler[Any, OutT], /, *, key: str | None = None) -> OutT: ...
+    async def call(
+        self,
+        target: Handler[Any, OutT],
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> OutT: ...
     @overload
     async def call(
-        self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
+        self,
+        target: Handler[Any, OutT],
+        arg: object,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
     ) -> OutT: ...
     async def call(
-        self, target: Handler[Any, OutT], arg: object = _NO_ARG, /, *, key: str | None = None
+        self,
+        target: Handler[Any, OutT],
+        arg: object = _NO_ARG,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
     ) -> OutT:
         """Invoke ``target`` (e.g. ``Counter.add``) with ``arg`` on ``key`` and wait for
         its result.
 
         Waits for a free slot when ``max_in_flight`` invocations are held in memory
-        (backpressure).
+        (backpressure). With ``idempotency_key``, a second call with the same key and the
+        same request returns the first one's result instead of running again.
 
         Raises:
           UnknownHandlerError: the actor is not registered or has no such handler.
           TypeError: a key given to a service, missing for an object, or an input given
             to a handler that takes none (or missing).
           SerializationError: ``arg`` does not convert to the handler's input type.
-          TerminalError: the handler failed; same message and status code.
-          PersistenceError: the result could not be made durable.
+          TerminalError: the handler failed terminally; same message and status code.
+            Also raised (409) when ``idempotency_key`` was used for a different request.
+          PersistenceError: the data directory failed.
         """
+        if idempotency_key is not None:
+            handle = await self.send(target, arg, key=key, idempotency_key=idempotency_key)
+            result: OutT = await handle.result()
+            return result
         self._check_open()
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
         await self._slots.acquire()
-        inv = _Invocation(
+        inv = Invocation(
             invocation_id=new_invocation_id(),
             target=tgt,
             entry=entry,
             spec=spec,
             payload=payload,
             arg=value,
-            accepted_at=time.time(),
+            accepted_at=self._clock.now(),
             holds_slot=True,
         )
         self._dispatch(inv)
-        result: OutT = await self._result_of(inv)
+        result = await self._result_of(inv)
         return result
 
     async def send(
@@ -275,53 +330,102 @@ class Runtime(metaclass=NoPublicConstructor):
         *,
         key: str | None = None,
         delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
     ) -> InvocationHandle:
         """Accept an invocation without waiting for it; ``delay`` postpones its start.
 
         Returns once the invocation is durably recorded, with a handle whose
-        ``result()`` waits for the outcome. Raises like ``call`` for bad input, and
-        ``ValueError`` for a negative delay; nothing is stored for rejected input.
+        ``result()`` waits for the outcome. With ``idempotency_key``, a repeated request
+        returns the first invocation's handle with status ``"PreviouslyAccepted"``.
+        Raises like ``call`` for bad input, and ``ValueError`` for a negative delay;
+        nothing is stored for rejected input.
         """
         self._check_open()
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
         seconds = _delay_seconds(delay)
+        digest = b""
+        if idempotency_key is not None:
+            digest = self._request_digest(tgt, payload)
+            previous = self._idempotent_previous(idempotency_key, digest)
+            if previous is not None:
+                await anyio.lowlevel.checkpoint()
+                return InvocationHandle._create(self, previous, "PreviouslyAccepted", spec)
         await self._slots.acquire()
-        inv = _Invocation(
+        inv = Invocation(
             invocation_id=new_invocation_id(),
             target=tgt,
             entry=entry,
             spec=spec,
             payload=payload,
             arg=value,
-            accepted_at=time.time(),
+            accepted_at=self._clock.now(),
+            idempotency_key=idempotency_key,
             holds_slot=True,
         )
+        batch = WriteBatch()
+        if idempotency_key is not None:
+            record = IdempotencyRecord(inv.invocation_id, digest)
+            batch.put(Table.IDEMPOTENCY, encode_key((idempotency_key,)), dumps(record))
+            self._idempotency_inflight[idempotency_key] = (digest, inv.invocation_id)
         try:
-            await self._accept(inv, seconds, depends_on=0)
+            await self._accept(inv, seconds, batch)
         except BaseException:
             self._slots.release()
             raise
+        finally:
+            if idempotency_key is not None:
+                self._idempotency_inflight.pop(idempotency_key, None)
         return InvocationHandle._create(self, inv.invocation_id, "Accepted", spec)
 
     async def attach(self, invocation_id: str) -> Any:
-        """Wait for the result of the invocation ``invocation_id``."""
+        """Wait for the result of the invocation ``invocation_id``.
+
+        Raises ``UnknownHandlerError`` for an id this data directory never accepted."""
         self._check_open()
         inv = self._invocations.get(invocation_id)
         spec = inv.spec if inv is not None else self._stored_spec(invocation_id)
         return await self._await_result(invocation_id, spec)
 
+    async def resume(self, invocation_id: str) -> None:
+        """Resume a paused invocation: its attempts start again from its journal.
+
+        Raises ``UnknownHandlerError`` for an unknown id and ``ValueError`` when the
+        invocation is not paused."""
+        self._check_open()
+        inv = self._invocations.get(invocation_id)
+        if inv is None:
+            self._stored_spec(invocation_id)  # raises for an unknown id
+            raise ValueError(f"invocation {invocation_id} is not paused (it is not running)")
+        if inv.paused_reason is None:
+            raise ValueError(f"invocation {invocation_id} is not paused")
+        inv.paused_reason = None
+        inv.attempt = 0
+        batch = WriteBatch()
+        batch.put(
+            Table.INVOCATIONS,
+            inv.invocation_id.encode(),
+            dumps(inv.record(InvocationStatus.RUNNING)),
+        )
+        await self._commit(batch)
+        if inv.resume is not None:  # else its task has not reached the wait yet
+            inv.resume.set()
+        self._log("resumed", inv)
+
     def statistics(self) -> RuntimeStatistics:
         """In-memory load: invocations held, active keys, queued exclusive work."""
+        invocations = self._invocations.values()
         return RuntimeStatistics(
             in_flight=len(self._invocations),
             activations=len(self._activations),
             queued_exclusive=sum(
                 a.mailbox.statistics().queued_exclusive for a in self._activations.values()
             ),
+            suspended=sum(1 for inv in invocations if inv.suspended),
+            paused=sum(1 for inv in invocations if inv.paused_reason is not None),
         )
 
-    # --- resolution and input -------------------------------------------------------------
+    # --- resolution and input ----------------------------------------------------------------
 
     def _spawn(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._tg.start_soon(task)
@@ -338,7 +442,7 @@ class Runtime(metaclass=NoPublicConstructor):
         owner = target.owner
         actor_name = owner.actor_name if owner is not None and issubclass(owner, Actor) else "?"
         entry = self._entries.get(actor_name)
-        if entry is None or not issubclass(entry.cls, owner):  # type: ignore[arg-type]
+        if entry is None or owner is None or not issubclass(entry.cls, owner):
             raise UnknownHandlerError(f"actor {actor_name!r} is not registered with this runtime")
         spec = entry.cls.handlers.get(target.name)
         if spec is None:
@@ -348,7 +452,7 @@ class Runtime(metaclass=NoPublicConstructor):
     def resolve_name(
         self, actor: str, handler: str, key: str | None
     ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
-        """Resolve a target by names (HTTP ingress, CLI)."""
+        """Resolve a target by names (HTTP ingress, CLI, recovery)."""
         entry = self._entries.get(actor)
         if entry is None:
             raise UnknownHandlerError(f"actor {actor!r} is not registered with this runtime")
@@ -384,17 +488,41 @@ class Runtime(metaclass=NoPublicConstructor):
             )
         return check_value(arg, spec.input_type, f"input of {spec.qualname}")
 
-    # --- acceptance and dispatch -------------------------------------------------------------
+    @staticmethod
+    def _request_digest(target: Target, payload: bytes) -> bytes:
+        parts = (target.actor, target.handler, target.key or "")
+        return hashlib.blake2b(repr(parts).encode() + b"\0" + payload, digest_size=16).digest()
 
-    async def _accept(self, inv: _Invocation, delay: float, depends_on: int) -> None:
-        """Durably record ``inv`` (record + inbox), then deliver it (now or after delay)."""
-        batch = WriteBatch(depends_on=depends_on)
-        self._add_acceptance(inv, batch, not_before=inv.accepted_at + delay if delay else None)
-        try:
-            await self._store.commit(batch)
-        except StorageError as exc:
-            inv.inbox_key = None
-            raise persistence_error(exc) from exc
+    def _idempotent_previous(self, idempotency_key: str, digest: bytes) -> str | None:
+        inflight = self._idempotency_inflight.get(idempotency_key)
+        if inflight is not None:
+            stored_digest, invocation_id = inflight
+        else:
+            try:
+                data = self._store.get(Table.IDEMPOTENCY, encode_key((idempotency_key,)))
+            except StorageError as exc:
+                raise persistence_error(exc) from exc
+            if data is None:
+                return None
+            record = loads(IdempotencyRecord, data)
+            stored_digest, invocation_id = record.request_digest, record.invocation_id
+        if stored_digest != digest:
+            raise TerminalError(
+                f"idempotency key {idempotency_key!r} was already used for a different "
+                f"request (invocation {invocation_id}); use a new key for a new request",
+                409,
+            )
+        return invocation_id
+
+    # --- acceptance and dispatch ---------------------------------------------------------------
+
+    async def _accept(self, inv: Invocation, delay: float, batch: WriteBatch) -> None:
+        """Durably record ``inv`` (record + inbox, plus ``batch``'s own operations), then
+        deliver it now or after ``delay``."""
+        if delay:
+            inv.not_before = inv.accepted_at + delay
+        self._add_acceptance(inv, batch, InvocationStatus.PENDING)
+        await self._commit(batch)
         self._log("accepted", inv)
         if delay:
             self._invocations[inv.invocation_id] = inv
@@ -402,20 +530,21 @@ class Runtime(metaclass=NoPublicConstructor):
         else:
             self._dispatch(inv)
 
-    def _add_acceptance(
-        self, inv: _Invocation, batch: WriteBatch, not_before: float | None
-    ) -> None:
+    async def _commit(self, batch: WriteBatch) -> None:
+        try:
+            await self._store.commit(batch)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+
+    def _add_acceptance(self, inv: Invocation, batch: WriteBatch, status: InvocationStatus) -> None:
         seq = self._next_inbox_seq
         self._next_inbox_seq += 1
         key_part: str | bytes = inv.target.key if inv.target.key is not None else b""
         inv.inbox_key = encode_key((inv.target.actor, key_part, seq))
-        record = attrs.evolve(
-            inv.record(InvocationStatus.PENDING, None, 0.0), next_attempt_at=not_before
-        )
-        batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+        batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
         batch.put(Table.INBOX, inv.inbox_key, inv.invocation_id.encode())
 
-    def _dispatch(self, inv: _Invocation) -> None:
+    def _dispatch(self, inv: Invocation) -> None:
         self._invocations[inv.invocation_id] = inv
         key = inv.target.key
         if key is None:
@@ -428,69 +557,196 @@ class Runtime(metaclass=NoPublicConstructor):
     def _activation(self, actor: str, key: str) -> _Activation:
         activation = self._activations.get((actor, key))
         if activation is None:
-            mailbox: Mailbox[_Invocation] = Mailbox(f"{actor}/{key}", self._run, self._spawn)
+            mailbox: Mailbox[Invocation] = Mailbox(f"{actor}/{key}", self._run, self._spawn)
             activation = _Activation(mailbox)
             self._activations[(actor, key)] = activation
         activation.last_used = anyio.current_time()
         return activation
 
-    # --- running -----------------------------------------------------------------------------
+    def _resume_suspended(self, inv: Invocation) -> None:
+        inv.suspended = False
+        self._log("resumed", inv)
+        if inv.target.key is None:
+            self._tg.start_soon(self._run, inv, _noop)
+            return
+        activation = inv.activation or self._activation(inv.target.actor, inv.target.key)
+        inv.activation = activation
+        activation.last_used = anyio.current_time()
+        activation.mailbox.resume(inv)
 
-    async def _run(self, inv: _Invocation, release: Any) -> None:
+    # --- flushing and the output gate -------------------------------------------------------------
+
+    def _chain(self, inv: Invocation) -> CommitTicket | None:
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            return activation.last_ticket
+        return inv.last_ticket
+
+    def _flush(
+        self, inv: Invocation, batch: WriteBatch | None = None, *, accept: bool = True
+    ) -> CommitTicket | None:
+        """Submit the invocation's acceptance (if not yet written and ``accept``), new
+        journal entries and state writes, followed by ``batch``'s operations, as one
+        batch. Returns its ticket, or None when there was nothing to write."""
+        if batch is None:
+            nothing_new = not inv.unflushed and not inv.writes and not inv.cleared_all
+            if inv.inbox_key is not None and nothing_new:
+                return None
+            batch = WriteBatch()
+        head = WriteBatch()
+        accepting = accept and inv.inbox_key is None
+        if accepting:
+            self._add_acceptance(inv, head, InvocationStatus.RUNNING)
+        for index, entry in inv.unflushed:
+            head.put(Table.JOURNAL, _journal_key(inv.invocation_id, index), dumps_entry(entry))
+        if inv.exclusive:
+            self._add_state_writes(inv, head)
+        head.ops.extend(batch.ops)
+        head.nbytes += batch.nbytes
+        chain = self._chain(inv)
+        head.depends_on = chain.seq if chain is not None else 0
+        try:
+            ticket = self._store.submit(head)
+        except StorageError as exc:
+            if accepting:
+                inv.inbox_key = None
+            raise TerminalError(f"cannot store the invocation's data: {exc}", 413) from exc
+        inv.unflushed = []
+        if accepting:
+            inv.acceptance_ticket = ticket
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            if inv.cleared_all:
+                activation.overlay = dict(inv.writes)
+                activation.overlay_cleared = True
+            elif inv.writes:
+                activation.overlay.update(inv.writes)
+            if inv.writes or inv.cleared_all:
+                activation.overlay_seq = ticket.seq
+            inv.writes = {}
+            inv.cleared_all = False
+            activation.last_ticket = ticket
+        else:
+            inv.last_ticket = ticket
+        return ticket
+
+    async def _gate(self, inv: Invocation) -> None:
+        """The output gate: flush, then wait until everything the invocation's next
+        effect depends on is durable. A failed commit fails the attempt (retried)."""
+        self._flush(inv)
+        ticket = self._chain(inv)
+        if ticket is None:
+            await anyio.lowlevel.checkpoint()
+            return
+        try:
+            await ticket.wait()
+        except StorageError as exc:
+            raise _StepFailed(str(exc)) from exc
+
+    # --- running ------------------------------------------------------------------------------------
+
+    async def _run(self, inv: Invocation, release: Callable[[], None]) -> object:
         key_node: Node | None = None
         if inv.exclusive:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
             self._graph.hold(key_node, ("inv", inv.invocation_id))
-        self._log("started", inv)
+        inv.running = True
+        finished = False
         try:
-            outcome, keep_writes = await self._invoke_handler(inv)
-            ticket = self._submit_completion(inv, outcome, keep_writes)
-            activation = inv.activation
-            if inv.exclusive and activation is not None:
-                if keep_writes:
-                    self._install_overlay(activation, inv)
-                activation.pending_commits += 1
-                activation.last_seq = ticket.seq
+            outcome = await self._attempts(inv)
+            if outcome is None:  # suspended: the coroutine is gone, the key stays held
+                return HOLD
+            ticket = self._submit_completion(inv, outcome)
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
             release()  # the next exclusive invocation may start on our queued writes
+            finished = True
             try:
                 await ticket.wait()
             except StorageError as exc:
                 inv.error = persistence_error(exc)
-                logger.error("completion of %s failed: %s", inv.invocation_id, exc)
+                logger.error("completion of invocation %s failed: %s", inv.invocation_id, exc)
             else:
                 inv.outcome = outcome
                 self._log("completed", inv)
-            finally:
-                if inv.exclusive and activation is not None:
-                    activation.pending_commits -= 1
-                    if activation.pending_commits == 0:
-                        activation.overlay.clear()
-                        activation.overlay_cleared = False
+                self._wake_caller(inv)
+            return None
         finally:
-            if key_node is not None:
+            inv.running = False
+            if key_node is not None and not inv.suspended:
                 self._graph.release(key_node)
-            self._finish(inv)
+            if finished or not inv.suspended:
+                self._finish(inv)
 
-    async def _invoke_handler(self, inv: _Invocation) -> tuple[Outcome, bool]:
+    async def _attempts(self, inv: Invocation) -> Outcome | None:
+        """Run attempts until one completes (its outcome) or the invocation suspends
+        (None). Retries and pauses happen here, with the key held."""
+        policy = inv.spec.retry or self._retry
+        while True:
+            if inv.paused_reason is not None:
+                await self._wait_resumed(inv)
+            if inv.not_before is not None:
+                await self._clock.sleep_until(inv.not_before)
+                inv.not_before = None
+            inv.start_attempt(self._load_journal(inv))
+            inv.attempt += 1
+            try:
+                return await self._attempt(inv)
+            except Suspended:
+                if inv.wake_pending:  # what it waited for completed while unwinding
+                    inv.wake_pending = False
+                    inv.suspended = False
+                    continue
+                self._log("suspended", inv)
+                return None
+            except NonDeterminismError as exc:
+                await self._pause(inv, str(exc))
+            except (_HandlerFailed, _StepFailed) as exc:
+                reason = str(exc)
+                if isinstance(exc, _HandlerFailed):
+                    # Keep what the attempt learned: its run results stay valid.
+                    try:
+                        self._flush(inv)
+                    except TerminalError:
+                        pass
+                if inv.acceptance_ticket is not None and inv.acceptance_ticket.error is not None:
+                    inv.inbox_key = None  # the acceptance never landed: write it again
+                    inv.acceptance_ticket = None
+                if policy.exhausted(inv.attempt):
+                    await self._pause(inv, f"gave up after {inv.attempt} attempts: {reason}")
+                else:
+                    inv.not_before = self._clock.now() + policy.delay(inv.attempt + 1)
+                    logger.info(
+                        "invocation %s (%s) attempt %d failed, retrying in %.3fs: %s",
+                        inv.invocation_id,
+                        inv.spec.qualname,
+                        inv.attempt,
+                        inv.not_before - self._clock.now(),
+                        reason,
+                    )
+
+    async def _attempt(self, inv: Invocation) -> Outcome:
         spec = inv.spec
         try:
-            if spec.has_input and inv.arg is _UNDECODED:
+            if spec.has_input and inv.arg is UNDECODED:
                 inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
-            ctx = self._context_for(inv)
-            instance = inv.entry.instance
+        except SerializationError as exc:
+            return Failure(str(exc), exc.status_code)
+        ctx = self._context_for(inv)
+        instance = inv.entry.instance
+        try:
             result = await (
                 spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
             )
-            value = encode_value(result, spec.output_type, f"output of {spec.qualname}")
-            return Success(value), True
+            return Success(encode_value(result, spec.output_type, f"output of {spec.qualname}"))
         except TerminalError as exc:
             # Restate semantics: a terminal failure keeps the state written before it.
-            return Failure(exc.message, exc.status_code), True
+            return Failure(exc.message, exc.status_code)
+        except (NonDeterminismError, _StepFailed):
+            raise
         except SerializationError as exc:
-            return Failure(str(exc), exc.status_code), False
+            return Failure(str(exc), 500)
         except Exception as exc:
             logger.warning(
                 "handler %s of invocation %s raised %s: %s",
@@ -499,9 +755,34 @@ class Runtime(metaclass=NoPublicConstructor):
                 type(exc).__name__,
                 exc,
             )
-            return Failure(f"{type(exc).__name__}: {exc}", 500), False
+            raise _HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 
-    def _context_for(self, inv: _Invocation) -> Context:
+    async def _pause(self, inv: Invocation, reason: str) -> None:
+        inv.paused_reason = reason
+        logger.error("invocation %s (%s) paused: %s", inv.invocation_id, inv.spec.qualname, reason)
+        batch = WriteBatch()
+        batch.put(
+            Table.INVOCATIONS,
+            inv.invocation_id.encode(),
+            dumps(inv.record(InvocationStatus.PAUSED)),
+        )
+        try:
+            # The acceptance (if any) goes first in the batch, so the PAUSED record wins.
+            ticket = self._flush(inv, batch)
+            if ticket is not None:
+                await ticket.wait()
+        except (StorageError, TerminalError) as exc:
+            logger.error("could not record the pause of %s: %s", inv.invocation_id, exc)
+        await self._wait_resumed(inv)
+
+    async def _wait_resumed(self, inv: Invocation) -> None:
+        if inv.paused_reason is None:
+            return
+        inv.resume = anyio.Event()
+        await inv.resume.wait()
+        inv.resume = None
+
+    def _context_for(self, inv: Invocation) -> Context:
         kind = inv.spec.kind
         if kind == "exclusive":
             return ObjectContext._create(self, inv)
@@ -511,35 +792,63 @@ class Runtime(metaclass=NoPublicConstructor):
             return Context._create(self, inv)
         raise TypeError(f"workflow handlers ({inv.spec.qualname}) are not supported yet")
 
-    def _submit_completion(self, inv: _Invocation, outcome: Outcome, keep_writes: bool) -> Any:
+    def _load_journal(self, inv: Invocation) -> list[JournalEntry]:
+        if inv.inbox_key is None:
+            return []
+        try:
+            items = self._store.scan(Table.JOURNAL, encode_key((inv.invocation_id,)))
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        return [loads_entry(value) for _, value in items]
+
+    def _submit_completion(self, inv: Invocation, outcome: Outcome) -> CommitTicket:
+        """Queue the completion: remaining entries and writes, the completed record (which
+        is also the acceptance of a call never flushed before), the inbox deletion and
+        the caller's journal entry, in one batch."""
         while True:
             batch = WriteBatch()
-            if inv.exclusive and inv.activation is not None:
-                batch.depends_on = inv.activation.last_seq
-            if keep_writes:
-                self._add_state_writes(inv, batch)
-            record = inv.record(InvocationStatus.COMPLETED, outcome, time.time())
+            record = inv.record(InvocationStatus.COMPLETED, outcome, self._clock.now())
             batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
             if inv.inbox_key is not None:
                 batch.delete(Table.INBOX, inv.inbox_key)
+            if inv.caller_id is not None and inv.caller_index is not None:
+                entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
+                batch.put(
+                    Table.JOURNAL, _journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
+                )
             try:
-                return self._store.submit(batch)
-            except StorageError as exc:
-                if not keep_writes and isinstance(outcome, Failure):
-                    raise persistence_error(exc) from exc
-                # Too large to store (state or result): fail the invocation instead.
-                outcome, keep_writes = Failure(f"cannot store the result: {exc}", 413), False
+                ticket = self._flush(inv, batch, accept=False)
+            except TerminalError as exc:
+                # Too large to store (state or result): complete with that error instead.
+                inv.unflushed = []
+                inv.writes = {}
+                inv.cleared_all = False
+                outcome = Failure(exc.message, exc.status_code)
+                continue
+            assert ticket is not None
+            return ticket
 
-    def _finish(self, inv: _Invocation) -> None:
+    def _finish(self, inv: Invocation) -> None:
         self._invocations.pop(inv.invocation_id, None)
         if inv.holds_slot:
             inv.holds_slot = False
             self._slots.release()
         inv.done.set()
 
-    # --- results -----------------------------------------------------------------------------
+    def _wake_caller(self, callee: Invocation) -> None:
+        if callee.caller_id is None:
+            return
+        caller = self._invocations.get(callee.caller_id)
+        if caller is None or not caller.suspended:
+            return
+        if caller.running:
+            caller.wake_pending = True  # still unwinding: it re-runs at once
+        else:
+            self._resume_suspended(caller)
 
-    async def _result_of(self, inv: _Invocation) -> Any:
+    # --- results ---------------------------------------------------------------------------------
+
+    async def _result_of(self, inv: Invocation) -> Any:
         await inv.done.wait()
         if inv.error is not None:
             raise inv.error
@@ -547,9 +856,12 @@ class Runtime(metaclass=NoPublicConstructor):
             raise RuntimeClosedError(
                 f"invocation {inv.invocation_id} did not finish: the runtime is shutting down"
             )
-        return self._decode_outcome(inv.outcome, inv.spec)
+        return self._decode_outcome(
+            inv.outcome, inv.spec.output_type, f"output of {inv.spec.qualname}"
+        )
 
     async def _await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
+        self._check_open()
         inv = self._invocations.get(invocation_id)
         if inv is not None:
             return await self._result_of(inv)
@@ -558,17 +870,16 @@ class Runtime(metaclass=NoPublicConstructor):
         if record is None:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
         if record.outcome is None:
-            # Accepted but not in memory: it is resumed by recovery; wait for it.
             raise RuntimeClosedError(f"invocation {invocation_id} is not running in this runtime")
-        return self._decode_outcome(record.outcome, spec)
+        return self._decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
 
     @staticmethod
-    def _decode_outcome(outcome: Outcome, spec: Handler[Any, Any]) -> Any:
+    def _decode_outcome(outcome: Outcome, annotation: Any, what: str) -> Any:
         if isinstance(outcome, Failure):
             if outcome.status_code == 409 and outcome.message.startswith("deadlock:"):
                 raise DeadlockError(outcome.message)
             raise TerminalError(outcome.message, outcome.status_code)
-        return decode_value(outcome.value, spec.output_type, f"output of {spec.qualname}")
+        return decode_value(outcome.value, annotation, what)
 
     def _load_record(self, invocation_id: str) -> InvocationRecord | None:
         try:
@@ -586,28 +897,46 @@ class Runtime(metaclass=NoPublicConstructor):
         )
         return spec
 
-    # --- state ----------------------------------------------------------------------------------
+    # --- context operations --------------------------------------------------------------------
 
-    async def _state_get(self, inv: _Invocation, name: str, annotation: Any) -> Any:
-        data = self._read_state(inv, name)
+    @staticmethod
+    def _check_usable(inv: Invocation, operation: str) -> None:
+        if inv.in_run is not None:
+            raise TerminalError(
+                f"{operation} cannot be used inside the body of ctx.run({inv.in_run!r}): a "
+                "run body must not touch the context; return a value and use it after the run",
+                500,
+            )
+
+    async def _state_get(self, inv: Invocation, name: str, annotation: Any) -> Any:
+        self._check_usable(inv, "ctx.get()")
+        recorded = inv.next_replayed(GetStateEntry, name, f"get({name!r})")
+        if recorded is not None:
+            data = recorded.value
+        else:
+            data = self._read_state(inv, name)
+            inv.append(GetStateEntry(name, data))
         await anyio.lowlevel.checkpoint()
         if data is None:
             return None
-        return decode_value(
-            data, annotation, f"state {name!r} of {inv.target.actor}/{inv.target.key}"
-        )
+        where = f"state {name!r} of {inv.target.actor}/{inv.target.key}"
+        return decode_value(data, annotation, where)
 
-    def _read_state(self, inv: _Invocation, name: str) -> bytes | None:
+    def _read_state(self, inv: Invocation, name: str) -> bytes | None:
         if inv.exclusive:
-            if inv.writes is not None and name in inv.writes:
+            if name in inv.writes:
                 return inv.writes[name]
             if inv.cleared_all:
                 return None
             activation = inv.activation
-            if activation is not None and activation.pending_commits:
-                if name in activation.overlay:
+            if activation is not None and activation.overlay_seq:
+                if self._store.durable_seq >= activation.overlay_seq:
+                    activation.overlay.clear()  # durable now (or failed): LMDB is the truth
+                    activation.overlay_cleared = False
+                    activation.overlay_seq = 0
+                elif name in activation.overlay:
                     return activation.overlay[name]
-                if activation.overlay_cleared:
+                elif activation.overlay_cleared:
                     return None
         assert inv.target.key is not None
         try:
@@ -615,7 +944,12 @@ class Runtime(metaclass=NoPublicConstructor):
         except StorageError as exc:
             raise persistence_error(exc) from exc
 
-    async def _state_keys(self, inv: _Invocation) -> list[str]:
+    async def _state_keys(self, inv: Invocation) -> list[str]:
+        self._check_usable(inv, "ctx.state_keys()")
+        recorded = inv.next_replayed(StateKeysEntry, None, "state_keys()")
+        if recorded is not None:
+            await anyio.lowlevel.checkpoint()
+            return list(recorded.names)
         assert inv.target.key is not None
         prefix = encode_key((inv.target.actor, inv.target.key))
         try:
@@ -625,9 +959,9 @@ class Runtime(metaclass=NoPublicConstructor):
         if inv.exclusive:
             activation = inv.activation
             layers: list[tuple[bool, dict[str, bytes | None]]] = []
-            if activation is not None and activation.pending_commits:
+            if activation is not None and self._store.durable_seq < activation.overlay_seq:
                 layers.append((activation.overlay_cleared, activation.overlay))
-            layers.append((inv.cleared_all, inv.writes or {}))
+            layers.append((inv.cleared_all, inv.writes))
             for cleared, writes in layers:
                 if cleared:
                     names = set()
@@ -636,121 +970,260 @@ class Runtime(metaclass=NoPublicConstructor):
                         names.discard(name)
                     else:
                         names.add(name)
+        result = sorted(names)
+        inv.append(StateKeysEntry(tuple(result)))
         await anyio.lowlevel.checkpoint()
-        return sorted(names)
+        return result
 
-    def _state_set(self, inv: _Invocation, name: str, value: object) -> None:
+    def _state_set(self, inv: Invocation, name: str, value: object) -> None:
+        self._check_usable(inv, "ctx.set()")
         if not isinstance(name, str):
             raise TypeError(f"state names are str, not {type(name).__name__}")
-        data = encode_value(value, type(value) if value is not None else object, f"state {name!r}")
-        if inv.writes is None:
-            inv.writes = {}
-        inv.writes[name] = data
+        if inv.next_replayed(SetStateEntry, name, f"set({name!r})") is not None:
+            return  # written with the journal entry that recorded it
+        annotation = type(value) if value is not None else object
+        inv.writes[name] = encode_value(value, annotation, f"state {name!r}")
+        inv.append(SetStateEntry(name))
 
-    def _state_clear(self, inv: _Invocation, name: str) -> None:
-        if inv.writes is None:
-            inv.writes = {}
-        inv.writes[name] = _DELETED
+    def _state_clear(self, inv: Invocation, name: str) -> None:
+        self._check_usable(inv, "ctx.clear()")
+        if inv.next_replayed(ClearStateEntry, name, f"clear({name!r})") is not None:
+            return
+        inv.writes[name] = None
+        inv.append(ClearStateEntry(name))
 
-    def _state_clear_all(self, inv: _Invocation) -> None:
+    def _state_clear_all(self, inv: Invocation) -> None:
+        self._check_usable(inv, "ctx.clear_all()")
+        if inv.next_replayed(ClearStateEntry, None, "clear_all()") is not None:
+            return
         inv.writes = {}
         inv.cleared_all = True
+        inv.append(ClearStateEntry(None))
 
-    def _add_state_writes(self, inv: _Invocation, batch: WriteBatch) -> None:
-        if inv.writes is None and not inv.cleared_all:
+    def _add_state_writes(self, inv: Invocation, batch: WriteBatch) -> None:
+        if not inv.writes and not inv.cleared_all:
             return
         actor, key = inv.target.actor, inv.target.key
         assert key is not None
         if inv.cleared_all:
             batch.delete_prefix(Table.STATE, encode_key((actor, key)))
-        for name, data in (inv.writes or {}).items():
+        for name, data in inv.writes.items():
             if data is None:
                 batch.delete(Table.STATE, _state_key(actor, key, name))
             else:
                 batch.put(Table.STATE, _state_key(actor, key, name), data)
 
-    @staticmethod
-    def _install_overlay(activation: _Activation, inv: _Invocation) -> None:
-        if inv.cleared_all:
-            activation.overlay = dict(inv.writes or {})
-            activation.overlay_cleared = True
-        elif inv.writes:
-            activation.overlay.update(inv.writes)
+    async def _ctx_time(self, inv: Invocation) -> float:
+        self._check_usable(inv, "ctx.time()")
+        recorded = inv.next_replayed(TimeEntry, None, "time()")
+        if recorded is not None:
+            now = recorded.now
+        else:
+            now = self._clock.now()
+            inv.append(TimeEntry(now))
+        await anyio.lowlevel.checkpoint()
+        return now
 
-    # --- calls between actors -------------------------------------------------------------------
+    def _ctx_random(self, inv: Invocation) -> random.Random:
+        self._check_usable(inv, "ctx.random()")
+        if inv.rng is None:
+            seed = hashlib.blake2b(inv.invocation_id.encode(), digest_size=16).digest()
+            inv.rng = random.Random(int.from_bytes(seed, "big"))
+        return inv.rng
+
+    def _ctx_uuid(self, inv: Invocation) -> uuid.UUID:
+        return uuid.UUID(int=self._ctx_random(inv).getrandbits(128), version=4)
+
+    async def _ctx_run(
+        self,
+        inv: Invocation,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        retry: RetryPolicy | None,
+        result_type: Any,
+    ) -> Any:
+        self._check_usable(inv, "ctx.run()")
+        if not isinstance(name, str) or not name:
+            raise TypeError("ctx.run() needs a non-empty name for its step")
+        if not callable(fn):
+            raise TypeError(f"ctx.run({name!r}) needs a function, not {fn!r}")
+        annotation = _result_annotation(fn, result_type)
+        what = f"result of ctx.run({name!r})"
+        recorded = inv.next_replayed(RunEntry, name, f"run({name!r})")
+        if recorded is not None:
+            await anyio.lowlevel.checkpoint()
+            return self._decode_outcome(recorded.outcome, annotation, what)
+        await self._gate(inv)  # the body is an effect: everything before it is durable
+        policy = retry or inv.spec.retry or self._retry
+        attempt = 0
+        outcome: Outcome
+        while True:
+            attempt += 1
+            inv.in_run = name
+            try:
+                if self._before_run_body is not None:
+                    self._before_run_body(name)
+                result = await self._call_body(fn, args)
+            except TerminalError as exc:
+                outcome = Failure(exc.message, exc.status_code)
+                break
+            except Exception as exc:
+                if policy.exhausted(attempt):
+                    outcome = Failure(
+                        f"ctx.run({name!r}) failed after {attempt} attempts: "
+                        f"{type(exc).__name__}: {exc}",
+                        500,
+                    )
+                    break
+                inv.in_run = None
+                await self._clock.sleep_until(self._clock.now() + policy.delay(attempt + 1))
+                continue
+            finally:
+                inv.in_run = None
+            try:
+                outcome = Success(encode_value(result, annotation, what))
+            except SerializationError as exc:
+                outcome = Failure(str(exc), 500)
+            break
+        inv.append(RunEntry(name, outcome))
+        # Return the stored form, so that live execution and replay see the same value.
+        return self._decode_outcome(outcome, annotation, what)
+
+    @staticmethod
+    async def _call_body(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args)
+        # A plain function may block: run it on a worker thread, off the event loop.
+        result = await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     async def _ctx_call(
-        self, caller: _Invocation, target: Handler[Any, Any], arg: object, key: str | None
+        self, caller: Invocation, target: Handler[Any, Any], arg: object, key: str | None
     ) -> Any:
+        self._check_usable(caller, "ctx.call()")
         entry, spec, tgt = self._resolve(target, key)
-        payload, value = self._check_input(spec, arg)
-        callee_id = derived_invocation_id(caller.invocation_id, caller.next_child)
-        caller.next_child += 1
-        callee = self._invocations.get(callee_id)
-        if callee is None:
-            record = self._load_record(callee_id)
-            if record is not None and record.outcome is not None:
-                await anyio.lowlevel.checkpoint()
-                return self._decode_outcome(record.outcome, spec)
+        what = f"output of {spec.qualname}"
+        recorded = caller.next_replayed(CallEntry, None, f"call({spec.qualname})")
         waiter: Node = ("inv", caller.invocation_id)
-        waited: Node = (
-            ("key", f"{tgt.actor}/{tgt.key}")
-            if spec.kind in ("exclusive", "main")
-            else ("inv", callee_id)
-        )
-        cycle = self._graph.find_cycle(waiter, waited)
-        if cycle is not None:
-            raise DeadlockError(
-                f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
-                f"{caller.spec.qualname} would wait forever: {self._describe_cycle(cycle)}"
-            )
-        if callee is None:
-            callee = _Invocation(
+        if recorded is not None:
+            if recorded.target != tgt:
+                raise NonDeterminismError(
+                    f"invocation {caller.invocation_id} diverged from its journal at entry "
+                    f"{caller.index - 1}: it now calls {spec.qualname} on {tgt.key!r}, but "
+                    f"the journal recorded a call to {recorded.target.actor}."
+                    f"{recorded.target.handler} on {recorded.target.key!r}"
+                )
+            if recorded.outcome is not None:
+                await anyio.lowlevel.checkpoint()
+                return self._decode_outcome(recorded.outcome, spec.output_type, what)
+            callee = self._invocations.get(recorded.callee_id)
+            if callee is None:
+                record = self._load_record(recorded.callee_id)
+                if record is not None and record.outcome is not None:
+                    await anyio.lowlevel.checkpoint()
+                    return self._decode_outcome(record.outcome, spec.output_type, what)
+                raise PersistenceError(
+                    f"invocation {caller.invocation_id} waits on call {recorded.callee_id}, "
+                    "which is neither running nor completed"
+                )
+            waited = self._wait_node(spec, tgt, callee.invocation_id)
+            self._graph.wait(waiter, waited)
+        else:
+            payload, value = self._check_input(spec, arg)
+            index = caller.index
+            callee_id = derived_invocation_id(caller.invocation_id, index)
+            waited = self._wait_node(spec, tgt, callee_id)
+            cycle = self._graph.find_cycle(waiter, waited)
+            if cycle is not None:
+                raise DeadlockError(
+                    f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
+                    f"{caller.spec.qualname} would wait forever: {self._describe_cycle(cycle)}"
+                )
+            callee = Invocation(
                 invocation_id=callee_id,
                 target=tgt,
                 entry=entry,
                 spec=spec,
                 payload=payload,
                 arg=value,
-                accepted_at=time.time(),
+                accepted_at=self._clock.now(),
                 caller_id=caller.invocation_id,
+                caller_index=index,
             )
+            caller.append(CallEntry(callee_id, tgt, payload))
+            self._graph.wait(waiter, waited)
+            try:
+                acceptance = WriteBatch()
+                self._add_acceptance(callee, acceptance, InvocationStatus.PENDING)
+                self._flush(caller, acceptance)
+                await self._gate(caller)  # delivering the call is an effect
+            except BaseException:
+                self._graph.unwait(waiter, waited)
+                raise
             self._dispatch(callee)
-        self._graph.wait(waiter, waited)
         try:
-            return await self._result_of(callee)
+            return await self._wait_for_callee(caller, callee)
         finally:
             self._graph.unwait(waiter, waited)
 
+    @staticmethod
+    def _wait_node(spec: Handler[Any, Any], target: Target, callee_id: str) -> Node:
+        if spec.kind in ("exclusive", "main"):
+            return ("key", f"{target.actor}/{target.key}")
+        return ("inv", callee_id)
+
+    async def _wait_for_callee(self, caller: Invocation, callee: Invocation) -> Any:
+        with anyio.move_on_after(self._suspend_after):
+            await callee.done.wait()
+        if not callee.done.is_set():
+            caller.suspended = True  # _wake_caller resumes it when the callee completes
+            raise Suspended
+        return await self._result_of(callee)
+
     async def _ctx_send(
         self,
-        caller: _Invocation,
+        caller: Invocation,
         target: Handler[Any, Any],
         arg: object,
         key: str | None,
         delay: timedelta | float | None,
     ) -> InvocationHandle:
+        self._check_usable(caller, "ctx.send()")
         entry, spec, tgt = self._resolve(target, key)
+        recorded = caller.next_replayed(SendEntry, None, f"send({spec.qualname})")
+        if recorded is not None:
+            await anyio.lowlevel.checkpoint()
+            return InvocationHandle._create(self, recorded.callee_id, "Accepted", spec)
         payload, value = self._check_input(spec, arg)
         seconds = _delay_seconds(delay)
-        callee_id = derived_invocation_id(caller.invocation_id, caller.next_child)
-        caller.next_child += 1
-        if callee_id in self._invocations or self._load_record(callee_id) is not None:
-            await anyio.lowlevel.checkpoint()
-            return InvocationHandle._create(self, callee_id, "PreviouslyAccepted", spec)
-        callee = _Invocation(
+        index = caller.index
+        callee_id = derived_invocation_id(caller.invocation_id, index)
+        callee = Invocation(
             invocation_id=callee_id,
             target=tgt,
             entry=entry,
             spec=spec,
             payload=payload,
             arg=value,
-            accepted_at=time.time(),
-            caller_id=caller.invocation_id,
+            accepted_at=self._clock.now(),
+            caller_id=None,  # one-way: nobody waits for it
         )
-        activation = caller.activation
-        depends_on = activation.last_seq if activation is not None and caller.exclusive else 0
-        await self._accept(callee, seconds, depends_on=depends_on)
+        deliver_at = callee.accepted_at + seconds if seconds else None
+        callee.not_before = deliver_at
+        caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
+        acceptance = WriteBatch()
+        self._add_acceptance(callee, acceptance, InvocationStatus.PENDING)
+        self._flush(caller, acceptance)
+        await self._gate(caller)  # a delivered send is an effect
+        self._log("accepted", callee)
+        if deliver_at is not None:
+            self._invocations[callee_id] = callee
+            self._schedule_timer(deliver_at, callee_id)
+        else:
+            self._dispatch(callee)
         return InvocationHandle._create(self, callee_id, "Accepted", spec)
 
     def _describe_cycle(self, cycle: list[Node]) -> str:
@@ -760,11 +1233,8 @@ class Runtime(metaclass=NoPublicConstructor):
             inv = self._invocations.get(node[1])
             if inv is None:
                 return node[1]
-            where = (
-                f"{inv.target.actor}/{inv.target.key}"
-                if inv.target.key is not None
-                else inv.target.actor
-            )
+            target = inv.target
+            where = f"{target.actor}/{target.key}" if target.key is not None else target.actor
             return f"{where}.{inv.spec.name}"
 
         return self._graph.describe(cycle, name)
@@ -772,27 +1242,36 @@ class Runtime(metaclass=NoPublicConstructor):
     # --- timers (delayed sends) ------------------------------------------------------------------
 
     def _schedule_timer(self, due: float, invocation_id: str) -> None:
-        import heapq
-
         heapq.heappush(self._timers, (due, invocation_id))
         self._timers_changed.set()
 
     async def _timer_loop(self) -> None:
-        import heapq
-
         while True:
             self._timers_changed = anyio.Event()
-            now = time.time()
+            now = self._clock.now()
             while self._timers and self._timers[0][0] <= now:
                 _, invocation_id = heapq.heappop(self._timers)
                 inv = self._invocations.get(invocation_id)
                 if inv is not None:
+                    inv.not_before = None
                     self._dispatch(inv)
-            wait = self._timers[0][0] - now if self._timers else math.inf
-            with anyio.move_on_after(wait):
+            if not self._timers:
                 await self._timers_changed.wait()
+                continue
+            async with anyio.create_task_group() as waiters:
 
-    # --- recovery and housekeeping -----------------------------------------------------------------
+                async def sleep(deadline: float, scope: anyio.CancelScope) -> None:
+                    await self._clock.sleep_until(deadline)
+                    scope.cancel()
+
+                async def changed(scope: anyio.CancelScope) -> None:
+                    await self._timers_changed.wait()
+                    scope.cancel()
+
+                waiters.start_soon(sleep, self._timers[0][0], waiters.cancel_scope)
+                waiters.start_soon(changed, waiters.cancel_scope)
+
+    # --- recovery and housekeeping ---------------------------------------------------------------
 
     def _recover(self) -> int:
         """Re-deliver every accepted, unfinished invocation, in order per key."""
@@ -800,7 +1279,6 @@ class Runtime(metaclass=NoPublicConstructor):
             entries = self._store.scan(Table.INBOX)
         except StorageError as exc:
             raise persistence_error(exc) from exc
-        now = time.time()
         recovered = 0
         for inbox_key, raw_id in entries:
             seq = decode_key(inbox_key)[-1]
@@ -816,21 +1294,32 @@ class Runtime(metaclass=NoPublicConstructor):
             except (UnknownHandlerError, TypeError) as exc:
                 logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
                 continue
-            inv = _Invocation(
+            inv = Invocation(
                 invocation_id=record.invocation_id,
                 target=tgt,
                 entry=entry,
                 spec=spec,
                 payload=record.payload,
-                arg=_UNDECODED,
+                arg=UNDECODED,
                 accepted_at=record.accepted_at,
                 caller_id=record.caller_id,
+                caller_index=record.caller_index,
+                idempotency_key=record.idempotency_key,
                 inbox_key=inbox_key,
+                attempt=record.attempt,
+                paused_reason=record.pause_reason
+                if record.status is InvocationStatus.PAUSED
+                else None,
             )
             recovered += 1
-            if record.next_attempt_at is not None and record.next_attempt_at > now:
+            due = record.next_attempt_at
+            if (
+                record.status is InvocationStatus.PENDING
+                and due is not None
+                and due > self._clock.now()
+            ):
                 self._invocations[inv.invocation_id] = inv
-                self._schedule_timer(record.next_attempt_at, inv.invocation_id)
+                self._schedule_timer(due, inv.invocation_id)
             else:
                 self._dispatch(inv)
         return recovered
@@ -841,18 +1330,20 @@ class Runtime(metaclass=NoPublicConstructor):
         while True:
             await anyio.sleep(interval)
             cutoff = anyio.current_time() - self._idle_timeout
+            durable = self._store.durable_seq
             for key, activation in list(self._activations.items()):
+                last = activation.last_ticket
                 if (
                     activation.mailbox.idle
-                    and not activation.pending_commits
+                    and (last is None or last.seq <= durable)
                     and activation.last_used <= cutoff
                 ):
                     del self._activations[key]
 
-    def _log(self, event: str, inv: _Invocation) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "invocation %s %s: %s key=%s handler=%s",
+    def _log(self, event: str, inv: Invocation) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "invocation %s %s: actor=%s key=%s handler=%s",
                 inv.invocation_id,
                 event,
                 inv.target.actor,
@@ -871,10 +1362,14 @@ async def open_runtime(
     actors: Sequence[type[Actor] | Actor],
     *,
     durability: Literal["fsync", "process"] = "fsync",
+    clock: Clock | None = None,
     retry: RetryPolicy | None = None,
     idle_timeout: float = 60.0,
+    suspend_after: float = 60.0,
     max_in_flight: int = 10_000,
     commit_mode: Literal["thread", "inline"] = "thread",
+    _fault_hook: Callable[[Sequence[WriteBatch]], None] | None = None,
+    _before_run_body: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the data directory ``path`` and run ``actors`` in it, inside the calling
     trio or asyncio program.
@@ -884,7 +1379,12 @@ async def open_runtime(
         serves every key of its class.
       durability: ``"fsync"`` (survives power loss) or ``"process"`` (survives a killed
         process, not an OS crash).
+      clock: where durable time comes from (``actors.testing`` has one that follows
+        ``trio.testing.MockClock``); the system clock by default.
+      retry: the default retry policy of invocations and ``ctx.run`` steps.
       idle_timeout: seconds after which an idle key's activation is dropped.
+      suspend_after: seconds an invocation waits on a call before its coroutine is
+        dropped (it resumes by replay when the call completes).
       max_in_flight: invocations held in memory at most; ``call``/``send`` wait beyond.
       commit_mode: ``"inline"`` commits without the writer thread, for tests under
         ``trio.testing.MockClock(autojump_threshold=0)``.
@@ -900,10 +1400,12 @@ async def open_runtime(
         raise TypeError(f"actor names registered twice: {', '.join(duplicates)}")
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
-    if idle_timeout <= 0:
-        raise ValueError("idle_timeout must be positive")
+    if idle_timeout <= 0 or suspend_after <= 0:
+        raise ValueError("idle_timeout and suspend_after must be positive")
     try:
-        store = Store.open(path, durability=durability, commit_mode=commit_mode)
+        store = Store.open(
+            path, durability=durability, commit_mode=commit_mode, _fault_hook=_fault_hook
+        )
     except StorageError as exc:
         raise persistence_error(exc) from exc
     body_error: BaseException | None = None
@@ -916,7 +1418,10 @@ async def open_runtime(
                 idle_timeout=idle_timeout,
                 max_in_flight=max_in_flight,
                 retry=retry or RetryPolicy(),
+                clock=clock or SystemClock(),
+                suspend_after=suspend_after,
             )
+            runtime._before_run_body = _before_run_body
             runtime._recover()
             tg.start_soon(runtime._reap_idle)
             tg.start_soon(runtime._timer_loop)

@@ -37,7 +37,20 @@ def _make_value_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict(float, (int, float)))
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    converter.register_structure_hook(type(None), _structure_none)
+    # "Any JSON": matched exactly (a plain ``object`` hook would shadow every class).
+    converter.register_structure_hook_func(lambda t: t is object, lambda value, _: value)
+    converter.register_unstructure_hook_func(lambda t: t is object, _unstructure_any)
     return converter
+
+
+def _structure_none(value: object, _: type) -> None:
+    if value is not None:
+        raise TypeError(f"expected null, got {type(value).__name__} {value!r}")
+
+
+def _unstructure_any(value: object) -> object:
+    return _converter.unstructure(value)
 
 
 _converter = _make_value_converter()

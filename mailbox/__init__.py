@@ -4,10 +4,11 @@
 # or journals. It may import `actors.storage`; it never imports `actors` itself.
 """Per-key scheduling for virtual-actors."""
 
-from ._driver import Mailbox, Runner, Spawn
+from ._driver import HOLD, Mailbox, Runner, Spawn
 from ._state import Envelope, MailboxCore, MailboxStateError, MailboxStatistics
 
 __all__ = [
+    "HOLD",
     "Envelope",
     "Mailbox",
     "MailboxCore",

@@ -14,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-from ._state import Envelope, MailboxCore, MailboxStatistics
+from ._state import Envelope, MailboxCore, MailboxStateError, MailboxStatistics
 
 E = TypeVar("E", bound=Envelope)
 
-#: Runs one envelope. It must call ``release()`` once the key may be handed on (for an
-#: exclusive envelope: when its writes are queued for commit); the driver calls it when
-#: the runner returns or raises, if the runner did not.
-Runner = Callable[[E, Callable[[], None]], Awaitable[None]]
+#: Runs one envelope. It calls ``release()`` once the key may be handed on (for an
+#: exclusive envelope: when its writes are queued for commit). If it did not, the driver
+#: releases when the runner raises or returns, unless it returns ``HOLD``: then the
+#: envelope keeps the key (a suspended or paused invocation) until ``resume``.
+Runner = Callable[[E, Callable[[], None]], Awaitable[object]]
+
+HOLD = "hold"
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 
 
@@ -39,6 +42,15 @@ class Mailbox(Generic[E]):
     def deliver(self, envelope: E) -> None:
         """Enqueue ``envelope``; start it now if the rules allow."""
         self._start(self._core.enqueue(envelope))
+
+    def resume(self, envelope: E) -> None:
+        """Run ``envelope`` again while it keeps holding the key (after ``HOLD``)."""
+        if envelope.exclusive and self._core.running_exclusive is not envelope:
+            raise MailboxStateError("resume() of an exclusive envelope that does not hold the key")
+        if envelope.exclusive:
+            self._spawn(self._make_task(envelope))
+        else:
+            self.deliver(envelope)
 
     def cancel_queued(self, envelope: E) -> bool:
         """Remove ``envelope`` if it has not started; True if it was removed."""
@@ -73,8 +85,11 @@ class Mailbox(Generic[E]):
 
         async def task() -> None:
             try:
-                await self._runner(envelope, release)
-            finally:
+                outcome = await self._runner(envelope, release)
+            except BaseException:
+                release()
+                raise
+            if outcome != HOLD:
                 release()
 
         return task

@@ -65,6 +65,7 @@ class InvocationRecord:
     accepted_at: float
     attempt: int = 0
     caller_id: str | None = None
+    caller_index: int | None = None  # the caller's CallEntry to complete, if a ctx.call
     idempotency_key: str | None = None
     outcome: Outcome | None = None
     completed_at: float | None = None
