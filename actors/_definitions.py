@@ -112,6 +112,14 @@ class Handler(Generic[InT_contra, OutT_co]):
         if self.owner is None:
             self.owner = owner
 
+    def copy_for(self, owner: type[Actor]) -> Handler[InT_contra, OutT_co]:
+        """This handler, as inherited by ``owner``."""
+        clone: Handler[InT_contra, OutT_co] = Handler(
+            self.fn, self.declared_kind, self.name, self.retry
+        )
+        clone.owner = owner
+        return clone
+
     def resolve_annotations(self, localns: dict[str, Any] | None = None) -> None:
         """Evaluate the input and output annotations (forward references included)."""
         if self._annotations_resolved:
@@ -276,9 +284,14 @@ class Actor:
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 if isinstance(value, Handler):
-                    if value.owner is klass and attr in handlers:  # overridden
-                        pass
                     handlers[attr] = value
+        for attr, value in list(handlers.items()):
+            if value.owner is not cls:
+                # An inherited handler: give this class its own copy, so that
+                # ``Derived.add`` addresses Derived's state, not its base class's.
+                own = value.copy_for(cls)
+                setattr(cls, attr, own)
+                handlers[attr] = own
         by_name: dict[str, Handler[Any, Any]] = {}
         for h in handlers.values():
             allowed = _ALLOWED[cls.actor_kind]

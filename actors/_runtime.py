@@ -442,8 +442,13 @@ class Runtime(metaclass=NoPublicConstructor):
         owner = target.owner
         actor_name = owner.actor_name if owner is not None and issubclass(owner, Actor) else "?"
         entry = self._entries.get(actor_name)
-        if entry is None or owner is None or not issubclass(entry.cls, owner):
+        if entry is None or owner is None:
             raise UnknownHandlerError(f"actor {actor_name!r} is not registered with this runtime")
+        if not issubclass(entry.cls, owner):
+            raise UnknownHandlerError(
+                f"{target.qualname} belongs to {owner.__qualname__}, but the actor named "
+                f"{actor_name!r} in this runtime is {entry.cls.__qualname__}"
+            )
         spec = entry.cls.handlers.get(target.name)
         if spec is None:
             raise UnknownHandlerError(f"actor {actor_name!r} has no handler {target.name!r}")
@@ -518,17 +523,33 @@ class Runtime(metaclass=NoPublicConstructor):
 
     async def _accept(self, inv: Invocation, delay: float, batch: WriteBatch) -> None:
         """Durably record ``inv`` (record + inbox, plus ``batch``'s own operations), then
-        deliver it now or after ``delay``."""
+        deliver it now or after ``delay``.
+
+        Delivery happens in the commit's completion callback, not in the waiting task:
+        so invocations reach their mailboxes in acceptance order (the order a restart
+        uses), and a cancelled sender cannot strand an accepted invocation."""
         if delay:
             inv.not_before = inv.accepted_at + delay
         self._add_acceptance(inv, batch, InvocationStatus.PENDING)
-        await self._commit(batch)
-        self._log("accepted", inv)
-        if delay:
-            self._invocations[inv.invocation_id] = inv
-            self._schedule_timer(inv.accepted_at + delay, inv.invocation_id)
-        else:
-            self._dispatch(inv)
+
+        def deliver(ticket: CommitTicket) -> None:
+            if ticket.error is not None or self._closed:
+                return
+            self._log("accepted", inv)
+            if inv.not_before is not None:
+                self._invocations[inv.invocation_id] = inv
+                self._schedule_timer(inv.not_before, inv.invocation_id)
+            else:
+                self._dispatch(inv)
+
+        try:
+            ticket = self._store.submit(batch, deliver)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        try:
+            await ticket.wait()
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
 
     async def _commit(self, batch: WriteBatch) -> None:
         try:
@@ -1440,4 +1461,5 @@ async def open_runtime(
             raise body_error from None
         raise
     finally:
-        await store.aclose()
+        with anyio.CancelScope(shield=True):  # release the directory even when cancelled
+            await store.aclose()

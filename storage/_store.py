@@ -99,12 +99,28 @@ class CommitTicket:
     """A submitted batch. ``await ticket.wait()`` returns once it is durable, or raises
     the ``StorageError`` that failed it. Cancelling the wait does not cancel the commit."""
 
-    __slots__ = ("_done", "_error", "_event", "_thread_event", "_waker", "batch", "seq")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_event",
+        "_on_done",
+        "_thread_event",
+        "_waker",
+        "batch",
+        "seq",
+    )
 
-    def __init__(self, seq: int, batch: WriteBatch, waker: Waker | None) -> None:
+    def __init__(
+        self,
+        seq: int,
+        batch: WriteBatch,
+        waker: Waker | None,
+        on_done: Callable[[CommitTicket], None] | None = None,
+    ) -> None:
         self.seq = seq
         self.batch = batch
         self._waker = waker
+        self._on_done = on_done
         self._done = False
         self._error: StorageError | None = None
         self._event: anyio.Event | None = anyio.Event() if waker is not None else None
@@ -140,11 +156,14 @@ class CommitTicket:
 
 
 def _complete_tickets(tickets: list[CommitTicket]) -> None:
-    # Runs in the tickets' event loop thread, scheduled by the writer thread.
+    # Runs in the tickets' event loop thread, scheduled by the writer thread, in
+    # sequence order: ``on_done`` callbacks see commits in the order they were submitted.
     for ticket in tickets:
         ticket._done = True
         assert ticket._event is not None
         ticket._event.set()
+        if ticket._on_done is not None:
+            ticket._on_done(ticket)
 
 
 @attrs.frozen
@@ -340,14 +359,19 @@ class Store:
 
     # --- writing -----------------------------------------------------------------------
 
-    def submit(self, batch: WriteBatch) -> CommitTicket:
+    def submit(
+        self, batch: WriteBatch, on_done: Callable[[CommitTicket], None] | None = None
+    ) -> CommitTicket:
         """Queue ``batch`` for commit and return at once with its ticket.
 
-        Must be called from a trio or asyncio task (the ticket wakes that loop). Raises
-        ``ValueTooLargeError`` before queueing anything if a key or value is over the
-        limits, and ``StoreClosedError`` after ``close()``.
+        Must be called from a trio or asyncio task (the ticket wakes that loop).
+        ``on_done(ticket)`` runs in that loop once the batch committed or failed, before
+        any waiter resumes, and in submission order across batches (in inline mode,
+        before ``submit`` returns). Raises ``ValueTooLargeError`` before queueing
+        anything if a key or value is over the limits, and ``StoreClosedError`` after
+        ``close()``.
         """
-        return self._submit(batch, _current_waker())
+        return self._submit(batch, _current_waker(), on_done)
 
     async def commit(self, batch: WriteBatch) -> None:
         """Submit ``batch`` and wait until it is durable. A checkpoint."""
@@ -391,14 +415,19 @@ class Store:
             if not key:
                 raise ValueTooLargeError(f"empty key in table {table.value!r}")
 
-    def _submit(self, batch: WriteBatch, waker: Waker | None) -> CommitTicket:
+    def _submit(
+        self,
+        batch: WriteBatch,
+        waker: Waker | None,
+        on_done: Callable[[CommitTicket], None] | None = None,
+    ) -> CommitTicket:
         self._check_open()
         if self._broken is not None:
             raise self._broken
         self._validate(batch)
         with self._seq_lock:
             self._submitted_seq += 1
-            ticket = CommitTicket(self._submitted_seq, batch, waker)
+            ticket = CommitTicket(self._submitted_seq, batch, waker, on_done)
         if self._thread is None:
             # Inline mode: the caller's thread owns the (short) write transaction.
             if self._fail_dependents([ticket]):
@@ -410,6 +439,8 @@ class Store:
             ticket._done = True
             if ticket._thread_event is not None:
                 ticket._thread_event.set()
+            if on_done is not None:
+                on_done(ticket)
         else:
             self._queue.put(ticket)
         return ticket
