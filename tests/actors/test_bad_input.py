@@ -1,0 +1,318 @@
+"""Bad input loses nothing: unknown actors and handlers, wrong keys, undecodable input
+and failing handlers each give a clear error, and stored state stays as it was."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import actors
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclasses.dataclass
+class Person:
+    name: str
+    age: int
+
+
+class Counter(actors.VirtualObject):
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    @actors.exclusive
+    async def add(self, ctx: actors.ObjectContext, delta: int) -> int:
+        self.ran.append("add")
+        n = (await ctx.get("n", int)) or 0
+        ctx.set("n", n + delta)
+        return n + delta
+
+    @actors.exclusive
+    async def set_person(self, ctx: actors.ObjectContext, person: Person) -> str:
+        self.ran.append("set_person")
+        ctx.set("person", person)
+        return person.name
+
+    @actors.exclusive
+    async def bump(self, ctx: actors.ObjectContext) -> int:
+        self.ran.append("bump")
+        n = (await ctx.get("n", int)) or 0
+        ctx.set("n", n + 1)
+        return n + 1
+
+    @actors.exclusive
+    async def fail_with_value_error(self, ctx: actors.ObjectContext, delta: int) -> int:
+        self.ran.append("fail")
+        ctx.set("n", delta)
+        ctx.set("extra", delta)
+        raise ValueError(f"boom {delta}")
+
+    @actors.exclusive
+    async def fail_terminal(self, ctx: actors.ObjectContext) -> int:
+        raise actors.TerminalError("nope", 418)
+
+    @actors.shared
+    async def snapshot(self, ctx: actors.ObjectSharedContext) -> dict[str, str]:
+        """Every state entry of the key, as JSON text."""
+        return {
+            name: json.dumps(await ctx.get(name), sort_keys=True) for name in await ctx.state_keys()
+        }
+
+
+class Greeter(actors.Service):
+    @actors.handler
+    async def greet(self, ctx: actors.Context, name: str) -> str:
+        return f"hello {name}"
+
+    @actors.handler
+    async def relay_terminal(self, ctx: actors.Context, key: str) -> int:
+        return await ctx.call(Counter.fail_terminal, key=key)
+
+
+class Chain(actors.VirtualObject):
+    @actors.exclusive
+    async def start(self, ctx: actors.ObjectContext, key: str) -> int:
+        return await ctx.call(Greeter.relay_terminal, key)
+
+
+class Unregistered(actors.VirtualObject):
+    @actors.exclusive
+    async def add(self, ctx: actors.ObjectContext, delta: int) -> int:
+        return delta  # pragma: no cover
+
+
+class CounterImpostor(actors.VirtualObject, name="Counter"):
+    """Claims the registered actor's name, with a handler the registered class lacks."""
+
+    @actors.exclusive
+    async def explode(self, ctx: actors.ObjectContext) -> int:
+        return 0  # pragma: no cover
+
+
+KEYS = ["alice", "bob"]
+
+
+async def seed(rt: actors.Runtime) -> dict[str, dict[str, str]]:
+    await rt.call(Counter.add, 7, key="alice")
+    await rt.call(Counter.set_person, Person("ann", 30), key="alice")
+    await rt.call(Counter.add, 1, key="bob")
+    return await snapshot_all(rt)
+
+
+async def snapshot_all(rt: actors.Runtime) -> dict[str, dict[str, str]]:
+    return {key: await rt.call(Counter.snapshot, key=key) for key in KEYS}
+
+
+async def assert_rejected_without_change(
+    tmp_path: Path,
+    error: type[Exception],
+    message: str,
+    target: actors.Handler[Any, Any],
+    *args: object,
+    key: str | None = None,
+) -> None:
+    """``rt.call`` and ``rt.send`` both reject the input with ``error``; stored state is
+    unchanged, also after a restart, and no handler ran or resumes."""
+    counter = Counter()
+    path = tmp_path / "db"
+    async with actors.open_runtime(path, [counter, Greeter]) as rt:
+        before = await seed(rt)
+        ran_before = list(counter.ran)
+        with pytest.raises(error, match=message):
+            await rt.call(target, *args, key=key)
+        with pytest.raises(error, match=message):
+            await rt.send(target, *args, key=key)
+        assert await snapshot_all(rt) == before
+        assert rt.statistics().in_flight == 0
+    async with actors.open_runtime(path, [counter, Greeter]) as rt:
+        assert await snapshot_all(rt) == before
+    assert counter.ran == ran_before
+
+
+async def test_unknown_actor(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        actors.UnknownHandlerError,
+        r"^actor 'Unregistered' is not registered with this runtime$",
+        Unregistered.add,
+        1,
+        key="alice",
+    )
+
+
+async def test_unknown_handler_of_a_class_claiming_a_registered_name(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        actors.UnknownHandlerError,
+        r"'Counter'",
+        CounterImpostor.explode,
+        key="alice",
+    )
+
+
+def test_UnknownHandlerError_is_a_LookupError() -> None:
+    assert issubclass(actors.UnknownHandlerError, LookupError)
+    assert actors.UnknownHandlerError.status_code == 404
+
+
+async def test_target_that_is_not_a_handler(tmp_path: Path) -> None:
+    async def not_a_handler() -> int:
+        return 0  # pragma: no cover
+
+    await assert_rejected_without_change(
+        tmp_path,
+        TypeError,
+        r"^call target must be a handler such as Counter.add, not <function ",
+        not_a_handler,  # type: ignore[arg-type]
+        key="alice",
+    )
+
+
+async def test_key_given_to_a_service(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        TypeError,
+        r"^Greeter is a service: its handlers take no key \(got key='alice'\)$",
+        Greeter.greet,
+        "ann",
+        key="alice",
+    )
+
+
+async def test_missing_key_for_an_object(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        TypeError,
+        r"^Counter is a keyed object: Counter.add needs key=$",
+        Counter.add,
+        1,
+    )
+
+
+async def test_key_that_is_not_a_str(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        TypeError,
+        r"^key must be a str, not int$",
+        Counter.add,
+        1,
+        key=5,  # type: ignore[arg-type]
+    )
+
+
+async def test_missing_input(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        TypeError,
+        r"^Counter.add takes an input of type <class 'int'>; none was given$",
+        Counter.add,
+        key="alice",
+    )
+
+
+async def test_input_for_a_handler_without_input(tmp_path: Path) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        TypeError,
+        r"^Counter.bump takes no input, but one was given$",
+        Counter.bump,
+        1,
+        key="alice",
+    )
+
+
+@pytest.mark.parametrize("bad", ["5", True, 5.0, None, [5]])
+async def test_input_of_the_wrong_primitive_type(tmp_path: Path, bad: object) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        actors.SerializationError,
+        r"^input of Counter.add does not convert to int: .* @ \$$",
+        Counter.add,
+        bad,
+        key="alice",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (Person("bea", "31"), r"\$\.age"),  # type: ignore[arg-type]
+        ({"name": "bea", "age": "31"}, r"\$\.age"),
+        ({"name": 5, "age": 31}, r"\$\.name"),
+        ({"name": "bea"}, r"\$\.age"),
+    ],
+)
+async def test_input_with_a_mistyped_field(tmp_path: Path, bad: object, field: str) -> None:
+    await assert_rejected_without_change(
+        tmp_path,
+        actors.SerializationError,
+        rf"^input of Counter.set_person does not convert to Person: .*{field}",
+        Counter.set_person,
+        bad,
+        key="alice",
+    )
+
+
+def test_SerializationError_has_status_400() -> None:
+    assert actors.SerializationError.status_code == 400
+    assert issubclass(actors.SerializationError, ValueError)
+
+
+async def test_handler_raising_ValueError(tmp_path: Path) -> None:
+    counter = Counter()
+    async with actors.open_runtime(tmp_path / "db", [counter]) as rt:
+        before = await seed(rt)
+        with pytest.raises(actors.TerminalError, match=r"^ValueError: boom 99$") as info:
+            await rt.call(Counter.fail_with_value_error, 99, key="alice")
+        assert info.value.status_code == 500
+        assert info.value.message == "ValueError: boom 99"
+        h = await rt.send(Counter.fail_with_value_error, 98, key="alice")
+        with pytest.raises(actors.TerminalError, match=r"^ValueError: boom 98$"):
+            await h.result()
+        with pytest.raises(actors.TerminalError, match=r"^ValueError: boom 98$"):
+            await rt.attach(h.invocation_id)
+        # Its writes were dropped; the key stays usable.
+        assert await snapshot_all(rt) == before
+        assert await rt.call(Counter.add, 1, key="alice") == 8
+    assert counter.ran.count("fail") == 2
+
+
+async def test_handler_raising_TerminalError(tmp_path: Path) -> None:
+    async with actors.open_runtime(tmp_path / "db", [Counter]) as rt:
+        before = await seed(rt)
+        with pytest.raises(actors.TerminalError, match=r"^nope$") as info:
+            await rt.call(Counter.fail_terminal, key="alice")
+        assert info.value.status_code == 418
+        assert info.value.message == "nope"
+        assert not isinstance(info.value, actors.DeadlockError)
+        assert await snapshot_all(rt) == before
+        assert await rt.call(Counter.add, 1, key="alice") == 8
+
+
+async def test_TerminalError_reaches_the_caller_through_a_call_chain(tmp_path: Path) -> None:
+    # Chain/x -> Greeter.relay_terminal (service) -> Counter/alice.fail_terminal
+    async with actors.open_runtime(tmp_path / "db", [Counter, Greeter, Chain]) as rt:
+        before = await seed(rt)
+        with pytest.raises(actors.TerminalError, match=r"^nope$") as info:
+            await rt.call(Chain.start, "alice", key="x")
+        assert info.value.status_code == 418
+        h = await rt.send(Greeter.relay_terminal, "alice")
+        with pytest.raises(actors.TerminalError, match=r"^nope$") as info:
+            await h.result()
+        assert info.value.status_code == 418
+        assert await snapshot_all(rt) == before
+
+
+def test_TerminalError_defaults() -> None:
+    error = actors.TerminalError("bad")
+    assert error.status_code == 500
+    assert error.message == "bad"
+    assert isinstance(error, actors.ActorsError)
+    deadlock = actors.DeadlockError("cycle")
+    assert isinstance(deadlock, actors.TerminalError)
+    assert deadlock.status_code == 409
