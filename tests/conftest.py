@@ -34,6 +34,11 @@ settings.load_profile(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "trio_only: run this coroutine test under trio only")
+    config.addinivalue_line(
+        "markers",
+        "packaging: builds a wheel and installs it into a fresh venv from the package index "
+        "(runs in `make test`; deselect with -m 'not packaging')",
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""Every examples/*.py runs to completion and prints what it promises.
+
+Each example runs as a user would run it: ``python examples/NN_topic.py`` in a
+subprocess, from an empty working directory. A new example is picked up by itself; give
+it its key output lines in ``EXPECTED`` (test_every_example_has_expected_output fails
+until then).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# Example file name -> regular expressions, each of which must match a whole output line.
+EXPECTED: dict[str, list[str]] = {
+    "00_storage.py": [
+        r"data directory: .+",
+        r"child acknowledged \d+ records, then was killed with SIGKILL",
+        r"reopened: \d+ records on disk, 0 acknowledged ones missing",
+        r"wrote after the crash and read back: b'still writable'",
+        r"every acknowledged record survived the crash",
+    ],
+    "01_counter.py": [
+        r"add 5 to alice -> 5",
+        r"1000 concurrent add\(1\) on bob -> 1000",
+        r"DeadlockError \(409\): .+",
+        r"after reopening: \{'alice': 0, 'bob': 1000, 'carol': 15\}",
+        r"state survived the restart",
+    ],
+}
+
+
+def example_files() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.py"))
+
+
+def test_examples_exist() -> None:
+    assert example_files(), f"no examples found in {EXAMPLES}"
+
+
+def test_every_example_has_expected_output() -> None:
+    assert sorted(p.name for p in example_files()) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_example_runs(path: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{path.name} failed:\n{result.stdout}\n{result.stderr}"
+    lines = result.stdout.splitlines()
+    for pattern in EXPECTED.get(path.name, []):
+        assert any(re.fullmatch(pattern, line) for line in lines), (
+            f"{path.name}: no output line matches {pattern!r}\n{result.stdout}"
+        )
+    assert list(tmp_path.iterdir()) == [], "examples keep their data out of the working dir"

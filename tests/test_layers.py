@@ -1,0 +1,148 @@
+"""Imports go one way: storage <- mailbox <- actors (DESIGN.md section 1).
+
+Every ``.py`` file under ``storage/`` and ``mailbox/`` is parsed, and every import in
+it is checked: module level, inside functions, and under ``if TYPE_CHECKING:`` alike.
+Relative imports are resolved against the package the folder is mapped to
+(``storage/`` is ``actors.storage``, ``mailbox/`` is ``actors.mailbox``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# folder -> (package it is installed as, packages of ``actors`` it may import)
+LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "storage": ("actors.storage", ("actors.storage",)),
+    "mailbox": ("actors.mailbox", ("actors.mailbox", "actors.storage")),
+}
+
+
+def package_of(path: Path, folder: str) -> str:
+    """The dotted package a module file belongs to (its own name for ``__init__``)."""
+    base = LAYERS[folder][0]
+    relative = path.relative_to(REPO / folder).parent.parts
+    return ".".join((base, *relative))
+
+
+def imported_modules(source: str, package: str) -> list[tuple[int, str]]:
+    """(line, absolute module) for every import in ``source``.
+
+    ``from X import name`` yields ``X.name`` as well as ``X``: the name may be a submodule
+    (``from actors import mailbox``), and ``X`` itself is imported either way.
+    """
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                if node.level - 1 >= len(parts):
+                    found.append((node.lineno, "." * node.level + (node.module or "")))
+                    continue
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
+            in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def violations(source: str, package: str, allowed: tuple[str, ...]) -> list[str]:
+    bad = []
+    for line, module in imported_modules(source, package):
+        if module.startswith("."):
+            bad.append(f"line {line}: relative import {module} leaves the actors package")
+            continue
+        if module != "actors" and not module.startswith("actors."):
+            continue  # the standard library or a third-party package
+        if not any(module == ok or module.startswith(ok + ".") for ok in allowed):
+            bad.append(f"line {line}: imports {module}")
+    return bad
+
+
+def layer_files() -> list[tuple[str, Path]]:
+    return [(folder, path) for folder in LAYERS for path in sorted((REPO / folder).rglob("*.py"))]
+
+
+@pytest.mark.parametrize(
+    ("folder", "path"),
+    [pytest.param(f, p, id=str(p.relative_to(REPO))) for f, p in layer_files()],
+)
+def test_layer_imports_only_downwards(folder: str, path: Path) -> None:
+    package = package_of(path, folder)
+    allowed = LAYERS[folder][1]
+    assert violations(path.read_text(), package, allowed) == []
+
+
+def test_every_layer_has_files() -> None:
+    # A moved or renamed folder must not turn the check above into a no-op.
+    for folder in LAYERS:
+        assert (REPO / folder / "__init__.py").is_file(), folder
+    assert {f for f, _ in layer_files()} == set(LAYERS)
+
+
+# --- the checker itself ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "package", "expected"),
+    [
+        ("import actors", "actors.storage", ["line 1: imports actors"]),
+        ("import actors.mailbox", "actors.storage", ["line 1: imports actors.mailbox"]),
+        (
+            "from actors import mailbox",
+            "actors.storage",
+            ["line 1: imports actors", "line 1: imports actors.mailbox"],
+        ),
+        (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from actors import Foo\n",
+            "actors.storage",
+            ["line 3: imports actors", "line 3: imports actors.Foo"],
+        ),
+        (
+            "from .. import _errors",
+            "actors.storage",
+            ["line 1: imports actors", "line 1: imports actors._errors"],
+        ),
+        (
+            "from ..mailbox import x",
+            "actors.storage",
+            ["line 1: imports actors.mailbox", "line 1: imports actors.mailbox.x"],
+        ),
+        (
+            "from ... import x",
+            "actors.storage",
+            ["line 1: relative import ... leaves the actors package"],
+        ),
+        (
+            "def f():\n    import actors._runtime\n",
+            "actors.mailbox",
+            ["line 2: imports actors._runtime"],
+        ),
+        ("importlib.import_module('actors')", "actors.mailbox", ["line 1: imports actors"]),
+        ("from ._state import x\nfrom . import _driver", "actors.mailbox", []),
+        ("from ..storage import Store", "actors.mailbox", []),
+        ("from actors.storage import Store\nimport trio", "actors.mailbox", []),
+        ("from . import _keys\nimport mailbox", "actors.storage", []),
+    ],
+)
+def test_checker_finds_upward_imports(source: str, package: str, expected: list[str]) -> None:
+    folder = package.rsplit(".", 1)[1]
+    assert violations(source, package, LAYERS[folder][1]) == expected
