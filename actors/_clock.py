@@ -8,11 +8,27 @@ makes a test that sleeps for days finish at once.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Protocol, final
+from typing import TYPE_CHECKING, Protocol, final
 
 import anyio
 import anyio.lowlevel
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def loop_time_function() -> Callable[[], float]:
+    """The running event loop's clock, as a function that also works in plain loop
+    callbacks (where anyio cannot tell which backend runs: asyncio callbacks run
+    outside any task)."""
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return asyncio.get_running_loop().time
+    return trio.current_time
 
 
 class Clock(Protocol):
@@ -54,9 +70,12 @@ class LoopClock:
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._start = start
+        self._loop_time: Callable[[], float] | None = None
 
     def now(self) -> float:
-        return self._start + anyio.current_time()
+        if self._loop_time is None:
+            self._loop_time = loop_time_function()
+        return self._start + self._loop_time()
 
     async def sleep_until(self, deadline: float) -> None:
         await anyio.sleep_until(deadline - self._start)

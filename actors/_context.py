@@ -15,7 +15,7 @@ from ._util import NoPublicConstructor
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Coroutine
     from datetime import timedelta
 
     from ._definitions import Handler
@@ -44,15 +44,35 @@ class Context(metaclass=NoPublicConstructor):
         invocation_id: str = self._inv.invocation_id
         return invocation_id
 
+    @overload
     async def run(
         self,
         name: str,
-        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        fn: Callable[..., Coroutine[Any, Any, T]],
         /,
         *args: object,
         retry: RetryPolicy | None = None,
         type: type[T] | None = None,
-    ) -> T:
+    ) -> T: ...
+    @overload
+    async def run(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        /,
+        *args: object,
+        retry: RetryPolicy | None = None,
+        type: type[T] | None = None,
+    ) -> T: ...
+    async def run(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: object,
+        retry: RetryPolicy | None = None,
+        type: Any = None,
+    ) -> Any:
         """Run ``fn(*args)`` as a durable step named ``name`` and return its result.
 
         The body runs only once everything the invocation did before is durable, and
@@ -68,8 +88,7 @@ class Context(metaclass=NoPublicConstructor):
         annotation, and the handler gets the stored form (as a replay would). The body
         must not use the context.
         """
-        result: T = await self._rt._ctx_run(self._inv, name, fn, args, retry, type)
-        return result
+        return await self._rt._ctx_run(self._inv, name, fn, args, retry, type)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""

@@ -17,7 +17,8 @@ def _seconds(value: float | timedelta) -> float:
 class RetryPolicy:
     """Exponential backoff: the n-th retry waits ``initial_interval * factor**(n-1)``,
     capped at ``max_interval``; after ``max_attempts`` attempts (None: no limit) the
-    invocation is paused, or the ``ctx.run`` step raises ``TerminalError``.
+    invocation is paused, or the ``ctx.run`` step raises ``TerminalError``. The default
+    gives up after 10 attempts, about 20 seconds.
 
     Intervals are seconds or ``timedelta``.
     """
@@ -25,7 +26,7 @@ class RetryPolicy:
     initial_interval: float = attrs.field(default=0.05, converter=_seconds)
     factor: float = 2.0
     max_interval: float = attrs.field(default=10.0, converter=_seconds)
-    max_attempts: int | None = None
+    max_attempts: int | None = 10
 
     def __attrs_post_init__(self) -> None:
         if self.initial_interval < 0 or self.max_interval < 0:

@@ -44,6 +44,7 @@ import math
 import random
 import typing
 import uuid
+from collections import deque
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, final, overload
@@ -84,7 +85,7 @@ from actors.storage import (
     loads_entry,
 )
 
-from ._clock import Clock, SystemClock
+from ._clock import Clock, SystemClock, loop_time_function
 from ._context import _NO_ARG, Context, ObjectContext, ObjectSharedContext
 from ._deadlock import Node, WaitForGraph
 from ._definitions import Actor, ActorEntry, Handler, registration_entry
@@ -251,6 +252,11 @@ class Runtime(metaclass=NoPublicConstructor):
         self._timers_changed = anyio.Event()
         self._timers: list[tuple[float, str]] = []
         self._idempotency_inflight: dict[str, tuple[bytes, str]] = {}
+        self._loop_time = loop_time_function()  # usable in commit callbacks too
+        # Accepted invocations waiting for the dispatcher task, in acceptance order.
+        # Commit callbacks run outside any task, where anyio cannot spawn one.
+        self._accepted: deque[Invocation] = deque()
+        self._accepted_ready = anyio.Event()
         #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
         self._before_run_body: Callable[[str], None] | None = None
 
@@ -420,7 +426,8 @@ class Runtime(metaclass=NoPublicConstructor):
             activations=len(self._activations),
             queued_exclusive=sum(
                 a.mailbox.statistics().queued_exclusive for a in self._activations.values()
-            ),
+            )
+            + sum(1 for inv in self._accepted if inv.exclusive and inv.not_before is None),
             suspended=sum(1 for inv in invocations if inv.suspended),
             paused=sum(1 for inv in invocations if inv.paused_reason is not None),
         )
@@ -493,6 +500,21 @@ class Runtime(metaclass=NoPublicConstructor):
             )
         return check_value(arg, spec.input_type, f"input of {spec.qualname}")
 
+    def _resolve_in_handler(
+        self, target: Handler[Any, Any], key: str | None
+    ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
+        # Inside a handler a malformed call is deterministic: fail it, do not retry it.
+        try:
+            return self._resolve(target, key)
+        except TypeError as exc:
+            raise TerminalError(str(exc), 400) from exc
+
+    def _check_input_in_handler(self, spec: Handler[Any, Any], arg: object) -> tuple[bytes, Any]:
+        try:
+            return self._check_input(spec, arg)
+        except TypeError as exc:
+            raise TerminalError(str(exc), 400) from exc
+
     @staticmethod
     def _request_digest(target: Target, payload: bytes) -> bytes:
         parts = (target.actor, target.handler, target.key or "")
@@ -533,14 +555,10 @@ class Runtime(metaclass=NoPublicConstructor):
         self._add_acceptance(inv, batch, InvocationStatus.PENDING)
 
         def deliver(ticket: CommitTicket) -> None:
-            if ticket.error is not None or self._closed:
-                return
-            self._log("accepted", inv)
-            if inv.not_before is not None:
-                self._invocations[inv.invocation_id] = inv
-                self._schedule_timer(inv.not_before, inv.invocation_id)
-            else:
-                self._dispatch(inv)
+            if ticket.error is None and not self._closed:
+                self._invocations[inv.invocation_id] = inv  # attachable from now on
+                self._accepted.append(inv)
+                self._accepted_ready.set()
 
         try:
             ticket = self._store.submit(batch, deliver)
@@ -550,6 +568,20 @@ class Runtime(metaclass=NoPublicConstructor):
             await ticket.wait()
         except StorageError as exc:
             raise persistence_error(exc) from exc
+
+    async def _dispatch_accepted(self) -> None:
+        """Deliver accepted invocations in the order their acceptances committed."""
+        while True:
+            await self._accepted_ready.wait()
+            self._accepted_ready = anyio.Event()
+            while self._accepted:
+                inv = self._accepted.popleft()
+                self._log("accepted", inv)
+                if inv.not_before is not None:
+                    self._invocations[inv.invocation_id] = inv
+                    self._schedule_timer(inv.not_before, inv.invocation_id)
+                else:
+                    self._dispatch(inv)
 
     async def _commit(self, batch: WriteBatch) -> None:
         try:
@@ -581,7 +613,7 @@ class Runtime(metaclass=NoPublicConstructor):
             mailbox: Mailbox[Invocation] = Mailbox(f"{actor}/{key}", self._run, self._spawn)
             activation = _Activation(mailbox)
             self._activations[(actor, key)] = activation
-        activation.last_used = anyio.current_time()
+        activation.last_used = self._loop_time()
         return activation
 
     def _resume_suspended(self, inv: Invocation) -> None:
@@ -592,7 +624,7 @@ class Runtime(metaclass=NoPublicConstructor):
             return
         activation = inv.activation or self._activation(inv.target.actor, inv.target.key)
         inv.activation = activation
-        activation.last_used = anyio.current_time()
+        activation.last_used = self._loop_time()
         activation.mailbox.resume(inv)
 
     # --- flushing and the output gate -------------------------------------------------------------
@@ -725,12 +757,19 @@ class Runtime(metaclass=NoPublicConstructor):
                 await self._pause(inv, str(exc))
             except (_HandlerFailed, _StepFailed) as exc:
                 reason = str(exc)
-                if isinstance(exc, _HandlerFailed):
-                    # Keep what the attempt learned: its run results stay valid.
+                if isinstance(exc, _HandlerFailed) and any(
+                    isinstance(entry, RunEntry) for _, entry in inv.unflushed
+                ):
+                    # Keep the step results the attempt produced, so their bodies do
+                    # not run again (their state writes come along, as in a journal).
                     try:
                         self._flush(inv)
                     except TerminalError:
                         pass
+                # Otherwise the failed attempt's tail is dropped: state stays unchanged.
+                inv.unflushed = []
+                inv.writes = {}
+                inv.cleared_all = False
                 if inv.acceptance_ticket is not None and inv.acceptance_ticket.error is not None:
                     inv.inbox_key = None  # the acceptance never landed: write it again
                     inv.acceptance_ticket = None
@@ -768,6 +807,9 @@ class Runtime(metaclass=NoPublicConstructor):
             raise
         except SerializationError as exc:
             return Failure(str(exc), 500)
+        except UnknownHandlerError as exc:
+            # A call to a handler that does not exist: retrying cannot help.
+            return Failure(str(exc), exc.status_code)
         except Exception as exc:
             logger.warning(
                 "handler %s of invocation %s raised %s: %s",
@@ -1125,7 +1167,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self, caller: Invocation, target: Handler[Any, Any], arg: object, key: str | None
     ) -> Any:
         self._check_usable(caller, "ctx.call()")
-        entry, spec, tgt = self._resolve(target, key)
+        entry, spec, tgt = self._resolve_in_handler(target, key)
         what = f"output of {spec.qualname}"
         recorded = caller.next_replayed(CallEntry, None, f"call({spec.qualname})")
         waiter: Node = ("inv", caller.invocation_id)
@@ -1153,7 +1195,7 @@ class Runtime(metaclass=NoPublicConstructor):
             waited = self._wait_node(spec, tgt, callee.invocation_id)
             self._graph.wait(waiter, waited)
         else:
-            payload, value = self._check_input(spec, arg)
+            payload, value = self._check_input_in_handler(spec, arg)
             index = caller.index
             callee_id = derived_invocation_id(caller.invocation_id, index)
             waited = self._wait_node(spec, tgt, callee_id)
@@ -1213,13 +1255,16 @@ class Runtime(metaclass=NoPublicConstructor):
         delay: timedelta | float | None,
     ) -> InvocationHandle:
         self._check_usable(caller, "ctx.send()")
-        entry, spec, tgt = self._resolve(target, key)
+        entry, spec, tgt = self._resolve_in_handler(target, key)
         recorded = caller.next_replayed(SendEntry, None, f"send({spec.qualname})")
         if recorded is not None:
             await anyio.lowlevel.checkpoint()
             return InvocationHandle._create(self, recorded.callee_id, "Accepted", spec)
-        payload, value = self._check_input(spec, arg)
-        seconds = _delay_seconds(delay)
+        payload, value = self._check_input_in_handler(spec, arg)
+        try:
+            seconds = _delay_seconds(delay)
+        except ValueError as exc:
+            raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
         callee = Invocation(
@@ -1350,7 +1395,7 @@ class Runtime(metaclass=NoPublicConstructor):
         interval = max(self._idle_timeout / 2, 0.001)
         while True:
             await anyio.sleep(interval)
-            cutoff = anyio.current_time() - self._idle_timeout
+            cutoff = self._loop_time() - self._idle_timeout
             durable = self._store.durable_seq
             for key, activation in list(self._activations.items()):
                 last = activation.last_ticket
@@ -1421,8 +1466,10 @@ async def open_runtime(
         raise TypeError(f"actor names registered twice: {', '.join(duplicates)}")
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
-    if idle_timeout <= 0 or suspend_after <= 0:
-        raise ValueError("idle_timeout and suspend_after must be positive")
+    if idle_timeout <= 0:
+        raise ValueError("idle_timeout must be positive")
+    if suspend_after <= 0:
+        raise ValueError("suspend_after must be positive")
     try:
         store = Store.open(
             path, durability=durability, commit_mode=commit_mode, _fault_hook=_fault_hook
@@ -1446,6 +1493,7 @@ async def open_runtime(
             runtime._recover()
             tg.start_soon(runtime._reap_idle)
             tg.start_soon(runtime._timer_loop)
+            tg.start_soon(runtime._dispatch_accepted)
             try:
                 yield runtime
             except BaseException as exc:

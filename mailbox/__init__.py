@@ -8,8 +8,8 @@ from ._driver import HOLD, Mailbox, Runner, Spawn
 from ._state import Envelope, MailboxCore, MailboxStateError, MailboxStatistics
 
 __all__ = [
-    "HOLD",
     "Envelope",
+    "HOLD",
     "Mailbox",
     "MailboxCore",
     "MailboxStateError",

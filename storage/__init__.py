@@ -59,7 +59,6 @@ from ._store import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION",
     "AwakeableEntry",
     "CallEntry",
     "ClearStateEntry",
@@ -82,6 +81,7 @@ __all__ = [
     "ReadView",
     "RecordDecodeError",
     "RunEntry",
+    "SCHEMA_VERSION",
     "SchemaVersionError",
     "SelectEntry",
     "SendEntry",

@@ -39,6 +39,16 @@ def make_converter() -> cattrs.Converter:
         tag_generator=JOURNAL_TAGS.__getitem__,
         tag_name="t",
     )
+    # An optional outcome must carry its tag too: one on-disk form per value.
+    optional_outcome = Outcome | None
+    converter.register_unstructure_hook_func(
+        lambda t: t == optional_outcome,
+        lambda value: None if value is None else converter.unstructure(value, Outcome),
+    )
+    converter.register_structure_hook_func(
+        lambda t: t == optional_outcome,
+        lambda value, _: None if value is None else converter.structure(value, Outcome),  # type: ignore[arg-type]
+    )
     return converter
 
 

@@ -117,6 +117,8 @@ def decode_key(data: bytes) -> KeyTuple:
             parts.append(0)
         elif _INT_ZERO < tag <= _INT_ZERO + 8 or tag == _INT_POS_BIG:
             if tag == _INT_POS_BIG:
+                if pos >= length:
+                    raise ValueError("truncated integer length in key")
                 size = data[pos]
                 pos += 1
             else:
@@ -127,6 +129,8 @@ def decode_key(data: bytes) -> KeyTuple:
             pos += size
         elif _INT_ZERO - 8 <= tag < _INT_ZERO or tag == _INT_NEG_BIG:
             if tag == _INT_NEG_BIG:
+                if pos >= length:
+                    raise ValueError("truncated integer length in key")
                 size = data[pos] ^ 0xFF
                 pos += 1
             else:

@@ -202,6 +202,8 @@ class ReadView:
         """Items of ``table`` whose key starts with ``prefix``, in key order, from
         ``start`` (inclusive) when given, at most ``limit`` of them."""
         out: list[tuple[bytes, bytes]] = []
+        if limit is not None and limit <= 0:
+            return out
         cursor = self._txn.cursor(db=self._dbs[table])
         first = prefix if start is None or start < prefix else start
         if not cursor.set_range(first):
@@ -256,7 +258,8 @@ class Store:
         self._lock_fd = lock_fd
         self._max_map_size = max_map_size
         self._fault_hook = fault_hook
-        self._resize_lock = threading.Lock()
+        # Reentrant: a read inside ``with store.read()`` on the same thread must not block.
+        self._resize_lock = threading.RLock()
         self._seq_lock = threading.Lock()
         self._submitted_seq = 0
         self._durable_seq = 0
@@ -341,6 +344,8 @@ class Store:
     def get(self, table: Table, key: bytes) -> bytes | None:
         """The committed value of ``key`` in ``table``, or None. One read transaction."""
         self._check_open()
+        if not key or len(key) > MAX_KEY_SIZE:
+            return None  # no such key can have been stored
         with self._resize_lock, self._env.begin() as txn:
             value: bytes | None = txn.get(key, db=self._dbs[table])
             return value
@@ -388,6 +393,7 @@ class Store:
 
     def statistics(self) -> StoreStatistics:
         """Counters for benchmarks and tests."""
+        self._check_open()
         return StoreStatistics(
             commits=self._commits,
             batches=self._batches,
@@ -406,13 +412,13 @@ class Store:
                 f"batch of {batch.nbytes} bytes for {self.path} is over the "
                 f"max_value_size limit of {self.max_value_size} bytes"
             )
-        for _op, table, key, _value in batch.ops:
+        for op, table, key, _value in batch.ops:
             if len(key) > MAX_KEY_SIZE:
                 raise ValueTooLargeError(
                     f"key of {len(key)} bytes in table {table.value!r} of {self.path} is over "
                     f"the {MAX_KEY_SIZE}-byte key limit"
                 )
-            if not key:
+            if not key and op is not _Op.DELETE_PREFIX:
                 raise ValueTooLargeError(f"empty key in table {table.value!r}")
 
     def _submit(
@@ -432,8 +438,9 @@ class Store:
             # Inline mode: the caller's thread owns the (short) write transaction.
             if self._fail_dependents([ticket]):
                 ticket._error = self._apply([batch])
-                self._count_commit(1)
-                if ticket._error is not None:
+                if ticket._error is None:
+                    self._count_commit(1)
+                else:
                     self._failed_seqs.add(ticket.seq)
             self._durable_seq = ticket.seq
             ticket._done = True
@@ -489,8 +496,8 @@ class Store:
             if not group:
                 return
         error = self._apply([ticket.batch for ticket in group])
-        self._count_commit(len(group))
         if error is None:
+            self._count_commit(len(group))
             return
         if len(group) == 1:
             group[0]._error = error
@@ -500,8 +507,9 @@ class Store:
         for ticket in group:
             if self._fail_dependents([ticket]):
                 ticket._error = self._apply([ticket.batch])
-                self._count_commit(1)
-                if ticket._error is not None:
+                if ticket._error is None:
+                    self._count_commit(1)
+                else:
                     self._failed_seqs.add(ticket.seq)
 
     def _fail_dependents(self, group: list[CommitTicket]) -> list[CommitTicket]:

@@ -44,12 +44,6 @@ def exported(name: str) -> list[str]:
         "actors",
         pytest.param(
             "actors.storage",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="storage/__init__.py __all__ is not in plain string order: "
-                "'SCHEMA_VERSION' is listed first (isort style) but sorts between "
-                "'RunEntry' and 'SchemaVersionError'",
-            ),
         ),
         "actors.mailbox",
     ],

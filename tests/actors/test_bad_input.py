@@ -8,6 +8,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trio
+import trio.testing
 
 import actors
 
@@ -24,6 +26,7 @@ class Person:
 class Counter(actors.VirtualObject):
     def __init__(self) -> None:
         self.ran: list[str] = []
+        self.broken = True
 
     @actors.exclusive
     async def add(self, ctx: actors.ObjectContext, delta: int) -> int:
@@ -45,12 +48,14 @@ class Counter(actors.VirtualObject):
         ctx.set("n", n + 1)
         return n + 1
 
-    @actors.exclusive
+    @actors.exclusive(retry=actors.RetryPolicy(initial_interval=0.001, max_attempts=3))
     async def fail_with_value_error(self, ctx: actors.ObjectContext, delta: int) -> int:
         self.ran.append("fail")
         ctx.set("n", delta)
         ctx.set("extra", delta)
-        raise ValueError(f"boom {delta}")
+        if self.broken:
+            raise ValueError(f"boom {delta}")
+        return delta
 
     @actors.exclusive
     async def fail_terminal(self, ctx: actors.ObjectContext) -> int:
@@ -263,23 +268,26 @@ def test_SerializationError_has_status_400() -> None:
     assert issubclass(actors.SerializationError, ValueError)
 
 
+@pytest.mark.trio_only  # steps the paused invocation with wait_all_tasks_blocked
 async def test_handler_raising_ValueError(tmp_path: Path) -> None:
+    # A non-terminal exception is retried from the journal; when the attempts run out
+    # the invocation is paused (visible, resumable), its unflushed writes dropped.
     counter = Counter()
-    async with actors.open_runtime(tmp_path / "db", [counter]) as rt:
+    async with actors.open_runtime(tmp_path / "db", [counter], commit_mode="inline") as rt:
         before = await seed(rt)
-        with pytest.raises(actors.TerminalError, match=r"^ValueError: boom 99$") as info:
-            await rt.call(Counter.fail_with_value_error, 99, key="alice")
-        assert info.value.status_code == 500
-        assert info.value.message == "ValueError: boom 99"
         h = await rt.send(Counter.fail_with_value_error, 98, key="alice")
-        with pytest.raises(actors.TerminalError, match=r"^ValueError: boom 98$"):
-            await h.result()
-        with pytest.raises(actors.TerminalError, match=r"^ValueError: boom 98$"):
-            await rt.attach(h.invocation_id)
-        # Its writes were dropped; the key stays usable.
+        while rt.statistics().paused == 0:
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(0.001)
+        assert counter.ran.count("fail") == 3
         assert await snapshot_all(rt) == before
-        assert await rt.call(Counter.add, 1, key="alice") == 8
-    assert counter.ran.count("fail") == 2
+        counter.broken = False
+        await rt.resume(h.invocation_id)
+        assert await h.result() == 98
+        assert await rt.attach(h.invocation_id) == 98
+        # The key is usable again.
+        assert (await rt.call(Counter.snapshot, key="alice"))["n"] == "98"
+    assert counter.ran.count("fail") == 4
 
 
 async def test_handler_raising_TerminalError(tmp_path: Path) -> None:

@@ -385,12 +385,6 @@ def test_subclass_inherits_handlers() -> None:
     assert set(DerivedCounter.handlers) == {"add", "value"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an inherited handler resolves to the class that declared it: "
-    "rt.call(DerivedCounter.add, ...) raises UnknownHandlerError \"actor 'BaseCounter' "
-    'is not registered" (Handler.owner is BaseCounter, shared by both classes)',
-)
 async def test_inherited_handler_runs_on_the_subclass(tmp_path: Path) -> None:
     async with actors.open_runtime(tmp_path / "db", [DerivedCounter]) as rt:
         assert await rt.call(DerivedCounter.add, 2, key="k") == 2

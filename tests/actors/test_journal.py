@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import itertools
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -12,6 +13,9 @@ import trio.testing
 import actors
 import actors.testing
 from actors.testing import CrashPlan, SimulatedCrash, open_test_runtime
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class Steps(actors.VirtualObject):
@@ -149,7 +153,7 @@ async def test_retry_backoff_follows_the_policy(autojump_clock: trio.testing.Moc
     async with open_test_runtime([flaky]) as rt:
         assert await rt.call(Flaky.work) == "ok"
     times = flaky.attempt_times
-    gaps = [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
     assert gaps == [1, 2, 4, 5]
 
 
@@ -357,11 +361,15 @@ async def test_journaled_value_that_no_longer_converts_fails_clearly(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     with pytest.raises(SimulatedCrash):
-        async with open_test_runtime([Typed(str)], path=tmp_path, crash=CrashPlan(in_run="end")) as rt:
+        async with open_test_runtime(
+            [Typed(str)], path=tmp_path, crash=CrashPlan(in_run="end")
+        ) as rt:
             handle = await rt.send(Typed.go, key="t")
             await handle.result()
     async with open_test_runtime([Typed(int)], path=tmp_path) as rt:
-        with pytest.raises(actors.TerminalError, match=r"result of ctx.run\('value'\) does not convert to int"):
+        with pytest.raises(
+            actors.TerminalError, match=r"result of ctx.run\('value'\) does not convert to int"
+        ):
             await rt.attach(handle.invocation_id)
 
 
@@ -382,7 +390,9 @@ async def test_idempotency_key_runs_once_and_rejects_a_different_request(
         again = await rt.send(Idem.add, 5, key="i", idempotency_key="pay-1")
         assert (again.status, again.invocation_id) == ("PreviouslyAccepted", first.invocation_id)
         assert await rt.call(Idem.add, 5, key="i", idempotency_key="pay-1") == 5
-        with pytest.raises(actors.TerminalError, match="already used for a different request") as info:
+        with pytest.raises(
+            actors.TerminalError, match="already used for a different request"
+        ) as info:
             await rt.send(Idem.add, 6, key="i", idempotency_key="pay-1")
         assert info.value.status_code == 409
     async with open_test_runtime([Idem], path=tmp_path) as rt:  # after a restart too

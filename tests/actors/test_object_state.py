@@ -331,11 +331,6 @@ async def test_pipelined_invocations_see_earlier_writes(tmp_path: Path) -> None:
             assert await rt.call(Bag.get, key=key) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a handler annotated '-> None' fails at the caller: the output type is "
-    "NoneType, which the value converter cannot structure (SerializationError)",
-)
 async def test_handler_returning_None(tmp_path: Path) -> None:
     async with actors.open_runtime(tmp_path / "db", [Bag]) as rt:
         result = await rt.call(Bag.returns_none, 5, key="k")  # type: ignore[func-returns-value]
@@ -349,11 +344,6 @@ class LooselyTyped(actors.VirtualObject):
         return items
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 'object' means any JSON value at the top level of an annotation, but "
-    "nested (list[object], dict[str, object]) the converter has no hook for it",
-)
 async def test_nested_object_annotation_accepts_any_json(tmp_path: Path) -> None:
     async with actors.open_runtime(tmp_path / "db", [LooselyTyped]) as rt:
         assert await rt.call(LooselyTyped.mixed, [1, "a", None], key="k") == [1, "a", None]

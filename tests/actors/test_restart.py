@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
-import pytest
 
 import actors
 
@@ -136,12 +135,6 @@ async def test_accepted_service_invocation_resumes(tmp_path: Path) -> None:
     assert second_life.seen == [21]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: open_runtime's exit awaits store.aclose() inside the cancelled scope; "
-    "the await is cancelled before close(), so the LMDB lock stays held and reopening "
-    "the directory in the same process raises PersistenceError 'already open'",
-)
 async def test_restart_after_cancelled_scope_resumes(tmp_path: Path) -> None:
     path = tmp_path / "db"
     first_life = JournalBlocking()

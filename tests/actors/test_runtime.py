@@ -222,12 +222,6 @@ async def test_directory_reopens_after_a_cancelled_exit_in_inline_mode(
         assert await rt.call(Blocker.block, key="k") == "k"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: open_runtime's exit awaits store.aclose() inside the cancelled scope; with "
-    "the writer thread, the await is cancelled before close(), so the LMDB lock stays held "
-    "and reopening the directory in the same process raises PersistenceError",
-)
 async def test_directory_reopens_after_a_cancelled_exit(tmp_path: Path) -> None:
     blocker = Blocker()
     with anyio.CancelScope() as scope:
@@ -240,11 +234,6 @@ async def test_directory_reopens_after_a_cancelled_exit(tmp_path: Path) -> None:
         assert await rt.call(Counter.add, 1, key="other") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: InvocationHandle.result() on a closed runtime raises PersistenceError "
-    "('store ... is closed') instead of RuntimeClosedError, unlike rt.attach()",
-)
 async def test_handle_result_after_exit_raises_RuntimeClosedError(tmp_path: Path) -> None:
     blocker = Blocker()
     async with actors.open_runtime(tmp_path / "db", [blocker]) as rt:
@@ -265,12 +254,6 @@ class Recorder(actors.VirtualObject):
 
 
 @pytest.mark.trio_only  # needs wait_all_tasks_blocked while the writer thread commits
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a send cancelled while its acceptance batch is being committed is "
-    "durably accepted (the commit is not cancelled) but never dispatched: it waits in "
-    "the inbox until the next restart, and later sends on its key overtake it",
-)
 async def test_cancelled_send_is_not_stranded(tmp_path: Path) -> None:
     # Whether the cancelled send was accepted is unknown to its caller; either way it
     # must not be left for the next restart. (Until fixed, the race that exposes this
@@ -368,7 +351,7 @@ async def test_statistics_count_queued_exclusive_work(tmp_path: Path) -> None:
     blocker = Blocker()
     async with actors.open_runtime(tmp_path / "db", [blocker]) as rt:
         assert rt.statistics() == actors.RuntimeStatistics(
-            in_flight=0, activations=0, queued_exclusive=0
+            in_flight=0, activations=0, queued_exclusive=0, suspended=0, paused=0
         )
         handles = [await rt.send(Blocker.block, key="k") for _ in range(3)]
         await blocker.entered.wait()

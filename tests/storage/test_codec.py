@@ -272,16 +272,6 @@ def test_loads_entry_reads_the_stored_format() -> None:
         assert loads_entry(msgspec.msgpack.encode(raw)) == expected, name
 
 
-_UNTAGGED_OUTCOME_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG storage/_codec.py: an Outcome in an Optional field (Outcome | None) is "
-    "written WITHOUT its union tag ('t': 'ok'/'err'); only non-optional fields such as "
-    "RunEntry.outcome are tagged, so the same Outcome has two on-disk forms and the "
-    "optional one relies on cattrs guessing Success/Failure from field names",
-)
-
-
-@_UNTAGGED_OUTCOME_BUG
 @given(outcomes)
 def test_every_stored_outcome_carries_its_tag(outcome: Success | Failure) -> None:
     tag = _records.OUTCOME_TAGS[type(outcome)]

@@ -226,15 +226,6 @@ def test_encode_key_refuses_integers_over_255_bytes(value: int) -> None:
         encode_key((value,))
 
 
-_INDEX_ERROR_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="BUG storage/_keys.py decode_key: a big-int tag (0x1D/0x0B) at the end of the "
-    "input reads the missing length byte with data[pos] and raises IndexError, "
-    "not ValueError",
-)
-
-
 @pytest.mark.parametrize(
     "data",
     [
@@ -248,11 +239,9 @@ _INDEX_ERROR_BUG = pytest.mark.xfail(
         pytest.param(b"\x13", id="truncated-negative-int"),
         pytest.param(b"\x1d\x09\x00", id="truncated-big-int"),
         pytest.param(b"\x0b\xf6\x00", id="truncated-big-negative-int"),
-        pytest.param(b"\x1d", id="big-int-without-length", marks=_INDEX_ERROR_BUG),
-        pytest.param(b"\x0b", id="big-negative-int-without-length", marks=_INDEX_ERROR_BUG),
-        pytest.param(
-            b"\x02a\x00\x1d", id="big-int-without-length-after-str", marks=_INDEX_ERROR_BUG
-        ),
+        pytest.param(b"\x1d", id="big-int-without-length"),
+        pytest.param(b"\x0b", id="big-negative-int-without-length"),
+        pytest.param(b"\x02a\x00\x1d", id="big-int-without-length-after-str"),
     ],
 )
 def test_decode_key_refuses_malformed_bytes(data: bytes) -> None:
@@ -260,7 +249,6 @@ def test_decode_key_refuses_malformed_bytes(data: bytes) -> None:
         decode_key(data)
 
 
-@_INDEX_ERROR_BUG
 @given(st.binary(max_size=24))
 @example(b"\x1d")  # the known bug, so the xfail does not depend on the search
 def test_decode_key_raises_only_value_error(data: bytes) -> None:

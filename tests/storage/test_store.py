@@ -232,23 +232,12 @@ def test_Store_scan_prefix_start_limit(tmp_path: Path, commit_mode: CommitMode) 
                         assert view.scan(Table.INBOX, prefix, start=start, limit=limit) == got
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG storage/_store.py ReadView.scan: limit=0 returns one item (the limit is "
-    "checked after appending), not 'at most limit' = none",
-)
 def test_Store_scan_limit_zero_returns_nothing(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s", commit_mode="inline") as store:
         store.commit_blocking(put(b"a", b"1"))
         assert store.scan(Table.STATE, limit=0) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG storage/_store.py Store.get/ReadView.get: an empty key raises a raw "
-    "lmdb.BadValsizeError (outside the StorageError tree) instead of returning None or "
-    "raising the ValueTooLargeError that submit() raises for an empty key",
-)
 def test_Store_get_empty_key(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s", commit_mode="inline") as store:
         try:
@@ -279,13 +268,6 @@ def test_ReadView_reads_one_snapshot(tmp_path: Path, commit_mode: CommitMode) ->
             assert view.count(Table.JOURNAL) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=subprocess.TimeoutExpired,
-    reason="BUG storage/_store.py: Store.get/scan/read inside a `with store.read()` block "
-    "(no await in between) deadlock forever: both take the non-reentrant _resize_lock on "
-    "the same thread",
-)
 def test_Store_get_inside_a_read_view_does_not_deadlock(tmp_path: Path) -> None:
     # In a child process: the deadlock is forever and would take this process with it.
     script = textwrap.dedent(
@@ -643,12 +625,6 @@ async def test_Store_closed_raises(tmp_path: Path, commit_mode: CommitMode) -> N
     assert store.durable_seq == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG storage/_store.py Store.statistics(): after close() it raises a raw "
-    "lmdb.Error ('Attempt to operate on closed/deleted/dropped object') from env.info(), "
-    "a lower-layer error outside the StorageError tree",
-)
 def test_Store_statistics_after_close(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s", commit_mode="inline")
     store.commit_blocking(put(b"a", b"1"))
