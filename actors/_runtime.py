@@ -257,6 +257,7 @@ class Runtime(metaclass=NoPublicConstructor):
         # Commit callbacks run outside any task, where anyio cannot spawn one.
         self._accepted: deque[Invocation] = deque()
         self._accepted_ready = anyio.Event()
+        self._inline_scopes: set[anyio.CancelScope] = set()
         #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
         self._before_run_body: Callable[[str], None] | None = None
 
@@ -324,7 +325,7 @@ class Runtime(metaclass=NoPublicConstructor):
             accepted_at=self._clock.now(),
             holds_slot=True,
         )
-        self._dispatch(inv)
+        await self._run_call(inv)
         result = await self._result_of(inv)
         return result
 
@@ -607,6 +608,38 @@ class Runtime(metaclass=NoPublicConstructor):
         inv.activation = activation
         activation.mailbox.deliver(inv)
 
+    async def _run_call(self, inv: Invocation) -> None:
+        """Run a ``call`` in the caller's own task when it may start at once (no task
+        to spawn, no extra switch); otherwise queue it like any invocation."""
+        self._invocations[inv.invocation_id] = inv
+        key = inv.target.key
+        release: Callable[[], None] = _noop
+        if key is not None and inv.exclusive:
+            activation = self._activation(inv.target.actor, key)
+            inv.activation = activation
+            claimed = activation.mailbox.try_claim(inv)
+            if claimed is None:
+                return  # queued behind the key's current work
+            release = claimed
+        # The handler runs in the caller's task, but belongs to the runtime: closing the
+        # runtime cancels it, as it cancels the handlers in the runtime's task group.
+        scope = anyio.CancelScope()
+        self._inline_scopes.add(scope)
+        try:
+            with scope:
+                outcome = await self._run(inv, release)
+        except BaseException:
+            release()
+            if inv.inbox_key is not None and inv.outcome is None and not self._closed:
+                # The caller went away mid-run, but the invocation was recorded: it
+                # must still complete. Continue it in the background from its journal.
+                self._dispatch(attrs.evolve(inv, done=anyio.Event(), holds_slot=False))
+            raise
+        finally:
+            self._inline_scopes.discard(scope)
+        if scope.cancelled_caught or outcome != HOLD:
+            release()
+
     def _activation(self, actor: str, key: str) -> _Activation:
         activation = self._activations.get((actor, key))
         if activation is None:
@@ -709,6 +742,27 @@ class Runtime(metaclass=NoPublicConstructor):
             outcome = await self._attempts(inv)
             if outcome is None:  # suspended: the coroutine is gone, the key stays held
                 return HOLD
+            if self._is_pure_read(inv):
+                # Nothing to record: the answer depends only on state that is committed
+                # (shared, service) or on the key's queued commits (exclusive).
+                ticket = self._chain(inv)
+                if key_node is not None:
+                    self._graph.release(key_node)
+                    key_node = None
+                release()
+                finished = True
+                if ticket is not None and not ticket.done:
+                    try:
+                        await ticket.wait()
+                    except StorageError as exc:
+                        inv.error = persistence_error(exc)
+                        return None
+                elif ticket is not None and ticket.error is not None:
+                    inv.error = persistence_error(ticket.error)
+                    return None
+                inv.outcome = outcome
+                self._log("completed", inv)
+                return None
             ticket = self._submit_completion(inv, outcome)
             if key_node is not None:
                 self._graph.release(key_node)
@@ -864,14 +918,31 @@ class Runtime(metaclass=NoPublicConstructor):
             raise persistence_error(exc) from exc
         return [loads_entry(value) for _, value in items]
 
+    @staticmethod
+    def _is_ephemeral(inv: Invocation) -> bool:
+        """A ``call`` that never recorded anything: nobody can attach to it and no
+        journal refers to it, so its completion needs no record."""
+        return inv.inbox_key is None and inv.caller_id is None and inv.idempotency_key is None
+
+    def _is_pure_read(self, inv: Invocation) -> bool:
+        """An ephemeral call that wrote nothing: completing it needs no commit at all."""
+        return self._is_ephemeral(inv) and not inv.writes and not inv.cleared_all
+
     def _submit_completion(self, inv: Invocation, outcome: Outcome) -> CommitTicket:
         """Queue the completion: remaining entries and writes, the completed record (which
         is also the acceptance of a call never flushed before), the inbox deletion and
         the caller's journal entry, in one batch."""
+        # A plain ``call`` that recorded nothing before completing leaves no history
+        # (as in Restate, completed invocations are kept only when someone can refer to
+        # them: sends, idempotent requests, calls between actors). Its journal is moot.
+        ephemeral = self._is_ephemeral(inv)
+        if ephemeral:
+            inv.unflushed = []
         while True:
             batch = WriteBatch()
-            record = inv.record(InvocationStatus.COMPLETED, outcome, self._clock.now())
-            batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+            if not ephemeral:
+                record = inv.record(InvocationStatus.COMPLETED, outcome, self._clock.now())
+                batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
             if inv.inbox_key is not None:
                 batch.delete(Table.INBOX, inv.inbox_key)
             if inv.caller_id is not None and inv.caller_index is not None:
@@ -1502,6 +1573,8 @@ async def open_runtime(
             finally:
                 runtime._closed = True
                 tg.cancel_scope.cancel()
+                for scope in runtime._inline_scopes:
+                    scope.cancel()
     except BaseExceptionGroup as group:
         # The runtime's own tasks never fail, so a group holding only the body's error
         # is an artifact of the task group: give the caller back their own exception.

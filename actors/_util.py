@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import os
 from typing import Any, TypeVar
 
@@ -25,9 +26,18 @@ def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
+_id_prefix = ""
+_id_counter = itertools.count()
+
+
 def new_invocation_id() -> str:
-    """A random, URL-safe invocation id."""
-    return "inv_" + _b32(os.urandom(15))
+    """A unique, URL-safe invocation id: a random 60-bit prefix drawn once per process
+    plus a counter. Cheaper than 15 random bytes per id (this is on every call's path),
+    and unique across restarts but for a 2**-60 chance per pair of processes."""
+    global _id_prefix
+    if not _id_prefix:
+        _id_prefix = _b32(os.urandom(8))[:12]
+    return f"inv_{_id_prefix}{next(_id_counter):x}"
 
 
 def derived_invocation_id(parent_id: str, index: int) -> str:

@@ -43,6 +43,17 @@ class Mailbox(Generic[E]):
         """Enqueue ``envelope``; start it now if the rules allow."""
         self._start(self._core.enqueue(envelope))
 
+    def try_claim(self, envelope: E) -> Callable[[], None] | None:
+        """Admit ``envelope`` if it may start now, for the caller to run in its own task
+        (saving a task spawn), and return its ``release``; the caller must call it when
+        the key may be handed on, or when it stops running the envelope for any reason.
+        Otherwise the envelope is queued as by ``deliver`` and None is returned."""
+        admitted = self._core.enqueue(envelope)
+        if admitted == [envelope]:
+            return self._releaser(envelope)
+        self._start(admitted)
+        return None
+
     def resume(self, envelope: E) -> None:
         """Run ``envelope`` again while it keeps holding the key (after ``HOLD``)."""
         if envelope.exclusive and self._core.running_exclusive is not envelope:
@@ -74,7 +85,7 @@ class Mailbox(Generic[E]):
         for envelope in admitted:
             self._spawn(self._make_task(envelope))
 
-    def _make_task(self, envelope: E) -> Callable[[], Coroutine[Any, Any, None]]:
+    def _releaser(self, envelope: E) -> Callable[[], None]:
         released = False
 
         def release() -> None:
@@ -82,6 +93,11 @@ class Mailbox(Generic[E]):
             if not released:
                 released = True
                 self._start(self._core.finished(envelope))
+
+        return release
+
+    def _make_task(self, envelope: E) -> Callable[[], Coroutine[Any, Any, None]]:
+        release = self._releaser(envelope)
 
         async def task() -> None:
             try:
