@@ -716,6 +716,23 @@ class Runtime(metaclass=NoPublicConstructor):
             inv.last_ticket = ticket
         return ticket
 
+    def _forget_failed_chain(self, inv: Invocation) -> None:
+        """At the start of an attempt: if the last batch this invocation's writes would
+        build on has already failed, nothing pending is left to build on (every batch
+        after it failed too), so start a fresh chain and read storage, not the overlay.
+        A batch still in flight stays a dependency: the attempt may read its writes."""
+        ticket = self._chain(inv)
+        if ticket is None or not ticket.done or ticket.error is None:
+            return
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            activation.last_ticket = None
+            activation.overlay.clear()
+            activation.overlay_cleared = False
+            activation.overlay_seq = 0
+        else:
+            inv.last_ticket = None
+
     async def _gate(self, inv: Invocation) -> None:
         """The output gate: flush, then wait until everything the invocation's next
         effect depends on is durable. A failed commit fails the attempt (retried)."""
@@ -796,6 +813,7 @@ class Runtime(metaclass=NoPublicConstructor):
             if inv.not_before is not None:
                 await self._clock.sleep_until(inv.not_before)
                 inv.not_before = None
+            self._forget_failed_chain(inv)
             inv.start_attempt(self._load_journal(inv))
             inv.attempt += 1
             try:

@@ -1,0 +1,108 @@
+"""Storage faults during execution: a failed commit is retried, never half-applied."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+import actors
+from actors._clock import LoopClock
+from actors.storage import Table, WriteBatch
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+
+class FailNth:
+    """Fails commit number ``n`` (counting from 1) once, like a disk that was full."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.failed: list[int] = []
+
+    def __call__(self, batches: Sequence[WriteBatch]) -> None:
+        self.count += 1
+        if self.count == self.n:
+            self.failed.append(self.count)
+            raise OSError(28, "No space left on device")
+
+
+class Account(actors.VirtualObject):
+    def __init__(self) -> None:
+        self.charges = 0
+        self.seen_during_failure: list[int | None] = []
+
+    async def _charge(self) -> str:
+        self.charges += 1
+        return "charged"
+
+    @actors.exclusive(retry=actors.RetryPolicy(initial_interval=1, max_attempts=5))
+    async def pay(self, ctx: actors.ObjectContext, amount: int) -> int:
+        receipt = await ctx.run("charge", self._charge)
+        balance = ((await ctx.get("balance", int)) or 0) + amount
+        ctx.set("balance", balance)
+        ctx.set("receipt", receipt)
+        await ctx.run("notify", _noop)  # the gate flushes charge + state here
+        return balance
+
+    @actors.shared
+    async def balance(self, ctx: actors.ObjectSharedContext) -> int | None:
+        return await ctx.get("balance", int)
+
+
+async def _noop() -> None:
+    pass
+
+
+async def test_failed_commit_during_a_step_is_retried_and_never_half_visible(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    account = Account()
+    # Commit 1: the send's acceptance. Commit 2: charge + state at the notify gate.
+    fault = FailNth(2)
+    async with actors.open_runtime(
+        tmp_path / "db",
+        [account],
+        commit_mode="inline",
+        clock=LoopClock(),
+        _fault_hook=fault,
+    ) as rt:
+        handle = await rt.send(Account.pay, 10, key="a")
+        await trio.testing.wait_all_tasks_blocked()
+        # The failed step is waiting for its retry: nothing of it is visible.
+        assert fault.failed == [2]
+        assert await rt.call(Account.balance, key="a") is None
+        assert rt._store.scan(Table.STATE) == []
+        assert await handle.result() == 10
+        assert await rt.call(Account.balance, key="a") == 10
+    # The charge's result never became durable, so its body ran once more.
+    assert account.charges == 2
+
+
+async def test_failed_completion_of_a_call_reaches_the_caller_as_persistence_error(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    class Plain(actors.VirtualObject):
+        @actors.exclusive
+        async def put(self, ctx: actors.ObjectContext, value: int) -> int:
+            ctx.set("v", value)
+            return value
+
+        @actors.shared
+        async def get(self, ctx: actors.ObjectSharedContext) -> int | None:
+            return await ctx.get("v", int)
+
+    fault = FailNth(1)
+    async with actors.open_runtime(
+        tmp_path / "db", [Plain], commit_mode="inline", _fault_hook=fault
+    ) as rt:
+        with pytest.raises(actors.PersistenceError, match="No space left on device"):
+            await rt.call(Plain.put, 1, key="p")
+        assert await rt.call(Plain.get, key="p") is None  # nothing half-written
+        assert await rt.call(Plain.put, 2, key="p") == 2  # the key stays usable
+        assert await rt.call(Plain.get, key="p") == 2
