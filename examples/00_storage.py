@@ -26,16 +26,17 @@ from actors.storage import Store, Table, WriteBatch, encode_key
 
 async def main(path):
     store = Store.open(path, durability="fsync")
+    in_flight = trio.Semaphore(64)                # 64 concurrent writers share each fsync
     async def append(i):
         batch = WriteBatch()
         batch.put(Table.JOURNAL, encode_key(("demo", i)), f"record {i}".encode())
         await store.commit(batch)
         print(i, flush=True)                      # acknowledged = durable
+        in_flight.release()
     async with trio.open_nursery() as nursery:
         for i in range(1_000_000):
+            await in_flight.acquire()
             nursery.start_soon(append, i)
-            if i % 16 == 15:
-                await trio.sleep(0)               # let the writer group a few
 
 trio.run(main, sys.argv[1])
 """
