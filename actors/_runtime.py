@@ -44,6 +44,7 @@ import math
 import random
 import typing
 import uuid
+import weakref
 from collections import deque
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -193,15 +194,31 @@ def _delay_seconds(delay: timedelta | float | None) -> float:
     return seconds
 
 
+_resolved_annotations: weakref.WeakKeyDictionary[Callable[..., Any], Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _result_annotation(fn: Callable[..., Any], explicit: Any) -> Any:
+    """The type a ``ctx.run`` result converts through: ``explicit``, else ``fn``'s
+    return annotation (resolved once per function: string annotations, as under
+    ``from __future__ import annotations``, cost a ``get_type_hints`` call)."""
     if explicit is not None:
         return explicit
     annotation = getattr(fn, "__annotations__", {}).get("return", object)
     if isinstance(annotation, str):
+        function = getattr(fn, "__func__", fn)  # bound methods are new objects each time
         try:
-            annotation = typing.get_type_hints(fn).get("return", object)
-        except Exception:
-            annotation = object
+            annotation = _resolved_annotations[function]
+        except (KeyError, TypeError):
+            try:
+                annotation = typing.get_type_hints(function).get("return", object)
+            except Exception:
+                annotation = object
+            try:
+                _resolved_annotations[function] = annotation
+            except TypeError:
+                pass  # not weak-referenceable: resolve each time
     if annotation is None:
         return type(None)
     if typing.get_origin(annotation) in (typing.Awaitable, typing.Coroutine):
