@@ -332,16 +332,7 @@ class Runtime(metaclass=NoPublicConstructor):
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
         await self._slots.acquire()
-        inv = Invocation(
-            invocation_id=new_invocation_id(),
-            target=tgt,
-            entry=entry,
-            spec=spec,
-            payload=payload,
-            arg=value,
-            accepted_at=self._clock.now(),
-            holds_slot=True,
-        )
+        inv = self._new_invocation(entry, spec, tgt, payload, value, holds_slot=True)
         await self._run_call(inv)
         result = await self._result_of(inv)
         return result
@@ -376,16 +367,8 @@ class Runtime(metaclass=NoPublicConstructor):
                 await anyio.lowlevel.checkpoint()
                 return InvocationHandle._create(self, previous, "PreviouslyAccepted", spec)
         await self._slots.acquire()
-        inv = Invocation(
-            invocation_id=new_invocation_id(),
-            target=tgt,
-            entry=entry,
-            spec=spec,
-            payload=payload,
-            arg=value,
-            accepted_at=self._clock.now(),
-            idempotency_key=idempotency_key,
-            holds_slot=True,
+        inv = self._new_invocation(
+            entry, spec, tgt, payload, value, idempotency_key=idempotency_key, holds_slot=True
         )
         batch = WriteBatch()
         if idempotency_key is not None:
@@ -505,6 +488,35 @@ class Runtime(metaclass=NoPublicConstructor):
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         return Target(entry.name, spec.name, key)
+
+    def _new_invocation(
+        self,
+        entry: ActorEntry,
+        spec: Handler[Any, Any],
+        target: Target,
+        payload: bytes,
+        value: Any,
+        *,
+        invocation_id: str | None = None,
+        caller_id: str | None = None,
+        caller_index: int | None = None,
+        idempotency_key: str | None = None,
+        holds_slot: bool = False,
+    ) -> Invocation:
+        """A new invocation accepted now (a fresh id unless a derived one is given)."""
+        return Invocation(
+            invocation_id=invocation_id or new_invocation_id(),
+            target=target,
+            entry=entry,
+            spec=spec,
+            payload=payload,
+            arg=value,
+            accepted_at=self._clock.now(),
+            caller_id=caller_id,
+            caller_index=caller_index,
+            idempotency_key=idempotency_key,
+            holds_slot=holds_slot,
+        )
 
     @staticmethod
     def _check_input(spec: Handler[Any, Any], arg: object) -> tuple[bytes, Any]:
@@ -1311,14 +1323,13 @@ class Runtime(metaclass=NoPublicConstructor):
                     f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
                     f"{caller.spec.qualname} would wait forever: {self._describe_cycle(cycle)}"
                 )
-            callee = Invocation(
+            callee = self._new_invocation(
+                entry,
+                spec,
+                tgt,
+                payload,
+                value,
                 invocation_id=callee_id,
-                target=tgt,
-                entry=entry,
-                spec=spec,
-                payload=payload,
-                arg=value,
-                accepted_at=self._clock.now(),
                 caller_id=caller.invocation_id,
                 caller_index=index,
             )
@@ -1373,16 +1384,8 @@ class Runtime(metaclass=NoPublicConstructor):
             raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
-        callee = Invocation(
-            invocation_id=callee_id,
-            target=tgt,
-            entry=entry,
-            spec=spec,
-            payload=payload,
-            arg=value,
-            accepted_at=self._clock.now(),
-            caller_id=None,  # one-way: nobody waits for it
-        )
+        # One-way: no caller_id, nobody waits for it.
+        callee = self._new_invocation(entry, spec, tgt, payload, value, invocation_id=callee_id)
         deliver_at = callee.accepted_at + seconds if seconds else None
         callee.not_before = deliver_at
         caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
