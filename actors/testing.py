@@ -158,13 +158,13 @@ def run_until_killed(
     """Run ``argv`` as a subprocess, read its stdout line by line, and SIGKILL it right
     after line number ``kill_after_lines`` (no cleanup, no final commit: a real crash).
 
-    Returns the lines read and the exit status (negative ``SIGKILL`` when it was killed,
+    The child's stderr goes to this process's stderr. Returns the lines read and the
+    exit status (negative ``SIGKILL`` when it was killed,
     the process's own status when it finished first). Raises ``TimeoutError`` if the
     process neither prints enough nor exits within ``timeout`` seconds.
     """
-    proc = subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
-    )
+    # stderr is inherited, not piped: an unread pipe would block a chatty child.
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, text=True, cwd=cwd)
     assert proc.stdout is not None
     lines: list[str] = []
     import threading
@@ -183,8 +183,6 @@ def run_until_killed(
         timer.cancel()
         if proc.stdout:
             proc.stdout.close()
-        if proc.stderr:
-            proc.stderr.close()
     if timed_out and len(lines) < kill_after_lines:
         raise TimeoutError(f"{argv[0]} did not print {kill_after_lines} lines in {timeout}s")
     return lines, status
