@@ -46,20 +46,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 import anyio
-import lmdb
 import trio
 
 import actors
@@ -67,17 +59,33 @@ import actors
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-Durability = Literal["fsync", "process"]
-Backend = Literal["trio", "asyncio"]
+# Run as ``python bench/objects.py``: make ``bench._common`` importable.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from bench._common import (
+    HANG_MARGIN,
+    Backend,
+    Durability,
+    add_output_args,
+    add_run_args,
+    fmt_rate,
+    in_fresh_dir,
+    json_meta,
+    machine_text,
+    median,
+    perf_counter,
+    print_checks,
+    raw_label,
+    run_raw,
+    save_json,
+    summarize,
+)
 
 KEYS: Final = 64  # W2: tasks, one key each
 CALLERS: Final = 64  # W3: tasks on one key; ping-pong clients
 READERS: Final = 64  # W5
 WRITERS: Final = 16  # W5
 ONE_KEY: Final = "one"
-VALUE: Final = bytes(range(100))  # ~100-byte raw record
-MAP_SIZE: Final = 1 << 30
-HANG_MARGIN: Final = 120.0  # seconds past the deadline before a phase counts as hung
+TEMP_PREFIX: Final = "bench-objects-"
 
 # Targets of the issue ("fsync", 2-core machine) and the peer figures for scale.
 W2_TARGET: Final = 10_000.0  # calls/s over 64 keys
@@ -86,8 +94,6 @@ W5_TARGET: Final = 20_000.0  # shared reads/s on one key while writes run
 W1_TARGET: Final = 2.0  # p50 of one call at most this times the raw commit p50
 RESTATE_W2: Final = 550.0  # Restate server + Python SDK, calls/s over 64 keys
 RESTATE_W3: Final = 155.0  # Restate server + Python SDK, calls/s on one key
-
-perf_counter = time.perf_counter
 
 
 class Counter(actors.VirtualObject):
@@ -133,20 +139,12 @@ class Row:
     p50_ratios: list[float] = field(default_factory=list)  # p50 / raw commit p50
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return float("nan")
-    rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[rank]
-
-
 def make_sample(ops: int, seconds: float, latencies: list[float], commits: int | None) -> Sample:
-    latencies.sort()
+    rate, p50_ms, p99_ms = summarize(ops, seconds, latencies)
     return Sample(
-        rate=ops / seconds if seconds > 0 else 0.0,
-        p50_ms=percentile(latencies, 0.50) * 1e3,
-        p99_ms=percentile(latencies, 0.99) * 1e3,
+        rate=rate,
+        p50_ms=p50_ms,
+        p99_ms=p99_ms,
         per_commit=ops / commits if commits else float("nan"),
         ops=ops,
         seconds=seconds,
@@ -156,41 +154,13 @@ def make_sample(ops: int, seconds: float, latencies: list[float], commits: int |
 # --- baseline: raw LMDB ------------------------------------------------------------------
 
 
-def raw_phase(
-    env: lmdb.Environment, db: lmdb._Database, *, seconds: float, max_records: int, first: int
-) -> tuple[int, float, list[float]]:
-    """One record per synced transaction until ``seconds`` or ``max_records``."""
-    latencies: list[float] = []
-    begin = env.begin
-    written = 0
-    start = perf_counter()
-    deadline = start + seconds
-    while written < max_records and perf_counter() < deadline:
-        key = b"bench/%012d" % (first + written)
-        t0 = perf_counter()
-        with begin(write=True) as txn:
-            txn.put(key, VALUE, db=db)
-        latencies.append(perf_counter() - t0)
-        written += 1
-    return written, perf_counter() - start, latencies
-
-
 def measure_raw(
     directory: Path, durability: Durability, seconds: float, warmup: float, cap: int
 ) -> Sample:
-    """Raw LMDB with the store's environment settings, one thread."""
-    sync = durability == "fsync"
-    env = lmdb.open(
-        str(directory), map_size=MAP_SIZE, max_dbs=4, sync=sync, metasync=sync, readahead=False
+    """Raw LMDB with the store's environment settings, one thread, one record per commit."""
+    records, elapsed, latencies = run_raw(
+        directory, durability, seconds=seconds, warmup=warmup, cap=cap
     )
-    try:
-        db = env.open_db(b"journal")
-        warm, _, _ = raw_phase(env, db, seconds=warmup, max_records=cap, first=0)
-        records, elapsed, latencies = raw_phase(
-            env, db, seconds=seconds, max_records=cap, first=warm
-        )
-    finally:
-        env.close()
     return make_sample(records, elapsed, latencies, records)
 
 
@@ -418,18 +388,9 @@ def measure_runtime(
 # --- runs and report -----------------------------------------------------------------------
 
 
-def in_fresh_dir(base: str | None, measure: Callable[[Path], list[Sample]]) -> list[Sample]:
-    directory = Path(tempfile.mkdtemp(prefix="bench-objects-", dir=base))
-    try:
-        return measure(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def make_rows(durability: Durability, backend: Backend) -> list[Row]:
-    raw_label = "sync=True" if durability == "fsync" else "sync=False"
     return [
-        Row("raw", f"raw LMDB, 1 record/commit ({raw_label})", "commits/s"),
+        Row("raw", raw_label(durability), "commits/s"),
         Row("pingpong", f"raw {backend} ping-pong, {CALLERS} clients", "round trips/s"),
         Row("w2", f"W2 add, {KEYS} keys x 1 caller", "calls/s"),
         Row("w3", f"W3 add, 1 key x {CALLERS} callers", "calls/s"),
@@ -450,11 +411,13 @@ def run_all(args: argparse.Namespace) -> list[Row]:
 
     for run in range(args.runs):
         print(f"  run {run + 1}/{args.runs} ...", end="", flush=True, file=sys.stderr)
-        (raw,) = in_fresh_dir(args.dir, lambda d: [measure_raw(d, durability, secs, warm, cap)])
+        (raw,) = in_fresh_dir(
+            args.dir, TEMP_PREFIX, lambda d: [measure_raw(d, durability, secs, warm, cap)]
+        )
         pingpong = measure_pingpong(backend, secs, warm, cap)
         measured: list[tuple[str, Sample]] = [("raw", raw), ("pingpong", pingpong)]
         for workload in ("w2", "w3", "w5", "w1"):
-            samples = in_fresh_dir(args.dir, runtime(workload))
+            samples = in_fresh_dir(args.dir, TEMP_PREFIX, runtime(workload))
             if workload == "w5":
                 measured += [("w5_reads", samples[0]), ("w5_writes", samples[1])]
             else:
@@ -467,14 +430,6 @@ def run_all(args: argparse.Namespace) -> list[Row]:
             row.p50_ratios.append(sample.p50_ms / raw.p50_ms)
         print(" done", file=sys.stderr)
     return list(rows.values())
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def fmt_rate(values: Sequence[float]) -> str:
-    return f"{median(values):>9,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
 
 
 def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
@@ -570,13 +525,7 @@ def target_checks(args: argparse.Namespace, rows: list[Row]) -> list[dict[str, o
             f"{w1_ratio:.2f}x (target <= {W1_TARGET:g}x)",
         },
     ]
-    applies = args.durability == "fsync"
-    print()
-    for check in checks:
-        verdict = ("PASS" if check["passed"] else "FAIL") if applies else "info"
-        print(f"{verdict}  {check['text']}")
-    if not applies:
-        print("      (targets are defined for durability='fsync'; shown for information)")
+    print_checks(checks, args.durability)
     writes = by_key["w5_writes"]
     print(
         f"info  W5 writes alongside the reads: {rate('w5_writes'):,.0f} writes/s "
@@ -591,14 +540,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (2)")
-    parser.add_argument("--warmup", type=float, default=0.3, help="before each (0.3 s)")
-    parser.add_argument("--runs", type=int, default=5, help="repetitions; median shown (5)")
+    add_run_args(parser)
     parser.add_argument(
         "--max-calls", type=int, default=1_000_000, help="cap per measurement (1,000,000)"
     )
-    parser.add_argument("--dir", default=None, help="parent of the temp dirs (system temp)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="save results")
+    add_output_args(parser)
     args = parser.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0 or args.warmup < 0 or args.max_calls < CALLERS + WRITERS:
         parser.error("need --runs >= 1, --seconds > 0, --warmup >= 0, --max-calls >= 80")
@@ -609,10 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(
         f"bench/objects.py: {args.runs} runs x {args.seconds:g} s per measurement, "
-        f"durability={args.durability}, backend={args.backend}; "
-        f"python {platform.python_version()}, trio {trio.__version__}, "
-        f"lmdb {'.'.join(map(str, lmdb.version()))} (py-lmdb {lmdb.__version__}), "
-        f"{os.cpu_count()} CPUs, temp dir {args.dir or tempfile.gettempdir()}",
+        f"durability={args.durability}, backend={args.backend}; {machine_text(args.dir)}",
         flush=True,
     )
     rows = run_all(args)
@@ -621,17 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = target_checks(args, rows)
     sys.stdout.flush()
     if args.json is not None:
-        meta = {
-            "argv": sys.argv[1:],
-            "python": platform.python_version(),
-            "lmdb": ".".join(map(str, lmdb.version())),
-            "cpus": os.cpu_count(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "durability": args.durability,
-            "backend": args.backend,
-        }
         result = {
-            "meta": meta,
+            "meta": json_meta(sys.argv[1:], durability=args.durability, backend=args.backend),
             "rows": [
                 {
                     "key": row.key,
@@ -650,8 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "checks": checks,
             "correct": ok,
         }
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nresults saved to {args.json}")
+        save_json(args.json, result)
     return 0 if ok else 1
 
 

@@ -59,30 +59,38 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import lmdb
-import trio
 
 import actors
-from actors.storage import encode_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-Durability = Literal["fsync", "process"]
-Backend = Literal["trio", "asyncio"]
+# Run as ``python bench/steps.py``: make ``bench._common`` importable.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from bench._common import (
+    HANG_MARGIN,
+    Backend,
+    Durability,
+    add_output_args,
+    add_run_args,
+    fmt_rate,
+    in_fresh_dir,
+    json_meta,
+    machine_text,
+    median,
+    perf_counter,
+    print_checks,
+    raw_label,
+    run_raw,
+    save_json,
+    summarize,
+)
 
 STEPS: Final = 10  # ctx.run steps per invocation
 COMMITS_PER_INVOCATION: Final = STEPS + 1  # batches one invocation writes in sequence
@@ -90,9 +98,7 @@ EXPECTED: Final = sum(range(STEPS))  # what every invocation returns
 CONCURRENCY: Final = (1, 16, 256)
 THREAD_CONCURRENCY: Final = 16  # the plain-def row
 GROUP_SIZES: Final = (16, 256)  # raw grouped ceilings
-VALUE: Final = bytes(range(100))  # ~100-byte raw record
-MAP_SIZE: Final = 1 << 30
-HANG_MARGIN: Final = 120.0  # seconds past the deadline before a phase counts as hung
+TEMP_PREFIX: Final = "bench-steps-"
 
 # Targets of the issue ("fsync", 2-core machine) and the peer figures for scale.
 RATE_TARGET: Final = 15_000.0  # steps/s with 256 concurrent invocations
@@ -100,8 +106,6 @@ RATE_CONCURRENCY: Final = 256
 P50_TARGET: Final = 1.5  # 10-step p50 at most this times the 11-commit floor
 DBOS_MS: Final = (17.0, 46.0)  # DBOS on SQLite, ms per 10-step workflow
 RESTATE_MS: Final = 30.0  # Restate server + Python SDK, ms per 10-step invocation
-
-perf_counter = time.perf_counter
 
 
 # --- the handler under test ----------------------------------------------------------------
@@ -166,67 +170,18 @@ class Row:
     p50_direct_ratios: list[float] = field(default_factory=list)  # p50 / timed 11 commits
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return float("nan")
-    rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[rank]
-
-
 def make_sample(ops: int, seconds: float, latencies: list[float]) -> Sample:
-    latencies.sort()
+    rate, p50_ms, p99_ms = summarize(ops, seconds, latencies)
     return Sample(
-        rate=ops / seconds if seconds > 0 else 0.0,
-        p50_ms=percentile(latencies, 0.50) * 1e3,
-        p99_ms=percentile(latencies, 0.99) * 1e3,
+        rate=rate,
+        p50_ms=p50_ms,
+        p99_ms=p99_ms,
         ops=ops,
         seconds=seconds,
     )
 
 
 # --- baselines: raw LMDB -------------------------------------------------------------------
-
-
-def raw_phase(
-    env: lmdb.Environment,
-    db: lmdb._Database,
-    *,
-    seconds: float,
-    max_records: int,
-    per_txn: int,
-    txns_per_unit: int,
-    first_index: int,
-) -> tuple[int, float, list[float]]:
-    """Commit units of ``txns_per_unit`` sequential synced transactions of ``per_txn``
-    records each, until ``seconds`` have passed or ``max_records`` are written. Returns
-    (units, elapsed, per-unit latencies).
-
-    Transaction ``t`` writes the keys ``("bench", w, t)`` for ``w < per_txn``: the same
-    keys, in the same grouping, as ``per_txn`` concurrent writers each appending record
-    ``t``.
-    """
-    latencies: list[float] = []
-    begin = env.begin
-    per_unit = per_txn * txns_per_unit
-    index = first_index
-    units = 0
-    start = perf_counter()
-    deadline = start + seconds
-    while (units + 1) * per_unit <= max_records and perf_counter() < deadline:
-        chunks = [
-            [encode_key(("bench", w, index + t)) for w in range(per_txn)]
-            for t in range(txns_per_unit)
-        ]
-        t0 = perf_counter()
-        for chunk in chunks:
-            with begin(write=True) as txn:
-                for key in chunk:
-                    txn.put(key, VALUE, db=db)
-        latencies.append(perf_counter() - t0)
-        index += txns_per_unit
-        units += 1
-    return units, perf_counter() - start, latencies
 
 
 def measure_raw(
@@ -239,35 +194,18 @@ def measure_raw(
     warmup: float,
     cap: int,
 ) -> Sample:
-    """Raw LMDB with the store's environment settings, one thread. The rate is units/s
-    (a unit is one transaction unless ``txns_per_unit`` > 1); grouped rows report
-    records/s instead (see ``run_all``)."""
-    sync = durability == "fsync"
-    env = lmdb.open(
-        str(directory), map_size=MAP_SIZE, max_dbs=4, sync=sync, metasync=sync, readahead=False
+    """Raw LMDB with the store's environment settings, one thread (see
+    ``bench._common.raw_phase``). The rate is units/s (a unit is one transaction unless
+    ``txns_per_unit`` > 1); grouped rows report records/s instead (see ``run_all``)."""
+    units, elapsed, latencies = run_raw(
+        directory,
+        durability,
+        per_txn=per_txn,
+        txns_per_unit=txns_per_unit,
+        seconds=seconds,
+        warmup=warmup,
+        cap=cap,
     )
-    try:
-        db = env.open_db(b"journal")
-        warm, _, _ = raw_phase(
-            env,
-            db,
-            seconds=warmup,
-            max_records=cap,
-            per_txn=per_txn,
-            txns_per_unit=txns_per_unit,
-            first_index=0,
-        )
-        units, elapsed, latencies = raw_phase(
-            env,
-            db,
-            seconds=seconds,
-            max_records=cap,
-            per_txn=per_txn,
-            txns_per_unit=txns_per_unit,
-            first_index=warm * txns_per_unit,
-        )
-    finally:
-        env.close()
     sample = make_sample(units, elapsed, latencies)
     sample.commits_per_op = float(txns_per_unit)
     sample.batches_per_op = float(txns_per_unit)
@@ -375,19 +313,10 @@ def measure_runtime(
 # --- runs and report -----------------------------------------------------------------------
 
 
-def in_fresh_dir(base: str | None, measure: Callable[[Path], Sample]) -> Sample:
-    directory = Path(tempfile.mkdtemp(prefix="bench-steps-", dir=base))
-    try:
-        return measure(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def make_rows(durability: Durability) -> list[Row]:
-    sync = "sync=True" if durability == "fsync" else "sync=False"
     n = COMMITS_PER_INVOCATION
     return [
-        Row("raw", f"raw LMDB, 1 record/commit ({sync})", "commits/s", steps=False),
+        Row("raw", raw_label(durability), "commits/s", steps=False),
         Row("raw11", f"raw LMDB, {n} sequential commits", f"{n}-commit/s", steps=False),
         *[
             Row(
@@ -435,13 +364,13 @@ def run_all(args: argparse.Namespace) -> list[Row]:
 
     for run in range(args.runs):
         print(f"  run {run + 1}/{args.runs} ...", end="", flush=True, file=sys.stderr)
-        base = in_fresh_dir(args.dir, raw(1, 1))
+        base = in_fresh_dir(args.dir, TEMP_PREFIX, raw(1, 1))
         measured: list[tuple[str, Sample]] = [
             ("raw", base),
-            ("raw11", in_fresh_dir(args.dir, raw(1, COMMITS_PER_INVOCATION))),
+            ("raw11", in_fresh_dir(args.dir, TEMP_PREFIX, raw(1, COMMITS_PER_INVOCATION))),
         ]
         for group in GROUP_SIZES:
-            grouped = in_fresh_dir(args.dir, raw(group, 1))
+            grouped = in_fresh_dir(args.dir, TEMP_PREFIX, raw(group, 1))
             grouped.rate *= group  # records/s; latency stays per transaction
             grouped.ops *= group
             grouped.commits_per_op = 1 / group
@@ -449,9 +378,14 @@ def run_all(args: argparse.Namespace) -> list[Row]:
             measured.append((f"raw_grouped_{group}", grouped))
         for concurrency in CONCURRENCY:
             measured.append(
-                (f"c{concurrency}", in_fresh_dir(args.dir, runtime(False, concurrency)))
+                (
+                    f"c{concurrency}",
+                    in_fresh_dir(args.dir, TEMP_PREFIX, runtime(False, concurrency)),
+                )
             )
-        measured.append(("threaded", in_fresh_dir(args.dir, runtime(True, THREAD_CONCURRENCY))))
+        measured.append(
+            ("threaded", in_fresh_dir(args.dir, TEMP_PREFIX, runtime(True, THREAD_CONCURRENCY)))
+        )
         floor_ms = base.p50_ms * COMMITS_PER_INVOCATION
         direct_ms = measured[1][1].p50_ms
         for key, sample in measured:
@@ -463,14 +397,6 @@ def run_all(args: argparse.Namespace) -> list[Row]:
             row.p50_direct_ratios.append(sample.p50_ms / direct_ms)
         print(" done", file=sys.stderr)
     return list(rows.values())
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def fmt_rate(values: Sequence[float]) -> str:
-    return f"{median(values):>9,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
 
 
 def steps_rates(row: Row) -> list[float]:
@@ -574,12 +500,7 @@ def target_checks(args: argparse.Namespace, rows: list[Row]) -> list[dict[str, o
         },
     ]
     applies = args.durability == "fsync"
-    print()
-    for check in checks:
-        verdict = ("PASS" if check["passed"] else "FAIL") if applies else "info"
-        print(f"{verdict}  {check['text']}")
-    if not applies:
-        print("      (targets are defined for durability='fsync'; shown for information)")
+    print_checks(checks, args.durability)
     if applies and (p50_ratio <= P50_TARGET) != (direct_ratio <= P50_TARGET):
         verdict = "pass" if direct_ratio <= P50_TARGET else "fail"
         print(f"note  against the directly timed {n} commits the latency target would {verdict}")
@@ -621,17 +542,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (2)")
-    parser.add_argument("--warmup", type=float, default=0.3, help="before each (0.3 s)")
-    parser.add_argument("--runs", type=int, default=5, help="repetitions; median shown (5)")
+    add_run_args(parser)
     parser.add_argument(
         "--max-calls",
         type=int,
         default=200_000,
         help="invocations per measurement at most (200,000); raw: 11x this in records",
     )
-    parser.add_argument("--dir", default=None, help="parent of the temp dirs (system temp)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="save results")
+    add_output_args(parser)
     args = parser.parse_args(argv)
     floor = max(*CONCURRENCY, *GROUP_SIZES)
     if args.runs < 1 or args.seconds <= 0 or args.warmup < 0 or args.max_calls < floor:
@@ -644,9 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"bench/steps.py: {args.runs} runs x {args.seconds:g} s per measurement, "
         f"{STEPS} ctx.run steps per invocation, durability={args.durability}, "
-        f"backend={args.backend}; python {platform.python_version()}, trio {trio.__version__}, "
-        f"lmdb {'.'.join(map(str, lmdb.version()))} (py-lmdb {lmdb.__version__}), "
-        f"{os.cpu_count()} CPUs, temp dir {args.dir or tempfile.gettempdir()}",
+        f"backend={args.backend}; {machine_text(args.dir)}",
         flush=True,
     )
     rows = run_all(args)
@@ -655,16 +571,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = target_checks(args, rows)
     sys.stdout.flush()
     if args.json is not None:
-        meta = {
-            "argv": sys.argv[1:],
-            "python": platform.python_version(),
-            "lmdb": ".".join(map(str, lmdb.version())),
-            "cpus": os.cpu_count(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "durability": args.durability,
-            "backend": args.backend,
-            "steps_per_invocation": STEPS,
-        }
+        meta = json_meta(
+            sys.argv[1:],
+            durability=args.durability,
+            backend=args.backend,
+            steps_per_invocation=STEPS,
+        )
         result = {
             "meta": meta,
             "rows": [
@@ -688,8 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "checks": checks,
             "correct": ok,
         }
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nresults saved to {args.json}")
+        save_json(args.json, result)
     return 0 if ok else 1
 
 

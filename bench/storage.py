@@ -40,37 +40,45 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
-import lmdb
 import trio
 
 from actors.storage import Store, Table, WriteBatch, encode_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-Durability = Literal["fsync", "process"]
+# Run as ``python bench/storage.py``: make ``bench._common`` importable.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from bench._common import (
+    HANG_MARGIN,
+    MAP_SIZE,
+    VALUE,
+    Durability,
+    add_output_args,
+    add_run_args,
+    fmt_rate,
+    in_fresh_dir,
+    json_meta,
+    machine_text,
+    median,
+    perf_counter,
+    print_checks,
+    raw_label,
+    run_raw,
+    save_json,
+    summarize,
+)
 
 WRITER_COUNTS: Final = (1, 16, 64)
 GROUP_SIZE: Final = 64  # records per transaction in the grouped raw ceiling
-VALUE: Final = bytes(range(100))  # ~100-byte record
-MAP_SIZE: Final = 1 << 30  # big enough that no measurement grows the map
 P50_TARGET: Final = 1.5  # 1 writer: p50 at most this times the raw commit p50
 RATE_TARGET: Final = 10.0  # 64 writers: at least this times the raw commit rate
-HANG_MARGIN: Final = 120.0  # seconds past the deadline before a phase counts as hung
-
-perf_counter = time.perf_counter
+TEMP_PREFIX: Final = "bench-storage-"
 
 
 @dataclass
@@ -96,20 +104,12 @@ class Row:
     p50_ratios: list[float] = field(default_factory=list)  # p50 / raw p50, per run
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return float("nan")
-    rank = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[rank]
-
-
 def make_sample(records: int, seconds: float, latencies: list[float], commits: int) -> Sample:
-    latencies.sort()
+    rate, p50_ms, p99_ms = summarize(records, seconds, latencies)
     return Sample(
-        rate=records / seconds if seconds > 0 else 0.0,
-        p50_ms=percentile(latencies, 0.50) * 1e3,
-        p99_ms=percentile(latencies, 0.99) * 1e3,
+        rate=rate,
+        p50_ms=p50_ms,
+        p99_ms=p99_ms,
         per_commit=records / commits if commits else float("nan"),
         records=records,
         seconds=seconds,
@@ -119,62 +119,15 @@ def make_sample(records: int, seconds: float, latencies: list[float], commits: i
 # --- raw LMDB --------------------------------------------------------------------------
 
 
-def raw_phase(
-    env: lmdb.Environment,
-    db: lmdb._Database,
-    *,
-    seconds: float,
-    max_records: int,
-    per_txn: int,
-    first_index: int,
-) -> tuple[int, float, list[float]]:
-    """Commit ``per_txn`` records per synced transaction until ``seconds`` have passed or
-    ``max_records`` are written. Returns (records, elapsed, per-transaction latencies).
-
-    Transaction ``t`` writes the keys ``("bench", w, t)`` for ``w < per_txn``: the same
-    keys, in the same grouping, as ``per_txn`` store writers each appending record ``t``.
-    """
-    latencies: list[float] = []
-    begin = env.begin
-    written = 0
-    start = perf_counter()
-    deadline = start + seconds
-    while written + per_txn <= max_records and perf_counter() < deadline:
-        index = first_index + written // per_txn
-        chunk = [encode_key(("bench", w, index)) for w in range(per_txn)]
-        t0 = perf_counter()
-        with begin(write=True) as txn:
-            for key in chunk:
-                txn.put(key, VALUE, db=db)
-        latencies.append(perf_counter() - t0)
-        written += per_txn
-    return written, perf_counter() - start, latencies
-
-
 def measure_raw(
     directory: Path, durability: Durability, per_txn: int, seconds: float, warmup: float, cap: int
 ) -> Sample:
-    """Raw LMDB with the store's environment settings, one thread."""
-    sync = durability == "fsync"
-    env = lmdb.open(
-        str(directory),
-        map_size=MAP_SIZE,
-        max_dbs=4,
-        sync=sync,
-        metasync=sync,
-        readahead=False,
+    """Raw LMDB with the store's environment settings, one thread, ``per_txn`` records per
+    transaction keyed like as many store writers (see ``bench._common.raw_phase``)."""
+    txns, elapsed, latencies = run_raw(
+        directory, durability, per_txn=per_txn, seconds=seconds, warmup=warmup, cap=cap
     )
-    try:
-        db = env.open_db(b"journal")
-        warm, _, _ = raw_phase(
-            env, db, seconds=warmup, max_records=cap, per_txn=per_txn, first_index=0
-        )
-        records, elapsed, latencies = raw_phase(
-            env, db, seconds=seconds, max_records=cap, per_txn=per_txn, first_index=warm // per_txn
-        )
-    finally:
-        env.close()
-    return make_sample(records, elapsed, latencies, max(1, records // per_txn))
+    return make_sample(txns * per_txn, elapsed, latencies, max(1, txns))
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -251,17 +204,8 @@ def measure_store(
 # --- runs and report -----------------------------------------------------------------------
 
 
-def in_fresh_dir(base: str | None, measure: Callable[[Path], Sample]) -> Sample:
-    directory = Path(tempfile.mkdtemp(prefix="bench-storage-", dir=base))
-    try:
-        return measure(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def run_durability(durability: Durability, args: argparse.Namespace) -> list[Row]:
-    raw_label = "sync=True" if durability == "fsync" else "sync=False"
-    raw = Row("raw", f"raw LMDB, 1 record/commit ({raw_label})")
+    raw = Row("raw", raw_label(durability))
     grouped = Row("raw_grouped", f"raw LMDB, {GROUP_SIZE} records/commit, ceiling")
     stores = [
         Row(f"store_{n}", f"store {durability}, {n} writer{'s' if n > 1 else ''}")
@@ -270,7 +214,9 @@ def run_durability(durability: Durability, args: argparse.Namespace) -> list[Row
     secs, warm, cap = args.seconds, args.warmup, args.max_records
     for run in range(args.runs):
         print(f"  {durability} run {run + 1}/{args.runs} ...", end="", flush=True, file=sys.stderr)
-        base = in_fresh_dir(args.dir, lambda d: measure_raw(d, durability, 1, secs, warm, cap))
+        base = in_fresh_dir(
+            args.dir, TEMP_PREFIX, lambda d: measure_raw(d, durability, 1, secs, warm, cap)
+        )
         raw.samples.append(base)
         raw.ratios.append(1.0)
         raw.p50_ratios.append(1.0)
@@ -287,20 +233,12 @@ def run_durability(durability: Durability, args: argparse.Namespace) -> list[Row
                 for row, n in zip(stores, WRITER_COUNTS, strict=True)
             ],
         ]:
-            sample = in_fresh_dir(args.dir, measure)
+            sample = in_fresh_dir(args.dir, TEMP_PREFIX, measure)
             row.samples.append(sample)
             row.ratios.append(sample.rate / base.rate)
             row.p50_ratios.append(sample.p50_ms / base.p50_ms)
         print(" done", file=sys.stderr)
     return [raw, grouped, *stores]
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def fmt_rate(values: Sequence[float]) -> str:
-    return f"{median(values):>9,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
 
 
 def print_table(durability: Durability, rows: list[Row], runs: int) -> None:
@@ -332,7 +270,6 @@ def target_checks(durability: Durability, rows: list[Row]) -> list[dict[str, obj
     p50_ratio = median(one.p50_ratios)
     one_p50 = median([s.p50_ms for s in one.samples])
     raw_p50 = median([s.p50_ms for s in raw.samples])
-    applies = durability == "fsync"
     checks: list[dict[str, object]] = [
         {
             "name": "rate_64_writers",
@@ -349,13 +286,7 @@ def target_checks(durability: Durability, rows: list[Row]) -> list[dict[str, obj
             f"{p50_ratio:.2f}x (target <= {P50_TARGET:g}x)",
         },
     ]
-    print()
-    for check in checks:
-        # The targets are defined for fsync durability; otherwise they are information.
-        verdict = ("PASS" if check["passed"] else "FAIL") if applies else "info"
-        print(f"{verdict}  {check['text']}")
-    if not applies:
-        print("      (targets are defined for durability='fsync'; shown for information)")
+    print_checks(checks, durability)
     grouped = by_key["raw_grouped"]
     share = median([a / b for a, b in zip(many.ratios, grouped.ratios, strict=True)])
     print(
@@ -371,14 +302,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     parser.add_argument("--both", action="store_true", help="run fsync and process")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (2)")
-    parser.add_argument("--warmup", type=float, default=0.3, help="before each (0.3 s)")
-    parser.add_argument("--runs", type=int, default=5, help="repetitions; median shown (5)")
+    add_run_args(parser)
     parser.add_argument(
         "--max-records", type=int, default=1_000_000, help="cap per measurement (1,000,000)"
     )
-    parser.add_argument("--dir", default=None, help="parent of the temp dirs (system temp)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="save results")
+    add_output_args(parser)
     args = parser.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0 or args.warmup < 0 or args.max_records < GROUP_SIZE:
         parser.error("need --runs >= 1, --seconds > 0, --warmup >= 0, --max-records >= 64")
@@ -390,9 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes: list[Durability] = ["fsync", "process"] if args.both else [args.durability]
     print(
         f"bench/storage.py: {args.runs} runs x {args.seconds:g} s per measurement, "
-        f"{len(VALUE)}-byte records; python {platform.python_version()}, "
-        f"lmdb {'.'.join(map(str, lmdb.version()))} (py-lmdb {lmdb.__version__}), "
-        f"{os.cpu_count()} CPUs, temp dir {args.dir or tempfile.gettempdir()}",
+        f"{len(VALUE)}-byte records; {machine_text(args.dir, with_trio=False)}",
         flush=True,
     )
     results: dict[str, object] = {}
@@ -418,15 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "checks": checks,
         }
     if args.json is not None:
-        meta = {
-            "argv": sys.argv[1:],
-            "python": platform.python_version(),
-            "lmdb": ".".join(map(str, lmdb.version())),
-            "cpus": os.cpu_count(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        args.json.write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")
-        print(f"\nresults saved to {args.json}")
+        save_json(args.json, {"meta": json_meta(sys.argv[1:]), **results})
     return 0
 
 
