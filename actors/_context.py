@@ -8,7 +8,7 @@ key and no state. Contexts are created by the runtime only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 from ._util import NoPublicConstructor
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from ._definitions import Handler
+    from ._futures import DurableFuture
     from ._invocation import Invocation
     from ._retry import RetryPolicy
     from ._runtime import InvocationHandle, Runtime
@@ -45,7 +46,7 @@ class Context(metaclass=NoPublicConstructor):
         return invocation_id
 
     @overload
-    async def run(
+    def run(
         self,
         name: str,
         fn: Callable[..., Coroutine[Any, Any, T]],
@@ -53,9 +54,9 @@ class Context(metaclass=NoPublicConstructor):
         *args: object,
         retry: RetryPolicy | None = None,
         type: type[T] | None = None,
-    ) -> T: ...
+    ) -> DurableFuture[T]: ...
     @overload
-    async def run(
+    def run(
         self,
         name: str,
         fn: Callable[..., T],
@@ -63,8 +64,8 @@ class Context(metaclass=NoPublicConstructor):
         *args: object,
         retry: RetryPolicy | None = None,
         type: type[T] | None = None,
-    ) -> T: ...
-    async def run(
+    ) -> DurableFuture[T]: ...
+    def run(
         self,
         name: str,
         fn: Callable[..., Any],
@@ -72,7 +73,7 @@ class Context(metaclass=NoPublicConstructor):
         *args: object,
         retry: RetryPolicy | None = None,
         type: Any = None,
-    ) -> Any:
+    ) -> DurableFuture[Any]:
         """Run ``fn(*args)`` as a durable step named ``name`` and return its result.
 
         The body runs only once everything the invocation did before is durable, and
@@ -87,8 +88,45 @@ class Context(metaclass=NoPublicConstructor):
         ``TerminalError``. The result is converted through ``type`` or ``fn``'s return
         annotation, and the handler gets the stored form (as a replay would). The body
         must not use the context.
+
+        Returns a durable future: ``await`` it, or run several steps concurrently with
+        ``actors.gather``. The body starts when the future is first awaited.
         """
-        return await self._rt._ctx_run(self._inv, name, fn, args, retry, type)
+        return self._rt._ctx_run(self._inv, name, fn, args, retry, type)
+
+    def sleep(self, duration: timedelta | float, /) -> DurableFuture[None]:
+        """A durable timer: the future completes ``duration`` (a ``timedelta`` or
+        seconds) after this call, also across restarts (at once if it is overdue by
+        then). The wake-up time is journaled, so a replay does not restart the wait. A
+        sleeping invocation gives up its coroutine after ``suspend_after`` and is
+        rebuilt by replay when the timer fires. Negative, NaN, infinite or absurd
+        (beyond 100 years) durations raise ``TerminalError`` (400)."""
+        return self._rt._ctx_sleep(self._inv, duration)
+
+    @overload
+    def awakeable(self, /) -> tuple[str, DurableFuture[object]]: ...
+    @overload
+    def awakeable(self, type: type[T], /) -> tuple[str, DurableFuture[T]]: ...
+    def awakeable(self, type: Any = object, /) -> tuple[str, DurableFuture[Any]]:
+        """A durable future completed from outside: returns ``(awakeable_id, future)``.
+
+        Hand the id (an opaque, URL-safe string) to whoever will answer, e.g. from a
+        ``ctx.run`` step; they complete it with ``rt.resolve_awakeable(id, value)`` /
+        ``rt.reject_awakeable(id, reason)`` or from a handler with
+        ``ctx.resolve_awakeable``. The value is converted to ``type`` when awaited; a
+        rejection is raised as ``TerminalError``."""
+        return self._rt._ctx_awakeable(self._inv, type)
+
+    async def resolve_awakeable(self, awakeable_id: str, value: object, /) -> None:
+        """Complete an awakeable with ``value`` (durable before this returns; journaled,
+        so a replay does not complete it twice). Raises ``TerminalError`` 404 for an
+        unknown id, 400 for a malformed one and 409 if it was already completed."""
+        await self._rt._ctx_complete_awakeable(self._inv, awakeable_id, value, None)
+
+    async def reject_awakeable(self, awakeable_id: str, reason: str, /) -> None:
+        """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Errors as
+        ``resolve_awakeable``."""
+        await self._rt._ctx_complete_awakeable(self._inv, awakeable_id, None, reason)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
@@ -104,14 +142,16 @@ class Context(metaclass=NoPublicConstructor):
         return self._rt._ctx_uuid(self._inv)
 
     @overload
-    async def call(self, target: Handler[Any, OutT], /, *, key: str | None = None) -> OutT: ...
+    def call(
+        self, target: Handler[Any, OutT], /, *, key: str | None = None
+    ) -> DurableFuture[OutT]: ...
     @overload
-    async def call(
+    def call(
         self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
-    ) -> OutT: ...
-    async def call(
+    ) -> DurableFuture[OutT]: ...
+    def call(
         self, target: Handler[Any, OutT], arg: object = _NO_ARG, /, *, key: str | None = None
-    ) -> OutT:
+    ) -> DurableFuture[OutT]:
         """Call another handler and wait for its result.
 
         The callee's id is derived from this invocation's id and the call's position,
@@ -122,9 +162,12 @@ class Context(metaclass=NoPublicConstructor):
           DeadlockError: the call is to an exclusive handler and would close a cycle of
             invocations waiting on each other's keys. Raised before the callee exists.
           UnknownHandlerError, SerializationError, TypeError: bad target, input or key.
+
+        Returns a durable future; the call is delivered when the future (or any later
+        durable operation) is first awaited. Calling a workflow's ``main`` on an id that
+        already ran waits for that run's result instead of running it again.
         """
-        result: OutT = await self._rt._ctx_call(self._inv, target, arg, key)
-        return result
+        return self._rt._ctx_call(self._inv, target, arg, key)
 
     async def send(
         self,
@@ -185,4 +228,87 @@ class ObjectContext(ObjectSharedContext):
 
     def clear_all(self) -> None:
         """Remove every state entry of this key."""
+        self._rt._state_clear_all(self._inv)
+
+
+@final
+class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
+    """A named promise of a workflow id, completed once, durably.
+
+    Every waiter (``main`` and shared handlers alike) gets the value, whether it was
+    resolved before or after they started waiting, even before ``main`` started. A
+    second completion raises ``TerminalError`` (409) and leaves the value unchanged.
+    """
+
+    __slots__ = ("_inv", "_name", "_rt", "_type")
+
+    def __init__(self, runtime: Runtime, invocation: Invocation, name: str, type: Any) -> None:
+        self._rt = runtime
+        self._inv = invocation
+        self._name = name
+        self._type = type
+
+    @property
+    def name(self) -> str:
+        """The promise's name within its workflow id."""
+        return self._name
+
+    def value(self) -> DurableFuture[T]:
+        """A durable future of the promise's value. A value that does not convert to
+        this promise's type raises ``SerializationError`` here; a rejection raises
+        ``TerminalError`` with the reason."""
+        return self._rt._promise_value(self._inv, self._name, self._type)
+
+    async def peek(self) -> T | None:
+        """The value if the promise is resolved, else None (journaled). A rejection
+        raises ``TerminalError``."""
+        value: T | None = await self._rt._promise_peek(self._inv, self._name, self._type)
+        return value
+
+    async def resolve(self, value: T) -> None:
+        """Complete the promise with ``value``; durable before this returns. Raises
+        ``TerminalError`` (409) if it was already completed."""
+        await self._rt._promise_complete(self._inv, self._name, self._type, value, None)
+
+    async def reject(self, reason: str) -> None:
+        """Fail the promise: waiters get ``TerminalError(reason)``. Raises
+        ``TerminalError`` (409) if it was already completed."""
+        await self._rt._promise_complete(self._inv, self._name, self._type, None, reason)
+
+
+class WorkflowSharedContext(ObjectSharedContext):
+    """The context of a workflow's shared handler (queries and signals): reads the state
+    ``main`` has made durable, and uses the workflow's durable promises."""
+
+    __slots__ = ()
+
+    @overload
+    def promise(self, name: str, /) -> DurablePromise[object]: ...
+    @overload
+    def promise(self, name: str, type: type[T], /) -> DurablePromise[T]: ...
+    def promise(self, name: str, type: Any = object, /) -> DurablePromise[Any]:
+        """The durable promise ``name`` of this workflow id, whose value converts to
+        ``type``."""
+        if not isinstance(name, str) or not name:
+            raise TypeError("a promise needs a non-empty str name")
+        return DurablePromise._create(self._rt, self._inv, name, type)
+
+
+@final
+class WorkflowContext(WorkflowSharedContext):
+    """The context of a workflow's ``main`` handler: runs once per workflow id, writes
+    state, and uses the workflow's durable promises."""
+
+    __slots__ = ()
+
+    def set(self, name: str, value: object) -> None:
+        """Set state ``name`` to ``value``; shared handlers see it once durable."""
+        self._rt._state_set(self._inv, name, value)
+
+    def clear(self, name: str) -> None:
+        """Remove state ``name``."""
+        self._rt._state_clear(self._inv, name)
+
+    def clear_all(self) -> None:
+        """Remove every state entry of this workflow id."""
         self._rt._state_clear_all(self._inv)

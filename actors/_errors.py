@@ -9,6 +9,7 @@ The tree::
     ├─ MailboxBrokenError            a key's mailbox broke under the caller
     ├─ PersistenceError              the data directory failed; the StorageError is __cause__
     ├─ NonDeterminismError           a replay diverged from the journal
+    ├─ NotReadyError (470)           a non-blocking output lookup: still running
     └─ TerminalError (500)           ends an invocation without retry; reaches callers
        └─ DeadlockError (409)        an exclusive call would close a wait-for cycle
 
@@ -95,3 +96,10 @@ def persistence_error(exc: StorageError) -> PersistenceError:
     error = PersistenceError(str(exc))
     error.__cause__ = exc
     return error
+
+
+class NotReadyError(ActorsError):
+    """A non-blocking output lookup found the invocation still running (HTTP 470, as
+    Restate's ingress answers)."""
+
+    status_code = 470

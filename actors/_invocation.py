@@ -10,6 +10,12 @@ New entries are buffered (``unflushed``) and written with the next batch the inv
 submits: before an externally visible effect (the output gate) or with its completion.
 An entry lost in a crash is simply re-done live by the next attempt: that is exactly the
 guarantee ``ctx.run`` gives (a body re-runs only if its result was not yet durable).
+
+An operation takes its index when it is *created*, not when its result arrives: durable
+futures (``ctx.run``, ``ctx.sleep``, promise values, ...) may complete in any order
+inside ``select``/``gather``, and each writes its entry at its own index. So the journal
+may have gaps (a step that had not finished when the process died); an operation at a
+gap simply runs live again, while later recorded entries still replay.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from actors.storage import InvocationRecord, InvocationStatus, JournalEntry, Outcome, Target
@@ -34,6 +41,37 @@ if TYPE_CHECKING:
 E = TypeVar("E", bound=JournalEntry)
 
 UNDECODED: Any = object()
+
+
+class Completion:
+    """Where an invocation's result lands. It outlives the in-memory ``Invocation``: a
+    parked invocation is dropped from memory and rebuilt when woken, and whoever waits
+    for its result keeps waiting on the same ``Completion``. The event is created only
+    when someone actually waits, so a parked invocation costs a few dozen bytes."""
+
+    __slots__ = ("_event", "error", "finished", "outcome")
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+        self.outcome: Outcome | None = None
+        self.error: Exception | None = None
+        self.finished = False
+
+    def is_set(self) -> bool:
+        return self.finished
+
+    def set(self) -> None:
+        self.finished = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self.finished:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
 
 
 class Suspended(BaseException):
@@ -61,27 +99,63 @@ class Invocation:
     inbox_key: bytes | None = None
     acceptance_ticket: CommitTicket | None = None
     activation: _Activation | None = None
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    outcome: Outcome | None = None
-    error: Exception | None = None
+    done: Completion = attrs.field(factory=Completion)
     holds_slot: bool = False
     attempt: int = 0
     not_before: float | None = None
     # --- the current attempt ---
-    replay: list[JournalEntry] = attrs.field(factory=list)
+    replay: dict[int, JournalEntry] = attrs.field(factory=dict)
+    replay_end: int = 0  # one past the last recorded index
     index: int = 0
     unflushed: list[tuple[int, JournalEntry]] = attrs.field(factory=list)
     writes: dict[str, bytes | None] = attrs.field(factory=dict)
     cleared_all: bool = False
     last_ticket: CommitTicket | None = None  # chain of a non-exclusive invocation
     in_run: str | None = None
+    runs_in_progress: int = 0
     rng: random.Random | None = None
-    # --- suspension and pausing ---
+    #: Acceptances of calls created but not yet delivered (written with the next flush).
+    pending_ops: list[tuple[Any, ...]] = attrs.field(factory=list)
+    pending_calls: list[Invocation] = attrs.field(factory=list)
+    timer_keys: set[bytes] = attrs.field(factory=set)
+    expiry: tuple[float, bytes] | None = None  # its retention timer, once completed
+    # --- suspension, pausing, cancellation ---
     running: bool = False
     suspended: bool = False
     wake_pending: bool = False
+    #: Rebuilt after parking: its next blocking wait parks again at once.
+    revived: bool = False
+    #: Cancel scopes of the waits in progress, for eviction and cancellation.
+    wait_scopes: set[anyio.CancelScope] = attrs.field(factory=set)
+    evicting: bool = False
+    wake_event: anyio.Event | None = None
+    dispatched: bool = False
+    completing: bool = False
+    awaiting_calls: set[str] = attrs.field(factory=set)
+    cancel_requested: bool = False
+    cancel_raised: bool = False
+    killed: bool = False
+    run_scope: anyio.CancelScope | None = None
     paused_reason: str | None = None
     resume: anyio.Event | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The result, once completed and durable."""
+        return self.done.outcome
+
+    @outcome.setter
+    def outcome(self, value: Outcome | None) -> None:
+        self.done.outcome = value
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the result cannot be delivered (e.g. the completion failed to commit)."""
+        return self.done.error
+
+    @error.setter
+    def error(self, value: Exception | None) -> None:
+        self.done.error = value
 
     @property
     def exclusive(self) -> bool:
@@ -91,17 +165,39 @@ class Invocation:
     @property
     def replaying(self) -> bool:
         """Whether the cursor is still inside the durable journal."""
-        return self.index < len(self.replay)
+        return self.index < self.replay_end
 
-    def start_attempt(self, journal: list[JournalEntry]) -> None:
+    def start_attempt(self, journal: dict[int, JournalEntry]) -> None:
         """Reset the per-attempt state and position the cursor at the journal's start."""
         self.replay = journal
+        self.replay_end = max(journal) + 1 if journal else 0
         self.index = 0
         self.unflushed = []
         self.writes = {}
         self.cleared_all = False
         self.in_run = None
+        self.runs_in_progress = 0
         self.rng = None
+        self.pending_ops = []
+        self.pending_calls = []
+        self.cancel_raised = False
+        self.evicting = False
+
+    def reserve(self, kind: type[E], name: str | None, what: str) -> tuple[int, E | None]:
+        """Take the next index for an operation; return it with its recorded entry
+        (None when the operation runs live at that index)."""
+        index = self.index
+        return index, self.next_replayed(kind, name, what) if self._take(index) else None
+
+    def _take(self, index: int) -> bool:
+        if index in self.replay:
+            return True
+        self.index += 1  # a live operation (or a gap): nothing to validate
+        return False
+
+    def record_at(self, index: int, entry: JournalEntry) -> None:
+        """Record the entry of an operation created earlier at ``index``."""
+        self.unflushed.append((index, entry))
 
     def next_replayed(self, kind: type[E], name: str | None, what: str) -> E | None:
         """The recorded entry for the operation about to run, or None when live.
@@ -109,9 +205,9 @@ class Invocation:
         Raises ``NonDeterminismError`` when the journal recorded a different operation
         (or the same one with a different name) at this index.
         """
-        if self.index >= len(self.replay):
+        entry = self.replay.get(self.index)
+        if entry is None:
             return None
-        entry = self.replay[self.index]
         if type(entry) is not kind or (name is not None and getattr(entry, "name", name) != name):
             raise NonDeterminismError(
                 f"invocation {self.invocation_id} ({self.spec.qualname}) diverged from its "
@@ -139,6 +235,7 @@ class Invocation:
             status=status,
             accepted_at=self.accepted_at,
             attempt=self.attempt,
+            cancel_requested=self.cancel_requested,
             caller_id=self.caller_id,
             caller_index=self.caller_index,
             idempotency_key=self.idempotency_key,

@@ -35,6 +35,7 @@ Suspension: an invocation waiting on a call for longer than ``suspend_after`` is
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import heapq
@@ -57,7 +58,9 @@ import attrs
 
 from actors.mailbox import HOLD, Mailbox
 from actors.storage import (
+    AwakeableEntry,
     CallEntry,
+    CancelledEntry,
     ClearStateEntry,
     CommitTicket,
     Failure,
@@ -67,9 +70,15 @@ from actors.storage import (
     InvocationStatus,
     JournalEntry,
     Outcome,
+    PromiseEntry,
+    PromisePeekEntry,
+    PromiseRecord,
+    ResolveEntry,
     RunEntry,
+    SelectEntry,
     SendEntry,
     SetStateEntry,
+    SleepEntry,
     StateKeysEntry,
     StorageError,
     Store,
@@ -77,6 +86,9 @@ from actors.storage import (
     Table,
     Target,
     TimeEntry,
+    TimerKind,
+    TimerRecord,
+    WorkflowRecord,
     WriteBatch,
     decode_key,
     dumps,
@@ -87,12 +99,21 @@ from actors.storage import (
 )
 
 from ._clock import Clock, SystemClock, loop_time_function
-from ._context import _NO_ARG, Context, ObjectContext, ObjectSharedContext
+from ._context import (
+    _NO_ARG,
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
 from ._deadlock import Node, WaitForGraph
 from ._definitions import Actor, ActorEntry, Handler, registration_entry
 from ._errors import (
+    ActorsError,
     DeadlockError,
     NonDeterminismError,
+    NotReadyError,
     PersistenceError,
     RuntimeClosedError,
     SerializationError,
@@ -100,13 +121,14 @@ from ._errors import (
     UnknownHandlerError,
     persistence_error,
 )
-from ._invocation import UNDECODED, Invocation, Suspended
+from ._futures import DurableFuture
+from ._invocation import UNDECODED, Completion, Invocation, Suspended
 from ._retry import RetryPolicy
 from ._serde import check_value, decode_value, encode_value
 from ._util import NoPublicConstructor, derived_invocation_id, new_invocation_id
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
     from os import PathLike
 
 logger = logging.getLogger("actors")
@@ -124,6 +146,15 @@ class _HandlerFailed(Exception):
     """The handler raised a non-terminal exception: retry the attempt."""
 
 
+class _CancelRequested(Exception):
+    """A durable wait was interrupted by ``cancel``: the await that started it raises
+    the cancellation (a 409 ``TerminalError``) at its own journal position."""
+
+
+def _always_ready() -> bool:
+    return True
+
+
 @attrs.define(eq=False)
 class _Activation:
     """An active key: its mailbox and the overlay of writes not yet durable."""
@@ -136,6 +167,51 @@ class _Activation:
     last_used: float = 0.0
 
 
+@attrs.define(eq=False)
+class _Parked:
+    """A suspended invocation dropped from memory: all that stays is where its result
+    lands (callers may be waiting on it) and its inbox key. Any of its wake-ups (timer,
+    promise, awakeable, callee completion, cancel) rebuilds it from storage by replay."""
+
+    done: Completion
+    inbox_key: bytes
+
+
+#: Timers the runtime keeps in its heap: (due, sequence, kind, invocation id, row key).
+_HeapTimer = tuple[float, int, TimerKind, str, bytes | None]
+
+_MAX_SLEEP_SECONDS = 100 * 365 * 86400.0
+_AWAKEABLE_PREFIX = "awk_"
+
+
+def _timer_key(due: float, invocation_id: str, kind: TimerKind, index: int) -> bytes:
+    return encode_key((round(due * 1_000_000), invocation_id, kind.value, index))
+
+
+def _promise_key(actor: str, key: str, name: str) -> bytes:
+    return encode_key((actor, key, name))
+
+
+def _awakeable_id(invocation_id: str, index: int) -> str:
+    raw = f"{invocation_id}/{index}".encode()
+    return _AWAKEABLE_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _parse_awakeable_id(awakeable_id: object) -> tuple[str, int]:
+    """(invocation id, journal index) of an awakeable id; ``ValueError`` if malformed."""
+    if not isinstance(awakeable_id, str) or not awakeable_id.startswith(_AWAKEABLE_PREFIX):
+        raise ValueError(f"{awakeable_id!r} is not an awakeable id (they start with 'awk_')")
+    body = awakeable_id[len(_AWAKEABLE_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+        invocation_id, _, index = raw.rpartition("/")
+        if not invocation_id.startswith("inv_") or not index.isdigit():
+            raise ValueError(raw)
+        return invocation_id, int(index)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"{awakeable_id!r} is not a well-formed awakeable id") from None
+
+
 @final
 @attrs.frozen
 class RuntimeStatistics:
@@ -146,6 +222,8 @@ class RuntimeStatistics:
     queued_exclusive: int  #: exclusive invocations waiting for their key
     suspended: int  #: invocations whose coroutine was dropped while waiting
     paused: int  #: invocations waiting for ``resume``
+    parked: int = 0  #: suspended invocations dropped from memory entirely
+    timers: int = 0  #: timers scheduled (sleeps, delayed sends, retention expiry)
 
 
 @final
@@ -252,6 +330,7 @@ class Runtime(metaclass=NoPublicConstructor):
         retry: RetryPolicy,
         clock: Clock,
         suspend_after: float,
+        retention: float,
     ) -> None:
         self._store = store
         self._entries = {entry.name: entry for entry in entries}
@@ -266,8 +345,19 @@ class Runtime(metaclass=NoPublicConstructor):
         self._graph = WaitForGraph()
         self._next_inbox_seq = 1
         self._closed = False
+        self._retention = retention
         self._timers_changed = anyio.Event()
-        self._timers: list[tuple[float, str]] = []
+        self._timers: list[_HeapTimer] = []
+        self._timer_seq = 0
+        # Suspended invocations dropped from memory, and what can wake them.
+        self._parked: dict[str, _Parked] = {}
+        self._promise_waiters: dict[bytes, dict[str, None]] = {}  # ordered sets of ids
+        self._promise_events: dict[bytes, anyio.Event] = {}
+        self._promise_inflight: dict[bytes, Outcome] = {}
+        self._awakeable_events: dict[str, anyio.Event] = {}
+        self._awakeable_inflight: set[str] = set()
+        # Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
+        self._workflow_claims: dict[tuple[str, str], str] = {}
         self._idempotency_inflight: dict[str, tuple[bytes, str]] = {}
         self._loop_time = loop_time_function()  # usable in commit callbacks too
         # Accepted invocations waiting for the dispatcher task, in acceptance order.
@@ -324,7 +414,9 @@ class Runtime(metaclass=NoPublicConstructor):
             Also raised (409) when ``idempotency_key`` was used for a different request.
           PersistenceError: the data directory failed.
         """
-        if idempotency_key is not None:
+        if idempotency_key is not None or (isinstance(target, Handler) and target.kind == "main"):
+            # Durably accepted first: the same key, or the same workflow id, maps to one
+            # invocation, whose result (maybe an earlier run's) is returned.
             handle = await self.send(target, arg, key=key, idempotency_key=idempotency_key)
             result: OutT = await handle.result()
             return result
@@ -360,6 +452,17 @@ class Runtime(metaclass=NoPublicConstructor):
         payload, value = self._check_input(spec, arg)
         seconds = _delay_seconds(delay)
         digest = b""
+        if spec.kind == "main":
+            if idempotency_key is not None:
+                raise TypeError(
+                    f"{spec.qualname} runs once per workflow id already: submitting it "
+                    "again answers PreviouslyAccepted, so it takes no idempotency_key"
+                )
+            assert tgt.key is not None
+            existing = self._workflow_invocation(tgt.actor, tgt.key)
+            if existing is not None:
+                await anyio.lowlevel.checkpoint()
+                return InvocationHandle._create(self, existing, "PreviouslyAccepted", spec)
         if idempotency_key is not None:
             digest = self._request_digest(tgt, payload)
             previous = self._idempotent_previous(idempotency_key, digest)
@@ -375,6 +478,7 @@ class Runtime(metaclass=NoPublicConstructor):
             record = IdempotencyRecord(inv.invocation_id, digest)
             batch.put(Table.IDEMPOTENCY, encode_key((idempotency_key,)), dumps(record))
             self._idempotency_inflight[idempotency_key] = (digest, inv.invocation_id)
+        claim = self._claim_workflow(inv)
         try:
             await self._accept(inv, seconds, batch)
         except BaseException:
@@ -383,6 +487,8 @@ class Runtime(metaclass=NoPublicConstructor):
         finally:
             if idempotency_key is not None:
                 self._idempotency_inflight.pop(idempotency_key, None)
+            if claim is not None:
+                self._workflow_claims.pop(claim, None)
         return InvocationHandle._create(self, inv.invocation_id, "Accepted", spec)
 
     async def attach(self, invocation_id: str) -> Any:
@@ -393,6 +499,80 @@ class Runtime(metaclass=NoPublicConstructor):
         inv = self._invocations.get(invocation_id)
         spec = inv.spec if inv is not None else self._stored_spec(invocation_id)
         return await self._await_result(invocation_id, spec)
+
+    async def attach_workflow(self, workflow: type[Actor], workflow_id: str) -> Any:
+        """Wait for the result of ``workflow``'s run on ``workflow_id``.
+
+        Raises ``UnknownHandlerError`` when no run was submitted for that id (or it
+        expired after its retention)."""
+        self._check_open()
+        return await self.attach(self._workflow_run_id(workflow, workflow_id))
+
+    async def output(self, invocation_id: str) -> Any:
+        """The result of a finished invocation, without waiting: raises
+        ``NotReadyError`` (470) while it runs, ``UnknownHandlerError`` for an unknown id,
+        and the invocation's ``TerminalError`` if it failed."""
+        self._check_open()
+        inv = self._invocations.get(invocation_id)
+        done = inv.done if inv is not None else None
+        parked = self._parked.get(invocation_id)
+        if parked is not None:
+            done = parked.done
+        if done is not None and not done.finished:
+            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
+        record = self._load_record(invocation_id)
+        if record is None:
+            raise UnknownHandlerError(f"no invocation {invocation_id!r}")
+        if record.outcome is None:
+            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
+        spec = self._spec_of(record)
+        return self._decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+
+    async def workflow_output(self, workflow: type[Actor], workflow_id: str) -> Any:
+        """``output`` of ``workflow``'s run on ``workflow_id``: the result if it finished,
+        else ``NotReadyError``."""
+        self._check_open()
+        return await self.output(self._workflow_run_id(workflow, workflow_id))
+
+    async def resolve_awakeable(self, awakeable_id: str, value: object) -> None:
+        """Complete the awakeable ``awakeable_id`` with ``value``; durable before this
+        returns, and the waiting handler is woken (rebuilt by replay if it was parked).
+
+        Raises ``TerminalError`` with 400 for a malformed id, 404 for an id no
+        invocation created, and 409 if it was already completed (its value is kept)."""
+        self._check_open()
+        await self._complete_awakeable(None, awakeable_id, value, None)
+
+    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
+        """Fail the awakeable: its waiter gets ``TerminalError(reason)``. Errors as
+        ``resolve_awakeable``."""
+        self._check_open()
+        await self._complete_awakeable(None, awakeable_id, None, reason)
+
+    async def cancel(self, invocation_id: str) -> None:
+        """Cancel an invocation. Durable before this returns.
+
+        The handler gets a ``TerminalError`` with status 409 at its next durable await
+        (``ctx.run``, ``sleep``, a call, a promise, ``select``...), so its ``try/except``
+        compensations run; the invocations it is waiting on are cancelled too; its
+        callers receive the cancellation (or whatever the handler made of it). An
+        invocation that has not started completes at once as cancelled.
+
+        Raises ``UnknownHandlerError`` for an unknown id and ``TerminalError`` (409) if
+        it has already completed."""
+        self._check_open()
+        await self._cancel(invocation_id, kill=False)
+
+    async def kill(self, invocation_id: str) -> None:
+        """End an invocation at once, without compensation, and wait until that is
+        durable. Its callers get a ``TerminalError`` (409) saying it was killed; the
+        invocations it was waiting on are killed too; an object key it held is handed
+        to the next queued invocation. A ``ctx.run`` body running on a thread finishes
+        first (threads cannot be interrupted), but its result is discarded.
+
+        Raises like ``cancel``."""
+        self._check_open()
+        await self._cancel(invocation_id, kill=True)
 
     async def resume(self, invocation_id: str) -> None:
         """Resume a paused invocation: its attempts start again from its journal.
@@ -423,13 +603,15 @@ class Runtime(metaclass=NoPublicConstructor):
         """In-memory load: invocations held, active keys, queued exclusive work."""
         invocations = self._invocations.values()
         return RuntimeStatistics(
+            parked=len(self._parked),
+            timers=len(self._timers),
             in_flight=len(self._invocations),
             activations=len(self._activations),
             queued_exclusive=sum(
                 a.mailbox.statistics().queued_exclusive for a in self._activations.values()
             )
             + sum(1 for inv in self._accepted if inv.exclusive and inv.not_before is None),
-            suspended=sum(1 for inv in invocations if inv.suspended),
+            suspended=sum(1 for inv in invocations if inv.suspended) + len(self._parked),
             paused=sum(1 for inv in invocations if inv.paused_reason is not None),
         )
 
@@ -571,6 +753,50 @@ class Runtime(metaclass=NoPublicConstructor):
             )
         return invocation_id
 
+    # --- workflows ------------------------------------------------------------------------------
+
+    def _workflow_invocation(self, actor: str, workflow_id: str) -> str | None:
+        """The invocation id of the run of ``actor`` on ``workflow_id``, if submitted."""
+        claimed = self._workflow_claims.get((actor, workflow_id))
+        if claimed is not None:
+            return claimed
+        try:
+            data = self._store.get(Table.WORKFLOWS, encode_key((actor, workflow_id)))
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        return None if data is None else loads(WorkflowRecord, data).invocation_id
+
+    def _claim_workflow(self, inv: Invocation) -> tuple[str, str] | None:
+        """Reserve the workflow id of a new ``main`` invocation until its acceptance is
+        durable, so a concurrent submission answers PreviouslyAccepted."""
+        if inv.spec.kind != "main":
+            return None
+        assert inv.target.key is not None
+        claim = (inv.target.actor, inv.target.key)
+        self._workflow_claims[claim] = inv.invocation_id
+        return claim
+
+    def _workflow_run_id(self, workflow: type[Actor], workflow_id: str) -> str:
+        if not (isinstance(workflow, type) and issubclass(workflow, Actor)):
+            raise TypeError(f"expected a Workflow class, not {workflow!r}")
+        entry = self._entries.get(workflow.actor_name)
+        if entry is None or entry.cls.actor_kind != "workflow":
+            raise UnknownHandlerError(
+                f"workflow {workflow.actor_name!r} is not registered with this runtime"
+            )
+        if not isinstance(workflow_id, str):
+            raise TypeError(f"workflow ids are str, not {type(workflow_id).__name__}")
+        invocation_id = self._workflow_invocation(entry.name, workflow_id)
+        if invocation_id is None:
+            raise UnknownHandlerError(f"no run of workflow {entry.name!r} with id {workflow_id!r}")
+        return invocation_id
+
+    def _spec_of(self, record: InvocationRecord) -> Handler[Any, Any]:
+        _, spec, _ = self.resolve_name(
+            record.target.actor, record.target.handler, record.target.key
+        )
+        return spec
+
     # --- acceptance and dispatch ---------------------------------------------------------------
 
     async def _accept(self, inv: Invocation, delay: float, batch: WriteBatch) -> None:
@@ -609,7 +835,7 @@ class Runtime(metaclass=NoPublicConstructor):
                 self._log("accepted", inv)
                 if inv.not_before is not None:
                     self._invocations[inv.invocation_id] = inv
-                    self._schedule_timer(inv.not_before, inv.invocation_id)
+                    self._schedule_timer(inv.not_before, TimerKind.DELIVER, inv.invocation_id, None)
                 else:
                     self._dispatch(inv)
 
@@ -626,8 +852,15 @@ class Runtime(metaclass=NoPublicConstructor):
         inv.inbox_key = encode_key((inv.target.actor, key_part, seq))
         batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
         batch.put(Table.INBOX, inv.inbox_key, inv.invocation_id.encode())
+        if inv.spec.kind == "main" and inv.target.key is not None:
+            batch.put(
+                Table.WORKFLOWS,
+                encode_key((inv.target.actor, inv.target.key)),
+                dumps(WorkflowRecord(inv.invocation_id)),
+            )
 
     def _dispatch(self, inv: Invocation) -> None:
+        inv.dispatched = True
         self._invocations[inv.invocation_id] = inv
         key = inv.target.key
         if key is None:
@@ -640,6 +873,7 @@ class Runtime(metaclass=NoPublicConstructor):
     async def _run_call(self, inv: Invocation) -> None:
         """Run a ``call`` in the caller's own task when it may start at once (no task
         to spawn, no extra switch); otherwise queue it like any invocation."""
+        inv.dispatched = True
         self._invocations[inv.invocation_id] = inv
         key = inv.target.key
         release: Callable[[], None] = _noop
@@ -662,7 +896,7 @@ class Runtime(metaclass=NoPublicConstructor):
             if inv.inbox_key is not None and inv.outcome is None and not self._closed:
                 # The caller went away mid-run, but the invocation was recorded: it
                 # must still complete. Continue it in the background from its journal.
-                self._dispatch(attrs.evolve(inv, done=anyio.Event(), holds_slot=False))
+                self._dispatch(attrs.evolve(inv, done=Completion(), holds_slot=False))
             raise
         finally:
             self._inline_scopes.discard(scope)
@@ -704,7 +938,9 @@ class Runtime(metaclass=NoPublicConstructor):
         journal entries and state writes, followed by ``batch``'s operations, as one
         batch. Returns its ticket, or None when there was nothing to write."""
         if batch is None:
-            nothing_new = not inv.unflushed and not inv.writes and not inv.cleared_all
+            nothing_new = (
+                not inv.unflushed and not inv.writes and not inv.cleared_all and not inv.pending_ops
+            )
             if inv.inbox_key is not None and nothing_new:
                 return None
             batch = WriteBatch()
@@ -714,6 +950,10 @@ class Runtime(metaclass=NoPublicConstructor):
             self._add_acceptance(inv, head, InvocationStatus.RUNNING)
         for index, entry in inv.unflushed:
             head.put(Table.JOURNAL, _journal_key(inv.invocation_id, index), dumps_entry(entry))
+        if inv.pending_ops:
+            head.ops.extend(inv.pending_ops)
+            head.nbytes += sum(len(op[2]) + len(op[3] or b"") for op in inv.pending_ops)
+            inv.pending_ops = []
         if inv.exclusive:
             self._add_state_writes(inv, head)
         head.ops.extend(batch.ops)
@@ -769,25 +1009,49 @@ class Runtime(metaclass=NoPublicConstructor):
         ticket = self._chain(inv)
         if ticket is None:
             await anyio.lowlevel.checkpoint()
-            return
-        try:
-            await ticket.wait()
-        except StorageError as exc:
-            raise _StepFailed(str(exc)) from exc
+        else:
+            try:
+                await ticket.wait()
+            except StorageError as exc:
+                raise _StepFailed(str(exc)) from exc
+        if inv.pending_calls:  # their acceptances are durable now: deliver them
+            pending, inv.pending_calls = inv.pending_calls, []
+            for callee in pending:
+                self._dispatch(callee)
+                self._log("accepted", callee)
+                if callee.spec.kind == "main" and callee.target.key is not None:
+                    self._workflow_claims.pop((callee.target.actor, callee.target.key), None)
 
     # --- running ------------------------------------------------------------------------------------
 
     async def _run(self, inv: Invocation, release: Callable[[], None]) -> object:
         key_node: Node | None = None
-        if inv.exclusive:
+        if inv.exclusive and not inv.killed:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
             self._graph.hold(key_node, ("inv", inv.invocation_id))
         inv.running = True
         finished = False
+        parked = False
+        status = InvocationStatus.COMPLETED
         try:
-            outcome = await self._attempts(inv)
-            if outcome is None:  # suspended: the coroutine is gone, the key stays held
-                return HOLD
+            with anyio.CancelScope() as scope:  # kill() cancels it
+                inv.run_scope = scope
+                outcome = await self._attempts(inv)
+            inv.run_scope = None
+            if inv.killed:
+                outcome = Failure(f"invocation {inv.invocation_id} was killed", 409)
+                status = InvocationStatus.KILLED
+                inv.suspended = False
+                self._log("killed", inv)
+            if outcome is None:  # suspended: the coroutine is gone
+                if inv.holds_slot:  # it no longer costs a coroutine: let new work in
+                    inv.holds_slot = False
+                    self._slots.release()
+                if inv.spec.kind == "exclusive":
+                    return HOLD  # an object keeps its key while it waits
+                parked = True
+                self._park(inv)
+                return None
             if self._is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
@@ -809,7 +1073,8 @@ class Runtime(metaclass=NoPublicConstructor):
                 inv.outcome = outcome
                 self._log("completed", inv)
                 return None
-            ticket = self._submit_completion(inv, outcome)
+            inv.completing = True
+            ticket = self._submit_completion(inv, outcome, status)
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
@@ -822,14 +1087,18 @@ class Runtime(metaclass=NoPublicConstructor):
                 logger.error("completion of invocation %s failed: %s", inv.invocation_id, exc)
             else:
                 inv.outcome = outcome
-                self._log("completed", inv)
-                self._wake_caller(inv)
+                if status is not InvocationStatus.KILLED:
+                    self._log("completed", inv)
+                self._after_completion(inv)
             return None
         finally:
             inv.running = False
+            inv.run_scope = None
             if key_node is not None and not inv.suspended:
                 self._graph.release(key_node)
-            if finished or not inv.suspended:
+            if parked:
+                pass
+            elif finished or not inv.suspended:
                 self._finish(inv)
 
     async def _attempts(self, inv: Invocation) -> Outcome | None:
@@ -837,13 +1106,19 @@ class Runtime(metaclass=NoPublicConstructor):
         (None). Retries and pauses happen here, with the key held."""
         policy = inv.spec.retry or self._retry
         while True:
+            if inv.killed:
+                return None
             if inv.paused_reason is not None:
                 await self._wait_resumed(inv)
-            if inv.not_before is not None:
+            if inv.not_before is not None and not inv.cancel_requested:
                 await self._clock.sleep_until(inv.not_before)
-                inv.not_before = None
+            inv.not_before = None
             self._forget_failed_chain(inv)
-            inv.start_attempt(self._load_journal(inv))
+            journal = self._load_journal(inv)
+            if inv.cancel_requested and not journal:
+                # Cancelled before it did anything: nothing to compensate, do not start.
+                return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
+            inv.start_attempt(journal)
             inv.attempt += 1
             try:
                 return await self._attempt(inv)
@@ -950,20 +1225,27 @@ class Runtime(metaclass=NoPublicConstructor):
         kind = inv.spec.kind
         if kind == "exclusive":
             return ObjectContext._create(self, inv)
-        if kind == "shared":
-            return ObjectSharedContext._create(self, inv)
         if kind == "service":
             return Context._create(self, inv)
-        raise TypeError(f"workflow handlers ({inv.spec.qualname}) are not supported yet")
+        if kind == "main":
+            return WorkflowContext._create(self, inv)
+        if inv.entry.cls.actor_kind == "workflow":
+            return WorkflowSharedContext._create(self, inv)
+        return ObjectSharedContext._create(self, inv)
 
-    def _load_journal(self, inv: Invocation) -> list[JournalEntry]:
+    def _load_journal(self, inv: Invocation) -> dict[int, JournalEntry]:
         if inv.inbox_key is None:
-            return []
+            return {}
         try:
             items = self._store.scan(Table.JOURNAL, encode_key((inv.invocation_id,)))
         except StorageError as exc:
             raise persistence_error(exc) from exc
-        return [loads_entry(value) for _, value in items]
+        journal: dict[int, JournalEntry] = {}
+        for key, value in items:
+            index = decode_key(key)[-1]
+            assert isinstance(index, int)
+            journal[index] = loads_entry(value)
+        return journal
 
     @staticmethod
     def _is_ephemeral(inv: Invocation) -> bool:
@@ -975,7 +1257,9 @@ class Runtime(metaclass=NoPublicConstructor):
         """An ephemeral call that wrote nothing: completing it needs no commit at all."""
         return self._is_ephemeral(inv) and not inv.writes and not inv.cleared_all
 
-    def _submit_completion(self, inv: Invocation, outcome: Outcome) -> CommitTicket:
+    def _submit_completion(
+        self, inv: Invocation, outcome: Outcome, status: InvocationStatus
+    ) -> CommitTicket:
         """Queue the completion: remaining entries and writes, the completed record (which
         is also the acceptance of a call never flushed before), the inbox deletion and
         the caller's journal entry, in one batch."""
@@ -988,8 +1272,19 @@ class Runtime(metaclass=NoPublicConstructor):
         while True:
             batch = WriteBatch()
             if not ephemeral:
-                record = inv.record(InvocationStatus.COMPLETED, outcome, self._clock.now())
+                now = self._clock.now()
+                record = inv.record(status, outcome, now)
                 batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+                expire_at = now + self._retention
+                expiry = _timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
+                batch.put(
+                    Table.TIMERS,
+                    expiry,
+                    dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
+                )
+                inv.expiry = (expire_at, expiry)
+            for timer_key in inv.timer_keys:  # sleeps that never fired (a lost select)
+                batch.delete(Table.TIMERS, timer_key)
             if inv.inbox_key is not None:
                 batch.delete(Table.INBOX, inv.inbox_key)
             if inv.caller_id is not None and inv.caller_index is not None:
@@ -1009,6 +1304,17 @@ class Runtime(metaclass=NoPublicConstructor):
             assert ticket is not None
             return ticket
 
+    def _after_completion(self, inv: Invocation) -> None:
+        """The completion is durable: deliver calls it left undelivered, schedule its
+        expiry and wake its caller."""
+        for callee in inv.pending_calls:
+            self._dispatch(callee)
+        inv.pending_calls = []
+        if inv.expiry is not None:
+            self._schedule_timer(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])
+        if inv.caller_id is not None:
+            self._wake(inv.caller_id)
+
     def _finish(self, inv: Invocation) -> None:
         self._invocations.pop(inv.invocation_id, None)
         if inv.holds_slot:
@@ -1016,36 +1322,126 @@ class Runtime(metaclass=NoPublicConstructor):
             self._slots.release()
         inv.done.set()
 
-    def _wake_caller(self, callee: Invocation) -> None:
-        if callee.caller_id is None:
+    # --- suspension, parking and waking -------------------------------------------------------
+
+    def _park(self, inv: Invocation) -> None:
+        """Drop a suspended invocation from memory; ``_wake`` rebuilds it by replay."""
+        assert inv.inbox_key is not None  # _block made its acceptance durable first
+        self._invocations.pop(inv.invocation_id, None)
+        self._parked[inv.invocation_id] = _Parked(inv.done, inv.inbox_key)
+        self._log("parked", inv)
+        activation = inv.activation
+        if activation is not None and inv.target.key is not None:
+            # A workflow id whose main is parked has nothing else queued: drop it now
+            # rather than at the next idle sweep, so parked workflows cost no mailbox.
+            inv.activation = None
+            last = activation.last_ticket
+            if activation.mailbox.idle and (last is None or last.done):
+                self._activations.pop((inv.target.actor, inv.target.key), None)
+
+    def _completion_of(self, invocation_id: str) -> Completion | None:
+        inv = self._invocations.get(invocation_id)
+        if inv is not None:
+            return inv.done
+        parked = self._parked.get(invocation_id)
+        return parked.done if parked is not None else None
+
+    def _wake(self, invocation_id: str) -> None:
+        """Something a suspended invocation may be waiting for happened: run it again.
+        A no-op for an invocation that is not suspended (a live waiter has its own
+        event) or that finished."""
+        inv = self._invocations.get(invocation_id)
+        if inv is not None:
+            if not inv.suspended:
+                if inv.wake_event is not None:
+                    inv.wake_event.set()  # a live waiter re-checks what it waits for
+                return
+            if inv.running:
+                inv.wake_pending = True  # still unwinding: it re-runs at once
+            else:
+                self._resume_suspended(inv)
             return
-        caller = self._invocations.get(callee.caller_id)
-        if caller is None or not caller.suspended:
-            return
-        if caller.running:
-            caller.wake_pending = True  # still unwinding: it re-runs at once
-        else:
-            self._resume_suspended(caller)
+        if invocation_id in self._parked and not self._closed:
+            self._revive(invocation_id)
+
+    def _revive(self, invocation_id: str) -> Invocation | None:
+        parked = self._parked.pop(invocation_id)
+        record = self._load_record(invocation_id)
+        if record is None or record.outcome is not None:
+            parked.done.set()  # finished meanwhile (killed); its record has the outcome
+            return None
+        inv = self._invocation_from_record(record, parked.inbox_key, parked.done)
+        if inv is None:
+            return None
+        inv.revived = True
+        self._log("revived", inv)
+        self._dispatch(inv)
+        return inv
+
+    def _invocation_from_record(
+        self, record: InvocationRecord, inbox_key: bytes, done: Completion | None = None
+    ) -> Invocation | None:
+        try:
+            entry, spec, tgt = self.resolve_name(
+                record.target.actor, record.target.handler, record.target.key
+            )
+        except (UnknownHandlerError, TypeError) as exc:
+            logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
+            return None
+        return Invocation(
+            invocation_id=record.invocation_id,
+            target=tgt,
+            entry=entry,
+            spec=spec,
+            payload=record.payload,
+            arg=UNDECODED,
+            accepted_at=record.accepted_at,
+            caller_id=record.caller_id,
+            caller_index=record.caller_index,
+            idempotency_key=record.idempotency_key,
+            inbox_key=inbox_key,
+            attempt=record.attempt,
+            done=done or Completion(),
+            cancel_requested=record.cancel_requested,
+            paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
+        )
+
+    def _evict_waiters(self) -> None:
+        """Memory pressure (``max_in_flight`` reached, someone waits for a slot): make
+        every invocation blocked in a durable wait suspend now instead of at
+        ``suspend_after``."""
+        for inv in list(self._invocations.values()):
+            if inv.wait_scopes:
+                inv.evicting = True
+                for scope in list(inv.wait_scopes):
+                    scope.cancel()
 
     # --- results ---------------------------------------------------------------------------------
 
     async def _result_of(self, inv: Invocation) -> Any:
         await inv.done.wait()
-        if inv.error is not None:
-            raise inv.error
-        if inv.outcome is None:
-            raise RuntimeClosedError(
-                f"invocation {inv.invocation_id} did not finish: the runtime is shutting down"
-            )
-        return self._decode_outcome(
-            inv.outcome, inv.spec.output_type, f"output of {inv.spec.qualname}"
-        )
+        return self._completed_result(inv.done, inv.invocation_id, inv.spec)
+
+    def _completed_result(
+        self, done: Completion, invocation_id: str, spec: Handler[Any, Any]
+    ) -> Any:
+        if done.error is not None:
+            raise done.error
+        if done.outcome is None:
+            record = self._load_record(invocation_id) if not self._closed else None
+            if record is None or record.outcome is None:
+                raise RuntimeClosedError(
+                    f"invocation {invocation_id} did not finish: the runtime is shutting down"
+                )
+            done.outcome = record.outcome  # finished by kill while parked
+        return self._decode_outcome(done.outcome, spec.output_type, f"output of {spec.qualname}")
 
     async def _await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         self._check_open()
-        inv = self._invocations.get(invocation_id)
-        if inv is not None:
-            return await self._result_of(inv)
+        done = self._completion_of(invocation_id)
+        if done is not None:
+            await done.wait()
+            return self._completed_result(done, invocation_id, spec)
         await anyio.lowlevel.checkpoint()
         record = self._load_record(invocation_id)
         if record is None:
@@ -1073,16 +1469,13 @@ class Runtime(metaclass=NoPublicConstructor):
         record = self._load_record(invocation_id)
         if record is None:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
-        _, spec, _ = self.resolve_name(
-            record.target.actor, record.target.handler, record.target.key
-        )
-        return spec
+        return self._spec_of(record)
 
     # --- context operations --------------------------------------------------------------------
 
     @staticmethod
     def _check_usable(inv: Invocation, operation: str) -> None:
-        if inv.in_run is not None:
+        if inv.runs_in_progress:
             raise TerminalError(
                 f"{operation} cannot be used inside the body of ctx.run({inv.in_run!r}): a "
                 "run body must not touch the context; return a value and use it after the run",
@@ -1215,7 +1608,16 @@ class Runtime(metaclass=NoPublicConstructor):
     def _ctx_uuid(self, inv: Invocation) -> uuid.UUID:
         return uuid.UUID(int=self._ctx_random(inv).getrandbits(128), version=4)
 
-    async def _ctx_run(
+    def _settled(self, inv: Invocation, value: Callable[[], Any]) -> DurableFuture[Any]:
+        """A future whose result is already journaled."""
+
+        async def produce() -> Any:
+            await anyio.lowlevel.checkpoint()
+            return value()
+
+        return DurableFuture._create(self, inv, produce, _always_ready)
+
+    def _ctx_run(
         self,
         inv: Invocation,
         name: str,
@@ -1223,7 +1625,7 @@ class Runtime(metaclass=NoPublicConstructor):
         args: tuple[Any, ...],
         retry: RetryPolicy | None,
         result_type: Any,
-    ) -> Any:
+    ) -> DurableFuture[Any]:
         self._check_usable(inv, "ctx.run()")
         if not isinstance(name, str) or not name:
             raise TypeError("ctx.run() needs a non-empty name for its step")
@@ -1231,45 +1633,56 @@ class Runtime(metaclass=NoPublicConstructor):
             raise TypeError(f"ctx.run({name!r}) needs a function, not {fn!r}")
         annotation = _result_annotation(fn, result_type)
         what = f"result of ctx.run({name!r})"
-        recorded = inv.next_replayed(RunEntry, name, f"run({name!r})")
+        index, recorded = inv.reserve(RunEntry, name, f"run({name!r})")
         if recorded is not None:
-            await anyio.lowlevel.checkpoint()
-            return self._decode_outcome(recorded.outcome, annotation, what)
-        await self._gate(inv)  # the body is an effect: everything before it is durable
-        policy = retry or inv.spec.retry or self._retry
-        attempt = 0
-        outcome: Outcome
-        while True:
-            attempt += 1
-            inv.in_run = name
-            try:
-                if self._before_run_body is not None:
-                    self._before_run_body(name)
-                result = await self._call_body(fn, args)
-            except TerminalError as exc:
-                outcome = Failure(exc.message, exc.status_code)
-                break
-            except Exception as exc:
-                if policy.exhausted(attempt):
-                    outcome = Failure(
-                        f"ctx.run({name!r}) failed after {attempt} attempts: "
-                        f"{type(exc).__name__}: {exc}",
-                        500,
-                    )
+            outcome = recorded.outcome
+            return self._settled(inv, lambda: self._decode_outcome(outcome, annotation, what))
+
+        async def produce() -> Any:
+            await self._gate(inv)  # the body is an effect: everything before it is durable
+            policy = retry or inv.spec.retry or self._retry
+            attempt = 0
+            outcome: Outcome
+            while True:
+                attempt += 1
+                inv.in_run = name
+                inv.runs_in_progress += 1
+                try:
+                    if self._before_run_body is not None:
+                        self._before_run_body(name)
+                    result = await self._call_body(fn, args)
+                except TerminalError as exc:
+                    outcome = Failure(exc.message, exc.status_code)
                     break
-                inv.in_run = None
-                await self._clock.sleep_until(self._clock.now() + policy.delay(attempt + 1))
-                continue
-            finally:
-                inv.in_run = None
-            try:
-                outcome = Success(encode_value(result, annotation, what))
-            except SerializationError as exc:
-                outcome = Failure(str(exc), 500)
-            break
-        inv.append(RunEntry(name, outcome))
-        # Return the stored form, so that live execution and replay see the same value.
-        return self._decode_outcome(outcome, annotation, what)
+                except Exception as exc:
+                    if policy.exhausted(attempt):
+                        outcome = Failure(
+                            f"ctx.run({name!r}) failed after {attempt} attempts: "
+                            f"{type(exc).__name__}: {exc}",
+                            500,
+                        )
+                        break
+                    inv.runs_in_progress -= 1
+                    inv.in_run = None if not inv.runs_in_progress else inv.in_run
+                    try:
+                        await self._clock.sleep_until(self._clock.now() + policy.delay(attempt + 1))
+                    finally:
+                        inv.runs_in_progress += 1
+                    continue
+                finally:
+                    inv.runs_in_progress -= 1
+                    if not inv.runs_in_progress:
+                        inv.in_run = None
+                try:
+                    outcome = Success(encode_value(result, annotation, what))
+                except SerializationError as exc:
+                    outcome = Failure(str(exc), 500)
+                break
+            inv.record_at(index, RunEntry(name, outcome))
+            # Return the stored form, so that live execution and replay see the same value.
+            return self._decode_outcome(outcome, annotation, what)
+
+        return DurableFuture._create(self, inv, produce)
 
     @staticmethod
     async def _call_body(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -1281,73 +1694,74 @@ class Runtime(metaclass=NoPublicConstructor):
             return await result
         return result
 
-    async def _ctx_call(
+    def _ctx_call(
         self, caller: Invocation, target: Handler[Any, Any], arg: object, key: str | None
-    ) -> Any:
+    ) -> DurableFuture[Any]:
         self._check_usable(caller, "ctx.call()")
         entry, spec, tgt = self._resolve_in_handler(target, key)
         what = f"output of {spec.qualname}"
-        recorded = caller.next_replayed(CallEntry, None, f"call({spec.qualname})")
-        waiter: Node = ("inv", caller.invocation_id)
+        index, recorded = caller.reserve(CallEntry, None, f"call({spec.qualname})")
         if recorded is not None:
             if recorded.target != tgt:
                 raise NonDeterminismError(
                     f"invocation {caller.invocation_id} diverged from its journal at entry "
-                    f"{caller.index - 1}: it now calls {spec.qualname} on {tgt.key!r}, but "
+                    f"{index}: it now calls {spec.qualname} on {tgt.key!r}, but "
                     f"the journal recorded a call to {recorded.target.actor}."
                     f"{recorded.target.handler} on {recorded.target.key!r}"
                 )
             if recorded.outcome is not None:
-                await anyio.lowlevel.checkpoint()
-                return self._decode_outcome(recorded.outcome, spec.output_type, what)
-            callee = self._invocations.get(recorded.callee_id)
-            if callee is None:
-                record = self._load_record(recorded.callee_id)
-                if record is not None and record.outcome is not None:
-                    await anyio.lowlevel.checkpoint()
-                    return self._decode_outcome(record.outcome, spec.output_type, what)
-                raise PersistenceError(
-                    f"invocation {caller.invocation_id} waits on call {recorded.callee_id}, "
-                    "which is neither running nor completed"
+                outcome = recorded.outcome
+                return self._settled(
+                    caller, lambda: self._decode_outcome(outcome, spec.output_type, what)
                 )
-            waited = self._wait_node(spec, tgt, callee.invocation_id)
-            self._graph.wait(waiter, waited)
+            callee_id = recorded.callee_id
         else:
             payload, value = self._check_input_in_handler(spec, arg)
-            index = caller.index
             callee_id = derived_invocation_id(caller.invocation_id, index)
-            waited = self._wait_node(spec, tgt, callee_id)
-            cycle = self._graph.find_cycle(waiter, waited)
-            if cycle is not None:
-                raise DeadlockError(
-                    f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
-                    f"{caller.spec.qualname} would wait forever: {self._describe_cycle(cycle)}"
+            existing = None
+            if spec.kind == "main":
+                assert tgt.key is not None
+                existing = self._workflow_invocation(tgt.actor, tgt.key)
+            if existing is not None and existing != callee_id:
+                callee_id = existing  # the workflow already ran (or runs): wait for it
+            else:
+                waited = self._wait_node(spec, tgt, callee_id)
+                cycle = self._graph.find_cycle(("inv", caller.invocation_id), waited)
+                if cycle is not None:
+                    raise DeadlockError(
+                        f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
+                        f"{caller.spec.qualname} would wait forever: {self._describe_cycle(cycle)}"
+                    )
+                # The edge counts from now on, so a call created meanwhile sees the cycle.
+                self._graph.wait(("inv", caller.invocation_id), waited)
+                callee = self._new_invocation(
+                    entry,
+                    spec,
+                    tgt,
+                    payload,
+                    value,
+                    invocation_id=callee_id,
+                    caller_id=caller.invocation_id,
+                    caller_index=index,
                 )
-            callee = self._new_invocation(
-                entry,
-                spec,
-                tgt,
-                payload,
-                value,
-                invocation_id=callee_id,
-                caller_id=caller.invocation_id,
-                caller_index=index,
-            )
-            caller.append(CallEntry(callee_id, tgt, payload))
-            self._graph.wait(waiter, waited)
-            try:
                 acceptance = WriteBatch()
                 self._add_acceptance(callee, acceptance, InvocationStatus.PENDING)
-                self._flush(caller, acceptance)
-                await self._gate(caller)  # delivering the call is an effect
-            except BaseException:
-                self._graph.unwait(waiter, waited)
-                raise
-            self._dispatch(callee)
-        try:
-            return await self._wait_for_callee(caller, callee)
-        finally:
-            self._graph.unwait(waiter, waited)
+                caller.pending_ops.extend(acceptance.ops)
+                caller.pending_calls.append(callee)  # delivered once the acceptance is durable
+                self._claim_workflow(callee)
+            caller.record_at(index, CallEntry(callee_id, tgt, payload))
+
+        async def produce() -> Any:
+            await self._gate(caller)  # delivering the call is an effect
+            return await self._wait_invocation(caller, callee_id, spec, tgt)
+
+        def ready() -> bool:
+            done = self._completion_of(callee_id)
+            return done is not None and done.finished
+
+        future = DurableFuture._create(self, caller, produce, ready)
+        future._callee_id = callee_id
+        return future
 
     @staticmethod
     def _wait_node(spec: Handler[Any, Any], target: Target, callee_id: str) -> Node:
@@ -1355,13 +1769,30 @@ class Runtime(metaclass=NoPublicConstructor):
             return ("key", f"{target.actor}/{target.key}")
         return ("inv", callee_id)
 
-    async def _wait_for_callee(self, caller: Invocation, callee: Invocation) -> Any:
-        with anyio.move_on_after(self._suspend_after):
-            await callee.done.wait()
-        if not callee.done.is_set():
-            caller.suspended = True  # _wake_caller resumes it when the callee completes
-            raise Suspended
-        return await self._result_of(callee)
+    async def _wait_invocation(
+        self, caller: Invocation, callee_id: str, spec: Handler[Any, Any], target: Target
+    ) -> Any:
+        waiter: Node = ("inv", caller.invocation_id)
+        waited = self._wait_node(spec, target, callee_id)
+        self._graph.wait(waiter, waited)
+        caller.awaiting_calls.add(callee_id)
+        try:
+            done = self._completion_of(callee_id)
+            if done is None:
+                record = self._load_record(callee_id)
+                if record is not None and record.outcome is not None:
+                    await anyio.lowlevel.checkpoint()
+                    what = f"output of {spec.qualname}"
+                    return self._decode_outcome(record.outcome, spec.output_type, what)
+                raise PersistenceError(
+                    f"invocation {caller.invocation_id} waits on call {callee_id}, "
+                    "which is neither running nor completed"
+                )
+            await self._block(caller, done.is_set, done.wait)
+            return self._completed_result(done, callee_id, spec)
+        finally:
+            self._graph.unwait(waiter, waited)
+            caller.awaiting_calls.discard(callee_id)
 
     async def _ctx_send(
         self,
@@ -1376,7 +1807,11 @@ class Runtime(metaclass=NoPublicConstructor):
         recorded = caller.next_replayed(SendEntry, None, f"send({spec.qualname})")
         if recorded is not None:
             await anyio.lowlevel.checkpoint()
-            return InvocationHandle._create(self, recorded.callee_id, "Accepted", spec)
+            own = derived_invocation_id(caller.invocation_id, caller.index - 1)
+            status: InvocationStatusName = (
+                "Accepted" if recorded.callee_id == own else "PreviouslyAccepted"
+            )
+            return InvocationHandle._create(self, recorded.callee_id, status, spec)
         payload, value = self._check_input_in_handler(spec, arg)
         try:
             seconds = _delay_seconds(delay)
@@ -1384,6 +1819,13 @@ class Runtime(metaclass=NoPublicConstructor):
             raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
+        if spec.kind == "main":
+            assert tgt.key is not None
+            existing = self._workflow_invocation(tgt.actor, tgt.key)
+            if existing is not None and existing != callee_id:
+                caller.append(SendEntry(existing, tgt, payload))
+                await anyio.lowlevel.checkpoint()
+                return InvocationHandle._create(self, existing, "PreviouslyAccepted", spec)
         # One-way: no caller_id, nobody waits for it.
         callee = self._new_invocation(entry, spec, tgt, payload, value, invocation_id=callee_id)
         deliver_at = callee.accepted_at + seconds if seconds else None
@@ -1391,15 +1833,483 @@ class Runtime(metaclass=NoPublicConstructor):
         caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
         acceptance = WriteBatch()
         self._add_acceptance(callee, acceptance, InvocationStatus.PENDING)
-        self._flush(caller, acceptance)
-        await self._gate(caller)  # a delivered send is an effect
+        claim = self._claim_workflow(callee)
+        try:
+            self._flush(caller, acceptance)
+            await self._gate(caller)  # a delivered send is an effect
+        finally:
+            if claim is not None:
+                self._workflow_claims.pop(claim, None)
         self._log("accepted", callee)
         if deliver_at is not None:
             self._invocations[callee_id] = callee
-            self._schedule_timer(deliver_at, callee_id)
+            self._schedule_timer(deliver_at, TimerKind.DELIVER, callee_id, None)
         else:
             self._dispatch(callee)
         return InvocationHandle._create(self, callee_id, "Accepted", spec)
+
+    # --- durable waits, cancellation and combinators ---------------------------------------------
+
+    async def _await_future(self, future: DurableFuture[T]) -> T:
+        """``await future`` in a handler: a durable await, where cancellation lands."""
+        inv = future._inv
+        self._check_cancel(inv, [future])
+        while True:
+            try:
+                return await future._result()
+            except _CancelRequested:
+                self._check_cancel(inv, [future])
+
+    def _cancel_deliverable(self, inv: Invocation) -> bool:
+        # Never in the middle of a replay: the original run did not see it there.
+        return inv.cancel_requested and not inv.cancel_raised and inv.index >= inv.replay_end
+
+    def _check_cancel(self, inv: Invocation, futures: Sequence[DurableFuture[Any]]) -> None:
+        """At a durable await: raise the cancellation if it is due here (recorded here
+        in the journal, or requested and not yet delivered)."""
+        recorded = inv.replay.get(inv.index)
+        message = f"invocation {inv.invocation_id} was cancelled"
+        if isinstance(recorded, CancelledEntry):
+            inv.index += 1
+            inv.cancel_raised = True
+            message = recorded.message
+        elif self._cancel_deliverable(inv):
+            inv.append(CancelledEntry(message))
+            inv.cancel_raised = True
+            self._log("cancelled", inv)
+            for future in futures:  # what it was waiting on is cancelled too
+                callee_id = future._callee_id
+                if callee_id is not None and not future._is_ready():
+                    self._spawn(functools.partial(self._cancel_quietly, callee_id))
+        else:
+            return
+        raise TerminalError(message, 409)
+
+    async def _block(
+        self,
+        inv: Invocation,
+        ready: Callable[[], bool],
+        wait: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Wait until ``ready()``: on ``wait()`` if given, else until ``_wake`` is called
+        for the invocation. Everything the invocation did so far is made durable first.
+        After ``suspend_after`` (at once for a rebuilt invocation, or under memory
+        pressure) the invocation suspends: ``Suspended`` unwinds the handler."""
+        if ready():
+            await anyio.lowlevel.checkpoint()
+            return
+        await self._gate(inv)
+        while not ready():
+            if self._cancel_deliverable(inv):
+                raise _CancelRequested
+            if inv.revived or inv.evicting:
+                inv.suspended = True
+                raise Suspended
+            waiting = wait
+            if waiting is None:  # woken by _wake: one event per round, shared by branches
+                if inv.wake_event is None or inv.wake_event.is_set():
+                    inv.wake_event = anyio.Event()
+                waiting = inv.wake_event.wait
+            scope = anyio.CancelScope(deadline=anyio.current_time() + self._suspend_after)
+            inv.wait_scopes.add(scope)
+            try:
+                with scope:
+                    await waiting()
+            finally:
+                inv.wait_scopes.discard(scope)
+            if scope.cancelled_caught and not ready() and not self._cancel_deliverable(inv):
+                inv.suspended = True
+                raise Suspended
+
+    async def _race(
+        self, futures: Sequence[tuple[str, DurableFuture[Any]]], *, first: bool
+    ) -> list[tuple[str, bool, Any]]:
+        """Await ``futures`` concurrently; with ``first``, only until one finishes.
+        Returns ``(name, ok, value or error)`` per finished future. Errors that are not
+        results (suspension, a failed commit, a divergence, a cancellation) escape."""
+        finished: list[tuple[str, bool, Any]] = []
+        escapes: list[BaseException] = []
+        if first:
+            for name, future in futures:
+                if future._is_ready():
+                    try:
+                        return [(name, True, await future._result())]
+                    except ActorsError as exc:
+                        if isinstance(exc, NonDeterminismError):
+                            raise
+                        return [(name, False, exc)]
+
+        async with anyio.create_task_group() as group:
+
+            async def branch(name: str, future: DurableFuture[Any]) -> None:
+                try:
+                    value = await future._result()
+                except (NonDeterminismError, _StepFailed, _CancelRequested, Suspended) as exc:
+                    escapes.append(exc)
+                    group.cancel_scope.cancel()
+                    return
+                except ActorsError as exc:
+                    finished.append((name, False, exc))
+                else:
+                    finished.append((name, True, value))
+                if first:
+                    group.cancel_scope.cancel()
+
+            for name, future in futures:
+                group.start_soon(branch, name, future)
+        if first and finished:
+            inv = futures[0][1]._inv
+            inv.suspended = False  # another branch may have begun to suspend meanwhile
+            return finished[:1]
+        if escapes:
+            real = [error for error in escapes if not isinstance(error, Suspended)]
+            raise (real or escapes)[0]
+        return finished
+
+    async def _select(
+        self, inv: Invocation, futures: dict[str, DurableFuture[Any]]
+    ) -> tuple[str, Any]:
+        self._check_usable(inv, "select()")
+        index, recorded = inv.reserve(SelectEntry, None, "select()")
+        if recorded is not None:
+            if recorded.winner not in futures:
+                raise NonDeterminismError(
+                    f"invocation {inv.invocation_id} diverged from its journal at entry "
+                    f"{index}: select() recorded winner {recorded.winner!r}, which is not "
+                    f"among {sorted(futures)}"
+                )
+            return recorded.winner, await futures[recorded.winner]._result()
+        items = list(futures.items())
+        self._check_cancel(inv, list(futures.values()))
+        while True:
+            try:
+                ((winner, ok, value),) = await self._race(items, first=True)
+                break
+            except _CancelRequested:
+                self._check_cancel(inv, list(futures.values()))
+        inv.record_at(index, SelectEntry(winner))
+        if not ok:
+            raise value
+        return winner, value
+
+    async def _gather(self, inv: Invocation, futures: list[DurableFuture[Any]]) -> list[Any]:
+        self._check_usable(inv, "gather()")
+        self._check_cancel(inv, futures)
+        items = [(str(position), future) for position, future in enumerate(futures)]
+        while True:
+            try:
+                finished = await self._race(items, first=False)
+                break
+            except _CancelRequested:
+                self._check_cancel(inv, futures)
+        by_position = {int(name): (ok, value) for name, ok, value in finished}
+        results: list[Any] = []
+        for position in range(len(futures)):
+            ok, value = by_position[position]
+            if not ok:
+                raise value
+            results.append(value)
+        return results
+
+    def _ctx_sleep(self, inv: Invocation, duration: timedelta | float) -> DurableFuture[Any]:
+        self._check_usable(inv, "ctx.sleep()")
+        try:
+            seconds = _delay_seconds(duration)
+        except (ValueError, TypeError) as exc:
+            raise TerminalError(f"ctx.sleep(): {exc}", 400) from exc
+        if seconds > _MAX_SLEEP_SECONDS:
+            raise TerminalError(
+                f"ctx.sleep(): {seconds:.0f} s is beyond 100 years; store a date and "
+                "check it instead",
+                400,
+            )
+        index, recorded = inv.reserve(SleepEntry, None, "sleep()")
+        invocation_id = inv.invocation_id
+        row = None
+        if recorded is not None:
+            wake_at = recorded.wake_at
+        else:
+            wake_at = self._clock.now() + seconds
+            inv.record_at(index, SleepEntry(wake_at))
+        row = _timer_key(wake_at, invocation_id, TimerKind.WAKE, index)
+        inv.timer_keys.add(row)
+        if recorded is None:
+            timer = WriteBatch()
+            timer.put(
+                Table.TIMERS, row, dumps(TimerRecord(TimerKind.WAKE, invocation_id, wake_at, index))
+            )
+            inv.pending_ops.extend(timer.ops)
+
+        def ready() -> bool:
+            return self._clock.now() >= wake_at
+
+        async def produce() -> None:
+            if not ready():
+                # The runtime's timer wakes it (rebuilding it if it was parked).
+                self._schedule_timer(wake_at, TimerKind.WAKE, invocation_id, None)
+                await self._block(inv, ready)
+
+        return DurableFuture._create(self, inv, produce, ready)
+
+    # --- awakeables --------------------------------------------------------------------------
+
+    def _ctx_awakeable(self, inv: Invocation, annotation: Any) -> tuple[str, DurableFuture[Any]]:
+        self._check_usable(inv, "ctx.awakeable()")
+        index, recorded = inv.reserve(AwakeableEntry, None, "awakeable()")
+        awakeable_id = _awakeable_id(inv.invocation_id, index)
+        what = f"value of awakeable {awakeable_id}"
+        if recorded is not None and recorded.outcome is not None:
+            outcome = recorded.outcome
+            return awakeable_id, self._settled(
+                inv, lambda: self._decode_outcome(outcome, annotation, what)
+            )
+        if recorded is None:
+            inv.record_at(index, AwakeableEntry(awakeable_id))
+        row = _journal_key(inv.invocation_id, index)
+
+        def stored() -> Outcome | None:
+            try:
+                data = self._store.get(Table.JOURNAL, row)
+            except StorageError as exc:
+                raise persistence_error(exc) from exc
+            entry = loads_entry(data) if data is not None else None
+            return entry.outcome if isinstance(entry, AwakeableEntry) else None
+
+        def ready() -> bool:
+            return stored() is not None
+
+        async def produce() -> Any:
+            await self._block(inv, ready)
+            outcome = stored()
+            assert outcome is not None
+            return self._decode_outcome(outcome, annotation, what)
+
+        return awakeable_id, DurableFuture._create(self, inv, produce, ready)
+
+    def _awakeable_completion(
+        self, awakeable_id: str, value: object, reason: str | None
+    ) -> tuple[WriteBatch, str]:
+        """Validate a completion of ``awakeable_id``; the batch that records it in its
+        owner's journal, and the owner's id. Raises ``TerminalError`` 400/404/409."""
+        try:
+            owner_id, index = _parse_awakeable_id(awakeable_id)
+        except ValueError as exc:
+            raise TerminalError(str(exc), 400) from None
+        row = _journal_key(owner_id, index)
+        try:
+            data = self._store.get(Table.JOURNAL, row)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        entry = loads_entry(data) if data is not None else None
+        if not isinstance(entry, AwakeableEntry) or entry.awakeable_id != awakeable_id:
+            raise TerminalError(f"no awakeable {awakeable_id!r}", 404)
+        if entry.outcome is not None or awakeable_id in self._awakeable_inflight:
+            raise TerminalError(f"awakeable {awakeable_id!r} was already completed", 409)
+        outcome: Outcome
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
+            outcome = Failure(reason, 500)
+        else:
+            annotation = type(value) if value is not None else object
+            outcome = Success(encode_value(value, annotation, f"value of {awakeable_id}"))
+        batch = WriteBatch()
+        batch.put(Table.JOURNAL, row, dumps_entry(AwakeableEntry(awakeable_id, outcome)))
+        return batch, owner_id
+
+    async def _complete_awakeable(
+        self, inv: Invocation | None, awakeable_id: str, value: object, reason: str | None
+    ) -> None:
+        batch, owner_id = self._awakeable_completion(awakeable_id, value, reason)
+        self._awakeable_inflight.add(awakeable_id)
+        try:
+            if inv is None:
+                await self._commit(batch)
+            else:
+                self._flush(inv, batch)
+                await self._gate(inv)
+        finally:
+            self._awakeable_inflight.discard(awakeable_id)
+        self._wake(owner_id)
+
+    async def _ctx_complete_awakeable(
+        self, inv: Invocation, awakeable_id: str, value: object, reason: str | None
+    ) -> None:
+        self._check_usable(inv, "ctx.resolve_awakeable()")
+        target = f"awakeable:{awakeable_id}"
+        await self._journaled_completion(
+            inv, target, lambda: self._complete_awakeable(inv, awakeable_id, value, reason)
+        )
+
+    async def _journaled_completion(
+        self, inv: Invocation, target: str, complete: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Complete a promise or awakeable from a handler, journaling how it went, so a
+        replay neither completes it twice nor changes its answer."""
+        index, recorded = inv.reserve(ResolveEntry, None, f"complete({target!r})")
+        if recorded is not None:
+            if recorded.target != target:
+                raise NonDeterminismError(
+                    f"invocation {inv.invocation_id} diverged from its journal at entry "
+                    f"{index}: it now completes {target}, but the journal recorded "
+                    f"{recorded.target}"
+                )
+            await anyio.lowlevel.checkpoint()
+            if recorded.failure is not None:
+                raise TerminalError(recorded.failure.message, recorded.failure.status_code)
+            return
+        inv.record_at(index, ResolveEntry(target))
+        try:
+            await complete()
+        except TerminalError as exc:
+            if exc.status_code not in (400, 404, 409):
+                raise
+            # Deterministic refusals are answers: journal them (their batch never ran).
+            inv.record_at(index, ResolveEntry(target, Failure(exc.message, exc.status_code)))
+            raise
+
+    # --- durable promises --------------------------------------------------------------------
+
+    def _promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
+        key = inv.target.key
+        assert key is not None
+        return _promise_key(inv.target.actor, key, name), f"{inv.target.actor}/{key}"
+
+    def _stored_promise(self, row: bytes) -> Outcome | None:
+        try:
+            data = self._store.get(Table.PROMISES, row)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        return None if data is None else loads(PromiseRecord, data).outcome
+
+    def _promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]:
+        self._check_usable(inv, "promise.value()")
+        row, where = self._promise_row(inv, name)
+        what = f"value of promise {name!r} of {where}"
+        index, recorded = inv.reserve(PromiseEntry, name, f"promise({name!r}).value()")
+        if recorded is not None and recorded.outcome is not None:
+            outcome = recorded.outcome
+            return self._settled(inv, lambda: self._decode_outcome(outcome, annotation, what))
+
+        def ready() -> bool:
+            return self._stored_promise(row) is not None
+
+        async def produce() -> Any:
+            outcome = self._stored_promise(row)
+            if outcome is None:
+                self._promise_waiters.setdefault(row, {})[inv.invocation_id] = None
+                await self._block(inv, ready)
+                outcome = self._stored_promise(row)
+                assert outcome is not None
+            inv.record_at(index, PromiseEntry(name, outcome))
+            return self._decode_outcome(outcome, annotation, what)
+
+        return DurableFuture._create(self, inv, produce, ready)
+
+    async def _promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any:
+        self._check_usable(inv, "promise.peek()")
+        row, where = self._promise_row(inv, name)
+        recorded = inv.next_replayed(PromisePeekEntry, name, f"promise({name!r}).peek()")
+        if recorded is not None:
+            outcome = recorded.outcome
+        else:
+            outcome = self._stored_promise(row)
+            inv.append(PromisePeekEntry(name, outcome))
+        await anyio.lowlevel.checkpoint()
+        if outcome is None:
+            return None
+        return self._decode_outcome(outcome, annotation, f"value of promise {name!r} of {where}")
+
+    async def _promise_complete(
+        self, inv: Invocation, name: str, annotation: Any, value: object, reason: str | None
+    ) -> None:
+        self._check_usable(inv, "promise.resolve()")
+        row, where = self._promise_row(inv, name)
+
+        async def complete() -> None:
+            if self._promise_inflight.get(row) is not None or self._stored_promise(row):
+                raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
+            outcome: Outcome
+            if reason is not None:
+                if not isinstance(reason, str):
+                    raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
+                outcome = Failure(reason, 500)
+            else:
+                kind = annotation if annotation is not object else type(value)
+                outcome = Success(encode_value(value, kind, f"value of promise {name!r}"))
+            assert inv.target.key is not None
+            batch = WriteBatch()
+            record = PromiseRecord(inv.target.actor, inv.target.key, name, outcome)
+            batch.put(Table.PROMISES, row, dumps(record))
+            self._promise_inflight[row] = outcome
+            try:
+                self._flush(inv, batch)
+                await self._gate(inv)
+            finally:
+                self._promise_inflight.pop(row, None)  # durable now, or failed
+            for waiter in self._promise_waiters.pop(row, {}):
+                self._wake(waiter)
+
+        await self._journaled_completion(inv, f"promise:{name}", complete)
+
+    # --- cancel and kill -----------------------------------------------------------------------
+
+    async def _cancel_quietly(self, invocation_id: str, kill: bool = False) -> None:
+        try:
+            await self._cancel(invocation_id, kill=kill)
+        except (ActorsError, RuntimeClosedError) as exc:
+            logger.debug("propagating the cancellation to %s: %s", invocation_id, exc)
+
+    async def _cancel(self, invocation_id: str, *, kill: bool) -> None:
+        inv = self._invocations.get(invocation_id)
+        if inv is None and invocation_id in self._parked:
+            inv = self._revive(invocation_id)
+        if inv is None:
+            record = self._load_record(invocation_id)
+            if record is None:
+                raise UnknownHandlerError(f"no invocation {invocation_id!r}")
+            if record.outcome is not None:
+                raise TerminalError(f"invocation {invocation_id} has already completed", 409)
+            raise TerminalError(f"invocation {invocation_id} is not running in this runtime", 409)
+        if inv.completing or inv.done.finished:
+            raise TerminalError(f"invocation {invocation_id} has already completed", 409)
+        callees = list(inv.awaiting_calls)
+        if kill:
+            inv.killed = True
+        elif inv.cancel_requested:
+            return  # asked before; it is on its way
+        else:
+            inv.cancel_requested = True
+            if inv.inbox_key is not None:  # make the request survive a restart
+                status = InvocationStatus.RUNNING if inv.attempt else InvocationStatus.PENDING
+                batch = WriteBatch()
+                batch.put(Table.INVOCATIONS, invocation_id.encode(), dumps(inv.record(status)))
+                await self._commit(batch)
+        self._log("kill requested" if kill else "cancel requested", inv)
+        if inv.running:
+            if kill and inv.run_scope is not None:
+                inv.run_scope.cancel()
+            elif inv.paused_reason is not None and inv.resume is not None:
+                inv.paused_reason = None  # run it again, to deliver the cancellation
+                inv.resume.set()
+            for scope in list(inv.wait_scopes):
+                scope.cancel()
+        elif inv.suspended:
+            self._resume_suspended(inv)
+        elif not inv.dispatched:  # a delayed invocation: due now
+            inv.not_before = None
+            self._dispatch(inv)
+        elif (
+            inv.activation is not None
+            and (kill or inv.attempt == 0)
+            and inv.activation.mailbox.cancel_queued(inv)
+        ):
+            # It was queued behind the key's current work: it finishes without the key.
+            self._tg.start_soon(self._run, inv, _noop)
+        for callee_id in callees:
+            self._spawn(functools.partial(self._cancel_quietly, callee_id, kill))
+        if kill:
+            await inv.done.wait()
 
     def _describe_cycle(self, cycle: list[Node]) -> str:
         def name(node: Node) -> str:
@@ -1414,22 +2324,77 @@ class Runtime(metaclass=NoPublicConstructor):
 
         return self._graph.describe(cycle, name)
 
-    # --- timers (delayed sends) ------------------------------------------------------------------
+    # --- timers --------------------------------------------------------------------------------
 
-    def _schedule_timer(self, due: float, invocation_id: str) -> None:
-        heapq.heappush(self._timers, (due, invocation_id))
-        self._timers_changed.set()
+    def _schedule_timer(
+        self, due: float, kind: TimerKind, invocation_id: str, row: bytes | None
+    ) -> None:
+        """Fire ``kind`` for ``invocation_id`` at ``due``. ``row`` is the timer's row in
+        the ``timers`` table, deleted when it fires (None: the timer lives elsewhere,
+        e.g. a delayed send's due time is in its invocation record)."""
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (due, self._timer_seq, kind, invocation_id, row))
+        if self._timers[0][1] == self._timer_seq:
+            self._timers_changed.set()  # a new earliest timer
+
+    def _fire(
+        self, kind: TimerKind, invocation_id: str, row: bytes | None, done: WriteBatch
+    ) -> None:
+        if kind is TimerKind.DELIVER:
+            inv = self._invocations.get(invocation_id)
+            if inv is not None and not inv.dispatched:
+                inv.not_before = None
+                self._dispatch(inv)
+        elif kind is TimerKind.WAKE:
+            self._wake(invocation_id)
+        elif kind is TimerKind.EXPIRE:
+            self._expire(invocation_id, done)
+        if row is not None:
+            done.delete(Table.TIMERS, row)
+
+    def _expire(self, invocation_id: str, batch: WriteBatch) -> None:
+        """Retention is over: remove a completed invocation's record and journal, its
+        idempotency key and, for a workflow run, the workflow's state and promises."""
+        record = self._load_record(invocation_id)
+        if record is None or record.outcome is None or invocation_id in self._invocations:
+            return
+        batch.delete(Table.INVOCATIONS, invocation_id.encode())
+        batch.delete_prefix(Table.JOURNAL, encode_key((invocation_id,)))
+        try:
+            if record.idempotency_key is not None:
+                row = encode_key((record.idempotency_key,))
+                data = self._store.get(Table.IDEMPOTENCY, row)
+                if (
+                    data is not None
+                    and loads(IdempotencyRecord, data).invocation_id == invocation_id
+                ):
+                    batch.delete(Table.IDEMPOTENCY, row)
+            target = record.target
+            entry = self._entries.get(target.actor)
+            if target.key is not None and entry is not None and entry.cls.actor_kind == "workflow":
+                row = encode_key((target.actor, target.key))
+                data = self._store.get(Table.WORKFLOWS, row)
+                if data is not None and loads(WorkflowRecord, data).invocation_id == invocation_id:
+                    batch.delete(Table.WORKFLOWS, row)
+                    batch.delete_prefix(Table.STATE, row)
+                    batch.delete_prefix(Table.PROMISES, row)
+        except StorageError as exc:
+            logger.error("cannot expire invocation %s: %s", invocation_id, exc)
+        self._log_id("expired", invocation_id)
 
     async def _timer_loop(self) -> None:
         while True:
             self._timers_changed = anyio.Event()
             now = self._clock.now()
+            done = WriteBatch()
             while self._timers and self._timers[0][0] <= now:
-                _, invocation_id = heapq.heappop(self._timers)
-                inv = self._invocations.get(invocation_id)
-                if inv is not None:
-                    inv.not_before = None
-                    self._dispatch(inv)
+                _, _, kind, invocation_id, row = heapq.heappop(self._timers)
+                self._fire(kind, invocation_id, row, done)
+            if done.ops:
+                try:
+                    self._store.submit(done, _log_failed_timer_batch)
+                except StorageError as exc:
+                    logger.error("cannot remove fired timers: %s", exc)
             if not self._timers:
                 await self._timers_changed.wait()
                 continue
@@ -1449,11 +2414,16 @@ class Runtime(metaclass=NoPublicConstructor):
     # --- recovery and housekeeping ---------------------------------------------------------------
 
     def _recover(self) -> int:
-        """Re-deliver every accepted, unfinished invocation, in order per key."""
+        """Re-deliver every accepted, unfinished invocation, in order per key, and load
+        the durable timers."""
         try:
             entries = self._store.scan(Table.INBOX)
+            timers = self._store.scan(Table.TIMERS)
         except StorageError as exc:
             raise persistence_error(exc) from exc
+        for row, data in timers:
+            timer = loads(TimerRecord, data)
+            self._schedule_timer(timer.due, timer.kind, timer.invocation_id, row)
         recovered = 0
         for inbox_key, raw_id in entries:
             seq = decode_key(inbox_key)[-1]
@@ -1462,39 +2432,20 @@ class Runtime(metaclass=NoPublicConstructor):
             record = self._load_record(raw_id.decode())
             if record is None or record.outcome is not None:
                 continue
-            try:
-                entry, spec, tgt = self.resolve_name(
-                    record.target.actor, record.target.handler, record.target.key
-                )
-            except (UnknownHandlerError, TypeError) as exc:
-                logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
+            inv = self._invocation_from_record(record, inbox_key)
+            if inv is None:
                 continue
-            inv = Invocation(
-                invocation_id=record.invocation_id,
-                target=tgt,
-                entry=entry,
-                spec=spec,
-                payload=record.payload,
-                arg=UNDECODED,
-                accepted_at=record.accepted_at,
-                caller_id=record.caller_id,
-                caller_index=record.caller_index,
-                idempotency_key=record.idempotency_key,
-                inbox_key=inbox_key,
-                attempt=record.attempt,
-                paused_reason=record.pause_reason
-                if record.status is InvocationStatus.PAUSED
-                else None,
-            )
+            inv.revived = True  # it may have waited long already: park if it blocks
             recovered += 1
             due = record.next_attempt_at
             if (
                 record.status is InvocationStatus.PENDING
                 and due is not None
                 and due > self._clock.now()
+                and not record.cancel_requested
             ):
                 self._invocations[inv.invocation_id] = inv
-                self._schedule_timer(due, inv.invocation_id)
+                self._schedule_timer(due, TimerKind.DELIVER, inv.invocation_id, None)
             else:
                 self._dispatch(inv)
         return recovered
@@ -1515,6 +2466,10 @@ class Runtime(metaclass=NoPublicConstructor):
                 ):
                     del self._activations[key]
 
+    def _log_id(self, event: str, invocation_id: str) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("invocation %s %s", invocation_id, event)
+
     def _log(self, event: str, inv: Invocation) -> None:
         if logger.isEnabledFor(logging.INFO):
             logger.info(
@@ -1531,6 +2486,11 @@ def _noop() -> None:
     pass
 
 
+def _log_failed_timer_batch(ticket: CommitTicket) -> None:
+    if ticket.error is not None:
+        logger.error("cannot remove fired timers: %s", ticket.error)
+
+
 @asynccontextmanager
 async def open_runtime(
     path: str | PathLike[str],
@@ -1542,6 +2502,7 @@ async def open_runtime(
     idle_timeout: float = 60.0,
     suspend_after: float = 60.0,
     max_in_flight: int = 10_000,
+    retention: timedelta | float = timedelta(days=1),
     commit_mode: Literal["thread", "inline"] = "thread",
     _fault_hook: Callable[[Sequence[WriteBatch]], None] | None = None,
     _before_run_body: Callable[[str], None] | None = None,
@@ -1560,7 +2521,11 @@ async def open_runtime(
       idle_timeout: seconds after which an idle key's activation is dropped.
       suspend_after: seconds an invocation waits on a call before its coroutine is
         dropped (it resumes by replay when the call completes).
-      max_in_flight: invocations held in memory at most; ``call``/``send`` wait beyond.
+      max_in_flight: invocations held in memory at most; ``call``/``send`` wait beyond
+        (and invocations blocked in durable waits are suspended to make room).
+      retention: how long a completed invocation's result and journal, a workflow's
+        state, promises and result, and an idempotency key are kept (default one day);
+        a background task removes them afterwards.
       commit_mode: ``"inline"`` commits without the writer thread, for tests under
         ``trio.testing.MockClock(autojump_threshold=0)``.
 
@@ -1579,6 +2544,7 @@ async def open_runtime(
         raise ValueError("idle_timeout must be positive")
     if suspend_after <= 0:
         raise ValueError("suspend_after must be positive")
+    retention_seconds = _delay_seconds(retention)
     try:
         store = Store.open(
             path, durability=durability, commit_mode=commit_mode, _fault_hook=_fault_hook
@@ -1597,6 +2563,7 @@ async def open_runtime(
                 retry=retry or RetryPolicy(),
                 clock=clock or SystemClock(),
                 suspend_after=suspend_after,
+                retention=retention_seconds,
             )
             runtime._before_run_body = _before_run_body
             runtime._recover()

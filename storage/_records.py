@@ -71,6 +71,7 @@ class InvocationRecord:
     completed_at: float | None = None
     next_attempt_at: float | None = None
     pause_reason: str | None = None
+    cancel_requested: bool = False  # set by cancel(); raised at the next durable await
 
 
 # --- journal entries -----------------------------------------------------------------
@@ -171,6 +172,30 @@ class SelectEntry:
     winner: str
 
 
+@attrs.frozen
+class PromisePeekEntry:
+    """What a non-blocking ``peek()`` of a durable promise observed (None: pending)."""
+
+    name: str
+    outcome: Outcome | None = None
+
+
+@attrs.frozen
+class ResolveEntry:
+    """An attempt to complete a promise (``promise:NAME``) or an awakeable
+    (``awakeable:ID``); ``failure`` is the error it met (e.g. already completed)."""
+
+    target: str
+    failure: Failure | None = None
+
+
+@attrs.frozen
+class CancelledEntry:
+    """The point at which the handler observed its cancellation, and what it raised."""
+
+    message: str
+
+
 JournalEntry = (
     RunEntry
     | GetStateEntry
@@ -184,6 +209,9 @@ JournalEntry = (
     | PromiseEntry
     | AwakeableEntry
     | SelectEntry
+    | PromisePeekEntry
+    | ResolveEntry
+    | CancelledEntry
 )
 
 # Written to disk: never change a value, only add new ones.
@@ -200,6 +228,9 @@ JOURNAL_TAGS: dict[type, str] = {
     PromiseEntry: "promise",
     AwakeableEntry: "awakeable",
     SelectEntry: "select",
+    PromisePeekEntry: "peek",
+    ResolveEntry: "resolve",
+    CancelledEntry: "cancelled",
 }
 
 OUTCOME_TAGS: dict[type, str] = {Success: "ok", Failure: "err"}

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from actors.storage import (
     AwakeableEntry,
     CallEntry,
+    CancelledEntry,
     ClearStateEntry,
     Failure,
     GetStateEntry,
@@ -22,8 +23,10 @@ from actors.storage import (
     InvocationStatus,
     JournalEntry,
     PromiseEntry,
+    PromisePeekEntry,
     PromiseRecord,
     RecordDecodeError,
+    ResolveEntry,
     RunEntry,
     SelectEntry,
     SendEntry,
@@ -77,6 +80,9 @@ JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     PromiseEntry: st.builds(PromiseEntry, name=texts, outcome=opt_outcomes),
     AwakeableEntry: st.builds(AwakeableEntry, awakeable_id=texts, outcome=opt_outcomes),
     SelectEntry: st.builds(SelectEntry, winner=texts),
+    PromisePeekEntry: st.builds(PromisePeekEntry, name=texts, outcome=opt_outcomes),
+    ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
+    CancelledEntry: st.builds(CancelledEntry, message=texts),
 }
 journal_entries: st.SearchStrategy[JournalEntry] = st.one_of(*JOURNAL_STRATEGIES.values())
 
@@ -98,6 +104,7 @@ RECORD_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
         completed_at=opt_floats,
         next_attempt_at=opt_floats,
         pause_reason=opt_texts,
+        cancel_requested=st.booleans(),
     ),
     **JOURNAL_STRATEGIES,
     TimerRecord: st.builds(
@@ -218,6 +225,9 @@ def test_journal_tags_are_frozen() -> None:
         PromiseEntry: "promise",
         AwakeableEntry: "awakeable",
         SelectEntry: "select",
+        PromisePeekEntry: "peek",
+        ResolveEntry: "resolve",
+        CancelledEntry: "cancelled",
     }
     assert set(_records.JOURNAL_TAGS) == set(JOURNAL_STRATEGIES)
 

@@ -1,0 +1,113 @@
+"""Durable futures and the combinators that compose them.
+
+A durable future is what ``ctx.run``, ``ctx.sleep``, ``ctx.call``, a promise's
+``value()`` and an awakeable hand back. Creating one takes its place in the journal at
+once (so its entry has the same index however the futures finish), and awaiting it
+waits for the result, which the journal records. ``select`` records which future won, so
+a replay picks the same branch even when, this time, another one is ready first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+from ._errors import ActorsError
+from ._util import NoPublicConstructor
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Generator
+
+    from ._invocation import Invocation
+    from ._runtime import Runtime
+
+T = TypeVar("T")
+
+
+def _never_ready() -> bool:
+    return False
+
+
+@final
+class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
+    """The pending result of a durable operation. Await it (once or many times: the
+    result is kept), or pass it to ``actors.select`` / ``actors.gather``.
+
+    Awaiting is a *durable await*: if the invocation was cancelled, the cancellation is
+    raised here as a ``TerminalError`` with status 409.
+    """
+
+    __slots__ = ("_callee_id", "_error", "_inv", "_produce", "_ready", "_rt", "_settled", "_value")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        invocation: Invocation,
+        produce: Callable[[], Awaitable[T]],
+        ready: Callable[[], bool] = _never_ready,
+    ) -> None:
+        self._rt = runtime
+        self._inv = invocation
+        self._produce = produce
+        self._ready = ready
+        self._settled = False
+        self._value: Any = None
+        self._error: ActorsError | None = None
+        self._callee_id: str | None = None  # a call's callee, cancelled along with it
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._rt._await_future(self).__await__()
+
+    def _is_ready(self) -> bool:
+        """Whether awaiting would not block (the result is already known)."""
+        return self._settled or self._ready()
+
+    async def _result(self) -> T:
+        if self._settled:
+            if self._error is not None:
+                raise self._error
+            value: T = self._value
+            return value
+        try:
+            value = await self._produce()
+        except ActorsError as exc:  # a result too: keep it, as a replay would
+            self._settled, self._error = True, exc
+            raise
+        self._settled, self._value = True, value
+        return value
+
+    def __repr__(self) -> str:
+        state = "settled" if self._settled else "pending"
+        return f"<DurableFuture of {self._inv.invocation_id} {state}>"
+
+
+def _check_futures(futures: list[Any], what: str) -> tuple[Runtime, Invocation]:
+    if not futures:
+        raise TypeError(f"{what} needs at least one durable future")
+    for future in futures:
+        if not isinstance(future, DurableFuture):
+            raise TypeError(
+                f"{what} takes durable futures (from ctx.run, ctx.sleep, ctx.call, "
+                f"promise.value(), ctx.awakeable), not {type(future).__name__}"
+            )
+    first = futures[0]
+    if any(future._inv is not first._inv for future in futures):
+        raise TypeError(f"{what}: every future must belong to the same invocation")
+    return first._rt, first._inv
+
+
+async def select(**futures: DurableFuture[Any]) -> tuple[str, Any]:
+    """Wait for the first of ``futures`` to finish; return ``(name, result)``.
+
+    If the winner failed, its ``TerminalError`` is raised. The winner is journaled: on
+    replay the same name wins, whatever is ready first this time. The others are left
+    pending (awaiting one later still works).
+    """
+    runtime, invocation = _check_futures(list(futures.values()), "select()")
+    return await runtime._select(invocation, futures)
+
+
+async def gather(*futures: DurableFuture[Any]) -> list[Any]:
+    """Wait for every future (concurrently) and return their results in order. The
+    first failure is raised once every future has finished or been cancelled."""
+    runtime, invocation = _check_futures(list(futures), "gather()")
+    return await runtime._gather(invocation, list(futures))
