@@ -4,7 +4,14 @@
 # and neither may import it. Storage errors are translated here into PersistenceError.
 """virtual-actors: embedded, durable virtual actors for trio and asyncio."""
 
-from ._context import Context, ObjectContext, ObjectSharedContext
+from ._context import (
+    Context,
+    DurablePromise,
+    ObjectContext,
+    ObjectSharedContext,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
 from ._definitions import (
     Handler,
     Service,
@@ -20,12 +27,14 @@ from ._errors import (
     DeadlockError,
     MailboxBrokenError,
     NonDeterminismError,
+    NotReadyError,
     PersistenceError,
     RuntimeClosedError,
     SerializationError,
     TerminalError,
     UnknownHandlerError,
 )
+from ._futures import DurableFuture, gather, select
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics, open_runtime
 
@@ -33,10 +42,13 @@ __all__ = [
     "ActorsError",
     "Context",
     "DeadlockError",
+    "DurableFuture",
+    "DurablePromise",
     "Handler",
     "InvocationHandle",
     "MailboxBrokenError",
     "NonDeterminismError",
+    "NotReadyError",
     "ObjectContext",
     "ObjectSharedContext",
     "PersistenceError",
@@ -50,9 +62,13 @@ __all__ = [
     "UnknownHandlerError",
     "VirtualObject",
     "Workflow",
+    "WorkflowContext",
+    "WorkflowSharedContext",
     "exclusive",
+    "gather",
     "handler",
     "main",
     "open_runtime",
+    "select",
     "shared",
 ]
