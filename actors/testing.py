@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, final
 
@@ -115,6 +116,7 @@ async def open_test_runtime(
     idle_timeout: float = 60.0,
     suspend_after: float = 60.0,
     max_in_flight: int = 10_000,
+    retention: timedelta | float = timedelta(days=1),
     commit_mode: Literal["thread", "inline"] = "inline",
 ) -> AsyncIterator[Runtime]:
     """A runtime for tests: data in ``path`` (a temporary directory when None, removed
@@ -134,6 +136,7 @@ async def open_test_runtime(
                 idle_timeout=idle_timeout,
                 suspend_after=suspend_after,
                 max_in_flight=max_in_flight,
+                retention=retention,
                 commit_mode=commit_mode,
                 _fault_hook=crasher.before_commit if crasher else None,
                 _before_run_body=crasher.before_run_body if crasher else None,
