@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/python examples/01_counter.py
+	$(BIN)/python examples/02_signup.py
+	$(BIN)/python examples/05_crash_recovery.py
 	$(BIN)/python examples/00_storage.py
 
 lint: $(STAMP)

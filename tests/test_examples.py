@@ -33,6 +33,41 @@ EXPECTED: dict[str, list[str]] = {
         r"after reopening: \{'alice': 0, 'bob': 1000, 'carol': 15\}",
         r"state survived the restart",
     ],
+    "02_signup.py": [
+        r"submitted workflow pete123: Accepted",
+        r"submitted again: PreviouslyAccepted \(same invocation: True\)",
+        r"  created user entry for Pete",
+        r"  mail to pete@example\.com: click https://example\.com/verify\?secret=[0-9a-f-]{36}",
+        r"stage: Email verification",
+        r"output not ready yet \(470\)",
+        r"approved the email with the mailed secret",
+        r"workflow result: True",
+        r"stage: Email verified",
+        r"after reopening, output: True",
+    ],
+    "03_saga.py": [
+        r"  -> \['flight-ada-Lisbon', 'hotel-ada-Lisbon', 'car-ada-Lisbon'\]",
+        r"  booked hotel-bob-Venice",
+        r"  car for bob in Venice: none available",
+        r"  cancelled hotel-bob-Venice",
+        r"  cancelled flight-bob-Venice",
+        r"caller got TerminalError \(409\): no car available in Venice",
+    ],
+    "04_reminder.py": [
+        r"\[\+0:30\] closing the runtime \(both still pending\)",
+        r"\[\+1:30\] reopened the runtime",
+        r"\[\+1:30\] reminder: stretch",  # overdue at reopen: fires at once
+        r"\[\+2:00\] note: drink water",  # still ahead at reopen: fires on time
+        r"\[\+2:00\] both delivered, once each",
+    ],
+    "05_crash_recovery.py": [
+        r"  \[worker\] submitted order-42: Accepted",
+        r"life 1: SIGKILLed the worker inside step 3 \(step 2's result was durable\)",
+        r"  \[worker\] submitted order-42: PreviouslyAccepted",
+        r"  \[worker\] result: \['reserve stock', .*, 'email receipt'\]",
+        r"side-effect log: step 1 x1, step 2 x1, step 3 x1, step 4 x1, step 5 x1",
+        r"every step's side effect happened exactly once",
+    ],
 }
 
 
