@@ -1,0 +1,1062 @@
+"""Workflows: main runs once per id, shared handlers read durable state, durable
+promises, parking while waiting, and retention of finished runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+import actors
+from actors.testing import CrashPlan, SimulatedCrash, open_test_runtime
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Signup(actors.Workflow, name="signupWorkflow"):
+    """main: a counted step, a wait for the "email" promise, another counted step. The
+    shared handlers query the stage and complete, peek or wait on the promise."""
+
+    def __init__(self) -> None:
+        self.executions = 0  # how often main's body started (a replay counts)
+        self.effects: list[str] = []  # ctx.run bodies executed
+        self.waiting = anyio.Event()  # set once the "before" step ran
+
+    async def _effect(self, name: str) -> str:
+        self.effects.append(name)
+        if name == "before":
+            self.waiting.set()
+        return name
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext, user: str) -> str:
+        self.executions += 1
+        ctx.set("stage", "waiting")
+        await ctx.run("before", self._effect, "before")
+        email = await ctx.promise("email", str).value()
+        ctx.set("stage", "verified")
+        await ctx.run("after", self._effect, "after")
+        if user == "mallory":
+            raise actors.TerminalError(f"{user} is banned", 403)
+        return f"{user} <{email}>"
+
+    @actors.shared(name="getStage")
+    async def get_stage(self, ctx: actors.WorkflowSharedContext) -> str | None:
+        return await ctx.get("stage", str)
+
+    @actors.shared
+    async def verify(self, ctx: actors.WorkflowSharedContext, email: str) -> None:
+        await ctx.promise("email", str).resolve(email)
+
+    @actors.shared
+    async def wait_email(self, ctx: actors.WorkflowSharedContext) -> str:
+        return await ctx.promise("email", str).value()
+
+    @actors.shared
+    async def peek(self, ctx: actors.WorkflowSharedContext) -> str | None:
+        return await ctx.promise("email", str).peek()
+
+
+class Caller(actors.Service):
+    @actors.handler
+    async def signup(self, ctx: actors.Context, user: str) -> str:
+        return await ctx.call(Signup.run, user, key="called")
+
+    @actors.handler
+    async def send_twice(self, ctx: actors.Context) -> list[str]:
+        first = await ctx.send(Signup.run, "alice", key="sent")
+        second = await ctx.send(Signup.run, "bob", key="sent")
+        same = "same id" if first.invocation_id == second.invocation_id else "other id"
+        return [first.status, second.status, same]
+
+
+# --- main runs once per workflow id ------------------------------------------------------
+
+
+async def test_second_send_of_main_is_previously_accepted_with_the_same_id(
+    tmp_path: Path,
+) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+            first = await rt.send(Signup.run, "alice", key="w")
+            second = await rt.send(Signup.run, "bob", key="w")
+            assert first.status == "Accepted"
+            assert second.status == "PreviouslyAccepted"
+            assert second.invocation_id == first.invocation_id
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            assert await second.result() == "alice <a@example.com>"
+            assert await first.result() == "alice <a@example.com>"
+            third = await rt.send(Signup.run, "carol", key="w")  # after it finished too
+            assert (third.status, third.invocation_id) == (
+                "PreviouslyAccepted",
+                first.invocation_id,
+            )
+    assert signup.executions == 1
+    assert signup.effects == ["before", "after"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: concurrent rt.send of one workflow id each run main (check and claim straddle a checkpoint)",
+)
+async def test_concurrent_submissions_of_one_id_accept_one_run(tmp_path: Path) -> None:
+    signup = Signup()
+    handles: list[actors.InvocationHandle] = []
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+
+            async def submit(user: str) -> None:
+                handles.append(await rt.send(Signup.run, user, key="w"))
+
+            async with anyio.create_task_group() as group:
+                for i in range(10):
+                    group.start_soon(submit, f"user{i}")
+            assert sorted(h.status for h in handles) == ["Accepted"] + ["PreviouslyAccepted"] * 9
+            assert len({h.invocation_id for h in handles}) == 1
+            await rt.call(Signup.verify, "x@example.com", key="w")
+            results = {await h.result() for h in handles}
+    assert len(results) == 1
+    assert signup.executions == 1
+
+
+async def test_call_on_an_existing_id_returns_the_first_result_without_running_again(
+    tmp_path: Path,
+) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            assert await rt.call(Signup.run, "alice", key="w") == "alice <a@example.com>"
+            assert await rt.call(Signup.run, "bob", key="w") == "alice <a@example.com>"
+    assert signup.executions == 1
+    assert signup.effects == ["before", "after"]
+
+
+async def test_call_on_a_failed_id_raises_its_error_without_running_again(tmp_path: Path) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+            await rt.call(Signup.verify, "m@example.com", key="m")
+            for user in ("mallory", "alice"):
+                with pytest.raises(actors.TerminalError, match=r"^mallory is banned$") as info:
+                    await rt.call(Signup.run, user, key="m")
+                assert info.value.status_code == 403
+            handle = await rt.send(Signup.run, "alice", key="m")
+            assert handle.status == "PreviouslyAccepted"
+            for attempt in (
+                handle.result(),
+                rt.attach(handle.invocation_id),
+                rt.attach_workflow(Signup, "m"),
+                rt.output(handle.invocation_id),
+                rt.workflow_output(Signup, "m"),
+            ):
+                with pytest.raises(actors.TerminalError, match=r"^mallory is banned$") as info:
+                    await attempt
+                assert info.value.status_code == 403
+    assert signup.executions == 1
+
+
+async def test_call_while_the_first_run_is_running_waits_for_its_result(tmp_path: Path) -> None:
+    signup = Signup()
+    results: list[str] = []
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+            first = await rt.send(Signup.run, "alice", key="w")
+            await signup.waiting.wait()
+
+            async def call(user: str) -> None:
+                results.append(await rt.call(Signup.run, user, key="w"))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(call, "bob")
+                group.start_soon(call, "carol")
+                await rt.call(Signup.verify, "a@example.com", key="w")
+            assert await first.result() == "alice <a@example.com>"
+    assert results == ["alice <a@example.com>"] * 2
+    assert signup.executions == 1
+
+
+async def test_ctx_call_of_main_on_an_existing_id_returns_the_first_result(
+    tmp_path: Path,
+) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup, Caller]) as rt:
+            await rt.call(Signup.verify, "a@example.com", key="called")
+            assert await rt.call(Caller.signup, "alice") == "alice <a@example.com>"
+            assert await rt.call(Caller.signup, "bob") == "alice <a@example.com>"
+            handle = await rt.send(Signup.run, "carol", key="called")
+            assert handle.status == "PreviouslyAccepted"
+    assert signup.executions == 1
+
+
+async def test_cancelled_run_stays_the_answer_of_its_id(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], suspend_after=1.0) as rt:
+        handle = await rt.send(Signup.run, "alice", key="w")
+        await trio.sleep(5)  # parked on its promise
+        await rt.cancel(handle.invocation_id)
+        with pytest.raises(actors.TerminalError, match="was cancelled") as info:
+            await handle.result()
+        assert info.value.status_code == 409
+        again = await rt.send(Signup.run, "bob", key="w")
+        assert (again.status, again.invocation_id) == ("PreviouslyAccepted", handle.invocation_id)
+        with pytest.raises(actors.TerminalError, match="was cancelled"):
+            await rt.call(Signup.run, "bob", key="w")
+        # Its promise is still there to resolve, but nothing runs main again.
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        with pytest.raises(actors.TerminalError, match="was cancelled"):
+            await rt.workflow_output(Signup, "w")
+    assert signup.effects == ["before"]
+
+
+async def test_ctx_send_of_main_twice_is_previously_accepted(tmp_path: Path) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup, Caller]) as rt:
+            assert await rt.call(Caller.send_twice) == [
+                "Accepted",
+                "PreviouslyAccepted",
+                "same id",
+            ]
+            await rt.call(Signup.verify, "a@example.com", key="sent")
+            assert await rt.attach_workflow(Signup, "sent") == "alice <a@example.com>"
+    assert signup.executions == 1
+
+
+class Recursive(actors.Workflow):
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext, n: int) -> int:
+        if n == 0:
+            return 0
+        return await ctx.call(Recursive.run, n - 1, key=ctx.key) + 1  # its own id
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a main calling main on its own workflow id waits on itself forever (no DeadlockError)",
+)
+async def test_main_calling_its_own_id_is_a_deadlock_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_runtime([Recursive]) as rt:
+        with pytest.raises(actors.DeadlockError):
+            with anyio.fail_after(3600):
+                await rt.call(Recursive.run, 1, key="self")
+
+
+async def test_attach_and_output_of_a_running_then_finished_workflow(tmp_path: Path) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+            handle = await rt.send(Signup.run, "alice", key="w")
+            for lookup in (rt.output(handle.invocation_id), rt.workflow_output(Signup, "w")):
+                with pytest.raises(actors.NotReadyError) as info:
+                    await lookup
+                assert info.value.status_code == 470
+            await signup.waiting.wait()  # main is now waiting on its promise
+            with pytest.raises(actors.NotReadyError):
+                await rt.output(handle.invocation_id)
+            with pytest.raises(actors.NotReadyError):
+                await rt.workflow_output(Signup, "w")
+            async with anyio.create_task_group() as group:
+                attached: list[str] = []
+
+                async def attach() -> None:
+                    attached.append(await rt.attach(handle.invocation_id))
+                    attached.append(await rt.attach_workflow(Signup, "w"))
+
+                group.start_soon(attach)
+                await rt.call(Signup.verify, "a@example.com", key="w")
+            assert attached == ["alice <a@example.com>"] * 2
+            assert await rt.output(handle.invocation_id) == "alice <a@example.com>"
+            assert await rt.workflow_output(Signup, "w") == "alice <a@example.com>"
+
+
+class Unregistered(actors.Workflow):
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext) -> int:
+        return 0
+
+
+async def test_unknown_workflow_ids_and_invocations_are_unknown(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [Signup()]) as rt:
+            with pytest.raises(actors.UnknownHandlerError, match="no run of workflow"):
+                await rt.attach_workflow(Signup, "nope")
+            with pytest.raises(actors.UnknownHandlerError, match="no run of workflow"):
+                await rt.workflow_output(Signup, "nope")
+            with pytest.raises(actors.UnknownHandlerError, match="'inv_nope'"):
+                await rt.attach("inv_nope")
+            with pytest.raises(actors.UnknownHandlerError, match="'inv_nope'"):
+                await rt.output("inv_nope")
+            with pytest.raises(actors.UnknownHandlerError, match="not registered"):
+                await rt.attach_workflow(Unregistered, "w")
+            with pytest.raises(actors.UnknownHandlerError, match="not registered"):
+                await rt.workflow_output(Unregistered, "w")
+            # A shared handler on an id without a run is fine: it just finds nothing.
+            assert await rt.call(Signup.get_stage, key="nope") is None
+            with pytest.raises(actors.UnknownHandlerError, match="no run of workflow"):
+                await rt.attach_workflow(Signup, "nope")
+
+
+async def test_idempotency_key_on_main_is_a_type_error(tmp_path: Path) -> None:
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [signup]) as rt:
+            with pytest.raises(TypeError, match="takes no idempotency_key"):
+                await rt.send(Signup.run, "alice", key="w", idempotency_key="k")
+            with pytest.raises(TypeError, match="takes no idempotency_key"):
+                await rt.call(Signup.run, "alice", key="w", idempotency_key="k")
+            with pytest.raises(actors.UnknownHandlerError):  # nothing was stored
+                await rt.attach_workflow(Signup, "w")
+            assert signup.executions == 0
+            assert (await rt.send(Signup.run, "alice", key="w")).status == "Accepted"
+
+
+async def test_run_once_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(path, [signup]) as rt:
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            first = await rt.send(Signup.run, "alice", key="w")
+            assert await first.result() == "alice <a@example.com>"
+        async with actors.open_runtime(path, [signup]) as rt:
+            again = await rt.send(Signup.run, "bob", key="w")
+            assert (again.status, again.invocation_id) == (
+                "PreviouslyAccepted",
+                first.invocation_id,
+            )
+            assert await rt.call(Signup.run, "bob", key="w") == "alice <a@example.com>"
+            assert await rt.attach_workflow(Signup, "w") == "alice <a@example.com>"
+            assert await rt.workflow_output(Signup, "w") == "alice <a@example.com>"
+            assert await rt.call(Signup.get_stage, key="w") == "verified"
+            assert rt.statistics().in_flight == 0
+    assert signup.executions == 1
+    assert signup.effects == ["before", "after"]
+
+
+# --- shared handlers of a workflow ---------------------------------------------------------
+
+
+class Staged(actors.Workflow):
+    """main makes n=1 durable, then sets n=2 and waits on a plain (non-durable) gate,
+    so n=2 is not durable while it waits."""
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.gate = anyio.Event()
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext) -> int:
+        ctx.set("n", 1)
+        await ctx.run("commit", _noop)  # runs once n=1 is durable
+        ctx.set("n", 2)
+        ctx.set("extra", True)
+        self.entered.set()
+        await self.gate.wait()
+        ctx.set("n", 3)
+        ctx.clear("extra")
+        return 3
+
+    @actors.shared
+    async def n(self, ctx: actors.WorkflowSharedContext) -> int | None:
+        return await ctx.get("n", int)
+
+    @actors.shared
+    async def keys(self, ctx: actors.WorkflowSharedContext) -> list[str]:
+        return await ctx.state_keys()
+
+    @actors.shared
+    async def try_write(self, ctx: actors.WorkflowSharedContext) -> list[str]:
+        untyped: Any = ctx
+        refused: list[str] = []
+        for name, args in (("set", ("n", 99)), ("clear", ("n",)), ("clear_all", ())):
+            try:
+                getattr(untyped, name)(*args)
+            except AttributeError:
+                refused.append(name)
+        return refused
+
+    @actors.shared
+    async def bad_promise_name(self, ctx: actors.WorkflowSharedContext) -> str:
+        untyped: Any = ctx
+        try:
+            untyped.promise("")
+        except TypeError as exc:
+            return str(exc)
+        return "accepted"
+
+
+async def _noop() -> None:
+    pass
+
+
+async def test_shared_handlers_read_only_durable_state_while_main_runs_and_after(
+    tmp_path: Path,
+) -> None:
+    staged = Staged()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [staged]) as rt:
+            assert await rt.call(Staged.n, key="s") is None  # before main started
+            handle = await rt.send(Staged.run, key="s")
+            await staged.entered.wait()
+            # main holds the id and is blocked, yet shared handlers run; they see n=1
+            # (durable), not n=2 or "extra" (set in memory only).
+            assert await rt.call(Staged.n, key="s") == 1
+            assert await rt.call(Staged.keys, key="s") == ["n"]
+            sent = await rt.send(Staged.n, key="s")
+            assert await sent.result() == 1
+            staged.gate.set()
+            assert await handle.result() == 3
+            assert await rt.call(Staged.n, key="s") == 3
+            assert await rt.call(Staged.keys, key="s") == ["n"]
+            assert await rt.call(Staged.n, key="other") is None  # ids do not share state
+
+
+async def test_shared_handler_of_a_workflow_has_no_writing_methods(tmp_path: Path) -> None:
+    assert not hasattr(actors.WorkflowSharedContext, "set")
+    assert not hasattr(actors.WorkflowSharedContext, "clear")
+    assert not hasattr(actors.WorkflowSharedContext, "clear_all")
+    assert hasattr(actors.WorkflowContext, "set")
+    staged = Staged()
+    staged.gate.set()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [staged]) as rt:
+            assert await rt.call(Staged.try_write, key="s") == ["set", "clear", "clear_all"]
+            assert await rt.call(Staged.keys, key="s") == []
+            assert await rt.call(Staged.run, key="s") == 3
+            assert await rt.call(Staged.try_write, key="s") == ["set", "clear", "clear_all"]
+            assert await rt.call(Staged.n, key="s") == 3
+            message = await rt.call(Staged.bad_promise_name, key="s")
+            assert message == "a promise needs a non-empty str name"
+
+
+# --- durable promises ----------------------------------------------------------------------
+
+
+class Box(actors.Workflow):
+    """main waits on a plain gate (open unless ``gated``), then returns the repr of
+    promise "p" converted to ``kind``; with ``catch`` it reports a conversion error
+    instead of failing."""
+
+    def __init__(self, kind: type = object, *, gated: bool = False) -> None:
+        self.kind = kind
+        self.executions = 0
+        self.entered = anyio.Event()
+        self.gate = anyio.Event()
+        if not gated:
+            self.gate.set()
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext, catch: bool) -> str:
+        self.executions += 1
+        self.entered.set()
+        await self.gate.wait()
+        future: actors.DurableFuture[object] = ctx.promise("p", self.kind).value()
+        try:
+            value = await future
+        except actors.SerializationError as exc:
+            if catch:
+                return f"caught: {exc}"
+            raise
+        return repr(value)
+
+    @actors.shared
+    async def resolve(self, ctx: actors.WorkflowSharedContext, value: object) -> None:
+        await ctx.promise("p").resolve(value)
+
+    @actors.shared
+    async def reject(self, ctx: actors.WorkflowSharedContext, reason: str) -> None:
+        await ctx.promise("p").reject(reason)
+
+    @actors.shared
+    async def peek(self, ctx: actors.WorkflowSharedContext) -> object:
+        return await ctx.promise("p").peek()
+
+    @actors.shared
+    async def wait(self, ctx: actors.WorkflowSharedContext) -> object:
+        return await ctx.promise("p").value()
+
+
+async def test_promise_resolved_before_main_was_submitted(tmp_path: Path) -> None:
+    box = Box()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            await rt.call(Box.resolve, "early", key="b")
+            assert await rt.call(Box.peek, key="b") == "early"
+            assert box.executions == 0
+            handle = await rt.send(Box.run, False, key="b")
+            assert handle.status == "Accepted"  # resolving did not start a run
+            assert await handle.result() == "'early'"
+
+
+async def test_promise_resolved_before_a_delayed_main_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup]) as rt:
+        handle = await rt.send(Signup.run, "alice", key="d", delay=timedelta(hours=1))
+        again = await rt.send(Signup.run, "bob", key="d")  # while it waits to start
+        assert (again.status, again.invocation_id) == ("PreviouslyAccepted", handle.invocation_id)
+        await rt.call(Signup.verify, "a@example.com", key="d")
+        assert signup.executions == 0
+        assert await rt.call(Signup.peek, key="d") == "a@example.com"
+        start = trio.current_time()
+        assert await handle.result() == "alice <a@example.com>"
+        assert trio.current_time() - start == pytest.approx(3600)
+    assert signup.executions == 1
+
+
+async def test_promise_resolved_while_main_runs_but_before_it_waits(tmp_path: Path) -> None:
+    box = Box(gated=True)
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            handle = await rt.send(Box.run, False, key="b")
+            await box.entered.wait()
+            await rt.call(Box.resolve, [1, 2], key="b")
+            box.gate.set()
+            assert await handle.result() == "[1, 2]"
+    assert box.executions == 1
+
+
+async def test_many_shared_waiters_all_get_the_value(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    box = Box()
+    async with open_test_runtime([box]) as rt:
+        waiters = [await rt.send(Box.wait, key="b") for _ in range(20)]
+        main = await rt.send(Box.run, False, key="b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert rt.statistics().in_flight == 21  # every one is waiting
+        assert await rt.call(Box.peek, key="b") is None
+        await rt.call(Box.resolve, {"k": "v"}, key="b")
+        assert [await w.result() for w in waiters] == [{"k": "v"}] * 20
+        assert await main.result() == "{'k': 'v'}"
+
+
+async def test_many_shared_waiters_on_both_backends(tmp_path: Path) -> None:
+    box = Box()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            results: list[object] = []
+
+            async def wait() -> None:
+                results.append(await rt.call(Box.wait, key="b"))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(20):
+                    group.start_soon(wait)
+                await rt.call(Box.resolve, 7, key="b")
+            assert results == [7] * 20
+            assert await rt.call(Box.wait, key="b") == 7  # a late waiter too
+
+
+async def test_second_completion_is_a_409_and_keeps_the_first_value(tmp_path: Path) -> None:
+    box = Box()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            await rt.call(Box.resolve, "first", key="b")
+            with pytest.raises(actors.TerminalError, match="already completed") as info:
+                await rt.call(Box.resolve, "second", key="b")
+            assert info.value.status_code == 409
+            with pytest.raises(actors.TerminalError, match="already completed") as info:
+                await rt.call(Box.reject, "too late", key="b")
+            assert info.value.status_code == 409
+            assert await rt.call(Box.peek, key="b") == "first"
+            assert await rt.call(Box.run, False, key="b") == "'first'"
+            with pytest.raises(actors.TerminalError) as info:  # also after main finished
+                await rt.call(Box.resolve, "third", key="b")
+            assert info.value.status_code == 409
+            assert await rt.call(Box.wait, key="b") == "first"
+
+
+async def test_concurrent_resolutions_complete_the_promise_once(tmp_path: Path) -> None:
+    box = Box()
+    outcomes: list[str] = []
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+
+            async def resolve(value: str) -> None:
+                try:
+                    await rt.call(Box.resolve, value, key="b")
+                except actors.TerminalError as exc:
+                    outcomes.append(str(exc.status_code))
+                else:
+                    outcomes.append(value)
+
+            async with anyio.create_task_group() as group:
+                for i in range(10):
+                    group.start_soon(resolve, f"v{i}")
+            winners = [o for o in outcomes if o != "409"]
+            assert len(winners) == 1
+            assert outcomes.count("409") == 9
+            assert await rt.call(Box.peek, key="b") == winners[0]
+
+
+async def test_rejection_reaches_every_waiter_as_a_terminal_error(tmp_path: Path) -> None:
+    box = Box(gated=True)
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            waiter = await rt.send(Box.wait, key="b")
+            main = await rt.send(Box.run, False, key="b")
+            await box.entered.wait()
+            await rt.call(Box.reject, "no such user", key="b")
+            box.gate.set()
+            for pending in (waiter.result(), main.result(), rt.call(Box.wait, key="b")):
+                with pytest.raises(actors.TerminalError, match=r"^no such user$"):
+                    await pending
+            with pytest.raises(actors.TerminalError, match=r"^no such user$"):
+                await rt.call(Box.peek, key="b")  # peek of a rejected promise raises
+            with pytest.raises(actors.TerminalError) as info:
+                await rt.call(Box.resolve, "late", key="b")
+            assert info.value.status_code == 409
+
+
+async def test_peek_of_a_pending_promise_is_none(tmp_path: Path) -> None:
+    box = Box(gated=True)
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            assert await rt.call(Box.peek, key="b") is None
+            handle = await rt.send(Box.run, False, key="b")
+            await box.entered.wait()
+            assert await rt.call(Box.peek, key="b") is None
+            box.gate.set()
+            await rt.call(Box.resolve, None, key="other")  # another id's promise
+            assert await rt.call(Box.peek, key="b") is None
+            await rt.call(Box.resolve, "v", key="b")
+            assert await handle.result() == "'v'"
+
+
+async def test_value_of_the_wrong_type_fails_clearly_at_the_waiter(tmp_path: Path) -> None:
+    box = Box(int)
+    with anyio.fail_after(30):
+        async with actors.open_runtime(tmp_path / "db", [box]) as rt:
+            await rt.call(Box.resolve, "forty-two", key="caught")
+            message = await rt.call(Box.run, True, key="caught")
+            assert message.startswith("caught: value of promise 'p' of Box/caught")
+            assert "does not convert to int" in message
+            await rt.call(Box.resolve, "forty-two", key="uncaught")
+            with pytest.raises(actors.TerminalError, match="does not convert to int") as info:
+                await rt.call(Box.run, False, key="uncaught")
+            assert info.value.status_code == 500
+            assert await rt.call(Box.peek, key="uncaught") == "forty-two"  # value intact
+
+
+async def test_promise_wait_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    signup = Signup()
+    with anyio.fail_after(30):
+        async with actors.open_runtime(path, [signup]) as rt:
+            handle = await rt.send(Signup.run, "alice", key="w")
+            waiters = [await rt.send(Signup.wait_email, key="w") for _ in range(3)]
+            await signup.waiting.wait()
+        async with actors.open_runtime(path, [signup]) as rt:
+            with pytest.raises(actors.NotReadyError):
+                await rt.workflow_output(Signup, "w")
+            assert await rt.call(Signup.get_stage, key="w") == "waiting"
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            assert await rt.attach(handle.invocation_id) == "alice <a@example.com>"
+            for waiter in waiters:
+                assert await rt.attach(waiter.invocation_id) == "a@example.com"
+            assert await rt.call(Signup.get_stage, key="w") == "verified"
+    assert signup.effects == ["before", "after"]  # no step ran twice
+
+
+async def test_crash_after_the_promise_resolved_resumes_with_its_value(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    signup = Signup()
+    with pytest.raises(SimulatedCrash):
+        async with open_test_runtime(
+            [signup], path=tmp_path, crash=CrashPlan(in_run="after")
+        ) as rt:
+            handle = await rt.send(Signup.run, "alice", key="w")
+            await signup.waiting.wait()
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            await handle.result()
+    assert signup.effects == ["before"]
+    async with open_test_runtime([signup], path=tmp_path) as rt:
+        assert await rt.attach(handle.invocation_id) == "alice <a@example.com>"
+        with pytest.raises(actors.TerminalError) as info:  # still resolved once
+            await rt.call(Signup.verify, "b@example.com", key="w")
+        assert info.value.status_code == 409
+    assert signup.effects == ["before", "after"]
+
+
+async def test_crash_while_waiting_then_resolve_in_the_new_runtime(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    signup = Signup()
+    with pytest.raises(SimulatedCrash):
+        async with open_test_runtime(
+            [signup], path=tmp_path, crash=CrashPlan(in_run="after")
+        ) as rt:
+            handle = await rt.send(Signup.run, "alice", key="w")
+            await signup.waiting.wait()
+            await trio.sleep(3600)  # waits an hour, then dies (the plan fires at "after")
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            await handle.result()
+    async with open_test_runtime([signup], path=tmp_path) as rt:
+        assert await rt.attach_workflow(Signup, "w") == "alice <a@example.com>"
+    assert signup.effects == ["before", "after"]
+
+
+@pytest.mark.parametrize("commits", range(8))  # 7 commits in all: 7 does not crash
+async def test_crash_after_any_commit_completes_the_workflow_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, commits: int
+) -> None:
+    signup = Signup()
+    handle: actors.InvocationHandle | None = None
+    try:
+        async with open_test_runtime(
+            [signup], path=tmp_path, crash=CrashPlan(after_commits=commits)
+        ) as rt:
+            handle = await rt.send(Signup.run, "alice", key="w")
+            await signup.waiting.wait()
+            await rt.call(Signup.verify, "a@example.com", key="w")
+            assert await handle.result() == "alice <a@example.com>"
+    except SimulatedCrash:
+        pass
+    async with open_test_runtime([signup], path=tmp_path) as rt:
+        if handle is None:  # the acceptance never landed
+            with pytest.raises(actors.UnknownHandlerError):
+                await rt.attach_workflow(Signup, "w")
+            return
+        try:
+            await rt.call(Signup.verify, "a@example.com", key="w")
+        except actors.TerminalError as exc:  # the first life's resolution landed
+            codes = [exc.status_code]
+        else:
+            codes = []
+        assert codes in ([], [409])
+        assert await rt.attach_workflow(Signup, "w") == "alice <a@example.com>"
+        again = await rt.send(Signup.run, "bob", key="w")
+        assert (again.status, again.invocation_id) == ("PreviouslyAccepted", handle.invocation_id)
+        assert await rt.call(Signup.peek, key="w") == "a@example.com"
+    # Each body ran, at most one of them twice (its result was in flight at the crash).
+    assert sorted(set(signup.effects)) == ["after", "before"]
+    assert len(signup.effects) <= 3
+
+
+class Replayed(actors.Workflow):
+    """main peeks, resolves and waits on its promises between steps, so a crash at
+    "end" makes the next life replay every promise operation from the journal."""
+
+    def __init__(self) -> None:
+        self.effects: list[str] = []
+        self.marked = anyio.Event()
+
+    async def _effect(self, name: str) -> None:
+        self.effects.append(name)
+        if name == "mark":
+            self.marked.set()
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext) -> str:
+        seen = await ctx.promise("p", str).peek()  # pending in the first life
+        await ctx.run("mark", self._effect, "mark")
+        value = await ctx.promise("p", str).value()
+        await ctx.promise("own", int).resolve(1)
+        try:
+            await ctx.promise("taken", int).resolve(2)  # resolved by a shared handler
+            outcome = "resolved"
+        except actors.TerminalError as exc:
+            outcome = str(exc.status_code)
+        await ctx.run("end", self._effect, "end")
+        own = await ctx.promise("own", int).value()
+        return f"{seen}/{value}/{own}/{outcome}"
+
+    @actors.shared
+    async def resolve(self, ctx: actors.WorkflowSharedContext, name: str) -> None:
+        await ctx.promise(name, str).resolve(f"{name}!")
+
+
+async def test_promise_operations_replay_from_the_journal(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    replayed = Replayed()
+    with pytest.raises(SimulatedCrash):
+        async with open_test_runtime(
+            [replayed], path=tmp_path, crash=CrashPlan(in_run="end")
+        ) as rt:
+            handle = await rt.send(Replayed.run, key="r")
+            await replayed.marked.wait()
+            await rt.call(Replayed.resolve, "taken", key="r")
+            await rt.call(Replayed.resolve, "p", key="r")
+            await handle.result()
+    # The next life sees p resolved at once, yet the journaled peek still says None,
+    # and neither resolution runs again (no 409 for "own", the same 409 for "taken").
+    async with open_test_runtime([replayed], path=tmp_path) as rt:
+        assert await rt.attach(handle.invocation_id) == "None/p!/1/409"
+    assert replayed.effects == ["mark", "end"]
+
+
+class Deadline(actors.Workflow):
+    """main waits for the "email" promise at most a day."""
+
+    def __init__(self) -> None:
+        self.executions = 0
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext) -> str:
+        self.executions += 1
+        name, value = await actors.select(
+            email=ctx.promise("email", str).value(), timeout=ctx.sleep(timedelta(days=1))
+        )
+        return f"{name}:{value}"
+
+    @actors.shared
+    async def verify(self, ctx: actors.WorkflowSharedContext, email: str) -> None:
+        await ctx.promise("email", str).resolve(email)
+
+
+async def test_promise_with_a_timeout_parks_and_either_side_can_win(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    deadline = Deadline()
+    async with open_test_runtime([deadline], suspend_after=1.0) as rt:
+        start = trio.current_time()
+        late = await rt.send(Deadline.run, key="late")
+        early = await rt.send(Deadline.run, key="early")
+        await trio.sleep(3600)
+        assert rt.statistics().parked == 2
+        await rt.call(Deadline.verify, "e@example.com", key="early")
+        assert await early.result() == "email:e@example.com"
+        assert trio.current_time() - start == pytest.approx(3600)
+        assert await late.result() == "timeout:None"
+        assert trio.current_time() - start == pytest.approx(86400)
+        await rt.call(Deadline.verify, "l@example.com", key="late")  # too late: no effect
+        assert await rt.workflow_output(Deadline, "late") == "timeout:None"
+    assert deadline.executions == 4  # each run: started, then rebuilt once when woken
+
+
+# --- parking -------------------------------------------------------------------------------
+
+
+async def test_waiting_workflow_is_parked_and_resumed_by_replay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], suspend_after=1.0) as rt:
+        handle = await rt.send(Signup.run, "alice", key="w")
+        await signup.waiting.wait()
+        assert rt.statistics().in_flight == 1
+        await trio.sleep(5)
+        stats = rt.statistics()
+        assert (stats.parked, stats.in_flight) == (1, 0)
+        with pytest.raises(actors.NotReadyError):
+            await rt.output(handle.invocation_id)
+        assert await rt.call(Signup.get_stage, key="w") == "waiting"
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        assert await handle.result() == "alice <a@example.com>"
+        stats = rt.statistics()
+        assert (stats.parked, stats.in_flight, stats.suspended) == (0, 0, 0)
+    assert signup.effects == ["before", "after"]  # each body exactly once
+    assert signup.executions == 2  # the wake-up rebuilt main by replay
+
+
+async def test_parked_shared_waiters_and_main_all_wake(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], suspend_after=1.0) as rt:
+        main = await rt.send(Signup.run, "alice", key="w")
+        waiters = [await rt.send(Signup.wait_email, key="w") for _ in range(20)]
+        await trio.sleep(5)
+        stats = rt.statistics()
+        assert (stats.parked, stats.in_flight) == (21, 0)
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        assert [await w.result() for w in waiters] == ["a@example.com"] * 20
+        assert await main.result() == "alice <a@example.com>"
+        assert rt.statistics().parked == 0
+    assert signup.effects == ["before", "after"]
+
+
+async def test_parked_workflow_resumes_after_a_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], path=tmp_path, suspend_after=1.0) as rt:
+        handle = await rt.send(Signup.run, "alice", key="w")
+        await trio.sleep(5)
+        assert rt.statistics().parked == 1
+    async with open_test_runtime([signup], path=tmp_path, suspend_after=1.0) as rt:
+        await trio.sleep(5)
+        assert rt.statistics().in_flight == 0  # recovered, blocked again, parked
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        assert await rt.attach(handle.invocation_id) == "alice <a@example.com>"
+    assert signup.effects == ["before", "after"]
+
+
+# --- retention -----------------------------------------------------------------------------
+
+RETENTION = timedelta(hours=1)
+
+
+async def test_finished_workflow_is_forgotten_after_retention(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], retention=RETENTION) as rt:
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        first = await rt.send(Signup.run, "alice", key="w")
+        assert await first.result() == "alice <a@example.com>"
+        await trio.sleep(1800)  # half the retention: all still there
+        assert await rt.attach_workflow(Signup, "w") == "alice <a@example.com>"
+        assert await rt.call(Signup.get_stage, key="w") == "verified"
+        assert await rt.call(Signup.peek, key="w") == "a@example.com"
+        await trio.sleep(1801)
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.attach_workflow(Signup, "w")
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.workflow_output(Signup, "w")
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.attach(first.invocation_id)
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.output(first.invocation_id)
+        assert await rt.call(Signup.get_stage, key="w") is None  # state gone
+        assert await rt.call(Signup.peek, key="w") is None  # promise gone
+        # A new run on the id starts fresh: accepted, and waits for a new promise value.
+        second = await rt.send(Signup.run, "bob", key="w")
+        assert second.status == "Accepted"
+        assert second.invocation_id != first.invocation_id
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(actors.NotReadyError):
+            await rt.workflow_output(Signup, "w")
+        await rt.call(Signup.verify, "b@example.com", key="w")
+        assert await second.result() == "bob <b@example.com>"
+    assert signup.executions == 2
+
+
+async def _expire_first_of(rt: actors.Runtime, first: str, others: list[str]) -> None:
+    """Finish runs on ``first`` and ``others``; let only ``first``'s retention end."""
+    for key in (first, *others):
+        await rt.call(Signup.verify, f"{key}@example.com", key=key)
+    await rt.call(Signup.run, "a", key=first)
+    await trio.sleep(1800)
+    for key in others:
+        await rt.call(Signup.run, "b", key=key)
+    await trio.sleep(1801)
+    with pytest.raises(actors.UnknownHandlerError):
+        await rt.attach_workflow(Signup, first)
+
+
+async def test_retention_of_one_id_leaves_other_ids_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_runtime([Signup()], retention=RETENTION) as rt:
+        await _expire_first_of(rt, "w", ["w2", "v"])
+        for key in ("w2", "v"):
+            assert await rt.attach_workflow(Signup, key) == f"b <{key}@example.com>"
+            assert await rt.call(Signup.get_stage, key=key) == "verified"
+            assert await rt.call(Signup.peek, key=key) == f"{key}@example.com"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: prefix scans of (actor, key) also match keys that extend key with a NUL",
+)
+async def test_retention_of_one_id_leaves_an_id_extending_it_with_nul_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_runtime([Signup()], retention=RETENTION) as rt:
+        await _expire_first_of(rt, "w", ["w\x00"])
+        assert await rt.attach_workflow(Signup, "w\x00") == "b <w\x00@example.com>"
+        assert await rt.call(Signup.get_stage, key="w\x00") == "verified"
+        assert await rt.call(Signup.peek, key="w\x00") == "w\x00@example.com"
+
+
+async def test_running_workflow_keeps_its_state_past_the_retention(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], retention=RETENTION) as rt:
+        main = await rt.send(Signup.run, "alice", key="w")
+        await signup.waiting.wait()
+        query = await rt.send(Signup.get_stage, key="w")  # a recorded shared invocation
+        assert await query.result() == "waiting"
+        await trio.sleep(3 * 3600)  # the query expires; the running workflow does not
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.attach(query.invocation_id)
+        assert await rt.call(Signup.get_stage, key="w") == "waiting"
+        with pytest.raises(actors.NotReadyError):
+            await rt.workflow_output(Signup, "w")
+        again = await rt.send(Signup.run, "bob", key="w")
+        assert (again.status, again.invocation_id) == ("PreviouslyAccepted", main.invocation_id)
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        assert await main.result() == "alice <a@example.com>"
+    assert signup.effects == ["before", "after"]
+
+
+async def test_retention_expiry_is_durable_across_a_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    signup = Signup()
+    async with open_test_runtime([signup], path=tmp_path, retention=RETENTION) as rt:
+        await rt.call(Signup.verify, "a@example.com", key="w")
+        await rt.call(Signup.run, "alice", key="w")
+    await trio.sleep(7200)  # the retention ends while no runtime is open
+    async with open_test_runtime([signup], path=tmp_path, retention=RETENTION) as rt:
+        await trio.sleep(1)  # the overdue expiry fires at once
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.attach_workflow(Signup, "w")
+        assert await rt.call(Signup.peek, key="w") is None
+        assert rt.statistics().timers == 0
+        assert (await rt.send(Signup.run, "bob", key="w")).status == "Accepted"
+
+
+class Ledger(actors.VirtualObject):
+    @actors.exclusive
+    async def add(self, ctx: actors.ObjectContext, n: int) -> int:
+        total = ((await ctx.get("t", int)) or 0) + n
+        ctx.set("t", total)
+        return total
+
+
+async def test_idempotency_record_expires_after_retention(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_test_runtime([Ledger], retention=RETENTION) as rt:
+        first = await rt.send(Ledger.add, 5, key="l", idempotency_key="pay-1")
+        assert await first.result() == 5
+        await trio.sleep(1800)
+        again = await rt.send(Ledger.add, 5, key="l", idempotency_key="pay-1")
+        assert (again.status, again.invocation_id) == ("PreviouslyAccepted", first.invocation_id)
+        await trio.sleep(1801)
+        fresh = await rt.send(Ledger.add, 5, key="l", idempotency_key="pay-1")
+        assert fresh.status == "Accepted"
+        assert fresh.invocation_id != first.invocation_id
+        assert await fresh.result() == 10  # ran again: the key was forgotten
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.attach(first.invocation_id)
+        # A different request under the expired key is a new request, not a 409.
+        await trio.sleep(3601)
+        assert await rt.call(Ledger.add, 1, key="l", idempotency_key="pay-1") == 11
+
+
+# --- bad definitions (no @main / two @main are in test_definitions.py) ---------------------
+
+
+def test_exclusive_handler_on_a_workflow_is_rejected() -> None:
+    with pytest.raises(
+        TypeError, match=r"^BadFlow\.write is declared @exclusive, but a Workflow has one @main"
+    ):
+
+        class BadFlow(actors.Workflow):
+            @actors.main
+            async def run(self, ctx: actors.WorkflowContext) -> int:
+                return 0
+
+            @actors.exclusive
+            async def write(self, ctx: actors.WorkflowContext) -> int:
+                return 0
