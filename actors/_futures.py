@@ -36,7 +36,17 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
     raised here as a ``TerminalError`` with status 409.
     """
 
-    __slots__ = ("_callee_id", "_error", "_inv", "_produce", "_ready", "_rt", "_settled", "_value")
+    __slots__ = (
+        "_callee_id",
+        "_error",
+        "_inv",
+        "_journaled",
+        "_produce",
+        "_ready",
+        "_rt",
+        "_settled",
+        "_value",
+    )
 
     def __init__(
         self,
@@ -53,6 +63,7 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         self._value: Any = None
         self._error: ActorsError | None = None
         self._callee_id: str | None = None  # a call's callee, cancelled along with it
+        self._journaled = False  # its result was replayed from the journal
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._rt._await_future(self).__await__()

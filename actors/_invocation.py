@@ -131,6 +131,7 @@ class Invocation:
     wake_event: anyio.Event | None = None
     dispatched: bool = False
     completing: bool = False
+    keyless: bool = False  # ends (cancelled/killed before starting) without its key
     awaiting_calls: set[str] = attrs.field(factory=set)
     cancel_requested: bool = False
     cancel_raised: bool = False

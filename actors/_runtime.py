@@ -356,6 +356,8 @@ class Runtime(metaclass=NoPublicConstructor):
         self._promise_inflight: dict[bytes, Outcome] = {}
         self._awakeable_events: dict[str, anyio.Event] = {}
         self._awakeable_inflight: set[str] = set()
+        # Invocations blocked in a durable wait: the ones to suspend under memory pressure.
+        self._waiting: dict[str, Invocation] = {}
         # Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
         self._workflow_claims: dict[tuple[str, str], str] = {}
         self._idempotency_inflight: dict[str, tuple[bytes, str]] = {}
@@ -423,7 +425,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
-        await self._slots.acquire()
+        await self._acquire_slot()
         inv = self._new_invocation(entry, spec, tgt, payload, value, holds_slot=True)
         await self._run_call(inv)
         result = await self._result_of(inv)
@@ -451,7 +453,6 @@ class Runtime(metaclass=NoPublicConstructor):
         entry, spec, tgt = self._resolve(target, key)
         payload, value = self._check_input(spec, arg)
         seconds = _delay_seconds(delay)
-        digest = b""
         if spec.kind == "main":
             if idempotency_key is not None:
                 raise TypeError(
@@ -463,22 +464,54 @@ class Runtime(metaclass=NoPublicConstructor):
             if existing is not None:
                 await anyio.lowlevel.checkpoint()
                 return InvocationHandle._create(self, existing, "PreviouslyAccepted", spec)
+            invocation_id = new_invocation_id()
+            claim: tuple[str, str] | None = (tgt.actor, tgt.key)
+            self._workflow_claims[(tgt.actor, tgt.key)] = invocation_id  # before any await
+        else:
+            invocation_id = None
+            claim = None
+        try:
+            return await self._send_new(
+                entry, spec, tgt, payload, value, seconds, idempotency_key, invocation_id
+            )
+        finally:
+            if claim is not None:
+                self._workflow_claims.pop(claim, None)  # durable by now, or never accepted
+
+    async def _send_new(
+        self,
+        entry: ActorEntry,
+        spec: Handler[Any, Any],
+        tgt: Target,
+        payload: bytes,
+        value: Any,
+        seconds: float,
+        idempotency_key: str | None,
+        invocation_id: str | None,
+    ) -> InvocationHandle:
+        digest = b""
         if idempotency_key is not None:
             digest = self._request_digest(tgt, payload)
             previous = self._idempotent_previous(idempotency_key, digest)
             if previous is not None:
                 await anyio.lowlevel.checkpoint()
                 return InvocationHandle._create(self, previous, "PreviouslyAccepted", spec)
-        await self._slots.acquire()
+        await self._acquire_slot()
         inv = self._new_invocation(
-            entry, spec, tgt, payload, value, idempotency_key=idempotency_key, holds_slot=True
+            entry,
+            spec,
+            tgt,
+            payload,
+            value,
+            invocation_id=invocation_id,
+            idempotency_key=idempotency_key,
+            holds_slot=True,
         )
         batch = WriteBatch()
         if idempotency_key is not None:
             record = IdempotencyRecord(inv.invocation_id, digest)
             batch.put(Table.IDEMPOTENCY, encode_key((idempotency_key,)), dumps(record))
             self._idempotency_inflight[idempotency_key] = (digest, inv.invocation_id)
-        claim = self._claim_workflow(inv)
         try:
             await self._accept(inv, seconds, batch)
         except BaseException:
@@ -487,8 +520,6 @@ class Runtime(metaclass=NoPublicConstructor):
         finally:
             if idempotency_key is not None:
                 self._idempotency_inflight.pop(idempotency_key, None)
-            if claim is not None:
-                self._workflow_claims.pop(claim, None)
         return InvocationHandle._create(self, inv.invocation_id, "Accepted", spec)
 
     async def attach(self, invocation_id: str) -> Any:
@@ -832,6 +863,8 @@ class Runtime(metaclass=NoPublicConstructor):
             self._accepted_ready = anyio.Event()
             while self._accepted:
                 inv = self._accepted.popleft()
+                if inv.dispatched:  # cancelled or killed before it got here
+                    continue
                 self._log("accepted", inv)
                 if inv.not_before is not None:
                     self._invocations[inv.invocation_id] = inv
@@ -1026,7 +1059,7 @@ class Runtime(metaclass=NoPublicConstructor):
 
     async def _run(self, inv: Invocation, release: Callable[[], None]) -> object:
         key_node: Node | None = None
-        if inv.exclusive and not inv.killed:
+        if inv.exclusive and not inv.killed and not inv.keyless:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
             self._graph.hold(key_node, ("inv", inv.invocation_id))
         inv.running = True
@@ -1050,6 +1083,10 @@ class Runtime(metaclass=NoPublicConstructor):
                 if inv.spec.kind == "exclusive":
                     return HOLD  # an object keeps its key while it waits
                 parked = True
+                if key_node is not None:
+                    self._graph.release(key_node)
+                    key_node = None
+                release()  # a parked main holds no key: nothing else may run on it anyway
                 self._park(inv)
                 return None
             if self._is_pure_read(inv):
@@ -1130,8 +1167,12 @@ class Runtime(metaclass=NoPublicConstructor):
                 self._log("suspended", inv)
                 return None
             except NonDeterminismError as exc:
+                if inv.cancel_requested:  # cancelled: it is not retried or paused again
+                    return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
                 await self._pause(inv, str(exc))
             except (_HandlerFailed, _StepFailed) as exc:
+                if inv.cancel_requested and isinstance(exc, _HandlerFailed):
+                    return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
                 reason = str(exc)
                 if isinstance(exc, _HandlerFailed) and any(
                     isinstance(entry, RunEntry) for _, entry in inv.unflushed
@@ -1237,7 +1278,7 @@ class Runtime(metaclass=NoPublicConstructor):
         if inv.inbox_key is None:
             return {}
         try:
-            items = self._store.scan(Table.JOURNAL, encode_key((inv.invocation_id,)))
+            items = self._store.scan(Table.JOURNAL, encode_key((inv.invocation_id,)), children=True)
         except StorageError as exc:
             raise persistence_error(exc) from exc
         journal: dict[int, JournalEntry] = {}
@@ -1406,15 +1447,20 @@ class Runtime(metaclass=NoPublicConstructor):
             paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
         )
 
+    async def _acquire_slot(self) -> None:
+        if self._slots.value == 0:
+            self._evict_waiters()
+        await self._slots.acquire()
+
     def _evict_waiters(self) -> None:
         """Memory pressure (``max_in_flight`` reached, someone waits for a slot): make
         every invocation blocked in a durable wait suspend now instead of at
         ``suspend_after``."""
-        for inv in list(self._invocations.values()):
-            if inv.wait_scopes:
-                inv.evicting = True
-                for scope in list(inv.wait_scopes):
-                    scope.cancel()
+        waiting, self._waiting = self._waiting, {}
+        for inv in waiting.values():
+            inv.evicting = True
+            for scope in list(inv.wait_scopes):
+                scope.cancel()
 
     # --- results ---------------------------------------------------------------------------------
 
@@ -1527,7 +1573,10 @@ class Runtime(metaclass=NoPublicConstructor):
         assert inv.target.key is not None
         prefix = encode_key((inv.target.actor, inv.target.key))
         try:
-            names = {str(decode_key(k)[2]) for k, _ in self._store.scan(Table.STATE, prefix)}
+            names = {
+                str(decode_key(k)[2])
+                for k, _ in self._store.scan(Table.STATE, prefix, children=True)
+            }
         except StorageError as exc:
             raise persistence_error(exc) from exc
         if inv.exclusive:
@@ -1580,7 +1629,7 @@ class Runtime(metaclass=NoPublicConstructor):
         actor, key = inv.target.actor, inv.target.key
         assert key is not None
         if inv.cleared_all:
-            batch.delete_prefix(Table.STATE, encode_key((actor, key)))
+            batch.delete_children(Table.STATE, encode_key((actor, key)))
         for name, data in inv.writes.items():
             if data is None:
                 batch.delete(Table.STATE, _state_key(actor, key, name))
@@ -1615,7 +1664,9 @@ class Runtime(metaclass=NoPublicConstructor):
             await anyio.lowlevel.checkpoint()
             return value()
 
-        return DurableFuture._create(self, inv, produce, _always_ready)
+        future = DurableFuture._create(self, inv, produce, _always_ready)
+        future._journaled = True
+        return future
 
     def _ctx_run(
         self,
@@ -1722,8 +1773,20 @@ class Runtime(metaclass=NoPublicConstructor):
             if spec.kind == "main":
                 assert tgt.key is not None
                 existing = self._workflow_invocation(tgt.actor, tgt.key)
+            if existing == caller.invocation_id:
+                raise DeadlockError(
+                    f"deadlock: {caller.spec.qualname} on {tgt.key!r} calls its own workflow "
+                    "run, which would wait for itself forever"
+                )
             if existing is not None and existing != callee_id:
                 callee_id = existing  # the workflow already ran (or runs): wait for it
+                waited = self._wait_node(spec, tgt, callee_id)
+                cycle = self._graph.find_cycle(("inv", caller.invocation_id), waited)
+                if cycle is not None:
+                    raise DeadlockError(
+                        f"deadlock: call of workflow run {tgt.actor}/{tgt.key} from "
+                        f"{caller.spec.qualname} would wait forever: {self._describe_cycle(cycle)}"
+                    )
             else:
                 waited = self._wait_node(spec, tgt, callee_id)
                 cycle = self._graph.find_cycle(("inv", caller.invocation_id), waited)
@@ -1853,6 +1916,8 @@ class Runtime(metaclass=NoPublicConstructor):
     async def _await_future(self, future: DurableFuture[T]) -> T:
         """``await future`` in a handler: a durable await, where cancellation lands."""
         inv = future._inv
+        if future._settled or future._journaled:  # no wait: no cancellation lands here
+            return await future._result()
         self._check_cancel(inv, [future])
         while True:
             try:
@@ -1912,11 +1977,14 @@ class Runtime(metaclass=NoPublicConstructor):
                 waiting = inv.wake_event.wait
             scope = anyio.CancelScope(deadline=anyio.current_time() + self._suspend_after)
             inv.wait_scopes.add(scope)
+            self._waiting[inv.invocation_id] = inv
             try:
                 with scope:
                     await waiting()
             finally:
                 inv.wait_scopes.discard(scope)
+                if not inv.wait_scopes:
+                    self._waiting.pop(inv.invocation_id, None)
             if scope.cancelled_caught and not ready() and not self._cancel_deliverable(inv):
                 inv.suspended = True
                 raise Suspended
@@ -1994,7 +2062,8 @@ class Runtime(metaclass=NoPublicConstructor):
 
     async def _gather(self, inv: Invocation, futures: list[DurableFuture[Any]]) -> list[Any]:
         self._check_usable(inv, "gather()")
-        self._check_cancel(inv, futures)
+        if not all(future._settled or future._journaled for future in futures):
+            self._check_cancel(inv, futures)
         items = [(str(position), future) for position, future in enumerate(futures)]
         while True:
             try:
@@ -2296,15 +2365,22 @@ class Runtime(metaclass=NoPublicConstructor):
                 scope.cancel()
         elif inv.suspended:
             self._resume_suspended(inv)
-        elif not inv.dispatched:  # a delayed invocation: due now
+        elif not inv.dispatched:  # accepted but not delivered yet, or delayed
             inv.not_before = None
-            self._dispatch(inv)
+            if kill or inv.attempt == 0:  # never started: it ends without taking its key
+                inv.dispatched = True
+                inv.keyless = True
+                self._invocations[invocation_id] = inv
+                self._tg.start_soon(self._run, inv, _noop)
+            else:
+                self._dispatch(inv)
         elif (
             inv.activation is not None
             and (kill or inv.attempt == 0)
             and inv.activation.mailbox.cancel_queued(inv)
         ):
             # It was queued behind the key's current work: it finishes without the key.
+            inv.keyless = True
             self._tg.start_soon(self._run, inv, _noop)
         for callee_id in callees:
             self._spawn(functools.partial(self._cancel_quietly, callee_id, kill))
@@ -2359,7 +2435,7 @@ class Runtime(metaclass=NoPublicConstructor):
         if record is None or record.outcome is None or invocation_id in self._invocations:
             return
         batch.delete(Table.INVOCATIONS, invocation_id.encode())
-        batch.delete_prefix(Table.JOURNAL, encode_key((invocation_id,)))
+        batch.delete_children(Table.JOURNAL, encode_key((invocation_id,)))
         try:
             if record.idempotency_key is not None:
                 row = encode_key((record.idempotency_key,))
@@ -2376,8 +2452,8 @@ class Runtime(metaclass=NoPublicConstructor):
                 data = self._store.get(Table.WORKFLOWS, row)
                 if data is not None and loads(WorkflowRecord, data).invocation_id == invocation_id:
                     batch.delete(Table.WORKFLOWS, row)
-                    batch.delete_prefix(Table.STATE, row)
-                    batch.delete_prefix(Table.PROMISES, row)
+                    batch.delete_children(Table.STATE, row)
+                    batch.delete_children(Table.PROMISES, row)
         except StorageError as exc:
             logger.error("cannot expire invocation %s: %s", invocation_id, exc)
         self._log_id("expired", invocation_id)

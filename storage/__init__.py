@@ -21,7 +21,7 @@ from ._errors import (
     StoreLockedError,
     ValueTooLargeError,
 )
-from ._keys import KeyPart, KeyTuple, decode_key, encode_key, prefix_end
+from ._keys import KeyPart, KeyTuple, decode_key, encode_key, prefix_end, tuple_prefix_end
 from ._records import (
     AwakeableEntry,
     CallEntry,
@@ -118,4 +118,5 @@ __all__ = [
     "loads_entry",
     "make_converter",
     "prefix_end",
+    "tuple_prefix_end",
 ]

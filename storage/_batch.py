@@ -25,6 +25,7 @@ class _Op(enum.Enum):
     PUT = 1
     DELETE = 2
     DELETE_PREFIX = 3
+    DELETE_CHILDREN = 4
 
 
 @attrs.define(eq=False)
@@ -55,6 +56,13 @@ class WriteBatch:
         """Remove every key of ``table`` that starts with ``prefix``."""
         self.ops.append((_Op.DELETE_PREFIX, table, prefix, None))
         self.nbytes += len(prefix)
+
+    def delete_children(self, table: Table, parent: bytes) -> None:
+        """Remove every key of ``table`` that encodes a tuple extending the tuple encoded
+        as ``parent`` (see ``tuple_prefix_end``: unlike ``delete_prefix``, the key of
+        ``("w",)`` does not take ``("w\x00",)`` with it)."""
+        self.ops.append((_Op.DELETE_CHILDREN, table, parent, None))
+        self.nbytes += len(parent)
 
     def __len__(self) -> int:
         return len(self.ops)

@@ -151,3 +151,12 @@ def prefix_end(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
+def tuple_prefix_end(prefix: bytes) -> bytes:
+    """The end of the range of keys that encode tuples *extending* the tuple encoded as
+    ``prefix`` (its children, and itself). Not ``prefix_end``: an element such as
+    ``"w"`` is a byte prefix of ``"w\x00"`` (written ``w 0x00 0xFF``), whose tuple does
+    not extend ``("w",)``. No type code is ``0xFF``, so the children of a tuple are the
+    keys from ``prefix`` up to ``prefix + 0xFF`` (as FoundationDB's ``range``)."""
+    return prefix + b"\xff"

@@ -63,7 +63,7 @@ from ._errors import (
     StoreLockedError,
     ValueTooLargeError,
 )
-from ._keys import prefix_end
+from ._keys import prefix_end, tuple_prefix_end
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -198,9 +198,12 @@ class ReadView:
         *,
         start: bytes | None = None,
         limit: int | None = None,
+        children: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """Items of ``table`` whose key starts with ``prefix``, in key order, from
-        ``start`` (inclusive) when given, at most ``limit`` of them."""
+        ``start`` (inclusive) when given, at most ``limit`` of them. With ``children``,
+        only the keys of tuples extending the tuple encoded as ``prefix`` (see
+        ``tuple_prefix_end``)."""
         out: list[tuple[bytes, bytes]] = []
         if limit is not None and limit <= 0:
             return out
@@ -208,7 +211,10 @@ class ReadView:
         first = prefix if start is None or start < prefix else start
         if not cursor.set_range(first):
             return out
-        end = prefix_end(prefix) if prefix else None
+        if children:
+            end: bytes | None = tuple_prefix_end(prefix)
+        else:
+            end = prefix_end(prefix) if prefix else None
         for key, value in cursor.iternext():
             if end is not None and bytes(key) >= end:
                 break
@@ -357,10 +363,11 @@ class Store:
         *,
         start: bytes | None = None,
         limit: int | None = None,
+        children: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """Committed items of ``table`` under ``prefix``, in key order (see ``ReadView.scan``)."""
         with self.read() as view:
-            return view.scan(table, prefix, start=start, limit=limit)
+            return view.scan(table, prefix, start=start, limit=limit, children=children)
 
     # --- writing -----------------------------------------------------------------------
 
@@ -418,7 +425,7 @@ class Store:
                     f"key of {len(key)} bytes in table {table.value!r} of {self.path} is over "
                     f"the {MAX_KEY_SIZE}-byte key limit"
                 )
-            if not key and op is not _Op.DELETE_PREFIX:
+            if not key and op not in (_Op.DELETE_PREFIX, _Op.DELETE_CHILDREN):
                 raise ValueTooLargeError(f"empty key in table {table.value!r}")
 
     def _submit(
@@ -631,10 +638,17 @@ def _apply_ops(txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], batch: W
             txn.put(key, value, db=db)
         elif op is _Op.DELETE:
             txn.delete(key, db=db)
-        else:
+        elif op is _Op.DELETE_PREFIX:
             cursor = txn.cursor(db=db)
             if cursor.set_range(key):
                 while bytes(cursor.key()).startswith(key):
+                    if not cursor.delete():
+                        break
+        else:
+            cursor = txn.cursor(db=db)
+            end = tuple_prefix_end(key)
+            if cursor.set_range(key):
+                while bytes(cursor.key()) < end:
                     if not cursor.delete():
                         break
 

@@ -381,7 +381,7 @@ async def test_a_queued_invocation_ends_at_once_without_running(tmp_path: Path, 
             holder = await rt.send(Desk.hold, key="k")
             await probe.arrived("hold")
             queued = await rt.send(Desk.work, "queued", key="k")
-            # Let it reach the key's queue (killing it earlier is BUG 1, tested below).
+            # Let it reach the key's queue (killing it earlier is tested below).
             await anyio.wait_all_tasks_blocked()
             assert rt.statistics().queued_exclusive == 1
             if how == "cancel":
@@ -405,11 +405,6 @@ async def test_a_queued_invocation_ends_at_once_without_running(tmp_path: Path, 
     assert probe.effects == ["work after"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: kill of an invocation accepted by rt.send but not yet delivered to its "
-    "mailbox dispatches it a second time; queued behind a busy key, kill() hangs",
-)
 async def test_kill_right_after_send_of_a_queued_invocation(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -469,13 +464,7 @@ async def test_a_delayed_send_cancelled_without_a_mock_clock(tmp_path: Path) -> 
 
 # --- 4. cancel is durable ----------------------------------------------------------------------
 
-BUG_PROMISE_REPLAY = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a workflow rebuilt by replay while waiting on promise.value() gets the "
-    "cancellation at the replayed await of its last ctx.run step (the promise wait is "
-    "not journaled), so that step looks failed and its compensation is skipped",
-)
-PARKED_KINDS = ["sleep", "awakeable", pytest.param("promise", marks=BUG_PROMISE_REPLAY)]
+PARKED_KINDS = ["sleep", "awakeable", "promise"]
 
 
 @pytest.mark.parametrize("kind", PARKED_KINDS)

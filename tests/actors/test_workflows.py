@@ -101,10 +101,6 @@ async def test_second_send_of_main_is_previously_accepted_with_the_same_id(
     assert signup.effects == ["before", "after"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: concurrent rt.send of one workflow id each run main (check and claim straddle a checkpoint)",
-)
 async def test_concurrent_submissions_of_one_id_accept_one_run(tmp_path: Path) -> None:
     signup = Signup()
     handles: list[actors.InvocationHandle] = []
@@ -240,10 +236,6 @@ class Recursive(actors.Workflow):
         return await ctx.call(Recursive.run, n - 1, key=ctx.key) + 1  # its own id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a main calling main on its own workflow id waits on itself forever (no DeadlockError)",
-)
 async def test_main_calling_its_own_id_is_a_deadlock_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -962,10 +954,6 @@ async def test_retention_of_one_id_leaves_other_ids_alone(
             assert await rt.call(Signup.peek, key=key) == f"{key}@example.com"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: prefix scans of (actor, key) also match keys that extend key with a NUL",
-)
 async def test_retention_of_one_id_leaves_an_id_extending_it_with_nul_alone(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
