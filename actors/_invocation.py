@@ -111,8 +111,8 @@ class Invocation:
     writes: dict[str, bytes | None] = attrs.field(factory=dict)
     cleared_all: bool = False
     last_ticket: CommitTicket | None = None  # chain of a non-exclusive invocation
-    in_run: str | None = None
-    runs_in_progress: int = 0
+    runs_in_progress: int = 0  # ctx.run bodies of this attempt still running
+    body_scopes: set[anyio.CancelScope] = attrs.field(factory=set)
     rng: random.Random | None = None
     #: Acceptances of calls created but not yet delivered (written with the next flush).
     pending_ops: list[tuple[Any, ...]] = attrs.field(factory=list)
@@ -176,7 +176,6 @@ class Invocation:
         self.unflushed = []
         self.writes = {}
         self.cleared_all = False
-        self.in_run = None
         self.runs_in_progress = 0
         self.rng = None
         self.pending_ops = []

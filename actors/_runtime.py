@@ -36,6 +36,7 @@ Suspension: an invocation waiting on a call for longer than ``suspend_after`` is
 from __future__ import annotations
 
 import base64
+import contextvars
 import functools
 import hashlib
 import heapq
@@ -144,6 +145,22 @@ class _StepFailed(Exception):
 
 class _HandlerFailed(Exception):
     """The handler raised a non-terminal exception: retry the attempt."""
+
+
+#: The name of the ``ctx.run`` step whose body the current task runs (None outside).
+_RUN_BODY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "actors_run_body", default=None
+)
+
+
+@attrs.define(eq=False)
+class _RunBody:
+    """One ``ctx.run`` body in flight: started once, joined by every await."""
+
+    started: bool = False
+    finished: anyio.Event = attrs.field(factory=anyio.Event)
+    outcome: Outcome | None = None
+    escaped: BaseException | None = None
 
 
 class _CancelRequested(Exception):
@@ -1058,6 +1075,14 @@ class Runtime(metaclass=NoPublicConstructor):
     # --- running ------------------------------------------------------------------------------------
 
     async def _run(self, inv: Invocation, release: Callable[[], None]) -> object:
+        # A call made from a step's body runs a handler of its own, in the same task.
+        token = _RUN_BODY.set(None)
+        try:
+            return await self._run_handler(inv, release)
+        finally:
+            _RUN_BODY.reset(token)
+
+    async def _run_handler(self, inv: Invocation, release: Callable[[], None]) -> object:
         key_node: Node | None = None
         if inv.exclusive and not inv.killed and not inv.keyless:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
@@ -1521,9 +1546,10 @@ class Runtime(metaclass=NoPublicConstructor):
 
     @staticmethod
     def _check_usable(inv: Invocation, operation: str) -> None:
-        if inv.runs_in_progress:
+        in_run = _RUN_BODY.get()
+        if in_run is not None:
             raise TerminalError(
-                f"{operation} cannot be used inside the body of ctx.run({inv.in_run!r}): a "
+                f"{operation} cannot be used inside the body of ctx.run({in_run!r}): a "
                 "run body must not touch the context; return a value and use it after the run",
                 500,
             )
@@ -1689,49 +1715,73 @@ class Runtime(metaclass=NoPublicConstructor):
             outcome = recorded.outcome
             return self._settled(inv, lambda: self._decode_outcome(outcome, annotation, what))
 
-        async def produce() -> Any:
-            await self._gate(inv)  # the body is an effect: everything before it is durable
+        body = _RunBody()
+        attempt = inv.attempt
+
+        async def run_body() -> None:
+            # A task of the runtime, not of the handler: a select that another branch
+            # wins does not cancel the step (awaiting it later joins this same run), and
+            # the step's result is journaled only while its attempt is still current.
+            _RUN_BODY.set(name)
             policy = retry or inv.spec.retry or self._retry
-            attempt = 0
-            outcome: Outcome
-            while True:
-                attempt += 1
-                inv.in_run = name
-                inv.runs_in_progress += 1
-                try:
-                    if self._before_run_body is not None:
-                        self._before_run_body(name)
-                    result = await self._call_body(fn, args)
-                except TerminalError as exc:
-                    outcome = Failure(exc.message, exc.status_code)
-                    break
-                except Exception as exc:
-                    if policy.exhausted(attempt):
-                        outcome = Failure(
-                            f"ctx.run({name!r}) failed after {attempt} attempts: "
-                            f"{type(exc).__name__}: {exc}",
-                            500,
-                        )
+            tries = 0
+            outcome: Outcome | None = None
+            try:
+                with anyio.CancelScope() as scope:
+                    inv.body_scopes.add(scope)
+                    while True:
+                        tries += 1
+                        try:
+                            if self._before_run_body is not None:
+                                self._before_run_body(name)
+                            result = await self._call_body(fn, args)
+                        except TerminalError as exc:
+                            outcome = Failure(exc.message, exc.status_code)
+                            break
+                        except Exception as exc:
+                            if policy.exhausted(tries):
+                                outcome = Failure(
+                                    f"ctx.run({name!r}) failed after {tries} attempts: "
+                                    f"{type(exc).__name__}: {exc}",
+                                    500,
+                                )
+                                break
+                            delay = policy.delay(tries + 1)
+                            await self._clock.sleep_until(self._clock.now() + delay)
+                            continue
+                        try:
+                            outcome = Success(encode_value(result, annotation, what))
+                        except SerializationError as exc:
+                            outcome = Failure(str(exc), 500)
                         break
+            except BaseException as exc:  # a crash injected by actors.testing, or a bug
+                body.escaped = exc
+                raise
+            finally:
+                inv.body_scopes.discard(scope)
+                if inv.attempt == attempt:
                     inv.runs_in_progress -= 1
-                    inv.in_run = None if not inv.runs_in_progress else inv.in_run
-                    try:
-                        await self._clock.sleep_until(self._clock.now() + policy.delay(attempt + 1))
-                    finally:
-                        inv.runs_in_progress += 1
-                    continue
-                finally:
-                    inv.runs_in_progress -= 1
-                    if not inv.runs_in_progress:
-                        inv.in_run = None
-                try:
-                    outcome = Success(encode_value(result, annotation, what))
-                except SerializationError as exc:
-                    outcome = Failure(str(exc), 500)
-                break
-            inv.record_at(index, RunEntry(name, outcome))
+                    if outcome is not None:
+                        inv.record_at(index, RunEntry(name, outcome))
+                body.outcome = outcome
+                body.finished.set()
+
+        async def produce() -> Any:
+            if not body.started:
+                await self._gate(inv)  # the body is an effect: everything before it is durable
+                body.started = True
+                inv.runs_in_progress += 1  # counted from now: no suspension until it ends
+                self._tg.start_soon(run_body)
+            await body.finished.wait()
+            if body.outcome is None:
+                escaped = body.escaped
+                if isinstance(escaped, anyio.get_cancelled_exc_class()):
+                    raise RuntimeClosedError(f"ctx.run({name!r}) was cancelled: shutting down")
+                if escaped is not None and not isinstance(escaped, Exception):
+                    raise escaped  # e.g. actors.testing's SimulatedCrash
+                raise _StepFailed(f"ctx.run({name!r}) was interrupted: {body.escaped!r}")
             # Return the stored form, so that live execution and replay see the same value.
-            return self._decode_outcome(outcome, annotation, what)
+            return self._decode_outcome(body.outcome, annotation, what)
 
         return DurableFuture._create(self, inv, produce)
 
@@ -1964,10 +2014,16 @@ class Runtime(metaclass=NoPublicConstructor):
             await anyio.lowlevel.checkpoint()
             return
         await self._gate(inv)
+        suspend = inv.revived or inv.evicting
         while not ready():
             if self._cancel_deliverable(inv):
                 raise _CancelRequested
-            if inv.revived or inv.evicting:
+            if suspend and not inv.runs_in_progress:  # a running step keeps the coroutine
+                # Keep what it did meanwhile (steps that finished in a gather), then
+                # drop the coroutine, unless what it waits for arrived in between.
+                await self._gate(inv)
+                if ready():
+                    break
                 inv.suspended = True
                 raise Suspended
             waiting = wait
@@ -1985,9 +2041,8 @@ class Runtime(metaclass=NoPublicConstructor):
                 inv.wait_scopes.discard(scope)
                 if not inv.wait_scopes:
                     self._waiting.pop(inv.invocation_id, None)
-            if scope.cancelled_caught and not ready() and not self._cancel_deliverable(inv):
-                inv.suspended = True
-                raise Suspended
+            # Timed out, or evicted under memory pressure (a cancel shows up above).
+            suspend = scope.cancelled_caught or inv.evicting
 
     async def _race(
         self, futures: Sequence[tuple[str, DurableFuture[Any]]], *, first: bool
@@ -2358,6 +2413,8 @@ class Runtime(metaclass=NoPublicConstructor):
         if inv.running:
             if kill and inv.run_scope is not None:
                 inv.run_scope.cancel()
+                for scope in list(inv.body_scopes):
+                    scope.cancel()
             elif inv.paused_reason is not None and inv.resume is not None:
                 inv.paused_reason = None  # run it again, to deliver the cancellation
                 inv.resume.set()

@@ -171,11 +171,6 @@ class Racer(actors.Service):
         return [branch, value, await step]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: select() cancels a losing ctx.run body; awaiting the loser later runs "
-    "the body again from the start (a second execution without any crash)",
-)
 async def test_losing_run_step_of_a_select_is_not_executed_twice(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -303,12 +298,6 @@ async def test_gather_of_a_step_and_a_sleep_runs_the_step_once(
     assert (worker.started, worker.finished) == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a gathered sleep suspends the invocation after suspend_after while a "
-    "ctx.run body in the same gather is still running; the body is cancelled and run "
-    "again after the wake-up",
-)
 async def test_suspension_does_not_cancel_a_running_step_of_the_same_gather(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
