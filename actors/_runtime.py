@@ -198,6 +198,7 @@ class _Parked:
 _HeapTimer = tuple[float, int, TimerKind, str, bytes | None]
 
 _MAX_SLEEP_SECONDS = 100 * 365 * 86400.0
+_TIMER_WINDOW = 600.0  # seconds of durable timers held in memory ahead of time
 _AWAKEABLE_PREFIX = "awk_"
 
 
@@ -366,6 +367,9 @@ class Runtime(metaclass=NoPublicConstructor):
         self._timers_changed = anyio.Event()
         self._timers: list[_HeapTimer] = []
         self._timer_seq = 0
+        # Durable timers (the ``timers`` table) are loaded into the heap a window at a
+        # time, so a million retention timers cost no memory until they are nearly due.
+        self._timers_loaded_until = -math.inf
         # Suspended invocations dropped from memory, and what can wake them.
         self._parked: dict[str, _Parked] = {}
         self._promise_waiters: dict[bytes, dict[str, None]] = {}  # ordered sets of ids
@@ -1376,13 +1380,24 @@ class Runtime(metaclass=NoPublicConstructor):
         for callee in inv.pending_calls:
             self._dispatch(callee)
         inv.pending_calls = []
-        if inv.expiry is not None:
+        if inv.expiry is not None and inv.expiry[0] <= self._timers_loaded_until:
+            # Later expiries are loaded from the timers table when their window comes.
             self._schedule_timer(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])
         if inv.caller_id is not None:
             self._wake(inv.caller_id)
 
     def _finish(self, inv: Invocation) -> None:
         self._invocations.pop(inv.invocation_id, None)
+        activation = inv.activation
+        if (
+            inv.spec.kind == "main"
+            and activation is not None
+            and inv.target.key is not None
+            and activation.mailbox.idle
+            and (activation.last_ticket is None or activation.last_ticket.done)
+        ):
+            # A finished workflow run leaves nothing to schedule on its id: free it now.
+            self._activations.pop((inv.target.actor, inv.target.key), None)
         if inv.holds_slot:
             inv.holds_slot = False
             self._slots.release()
@@ -2515,10 +2530,40 @@ class Runtime(metaclass=NoPublicConstructor):
             logger.error("cannot expire invocation %s: %s", invocation_id, exc)
         self._log_id("expired", invocation_id)
 
+    def _load_timers(self, until: float) -> None:
+        """Push the durable timers due up to ``until`` (not loaded yet) into the heap."""
+        if until <= self._timers_loaded_until:
+            return
+        if self._timers_loaded_until == -math.inf:
+            start = b""
+        else:
+            start = encode_key((round(self._timers_loaded_until * 1_000_000) + 1,))
+        until_us = round(until * 1_000_000)
+        try:
+            while True:
+                rows = self._store.scan(Table.TIMERS, start=start, limit=1000)
+                for row, data in rows:
+                    due_us = decode_key(row)[0]
+                    assert isinstance(due_us, int)
+                    if due_us > until_us:
+                        break
+                    timer = loads(TimerRecord, data)
+                    self._schedule_timer(timer.due, timer.kind, timer.invocation_id, row)
+                else:
+                    if len(rows) == 1000:
+                        start = rows[-1][0] + b"\x00"  # the smallest key after the last
+                        continue
+                break
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        self._timers_loaded_until = until
+
     async def _timer_loop(self) -> None:
         while True:
             self._timers_changed = anyio.Event()
             now = self._clock.now()
+            if now + _TIMER_WINDOW / 2 >= self._timers_loaded_until:
+                self._load_timers(now + _TIMER_WINDOW)
             done = WriteBatch()
             while self._timers and self._timers[0][0] <= now:
                 _, _, kind, invocation_id, row = heapq.heappop(self._timers)
@@ -2528,9 +2573,10 @@ class Runtime(metaclass=NoPublicConstructor):
                     self._store.submit(done, _log_failed_timer_batch)
                 except StorageError as exc:
                     logger.error("cannot remove fired timers: %s", exc)
-            if not self._timers:
-                await self._timers_changed.wait()
-                continue
+            # Wake for the earliest timer, or to load the next window of durable ones.
+            deadline = self._timers_loaded_until - _TIMER_WINDOW / 2
+            if self._timers:
+                deadline = min(deadline, self._timers[0][0])
             async with anyio.create_task_group() as waiters:
 
                 async def sleep(deadline: float, scope: anyio.CancelScope) -> None:
@@ -2541,7 +2587,7 @@ class Runtime(metaclass=NoPublicConstructor):
                     await self._timers_changed.wait()
                     scope.cancel()
 
-                waiters.start_soon(sleep, self._timers[0][0], waiters.cancel_scope)
+                waiters.start_soon(sleep, deadline, waiters.cancel_scope)
                 waiters.start_soon(changed, waiters.cancel_scope)
 
     # --- recovery and housekeeping ---------------------------------------------------------------
@@ -2551,12 +2597,9 @@ class Runtime(metaclass=NoPublicConstructor):
         the durable timers."""
         try:
             entries = self._store.scan(Table.INBOX)
-            timers = self._store.scan(Table.TIMERS)
         except StorageError as exc:
             raise persistence_error(exc) from exc
-        for row, data in timers:
-            timer = loads(TimerRecord, data)
-            self._schedule_timer(timer.due, timer.kind, timer.invocation_id, row)
+        self._load_timers(self._clock.now() + _TIMER_WINDOW)
         recovered = 0
         for inbox_key, raw_id in entries:
             seq = decode_key(inbox_key)[-1]

@@ -65,15 +65,24 @@ class MailboxCore(Generic[E]):
     """The state of one key: queued exclusive envelopes, the running exclusive one, and
     the running shared ones."""
 
-    _queued: deque[E] = attrs.field(factory=deque)
+    # Allocated on first use: most keys never queue (an empty deque costs ~600 bytes,
+    # and a runtime may hold a mailbox for each of a hundred thousand keys).
+    _queued: deque[E] | None = None
     _running_exclusive: E | None = None
-    _running_shared: set[int] = attrs.field(factory=set)  # ids of shared envelopes
+    _running_shared: set[int] | None = None  # ids of shared envelopes
 
     def enqueue(self, envelope: E) -> list[E]:
         """Accept an envelope; return what may start now (possibly nothing)."""
         if envelope.exclusive:
+            if self._running_exclusive is None and not self._queued:
+                self._running_exclusive = envelope  # the common case: straight in
+                return [envelope]
+            if self._queued is None:
+                self._queued = deque()
             self._queued.append(envelope)
             return self.next_admissible()
+        if self._running_shared is None:
+            self._running_shared = set()
         self._running_shared.add(id(envelope))
         return [envelope]
 
@@ -92,6 +101,8 @@ class MailboxCore(Generic[E]):
             self._running_exclusive = None
             return self.next_admissible()
         try:
+            if self._running_shared is None:
+                raise KeyError(id(envelope))
             self._running_shared.remove(id(envelope))
         except KeyError:
             raise MailboxStateError(
@@ -102,9 +113,12 @@ class MailboxCore(Generic[E]):
     def remove_queued(self, envelope: E) -> bool:
         """Drop a queued (not yet started) exclusive envelope; True if it was queued."""
         # By identity, like finished(): envelopes may compare equal by value.
-        for index, queued in enumerate(self._queued):
-            if queued is envelope:
-                del self._queued[index]
+        queued = self._queued
+        if queued is None:
+            return False
+        for index, candidate in enumerate(queued):
+            if candidate is envelope:
+                del queued[index]
                 return True
         return False
 
@@ -116,12 +130,14 @@ class MailboxCore(Generic[E]):
     @property
     def idle(self) -> bool:
         """Nothing queued and nothing running."""
-        return self._running_exclusive is None and not self._queued and not self._running_shared
+        return (
+            self._running_exclusive is None and not self._queued and not self._running_shared
+        )
 
     def statistics(self) -> MailboxStatistics:
         """Counts for tests and monitoring."""
         return MailboxStatistics(
-            queued_exclusive=len(self._queued),
+            queued_exclusive=len(self._queued or ()),
             running_exclusive=self._running_exclusive is not None,
-            running_shared=len(self._running_shared),
+            running_shared=len(self._running_shared or ()),
         )
