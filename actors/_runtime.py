@@ -358,6 +358,9 @@ class Runtime(metaclass=NoPublicConstructor):
         self._clock = clock
         self._suspend_after = suspend_after
         self._slots = anyio.Semaphore(max_in_flight)
+        # Coroutines blocked in durable waits cost ~10 kB each: beyond this many, they
+        # are suspended early (a parked invocation costs a few hundred bytes).
+        self._max_waiting = max(100, max_in_flight // 10)
         self._invocations: dict[str, Invocation] = {}
         self._activations: dict[tuple[str, str], _Activation] = {}
         self._graph = WaitForGraph()
@@ -2049,6 +2052,8 @@ class Runtime(metaclass=NoPublicConstructor):
             scope = anyio.CancelScope(deadline=anyio.current_time() + self._suspend_after)
             inv.wait_scopes.add(scope)
             self._waiting[inv.invocation_id] = inv
+            if len(self._waiting) > self._max_waiting:
+                self._evict_waiters()  # including this one: park them all, amortized
             try:
                 with scope:
                     await waiting()
@@ -2698,7 +2703,9 @@ async def open_runtime(
       suspend_after: seconds an invocation waits on a call before its coroutine is
         dropped (it resumes by replay when the call completes).
       max_in_flight: invocations held in memory at most; ``call``/``send`` wait beyond
-        (and invocations blocked in durable waits are suspended to make room).
+        (and invocations blocked in durable waits are suspended to make room). Once a
+        tenth of it (at least 100) are blocked in durable waits, they are suspended
+        before ``suspend_after``.
       retention: how long a completed invocation's result and journal, a workflow's
         state, promises and result, and an idempotency key are kept (default one day);
         a background task removes them afterwards.
