@@ -130,9 +130,7 @@ class MailboxCore(Generic[E]):
     @property
     def idle(self) -> bool:
         """Nothing queued and nothing running."""
-        return (
-            self._running_exclusive is None and not self._queued and not self._running_shared
-        )
+        return self._running_exclusive is None and not self._queued and not self._running_shared
 
     def statistics(self) -> MailboxStatistics:
         """Counts for tests and monitoring."""
