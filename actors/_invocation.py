@@ -134,6 +134,8 @@ class Invocation:
     keyless: bool = False  # ends (cancelled/killed before starting) without its key
     awaiting_calls: set[str] = attrs.field(factory=set)
     cancel_requested: bool = False
+    #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
+    kill_requested: bool = False
     cancel_raised: bool = False
     killed: bool = False
     run_scope: anyio.CancelScope | None = None
@@ -236,6 +238,7 @@ class Invocation:
             accepted_at=self.accepted_at,
             attempt=self.attempt,
             cancel_requested=self.cancel_requested,
+            kill_requested=self.kill_requested,
             caller_id=self.caller_id,
             caller_index=self.caller_index,
             idempotency_key=self.idempotency_key,

@@ -1487,6 +1487,7 @@ class Runtime(metaclass=NoPublicConstructor):
             attempt=record.attempt,
             done=done or Completion(),
             cancel_requested=record.cancel_requested,
+            kill_requested=record.kill_requested,
             paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
         )
 
@@ -2624,11 +2625,14 @@ class Runtime(metaclass=NoPublicConstructor):
                 and due is not None
                 and due > self._clock.now()
                 and not record.cancel_requested
+                and not record.kill_requested
             ):
                 self._invocations[inv.invocation_id] = inv
                 self._schedule_timer(due, TimerKind.DELIVER, inv.invocation_id, None)
             else:
                 self._dispatch(inv)
+            if record.kill_requested:  # recorded by ``actors kill`` while nobody served
+                self._spawn(functools.partial(self._cancel_quietly, inv.invocation_id, True))
         return recovered
 
     async def _reap_idle(self) -> None:

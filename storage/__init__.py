@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._keys import KeyPart, KeyTuple, decode_key, encode_key, prefix_end, tuple_prefix_end
 from ._records import (
+    JOURNAL_TAGS,
     AwakeableEntry,
     CallEntry,
     CancelledEntry,
@@ -58,7 +59,9 @@ from ._store import (
     Durability,
     ReadView,
     Store,
+    StoreReader,
     StoreStatistics,
+    lock_holder,
 )
 
 __all__ = [
@@ -76,6 +79,7 @@ __all__ = [
     "IdempotencyRecord",
     "InvocationRecord",
     "InvocationStatus",
+    "JOURNAL_TAGS",
     "JournalEntry",
     "KeyPart",
     "KeyTuple",
@@ -100,6 +104,7 @@ __all__ = [
     "StoreFullError",
     "StoreLocationError",
     "StoreLockedError",
+    "StoreReader",
     "StoreStatistics",
     "Success",
     "Table",
@@ -116,6 +121,7 @@ __all__ = [
     "encode_key",
     "loads",
     "loads_entry",
+    "lock_holder",
     "make_converter",
     "prefix_end",
     "tuple_prefix_end",

@@ -72,6 +72,7 @@ class InvocationRecord:
     next_attempt_at: float | None = None
     pause_reason: str | None = None
     cancel_requested: bool = False  # set by cancel(); raised at the next durable await
+    kill_requested: bool = False  # set offline (the ``actors kill`` command); done at open
 
 
 # --- journal entries -----------------------------------------------------------------

@@ -74,7 +74,9 @@ CommitMode = Literal["thread", "inline"]
 SCHEMA_VERSION: Final = 1
 FORMAT_NAME: Final = b"virtual-actors"
 LOCK_FILE: Final = "actors.lock"
-_OUR_FILES: Final = frozenset({"data.mdb", "lock.mdb", LOCK_FILE})
+# ingress.json: written by a serving runtime (actors._ingress); a stale one left by a
+# SIGKILL is harmless, the next server overwrites it.
+_OUR_FILES: Final = frozenset({"data.mdb", "lock.mdb", LOCK_FILE, "ingress.json"})
 MAX_KEY_SIZE: Final = 511  # LMDB's compiled-in limit
 _MAX_GROUP_BATCHES: Final = 4096
 _MAX_GROUP_BYTES: Final = 64 * 1024 * 1024
@@ -761,3 +763,157 @@ def _check_schema(env: lmdb.Environment, root: Path, is_new: bool) -> dict[Table
             txn.put(b"format", FORMAT_NAME, db=dbs[Table.META])
             txn.put(b"schema_version", str(SCHEMA_VERSION).encode(), db=dbs[Table.META])
     return dbs
+
+
+# --- read-only access --------------------------------------------------------------------
+
+
+def lock_holder(path: str | os.PathLike[str]) -> int | None:
+    """The pid of the process whose ``Store`` has ``path`` open, or None when no one has.
+
+    Probes the directory's ``flock`` without keeping it: the answer can be stale the
+    moment it is returned, so use it to choose a path (talk to the owner, or open the
+    store yourself and let ``Store.open`` decide), never as a lock.
+    """
+    lock_path = Path(path) / LOCK_FILE
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: never opened, so nobody holds it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(holder) if holder.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+class StoreReader:
+    """Read-only access to a data directory, also while a runtime has it open.
+
+    For inspection tools (the ``actors`` command line): it takes no ``flock`` and
+    never writes, so it can sit beside the process that owns the directory. Each
+    ``read()`` is one LMDB snapshot of committed data. Open with ``StoreReader.open``.
+    """
+
+    def __init__(self, path: Path, env: lmdb.Environment, dbs: dict[Table, lmdb._Database]):
+        self.path = path
+        self._env = env
+        self._dbs = dbs
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> StoreReader:
+        """Open the store in ``path`` for reading.
+
+        Raises:
+          StoreLocationError: there is no store in ``path``.
+          ForeignDataError: ``path`` holds an LMDB environment virtual-actors did not write.
+          SchemaVersionError: the store was written by a newer schema version.
+        """
+        root = Path(path)
+        if not (root / "data.mdb").is_file():
+            raise StoreLocationError(f"no virtual-actors store in {root} (no data.mdb)")
+        try:
+            # lock=True: join LMDB's reader table, so the owner never reuses pages this
+            # snapshot still reads. The map size comes from the file when it is larger.
+            env = lmdb.open(
+                str(root),
+                readonly=True,
+                lock=True,
+                max_dbs=len(Table) + 4,
+                subdir=True,
+                readahead=False,
+            )
+        except lmdb.InvalidError as exc:
+            raise ForeignDataError(
+                f"{root} holds a data.mdb that is not an LMDB store: {exc}"
+            ) from exc
+        except lmdb.Error as exc:
+            raise StoreLocationError(f"cannot open LMDB environment in {root}: {exc}") from exc
+        try:
+            with env.begin() as txn:
+                named = {bytes(key) for key, _ in txn.cursor()}
+            if Table.META.value.encode() not in named:
+                raise ForeignDataError(
+                    f"{root} holds an LMDB store that virtual-actors did not write"
+                )
+            meta = env.open_db(Table.META.value.encode(), create=False)
+            with env.begin(db=meta) as txn:
+                fmt = txn.get(b"format")
+                version = txn.get(b"schema_version")
+            if fmt != FORMAT_NAME or version is None or not version.isdigit():
+                raise ForeignDataError(
+                    f"{root} holds an LMDB store that virtual-actors did not write"
+                )
+            if int(version) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"store {root} has schema version {int(version)}, newer than this "
+                    f"release's {SCHEMA_VERSION}; upgrade virtual-actors to read it"
+                )
+            dbs = {
+                table: env.open_db(table.value.encode(), create=False)
+                for table in Table
+                if table.value.encode() in named
+            }
+        except BaseException:
+            env.close()
+            raise
+        return cls(root, env, dbs)
+
+    @contextmanager
+    def read(self) -> Iterator[ReadView]:
+        """One snapshot of committed data for several reads."""
+        if self._closed:
+            raise StoreClosedError(f"store reader for {self.path} is closed")
+        with self._env.begin(buffers=False) as txn:
+            yield _ReaderView(txn, self._dbs)
+
+    def close(self) -> None:
+        """Release the environment. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._env.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _ReaderView(ReadView):
+    """A ``ReadView`` over a store some of whose tables were never created (a store
+    written by an older release, or one that never used a table): those read as empty."""
+
+    __slots__ = ()
+
+    def get(self, table: Table, key: bytes) -> bytes | None:
+        if table not in self._dbs:
+            return None
+        return super().get(table, key)
+
+    def scan(
+        self,
+        table: Table,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        limit: int | None = None,
+        children: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        if table not in self._dbs:
+            return []
+        return super().scan(table, prefix, start=start, limit=limit, children=children)
+
+    def count(self, table: Table) -> int:
+        return super().count(table) if table in self._dbs else 0
