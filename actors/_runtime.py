@@ -131,6 +131,7 @@ from ._util import NoPublicConstructor, derived_invocation_id, new_invocation_id
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
     from os import PathLike
+    from pathlib import Path
 
 logger = logging.getLogger("actors")
 
@@ -653,6 +654,53 @@ class Runtime(metaclass=NoPublicConstructor):
         if inv.resume is not None:  # else its task has not reached the wait yet
             inv.resume.set()
         self._log("resumed", inv)
+
+    @property
+    def path(self) -> Path:
+        """The data directory this runtime owns."""
+        return self._store.path
+
+    async def serve_http(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        token: str | None = None,
+        max_body: int = 16 * 1024 * 1024,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve Restate's HTTP ingress for this runtime until cancelled.
+
+        Start it in a task group, which hands back the bound port (``port=0`` picks a
+        free one)::
+
+            async with anyio.create_task_group() as tg:    # or a trio nursery
+                port = await tg.start(rt.serve_http, "127.0.0.1", 0)
+                ...
+                tg.cancel_scope.cancel()                    # stops the server
+
+        Runs hypercorn's trio worker under trio and its asyncio worker under asyncio.
+        The socket listens before the port is handed back, so requests made from then
+        on are served. While serving, ``<data dir>/ingress.json`` holds
+        ``{"url", "pid", "token_required"}``; it is removed on stop. On cancellation
+        requests still waiting (a call, an attach) are answered 503. Paths and status
+        codes: README "HTTP ingress" and ``actors._ingress``.
+
+        Args:
+          host: the address to bind; loopback unless told otherwise.
+          port: the TCP port; 0 for any free one.
+          token: when given, every request needs ``Authorization: Bearer <token>``
+            (else 401).
+          max_body: largest request body accepted, in bytes (else 413).
+
+        Raises:
+          OSError: the address cannot be bound.
+          RuntimeClosedError: the runtime is closed.
+        """
+        self._check_open()
+        from ._ingress import serve  # lazily: hypercorn is only needed when serving
+
+        await serve(self, host, port, token=token, max_body=max_body, task_status=task_status)
 
     def statistics(self) -> RuntimeStatistics:
         """In-memory load: invocations held, active keys, queued exclusive work."""

@@ -1,0 +1,613 @@
+"""Restate-compatible HTTP ingress: an ASGI application over a ``Runtime``, and the
+hypercorn server that ``Runtime.serve_http`` runs.
+
+Paths (as Restate's ingress answers them, so Restate clients and the seed page's
+``requests`` snippet work unchanged)::
+
+    POST  /{Service}/{handler}[/send]             call (200, JSON output) or send (202)
+    POST  /{Object}/{key}/{handler}[/send]        the same on an object key
+    POST  /{Workflow}/{id}/{handler}[/send]       main (e.g. ``run``) or a shared handler
+    GET   /restate/invocation/{id}/attach|output  wait for / peek at a result (470: running)
+    GET   /restate/workflow/{name}/{id}/attach|output
+    POST  /restate/awakeables/{id}/resolve|reject JSON value / text reason (202)
+    PATCH /restate/invocation/{id}/cancel|kill|resume   admin (the ``actors`` CLI)
+    GET   /restate/health
+
+A send answers ``{"invocationId", "status": "Accepted" | "PreviouslyAccepted"}``;
+``?delay=`` (``500ms``, ``10s``, ``1m 30s``, ``PT1M30S``) postpones it. Errors are
+``{"code", "message"}``: 400 bad input (JSON, type, key, delay), 401 missing bearer
+token, 404 unknown actor, handler, invocation or path, 405 wrong method, 409 already
+completed / cancelled / idempotency key reused for another request, 413 body too
+large, 470 not ready, 503 runtime closed or server stopping, and a handler's
+``TerminalError`` status code (500 unless it gave one in 400..599).
+
+Decisions
+---------
+* Request bodies go through the same cattrs converter as ``rt.call`` arguments
+  (``_serde``): the JSON is structured into the handler's annotated input type, so a
+  wrong type is a 400 naming the field, and nothing is stored for it. An empty body is
+  "no input" (Restate's clients send none for a handler without input); for a handler
+  with an input it is read as JSON ``null`` (fine for an ``Optional`` input, else 400).
+* ``idempotency-key`` maps to ``idempotency_key=``. On a workflow's ``main`` it is
+  ignored: main already runs once per workflow id, and a resubmission answers
+  ``PreviouslyAccepted`` with the same invocation id (what Restate does); refusing the
+  header would break clients that send one on every request.
+* A ``None`` result is answered as the JSON ``null`` (not an empty body), so clients can
+  always decode the body as JSON.
+* Results of ``attach``/``output`` are encoded from their runtime type (the stored
+  handler's output type was already applied when the runtime decoded them).
+* Keys and ids are taken from ``raw_path`` and percent-decoded per segment, so a key may
+  contain ``/`` (as ``%2F``).
+* Shutdown: requests still waiting (a call on a long handler, an attach) are cancelled
+  and answered 503; their invocations are not affected (they are durable, or died with
+  the caller as an in-process ``call`` would).
+
+Rejected: a framework (Starlette...) for a dozen fixed routes, and running hypercorn
+with signal handlers (the runtime is embedded in the user's program, which owns them).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import re
+import socket
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+
+import anyio
+import anyio.abc
+import attrs
+import msgspec
+import sniffio
+
+from ._errors import (
+    ActorsError,
+    RuntimeClosedError,
+    SerializationError,
+    TerminalError,
+    UnknownHandlerError,
+)
+from ._serde import ANY, decode_value, encode_value, structure_value
+
+if TYPE_CHECKING:
+    from ._definitions import ActorEntry, Handler
+    from ._runtime import Runtime
+
+logger = logging.getLogger("actors.ingress")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+INFO_FILE: Final = "ingress.json"
+NOT_READY: Final = 470
+# How long a stopping server waits for connections after cancelling their requests.
+_GRACEFUL_SECONDS: Final = 2.0
+_JSON: Final = [(b"content-type", b"application/json")]
+
+
+@attrs.frozen
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class _HttpError(Exception):
+    """An error answer decided by the ingress itself (not the runtime)."""
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+def _json(status: int, value: object) -> _Response:
+    return _Response(status, msgspec.json.encode(value))
+
+
+def _error(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> _Response:
+    return _Response(status, msgspec.json.encode({"code": status, "message": message}), headers)
+
+
+def _error_of(exc: ActorsError) -> _Response:
+    """The answer for an error the runtime raised."""
+    if isinstance(exc, RuntimeClosedError):
+        return _error(503, str(exc))
+    if isinstance(exc, TerminalError):
+        # A handler may pick any code; only an error status can be answered as one.
+        code = exc.status_code
+        status = code if 400 <= code <= 599 else 500
+        return _Response(status, msgspec.json.encode({"code": code, "message": exc.message}))
+    return _error(exc.status_code, str(exc))
+
+
+# --- request parsing -----------------------------------------------------------------------
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_ISO_DURATION = re.compile(
+    rf"P(?:{_NUMBER}W)?(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?",
+    re.IGNORECASE,
+)
+_UNITS: Final = {
+    "ms": 0.001,
+    "msec": 0.001,
+    "millisecond": 0.001,
+    "milliseconds": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hrs": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+}
+_HUMAN_PART = rf"\s*{_NUMBER}\s*([a-z]+)"
+_HUMAN_DURATION = re.compile(rf"(?:{_HUMAN_PART})+\s*", re.IGNORECASE)
+
+
+def parse_delay(text: str) -> timedelta:
+    """A ``?delay=`` value as Restate's ingress takes it: humantime (``500ms``, ``10s``,
+    ``1m 30s``, ``2h``, ``1d``) or an ISO-8601 duration (``PT1S``, ``PT1M30S``,
+    ``P1DT2H``). Raises ``ValueError`` naming the value otherwise; a bare number is
+    refused because its unit would be a guess."""
+    value = text.strip()
+    iso = _ISO_DURATION.fullmatch(value)
+    if iso is not None and any(iso.groups()) and not value.upper().endswith("T"):
+        weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if _HUMAN_DURATION.fullmatch(value):
+        total = 0.0
+        for number, unit in re.findall(_HUMAN_PART, value, re.IGNORECASE):
+            factor = _UNITS.get(unit.lower())
+            if factor is None:
+                raise ValueError(f"delay {text!r} has an unknown unit {unit!r}")
+            total += float(number) * factor
+        return timedelta(seconds=total)
+    raise ValueError(
+        f"delay {text!r} is not a duration (use a unit, e.g. 500ms, 10s, 1m, 1h, or "
+        "ISO-8601 such as PT1M30S)"
+    )
+
+
+def _segments(scope: Scope) -> list[str]:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes | bytearray):
+        try:
+            text = bytes(raw).split(b"?", 1)[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise _HttpError(400, "the request path is not ASCII") from None
+        try:
+            parts = [urllib.parse.unquote(p, errors="strict") for p in text.split("/")]
+        except UnicodeDecodeError:
+            raise _HttpError(400, "the request path is not valid UTF-8") from None
+    else:  # raw_path is optional in ASGI: fall back on the decoded path
+        parts = str(scope.get("path", "/")).split("/")
+    if parts and parts[0] == "":
+        parts = parts[1:]
+    if len(parts) > 1 and parts[-1] == "":
+        parts = parts[:-1]  # one trailing slash is tolerated
+    if parts == [""]:
+        return []
+    return parts
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if bytes(key).lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise _HttpError(400, f"content-length {length!r} is not a number") from None
+        if declared > limit:
+            raise _HttpError(413, f"the request body ({declared} bytes) is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        if message["type"] != "http.request":
+            continue
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:
+            raise _HttpError(413, f"the request body is over {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
+    """The arguments for ``spec`` from a request body: () or (value,)."""
+    what = f"input of {spec.qualname}"
+    empty = not body.strip()
+    if not spec.has_input:
+        if empty or body.strip() == b"null":
+            return ()
+        raise _HttpError(400, f"{spec.qualname} takes no input, but the request has a body")
+    if empty:
+        try:
+            return (structure_value(None, spec.input_type, what),)
+        except SerializationError:
+            name = getattr(spec.input_type, "__name__", None) or repr(spec.input_type)
+            raise _HttpError(
+                400, f"{spec.qualname} takes an input of type {name}; the request body is empty"
+            ) from None
+    return (decode_value(body, spec.input_type, what),)
+
+
+# --- the application -----------------------------------------------------------------------
+
+
+@final
+class IngressApp:
+    """The ASGI application (``asgi`` 3, ``http`` and ``lifespan`` scopes) serving a
+    runtime. Runs on whichever event loop calls it, which must be the runtime's.
+
+    Args:
+      runtime: the runtime whose actors are served.
+      token: when given, every request needs ``Authorization: Bearer <token>``.
+      max_body: the largest request body accepted, in bytes.
+    """
+
+    def __init__(
+        self, runtime: Runtime, *, token: str | None = None, max_body: int = DEFAULT_MAX_BODY
+    ) -> None:
+        if max_body < 0:
+            raise ValueError("max_body must not be negative")
+        if token is not None and not token:
+            raise ValueError("token must be a non-empty string (or None for no token)")
+        self._rt = runtime
+        self._expected_auth = f"Bearer {token}".encode() if token is not None else None
+        self._max_body = max_body
+        self._requests: set[anyio.CancelScope] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """Answer every waiting request 503 and refuse new ones (server shutdown)."""
+        self._closed = True
+        for scope in self._requests:
+            scope.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            if kind == "websocket":
+                await receive()
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        try:
+            response = await self._respond(scope, receive)
+        except _Disconnected:
+            return
+        headers = [
+            *(_JSON if response.body else []),
+            (b"content-length", str(len(response.body)).encode()),
+            *response.headers,
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _respond(self, scope: Scope, receive: Receive) -> _Response:
+        if self._closed:
+            return _error(503, "the ingress is shutting down")
+        with anyio.CancelScope() as cancel_scope:
+            self._requests.add(cancel_scope)
+            try:
+                return await self._route(scope, receive)
+            except _HttpError as exc:
+                return _error(exc.status, exc.message, exc.headers)
+            except ActorsError as exc:
+                return _error_of(exc)
+            except Exception:
+                logger.exception("ingress: %s %s failed", scope.get("method"), scope.get("path"))
+                return _error(500, "internal error in the ingress (see the server's log)")
+            finally:
+                self._requests.discard(cancel_scope)
+        return _error(503, "the ingress is shutting down")
+
+    def _authorize(self, scope: Scope) -> None:
+        if self._expected_auth is None:
+            return
+        given = (_header(scope, b"authorization") or "").encode("latin-1")
+        # Constant time: the comparison must not tell how much of a guess was right.
+        if not hmac.compare_digest(given, self._expected_auth):
+            raise _HttpError(
+                401,
+                "a valid 'Authorization: Bearer <token>' header is required",
+                ((b"www-authenticate", b"Bearer"),),
+            )
+
+    async def _route(self, scope: Scope, receive: Receive) -> _Response:
+        self._authorize(scope)
+        parts = _segments(scope)
+        method = str(scope.get("method", "GET")).upper()
+        query = urllib.parse.parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        if not parts:
+            raise _HttpError(404, "no route for /")
+        if parts[0] == "restate":
+            return await self._restate(scope, receive, method, parts[1:])
+        return await self._invoke(scope, receive, method, parts, query)
+
+    # --- invocations ---
+
+    def _entry(self, name: str) -> ActorEntry:
+        # The registry is the runtime's own; the ingress resolves names the way
+        # ``Runtime.resolve_name`` does, and needs the actor's kind to parse the path.
+        entry = self._rt._entries.get(name)
+        if entry is None:
+            raise UnknownHandlerError(f"actor {name!r} is not registered with this runtime")
+        return entry
+
+    @staticmethod
+    def _parse_target(entry: ActorEntry, rest: list[str]) -> tuple[str | None, str, bool]:
+        """(key, handler name, is_send) from the path segments after the actor name."""
+        keyed = entry.cls.actor_kind != "service"
+        handlers = entry.cls.handlers
+        want = 2 if keyed else 1
+        send = len(rest) == want + 1 and rest[-1] == "send"
+        if send:
+            rest = rest[:-1]
+        # /{Object}/{handler}/send: a send with its key missing, unless "send" is a handler.
+        missing_key = keyed and len(rest) == 2 and rest[0] in handlers and rest[1] == "send"
+        if len(rest) == want and not (missing_key and "send" not in handlers):
+            return (rest[0], rest[1], send) if keyed else (None, rest[0], send)
+        kind = entry.cls.actor_kind
+        if keyed and rest and rest[0] in handlers and rest[1:] in ([], ["send"]):
+            raise _HttpError(
+                400,
+                f"{entry.name} is a keyed {kind}: use /{entry.name}/{{key}}/{rest[0]}",
+            )
+        if not keyed and len(rest) in (2, 3) and rest[1] in handlers and rest[2:] in ([], ["send"]):
+            raise _HttpError(
+                400,
+                f"{entry.name} is a service: its handlers take no key; use /{entry.name}/{rest[1]}",
+            )
+        raise _HttpError(404, f"no route for /{'/'.join([entry.name, *rest])}")
+
+    async def _invoke(
+        self,
+        scope: Scope,
+        receive: Receive,
+        method: str,
+        parts: list[str],
+        query: dict[str, list[str]],
+    ) -> _Response:
+        entry = self._entry(parts[0])
+        if method != "POST":
+            raise _HttpError(405, f"use POST to invoke a handler, not {method}", _ALLOW_POST)
+        key, name, send = self._parse_target(entry, parts[1:])
+        spec = entry.cls.handlers.get(name)
+        if spec is None:
+            raise UnknownHandlerError(f"actor {entry.name!r} has no handler {name!r}")
+        delay: timedelta | None = None
+        if "delay" in query:
+            if not send:
+                raise _HttpError(400, "?delay= applies to /send only")
+            try:
+                delay = parse_delay(query["delay"][-1])
+            except ValueError as exc:
+                raise _HttpError(400, str(exc)) from None
+        idempotency_key = _header(scope, b"idempotency-key")
+        if idempotency_key is not None and not idempotency_key:
+            raise _HttpError(400, "the idempotency-key header is empty")
+        if spec.kind == "main":
+            idempotency_key = None  # once per workflow id already (module docstring)
+        args = _handler_input(spec, await _read_body(receive, scope, self._max_body))
+        try:
+            if send:
+                if args:
+                    handle = await self._rt.send(
+                        spec, args[0], key=key, delay=delay, idempotency_key=idempotency_key
+                    )
+                else:
+                    handle = await self._rt.send(
+                        spec, key=key, delay=delay, idempotency_key=idempotency_key
+                    )
+                return _json(202, {"invocationId": handle.invocation_id, "status": handle.status})
+            if args:
+                result = await self._rt.call(
+                    spec, args[0], key=key, idempotency_key=idempotency_key
+                )
+            else:
+                result = await self._rt.call(spec, key=key, idempotency_key=idempotency_key)
+        except ActorsError:
+            raise
+        except (TypeError, ValueError) as exc:
+            # The runtime's documented answers to a malformed request (key, input, delay).
+            raise _HttpError(400, str(exc)) from None
+        return _Response(200, encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+
+    # --- /restate/... ---
+
+    async def _restate(
+        self, scope: Scope, receive: Receive, method: str, parts: list[str]
+    ) -> _Response:
+        match parts:
+            case ["health"]:
+                _require(method, "GET")
+                return _json(200, {"status": "OK"})
+            case ["invocation", invocation_id, ("attach" | "output") as what]:
+                _require(method, "GET")
+                if what == "attach":
+                    value = await self._rt.attach(invocation_id)
+                else:
+                    value = await self._rt.output(invocation_id)
+                return _Response(200, encode_value(value, ANY, f"result of {invocation_id}"))
+            case ["invocation", invocation_id, ("cancel" | "kill" | "resume") as what]:
+                _require(method, "PATCH")
+                return await self._admin(invocation_id, what)
+            case ["workflow", name, workflow_id, ("attach" | "output") as what]:
+                _require(method, "GET")
+                entry = self._rt._entries.get(name)
+                if entry is None or entry.cls.actor_kind != "workflow":
+                    raise UnknownHandlerError(
+                        f"workflow {name!r} is not registered with this runtime"
+                    )
+                if what == "attach":
+                    value = await self._rt.attach_workflow(entry.cls, workflow_id)
+                else:
+                    value = await self._rt.workflow_output(entry.cls, workflow_id)
+                return _Response(200, encode_value(value, ANY, f"result of {name}/{workflow_id}"))
+            case ["awakeables", awakeable_id, ("resolve" | "reject") as what]:
+                _require(method, "POST")
+                body = await _read_body(receive, scope, self._max_body)
+                if what == "resolve":
+                    value = decode_value(body, ANY, "awakeable value") if body.strip() else None
+                    await self._rt.resolve_awakeable(awakeable_id, value)
+                else:
+                    try:
+                        reason = body.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _HttpError(400, "the rejection reason is not UTF-8 text") from None
+                    await self._rt.reject_awakeable(awakeable_id, reason or "rejected")
+                return _Response(202)
+            case _:
+                raise _HttpError(404, f"no route for /restate/{'/'.join(parts)}")
+
+    async def _admin(self, invocation_id: str, what: str) -> _Response:
+        if what == "cancel":
+            await self._rt.cancel(invocation_id)
+            return _json(202, {"invocationId": invocation_id, "status": "CancelRequested"})
+        if what == "kill":
+            await self._rt.kill(invocation_id)
+            return _json(200, {"invocationId": invocation_id, "status": "Killed"})
+        try:
+            await self._rt.resume(invocation_id)
+        except ValueError as exc:  # not paused: a conflict with its current state
+            raise _HttpError(409, str(exc)) from None
+        return _json(200, {"invocationId": invocation_id, "status": "Resumed"})
+
+
+_ALLOW_POST: Final = ((b"allow", b"POST"),)
+
+
+def _require(method: str, allowed: str) -> None:
+    if method != allowed:
+        _method_not_allowed(method, allowed)
+
+
+def _method_not_allowed(method: str, allowed: str) -> NoReturn:
+    raise _HttpError(
+        405, f"use {allowed} here, not {method}", ((b"allow", allowed.encode("ascii")),)
+    )
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Listening before the port is handed back: connections made from then on wait in
+    # the backlog until hypercorn accepts them, instead of being refused.
+    sock = socket.create_server((host, port), family=family, backlog=1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve(
+    runtime: Runtime,
+    host: str,
+    port: int,
+    *,
+    token: str | None,
+    max_body: int,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """``Runtime.serve_http``: serve ``runtime`` with hypercorn on the running event
+    loop until cancelled; ``task_status.started(port)`` once listening."""
+    from hypercorn.config import Config
+
+    app = IngressApp(runtime, token=token, max_body=max_body)
+    library = sniffio.current_async_library()
+    if library not in ("trio", "asyncio"):
+        raise RuntimeError(f"serve_http runs under trio or asyncio, not {library}")
+    sock = _listen(host, port)
+    bound_port: int = sock.getsockname()[1]
+    config = Config()
+    # hypercorn adopts the descriptor (and closes it when it stops).
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = None
+    config.errorlog = logger
+    config.graceful_timeout = _GRACEFUL_SECONDS
+    shutdown = anyio.Event()
+
+    async def run_server() -> None:
+        # Shielded: on cancellation the server is stopped through its shutdown trigger
+        # instead, so that hypercorn closes its sockets and connections in order (a
+        # cancelled asyncio worker would skip its cleanup).
+        with anyio.CancelScope(shield=True):
+            if library == "trio":
+                from hypercorn.trio import serve as hypercorn_serve
+            else:
+                from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
+            await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+
+    info_path = runtime.path / INFO_FILE
+    info = {"url": _url(host, bound_port), "pid": os.getpid(), "token_required": token is not None}
+    info_bytes = json.dumps(info).encode()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_server)
+            try:
+                # A stale file (a server killed with SIGKILL) is simply replaced.
+                info_path.write_bytes(info_bytes)
+                task_status.started(bound_port)
+                await anyio.sleep_forever()
+            finally:
+                # Also on failure: the shielded server task ends only through these.
+                app.close()
+                shutdown.set()
+    finally:
+        try:
+            if info_path.read_bytes() == info_bytes:  # not another server's since
+                info_path.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,837 @@
+"""The Restate-compatible HTTP ingress: every path, every status code, the seed page's
+``requests`` flow on the signup workflow, idempotency keys across a restart, and real
+sockets served by hypercorn under trio and under asyncio.
+
+Most tests drive the ASGI application in-process through ``httpx.ASGITransport``; each
+runs under trio and under asyncio (see conftest.py)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import actors
+from actors._ingress import IngressApp, parse_delay
+from actors.testing import open_test_runtime
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+    from pathlib import Path
+
+    from actors._definitions import Actor
+    from actors._runtime import Runtime
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    email: str
+
+
+class Greeter(actors.Service):
+    def __init__(self) -> None:
+        self.greeted: list[str] = []
+        self.started = anyio.Event()
+        self.release = anyio.Event()
+
+    @actors.handler
+    async def greet(self, ctx: actors.Context, name: str) -> str:
+        self.greeted.append(name)
+        return f"hello {name}"
+
+    @actors.handler
+    async def nothing(self, ctx: actors.Context) -> None:
+        return None
+
+    @actors.handler
+    async def maybe(self, ctx: actors.Context, value: int | None) -> int | None:
+        return None if value is None else value + 1
+
+    @actors.handler
+    async def register(self, ctx: actors.Context, user: User) -> User:
+        return User(user.name.upper(), user.email)
+
+    @actors.handler
+    async def fail(self, ctx: actors.Context, code: int) -> str:
+        raise actors.TerminalError("no such luck", code)
+
+    @actors.handler
+    async def fail_default(self, ctx: actors.Context) -> str:
+        raise actors.TerminalError("plain failure")
+
+    @actors.handler
+    async def block(self, ctx: actors.Context) -> str:
+        self.started.set()
+        await self.release.wait()
+        return "released"
+
+
+class Counter(actors.VirtualObject):
+    def __init__(self) -> None:
+        self.awakeable_ids: dict[str, str] = {}
+        self.awakeable_made = anyio.Event()
+
+    @actors.exclusive
+    async def add(self, ctx: actors.ObjectContext, delta: int) -> int:
+        n = (await ctx.get("n", int)) or 0
+        ctx.set("n", n + delta)
+        return n + delta
+
+    @actors.shared
+    async def value(self, ctx: actors.ObjectSharedContext) -> int:
+        return (await ctx.get("n", int)) or 0
+
+    @actors.exclusive
+    async def wait_for(self, ctx: actors.ObjectContext) -> str:
+        awakeable_id, future = ctx.awakeable(str)
+        self.awakeable_ids[ctx.key] = awakeable_id
+        self.awakeable_made.set()
+        return await future
+
+    @actors.exclusive(retry=actors.RetryPolicy(max_attempts=1))
+    async def broken(self, ctx: actors.ObjectContext) -> str:
+        if ctx.key != "fixed":
+            raise RuntimeError("broken until fixed")
+        return "ok"
+
+
+class Mailer:
+    def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.sent = anyio.Event()
+
+    async def send_link(self, email: str, secret: str) -> None:
+        # async: a plain function would run on a worker thread, where the event can't be set
+        self.secrets[email] = secret
+        self.sent.set()
+
+
+class Signup(actors.Workflow, name="signupWorkflow"):
+    """The seed page's signup workflow."""
+
+    def __init__(self, mailer: Mailer) -> None:
+        self.mailer = mailer
+        self.runs = 0
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext, user: User) -> bool:
+        self.runs += 1
+        ctx.set("stage", "Creating user")
+        await ctx.run("create user", lambda: None)
+        ctx.set("stage", "Email verification")
+        secret = str(ctx.uuid())
+        await ctx.run("send email", self.mailer.send_link, user.email, secret)
+        click_secret = await ctx.promise("email_link_clicked", str).value()
+        if click_secret != secret:
+            ctx.set("stage", "Email verification failed")
+            raise actors.TerminalError("Wrong secret from email link")
+        ctx.set("stage", "Email verified")
+        return True
+
+    @actors.shared(name="getStage")
+    async def get_stage(self, ctx: actors.WorkflowSharedContext) -> str:
+        return (await ctx.get("stage", str)) or "unknown"
+
+    @actors.shared(name="approveEmail")
+    async def approve_email(self, ctx: actors.WorkflowSharedContext, secret: str) -> None:
+        await ctx.promise("email_link_clicked", str).resolve(secret)
+
+
+@dataclass
+class Actors:
+    greeter: Greeter
+    counter: Counter
+    mailer: Mailer
+    signup: Signup
+
+    def all(self) -> Sequence[Actor]:
+        return [self.greeter, self.counter, self.signup]
+
+
+def make_actors() -> Actors:
+    mailer = Mailer()
+    return Actors(Greeter(), Counter(), mailer, Signup(mailer))
+
+
+@asynccontextmanager
+async def open_client(
+    runtime: Runtime, *, token: str | None = None, max_body: int = 1 << 20
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = IngressApp(runtime, token=token, max_body=max_body)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
+        yield client
+
+
+@asynccontextmanager
+async def serving(
+    *, path: Path | None = None, token: str | None = None, max_body: int = 1 << 20
+) -> AsyncIterator[tuple[Actors, Runtime, httpx.AsyncClient]]:
+    """A test runtime with the test actors and an in-process client of its ingress."""
+    made = make_actors()
+    async with (
+        open_test_runtime(made.all(), path=path) as rt,
+        open_client(rt, token=token, max_body=max_body) as client,
+    ):
+        yield made, rt, client
+
+
+def error(response: httpx.Response) -> tuple[int, int, str]:
+    """(HTTP status, body code, body message) of an error answer."""
+    body = response.json()
+    assert set(body) == {"code", "message"}
+    return response.status_code, body["code"], body["message"]
+
+
+# --- handler paths ------------------------------------------------------------------------
+
+
+async def test_service_call_answers_the_json_output() -> None:
+    async with serving() as (made, _rt, client):
+        response = await client.post("/Greeter/greet", json="ada")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == "hello ada"
+        assert made.greeter.greeted == ["ada"]
+
+
+async def test_handler_without_input_takes_an_empty_body_and_none_is_null() -> None:
+    async with serving() as (_made, _rt, client):
+        response = await client.post("/Greeter/nothing")
+        assert (response.status_code, response.content) == (200, b"null")
+        # A JSON null body is "no input" too.
+        response = await client.post("/Greeter/nothing", content=b"null")
+        assert response.status_code == 200
+
+
+async def test_optional_input_accepts_an_empty_body_as_null() -> None:
+    async with serving() as (_made, _rt, client):
+        assert (await client.post("/Greeter/maybe")).json() is None
+        assert (await client.post("/Greeter/maybe", json=41)).json() == 42
+
+
+async def test_structured_input_and_output_use_the_annotations() -> None:
+    async with serving() as (_made, _rt, client):
+        user = {"name": "pete", "email": "p@example.com"}
+        response = await client.post("/Greeter/register", json=user)
+        assert response.json() == {"name": "PETE", "email": "p@example.com"}
+
+
+async def test_object_call_with_key_and_shared_read() -> None:
+    async with serving() as (_made, rt, client):
+        assert (await client.post("/Counter/alice/add", json=5)).json() == 5
+        assert (await client.post("/Counter/alice/add", json=2)).json() == 7
+        assert (await client.post("/Counter/alice/value")).json() == 7
+        assert (await client.post("/Counter/bob/value")).json() == 0
+        # Same state as the Python API sees.
+        assert await rt.call(Counter.value, key="alice") == 7
+
+
+async def test_keys_are_percent_decoded_per_segment() -> None:
+    async with serving() as (_made, rt, client):
+        assert (await client.post("/Counter/a%2Fb%20c/add", json=3)).json() == 3
+        assert await rt.call(Counter.value, key="a/b c") == 3
+        # One trailing slash is tolerated.
+        assert (await client.post("/Counter/a%2Fb%20c/value/")).json() == 3
+
+
+async def test_send_answers_202_and_the_result_can_be_attached() -> None:
+    async with serving() as (_made, _rt, client):
+        response = await client.post("/Counter/carol/add/send", json=4)
+        assert response.status_code == 202
+        body = response.json()
+        assert body["status"] == "Accepted"
+        invocation_id = body["invocationId"]
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert (attached.status_code, attached.json()) == (200, 4)
+        output = await client.get(f"/restate/invocation/{invocation_id}/output")
+        assert (output.status_code, output.json()) == (200, 4)
+
+
+async def test_service_send_without_input() -> None:
+    async with serving() as (_made, _rt, client):
+        response = await client.post("/Greeter/nothing/send")
+        assert response.status_code == 202
+        invocation_id = response.json()["invocationId"]
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert (attached.status_code, attached.content) == (200, b"null")
+
+
+async def test_output_of_a_running_invocation_is_470_then_the_result() -> None:
+    async with serving() as (made, _rt, client):
+        response = await client.post("/Greeter/block/send")
+        invocation_id = response.json()["invocationId"]
+        await made.greeter.started.wait()
+        running = await client.get(f"/restate/invocation/{invocation_id}/output")
+        assert error(running)[:2] == (470, 470)
+        assert "has not completed" in error(running)[2]
+        made.greeter.release.set()
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert attached.json() == "released"
+        assert (await client.get(f"/restate/invocation/{invocation_id}/output")).json() == (
+            "released"
+        )
+
+
+async def test_delayed_send_runs_after_its_delay(autojump_clock: trio.testing.MockClock) -> None:
+    async with serving() as (_made, _rt, client):
+        start = trio.current_time()
+        response = await client.post("/Counter/dora/add/send?delay=10s", json=1)
+        assert response.status_code == 202
+        invocation_id = response.json()["invocationId"]
+        await trio.testing.wait_all_tasks_blocked()
+        early = await client.get(f"/restate/invocation/{invocation_id}/output")
+        assert early.status_code == 470
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert attached.json() == 1
+        assert trio.current_time() - start >= 10
+        response = await client.post("/Counter/dora/add/send?delay=PT1M30S", json=1)
+        await client.get(f"/restate/invocation/{response.json()['invocationId']}/attach")
+        assert trio.current_time() - start >= 100
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10s", 10),
+        ("500ms", 0.5),
+        ("1m", 60),
+        ("1h", 3600),
+        ("1d", 86400),
+        ("1m 30s", 90),
+        ("1m30s", 90),
+        ("2 minutes", 120),
+        ("1.5s", 1.5),
+        ("PT1S", 1),
+        ("PT1M30S", 90),
+        ("pt0.25s", 0.25),
+        ("P1DT2H", 93600),
+        ("P1W", 604800),
+    ],
+)
+def test_parse_delay_accepts_units_and_iso_8601(text: str, seconds: float) -> None:
+    assert parse_delay(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "PT", "P", "ten seconds", "5 fortnights", "-1s", "P1Y"])
+def test_parse_delay_refuses_what_is_not_a_duration(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^delay "):
+        parse_delay(text)
+
+
+# --- workflows: the seed page's flow -------------------------------------------------------
+
+
+async def test_seed_page_signup_flow() -> None:
+    """Submit (``/run/send``), query the stage, approve with the mailed secret, attach:
+    the seed page's ``requests`` snippet, plus a resubmission."""
+    async with serving() as (made, _rt, client):
+        payload = {"email": "user@user.com", "name": "Pete"}
+        headers = {"Content-Type": "application/json"}
+        url = "/signupWorkflow/myUser123/run/send"
+        response = await client.post(url, json=payload, headers=headers)
+        assert response.status_code == 202
+        submitted = response.json()
+        assert submitted["status"] == "Accepted"
+
+        await made.mailer.sent.wait()
+        stage = await client.post("/signupWorkflow/myUser123/getStage")
+        assert stage.json() == "Email verification"
+        output = await client.get("/restate/workflow/signupWorkflow/myUser123/output")
+        assert output.status_code == 470
+
+        # A second submission (with an idempotency key, which main ignores) is the same run.
+        again = await client.post(url, json=payload, headers={"idempotency-key": "k"})
+        assert again.status_code == 202
+        assert again.json() == {
+            "invocationId": submitted["invocationId"],
+            "status": "PreviouslyAccepted",
+        }
+
+        secret = made.mailer.secrets["user@user.com"]
+        approved = await client.post("/signupWorkflow/myUser123/approveEmail", json=secret)
+        assert (approved.status_code, approved.json()) == (200, None)
+
+        attached = await client.get("/restate/workflow/signupWorkflow/myUser123/attach")
+        assert (attached.status_code, attached.json()) == (200, True)
+        assert (await client.post("/signupWorkflow/myUser123/getStage")).json() == (
+            "Email verified"
+        )
+        output = await client.get("/restate/workflow/signupWorkflow/myUser123/output")
+        assert (output.status_code, output.json()) == (200, True)
+        by_id = await client.get(f"/restate/invocation/{submitted['invocationId']}/attach")
+        assert by_id.json() is True
+        # Calling main again answers the first run's result without running it.
+        assert (await client.post("/signupWorkflow/myUser123/run", json=payload)).json() is True
+        assert made.signup.runs == 1
+
+
+async def test_workflow_main_failure_reaches_attach_with_its_code() -> None:
+    async with serving() as (made, _rt, client):
+        payload = {"email": "eve@example.com", "name": "Eve"}
+        await client.post("/signupWorkflow/eve/run/send", json=payload)
+        await made.mailer.sent.wait()
+        await client.post("/signupWorkflow/eve/approveEmail", json="guessed")
+        attached = await client.get("/restate/workflow/signupWorkflow/eve/attach")
+        assert error(attached) == (500, 500, "Wrong secret from email link")
+
+
+# --- idempotency keys ----------------------------------------------------------------------
+
+
+async def test_idempotency_key_maps_to_one_invocation_also_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data"
+    headers = {"idempotency-key": "order-1"}
+    async with serving(path=path) as (made, _rt, client):
+        first = await client.post("/Greeter/greet/send", json="ada", headers=headers)
+        assert first.status_code == 202
+        assert first.json()["status"] == "Accepted"
+        invocation_id = first.json()["invocationId"]
+        second = await client.post("/Greeter/greet/send", json="ada", headers=headers)
+        assert second.json() == {"invocationId": invocation_id, "status": "PreviouslyAccepted"}
+        called = await client.post("/Greeter/greet", json="ada", headers=headers)
+        assert called.json() == "hello ada"
+        assert made.greeter.greeted == ["ada"]
+        other = await client.post("/Greeter/greet", json="bob", headers=headers)
+        status, code, message = error(other)
+        assert (status, code) == (409, 409)
+        assert "was already used for a different request" in message
+    async with serving(path=path) as (made, _rt, client):
+        again = await client.post("/Greeter/greet/send", json="ada", headers=headers)
+        assert again.json() == {"invocationId": invocation_id, "status": "PreviouslyAccepted"}
+        assert (await client.post("/Greeter/greet", json="ada", headers=headers)).json() == (
+            "hello ada"
+        )
+        assert made.greeter.greeted == []  # answered from the stored result
+        other = await client.post("/Greeter/greet/send", json="bob", headers=headers)
+        assert other.status_code == 409
+
+
+async def test_idempotency_key_on_an_object_call_runs_it_once() -> None:
+    async with serving() as (_made, _rt, client):
+        headers = {"idempotency-key": "add-once"}
+        for _ in range(3):
+            response = await client.post("/Counter/erin/add", json=10, headers=headers)
+            assert response.json() == 10
+        assert (await client.post("/Counter/erin/value")).json() == 10
+        # The same key on another target is another request.
+        response = await client.post("/Counter/frank/add", json=10, headers=headers)
+        assert response.status_code == 409
+
+
+# --- awakeables ----------------------------------------------------------------------------
+
+
+async def test_awakeable_resolve_and_reject() -> None:
+    async with serving() as (made, _rt, client):
+        sent = await client.post("/Counter/gina/wait_for/send")
+        await made.counter.awakeable_made.wait()
+        awakeable_id = made.counter.awakeable_ids["gina"]
+        resolved = await client.post(f"/restate/awakeables/{awakeable_id}/resolve", json="hi")
+        assert (resolved.status_code, resolved.content) == (202, b"")
+        invocation_id = sent.json()["invocationId"]
+        assert (await client.get(f"/restate/invocation/{invocation_id}/attach")).json() == "hi"
+        twice = await client.post(f"/restate/awakeables/{awakeable_id}/resolve", json="again")
+        assert error(twice)[:2] == (409, 409)
+
+        made.counter.awakeable_made = anyio.Event()
+        sent = await client.post("/Counter/hank/wait_for/send")
+        await made.counter.awakeable_made.wait()
+        awakeable_id = made.counter.awakeable_ids["hank"]
+        rejected = await client.post(
+            f"/restate/awakeables/{awakeable_id}/reject", content="card declined"
+        )
+        assert rejected.status_code == 202
+        attached = await client.get(f"/restate/invocation/{sent.json()['invocationId']}/attach")
+        assert error(attached) == (500, 500, "card declined")
+
+
+async def test_awakeable_errors() -> None:
+    async with serving() as (_made, _rt, client):
+        malformed = await client.post("/restate/awakeables/nonsense/resolve", json=1)
+        assert error(malformed)[:2] == (400, 400)
+        unknown_id = "sign_1" + "A" * 40
+        unknown = await client.post(f"/restate/awakeables/{unknown_id}/reject", content="x")
+        assert error(unknown)[0] in (400, 404)
+        bad_json = await client.post("/restate/awakeables/nonsense/resolve", content=b"{")
+        status, _, message = error(bad_json)
+        assert status == 400
+        assert "not valid JSON" in message
+        not_text = await client.post("/restate/awakeables/nonsense/reject", content=b"\xff")
+        assert error(not_text)[:2] == (400, 400)
+        wrong_method = await client.get("/restate/awakeables/nonsense/resolve")
+        assert error(wrong_method)[:2] == (405, 405)
+        assert wrong_method.headers["allow"] == "POST"
+
+
+async def test_awakeable_of_an_unknown_invocation_is_404() -> None:
+    async with serving() as (made, _rt, client):
+        await client.post("/Counter/ivan/wait_for/send")
+        await made.counter.awakeable_made.wait()
+        real = made.counter.awakeable_ids["ivan"]
+        # Same shape, another (never created) awakeable index.
+        response = await client.post(f"/restate/awakeables/{real[:-2]}zz/resolve", json="x")
+        assert error(response)[0] in (400, 404)
+
+
+# --- admin paths ---------------------------------------------------------------------------
+
+
+async def test_cancel_then_attach_is_409_and_cancelling_again_is_409() -> None:
+    async with serving() as (made, _rt, client):
+        sent = await client.post("/Counter/jack/wait_for/send")
+        invocation_id = sent.json()["invocationId"]
+        await made.counter.awakeable_made.wait()
+        cancelled = await client.patch(f"/restate/invocation/{invocation_id}/cancel")
+        assert cancelled.status_code == 202
+        assert cancelled.json() == {"invocationId": invocation_id, "status": "CancelRequested"}
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert error(attached)[:2] == (409, 409)
+        again = await client.patch(f"/restate/invocation/{invocation_id}/cancel")
+        assert error(again)[:2] == (409, 409)
+
+
+async def test_kill_ends_an_invocation() -> None:
+    async with serving() as (made, _rt, client):
+        sent = await client.post("/Counter/kate/wait_for/send")
+        invocation_id = sent.json()["invocationId"]
+        await made.counter.awakeable_made.wait()
+        killed = await client.patch(f"/restate/invocation/{invocation_id}/kill")
+        assert (killed.status_code, killed.json()) == (
+            200,
+            {"invocationId": invocation_id, "status": "Killed"},
+        )
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert error(attached)[:2] == (409, 409)
+        again = await client.patch(f"/restate/invocation/{invocation_id}/kill")
+        assert error(again)[:2] == (409, 409)
+
+
+async def test_resume_a_paused_invocation_and_409_when_not_paused() -> None:
+    async with serving() as (_made, rt, client):
+        sent = await client.post("/Counter/lost/broken/send")
+        invocation_id = sent.json()["invocationId"]
+        await anyio.wait_all_tasks_blocked()
+        assert rt.statistics().paused == 1
+        resumed = await client.patch(f"/restate/invocation/{invocation_id}/resume")
+        assert (resumed.status_code, resumed.json()) == (
+            200,
+            {"invocationId": invocation_id, "status": "Resumed"},
+        )
+        await anyio.wait_all_tasks_blocked()
+        assert rt.statistics().paused == 1  # still broken: paused again
+        output = await client.get(f"/restate/invocation/{invocation_id}/output")
+        assert output.status_code == 470
+
+        done = await client.post("/Counter/fixed/broken", content=b"")
+        assert done.json() == "ok"
+        not_paused = await client.post("/Counter/fixed/broken/send")
+        finished_id = not_paused.json()["invocationId"]
+        await client.get(f"/restate/invocation/{finished_id}/attach")
+        conflict = await client.patch(f"/restate/invocation/{finished_id}/resume")
+        status, code, message = error(conflict)
+        assert (status, code) == (409, 409)
+        assert "is not paused" in message
+
+
+async def test_admin_paths_on_unknown_invocations_are_404() -> None:
+    async with serving() as (_made, _rt, client):
+        for action in ("cancel", "kill", "resume"):
+            response = await client.patch(f"/restate/invocation/inv_nope/{action}")
+            assert error(response)[:2] == (404, 404), action
+        for action in ("attach", "output"):
+            response = await client.get(f"/restate/invocation/inv_nope/{action}")
+            assert error(response)[:2] == (404, 404), action
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+async def test_bad_input_is_400_naming_the_problem() -> None:
+    async with serving() as (made, _rt, client):
+        cases: list[tuple[str, bytes, str]] = [
+            ("/Greeter/greet", b"{not json", "is not valid JSON"),
+            ("/Greeter/greet", b"5", "expected str, got int 5"),
+            ("/Greeter/register", b'{"name": "x"}', "email"),
+            ("/Greeter/register", b'{"name": 1, "email": "e"}', "$.name"),
+            ("/Greeter/greet", b"", "takes an input of type str; the request body is empty"),
+            ("/Greeter/nothing", b'"x"', "takes no input, but the request has a body"),
+            ("/Counter/add", b"1", "Counter is a keyed object: use /Counter/{key}/add"),
+            ("/Counter/add/send", b"1", "Counter is a keyed object"),
+            ("/Greeter/someone/greet", b'"x"', "Greeter is a service: its handlers take no key"),
+            ("/Greeter/someone/greet/send", b'"x"', "Greeter is a service"),
+            ("/signupWorkflow/run", b"{}", "signupWorkflow is a keyed workflow"),
+        ]
+        for path, body, expected in cases:
+            response = await client.post(path, content=body)
+            status, code, message = error(response)
+            assert (status, code) == (400, 400), (path, body, message)
+            assert expected in message, (path, body, message)
+        assert made.greeter.greeted == []
+
+
+async def test_bad_delay_and_headers_are_400() -> None:
+    async with serving() as (_made, _rt, client):
+        bad = await client.post("/Counter/x/add/send?delay=soon", json=1)
+        assert error(bad)[:2] == (400, 400)
+        assert "is not a duration" in error(bad)[2]
+        on_call = await client.post("/Counter/x/add?delay=1s", json=1)
+        assert error(on_call) == (400, 400, "?delay= applies to /send only")
+        empty_key = await client.post("/Counter/x/add", json=1, headers={"idempotency-key": ""})
+        assert error(empty_key) == (400, 400, "the idempotency-key header is empty")
+        bad_length = await client.post(
+            "/Counter/x/add", content=b"1", headers={"content-length": "one"}
+        )
+        assert error(bad_length)[:2] == (400, 400)
+        bad_path = await client.post("/Counter/%FF/add", json=1)
+        assert error(bad_path) == (400, 400, "the request path is not valid UTF-8")
+        assert (await client.post("/Counter/x/value")).json() == 0  # nothing was run
+
+
+async def test_unknown_targets_and_routes_are_404() -> None:
+    async with serving() as (_made, _rt, client):
+        cases = [
+            ("POST", "/Nobody/greet", "actor 'Nobody' is not registered"),
+            ("POST", "/Greeter/nobody", "actor 'Greeter' has no handler 'nobody'"),
+            ("POST", "/Counter/k/nobody/send", "has no handler 'nobody'"),
+            ("POST", "/Greeter/a/b/c/d", "no route"),
+            ("GET", "/", "no route"),
+            ("GET", "/restate/nothing", "no route"),
+            ("GET", "/restate/invocation/x/explode", "no route"),
+            ("GET", "/restate/workflow/Counter/k/attach", "workflow 'Counter' is not registered"),
+            ("GET", "/restate/workflow/nobody/k/output", "workflow 'nobody' is not registered"),
+            ("GET", "/restate/workflow/signupWorkflow/none/attach", "no run of workflow"),
+            ("GET", "/restate/workflow/signupWorkflow/none/output", "no run of workflow"),
+        ]
+        for method, path, expected in cases:
+            response = await client.request(method, path)
+            status, code, message = error(response)
+            assert (status, code) == (404, 404), (method, path, message)
+            assert expected in message, (method, path, message)
+
+
+async def test_wrong_method_is_405_with_allow() -> None:
+    async with serving() as (_made, _rt, client):
+        cases = [
+            ("GET", "/Greeter/greet", "POST"),
+            ("PUT", "/Counter/k/add/send", "POST"),
+            ("POST", "/restate/health", "GET"),
+            ("POST", "/restate/invocation/x/attach", "GET"),
+            ("DELETE", "/restate/workflow/signupWorkflow/x/output", "GET"),
+            ("GET", "/restate/invocation/x/cancel", "PATCH"),
+            ("POST", "/restate/invocation/x/kill", "PATCH"),
+        ]
+        for method, path, allowed in cases:
+            response = await client.request(method, path)
+            assert error(response)[:2] == (405, 405), (method, path)
+            assert response.headers["allow"] == allowed
+
+
+async def test_handler_terminal_error_keeps_its_status_code() -> None:
+    async with serving() as (_made, _rt, client):
+        forbidden = await client.post("/Greeter/fail", json=403)
+        assert error(forbidden) == (403, 403, "no such luck")
+        teapot = await client.post("/Greeter/fail/send", json=418)
+        invocation_id = teapot.json()["invocationId"]
+        attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
+        assert error(attached) == (418, 418, "no such luck")
+        output = await client.get(f"/restate/invocation/{invocation_id}/output")
+        assert error(output) == (418, 418, "no such luck")
+        assert error(await client.post("/Greeter/fail_default")) == (500, 500, "plain failure")
+        # A code that is not an error status is answered 500, the code kept in the body.
+        odd = await client.post("/Greeter/fail", json=200)
+        assert error(odd) == (500, 200, "no such luck")
+
+
+async def test_body_over_the_limit_is_413() -> None:
+    async with serving(max_body=16) as (made, _rt, client):
+        declared = await client.post("/Greeter/greet", json="x" * 100)
+        status, code, message = error(declared)
+        assert (status, code) == (413, 413)
+        assert "over 16 bytes" in message
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'"' + b"x" * 10
+            yield b"x" * 10 + b'"'
+
+        streamed = await client.post("/Greeter/greet", content=chunks())
+        assert error(streamed) == (413, 413, "the request body is over 16 bytes")
+        assert (await client.post("/Greeter/greet", json="small")).json() == "hello small"
+        assert made.greeter.greeted == ["small"]
+
+
+async def test_bearer_token_guards_every_path() -> None:
+    async with serving(token="s3cret") as (_made, _rt, client):
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret"}):
+            for method, path in (("GET", "/restate/health"), ("POST", "/Greeter/greet")):
+                response = await client.request(method, path, json="x", headers=headers)
+                assert error(response)[:2] == (401, 401), (headers, path)
+                assert response.headers["www-authenticate"] == "Bearer"
+        good = {"authorization": "Bearer s3cret"}
+        assert (await client.get("/restate/health", headers=good)).status_code == 200
+        assert (await client.post("/Greeter/greet", json="x", headers=good)).json() == "hello x"
+
+
+async def test_health() -> None:
+    async with serving() as (_made, _rt, client):
+        response = await client.get("/restate/health")
+        assert (response.status_code, response.json()) == (200, {"status": "OK"})
+
+
+async def test_closed_runtime_is_503() -> None:
+    made = make_actors()
+    async with open_test_runtime(made.all()) as rt:
+        pass
+    async with open_client(rt) as client:
+        response = await client.post("/Greeter/greet", json="x")
+        assert error(response) == (503, 503, "the runtime is closed")
+
+
+async def test_closing_the_app_answers_waiting_requests_503() -> None:
+    made = make_actors()
+    async with open_test_runtime(made.all()) as rt:
+        app = IngressApp(rt)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://i") as client:
+            responses: list[httpx.Response] = []
+
+            async def blocked_call() -> None:
+                responses.append(await client.post("/Greeter/block"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(blocked_call)
+                await made.greeter.started.wait()
+                app.close()
+            assert error(responses[0]) == (503, 503, "the ingress is shutting down")
+            later = await client.get("/restate/health")
+            assert error(later) == (503, 503, "the ingress is shutting down")
+        made.greeter.release.set()
+
+
+async def test_unexpected_failure_is_500_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving() as (_made, rt, client):
+
+        async def explode(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr(rt, "call", explode)
+        response = await client.post("/Greeter/greet", json="x")
+        assert error(response)[:2] == (500, 500)
+        assert "internal error" in error(response)[2]
+        assert "ingress: POST /Greeter/greet failed" in caplog.text
+
+
+def test_app_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_body"):
+        IngressApp(None, max_body=-1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="token"):
+        IngressApp(None, token="")  # type: ignore[arg-type]
+
+
+async def test_lifespan_and_websocket_scopes() -> None:
+    made = make_actors()
+    async with open_test_runtime(made.all()) as rt:
+        app = IngressApp(rt)
+        sent: list[dict[str, object]] = []
+        incoming: Iterator[dict[str, object]] = iter(
+            [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        )
+
+        async def receive() -> dict[str, object]:
+            return next(incoming)
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(dict(message))
+
+        await app({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+        assert sent == [
+            {"type": "lifespan.startup.complete"},
+            {"type": "lifespan.shutdown.complete"},
+        ]
+        sent.clear()
+        incoming = iter([{"type": "websocket.connect"}])
+        await app({"type": "websocket"}, receive, send)  # type: ignore[arg-type]
+        assert sent == [{"type": "websocket.close", "code": 1003}]
+
+
+# --- real sockets: hypercorn under trio and under asyncio ---------------------------------
+
+
+async def test_serve_http_on_a_real_socket(tmp_path: Path) -> None:
+    """Runs under trio and under asyncio (conftest): hypercorn's matching worker serves
+    the seed page's flow on port 0 to a real HTTP client; ingress.json describes the
+    server while it runs and is removed on stop."""
+    path = tmp_path / "data"
+    made = make_actors()
+    info_path = path / "ingress.json"
+    async with open_test_runtime(made.all(), path=path) as rt:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(rt.serve_http, "127.0.0.1", 0)
+            assert isinstance(port, int)
+            assert port > 0
+            info = json.loads(info_path.read_text())
+            url = f"http://127.0.0.1:{port}"
+            assert info == {"url": url, "pid": os.getpid(), "token_required": False}
+            async with httpx.AsyncClient(base_url=url) as client:
+                health = await client.get("/restate/health")
+                assert health.status_code == 200
+                payload = {"email": "user@user.com", "name": "Pete"}
+                sent = await client.post("/signupWorkflow/myUser123/run/send", json=payload)
+                assert (sent.status_code, sent.json()["status"]) == (202, "Accepted")
+                await made.mailer.sent.wait()
+                stage = await client.post("/signupWorkflow/myUser123/getStage")
+                assert stage.json() == "Email verification"
+                secret = made.mailer.secrets["user@user.com"]
+                await client.post("/signupWorkflow/myUser123/approveEmail", json=secret)
+                attach_url = "/restate/workflow/signupWorkflow/myUser123/attach"
+                attached = await client.get(attach_url)
+                assert (attached.status_code, attached.json()) == (200, True)
+                missing = await client.post("/Nobody/x")
+                assert error(missing)[:2] == (404, 404)
+                not_ready = await client.post("/Greeter/block/send")
+                output = await client.get(
+                    f"/restate/invocation/{not_ready.json()['invocationId']}/output"
+                )
+                assert output.status_code == 470
+            tg.cancel_scope.cancel()
+        assert not info_path.exists()
+        made.greeter.release.set()
+
+
+async def test_serve_http_with_token_and_a_stale_info_file(tmp_path: Path) -> None:
+    """A stale ingress.json (as a SIGKILLed server leaves it) neither stops the data
+    directory from reopening nor a new server from starting; it is replaced."""
+    path = tmp_path / "data"
+    async with open_test_runtime(make_actors().all(), path=path):
+        pass
+    (path / "ingress.json").write_text('{"url": "http://127.0.0.1:1", "pid": 999999')
+    async with open_test_runtime(make_actors().all(), path=path) as rt:
+        assert rt.path == path
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(functools.partial(rt.serve_http, "127.0.0.1", 0, token="t0ken"))
+            info = json.loads((path / "ingress.json").read_text())
+            assert info["token_required"] is True
+            assert info["url"] == f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=info["url"]) as client:
+                assert (await client.get("/restate/health")).status_code == 401
+                ok = await client.post(
+                    "/Greeter/greet", json="x", headers={"authorization": "Bearer t0ken"}
+                )
+                assert ok.json() == "hello x"
+            tg.cancel_scope.cancel()
+    assert not (path / "ingress.json").exists()
