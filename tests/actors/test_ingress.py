@@ -7,9 +7,11 @@ runs under trio and under asyncio (see conftest.py)."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
+import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -432,6 +434,12 @@ async def test_idempotency_key_on_an_object_call_runs_it_once() -> None:
         assert response.status_code == 409
 
 
+def awakeable_of(invocation_id: str, index: int) -> str:
+    """A well-formed awakeable id (the runtime's format) for tests of unknown ones."""
+    raw = f"{invocation_id}/{index}".encode()
+    return "awk_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 # --- awakeables ----------------------------------------------------------------------------
 
 
@@ -463,9 +471,9 @@ async def test_awakeable_errors() -> None:
     async with serving() as (_made, _rt, client):
         malformed = await client.post("/restate/awakeables/nonsense/resolve", json=1)
         assert error(malformed)[:2] == (400, 400)
-        unknown_id = "sign_1" + "A" * 40
-        unknown = await client.post(f"/restate/awakeables/{unknown_id}/reject", content="x")
-        assert error(unknown)[0] in (400, 404)
+        unknown = await client.post(f"/restate/awakeables/{awakeable_of('inv_nope', 1)}/reject")
+        assert error(unknown)[:2] == (404, 404)
+        assert "no awakeable" in error(unknown)[2]
         bad_json = await client.post("/restate/awakeables/nonsense/resolve", content=b"{")
         status, _, message = error(bad_json)
         assert status == 400
@@ -477,14 +485,18 @@ async def test_awakeable_errors() -> None:
         assert wrong_method.headers["allow"] == "POST"
 
 
-async def test_awakeable_of_an_unknown_invocation_is_404() -> None:
+async def test_awakeable_never_created_is_404() -> None:
     async with serving() as (made, _rt, client):
         await client.post("/Counter/ivan/wait_for/send")
         await made.counter.awakeable_made.wait()
         real = made.counter.awakeable_ids["ivan"]
-        # Same shape, another (never created) awakeable index.
-        response = await client.post(f"/restate/awakeables/{real[:-2]}zz/resolve", json="x")
-        assert error(response)[0] in (400, 404)
+        body = real.removeprefix("awk_")
+        owner = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode().rpartition("/")[0]
+        # The invocation exists, but it created no awakeable at that journal index.
+        response = await client.post(
+            f"/restate/awakeables/{awakeable_of(owner, 99)}/resolve", json="x"
+        )
+        assert error(response)[:2] == (404, 404)
 
 
 # --- admin paths ---------------------------------------------------------------------------
@@ -835,3 +847,15 @@ async def test_serve_http_with_token_and_a_stale_info_file(tmp_path: Path) -> No
                 assert ok.json() == "hello x"
             tg.cancel_scope.cancel()
     assert not (path / "ingress.json").exists()
+
+
+async def test_serve_http_errors(tmp_path: Path) -> None:
+    """A port in use is an OSError; a closed runtime serves nothing."""
+    async with open_test_runtime(make_actors().all(), path=tmp_path / "data") as rt:
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            with pytest.raises(OSError, match=r"[Aa]ddress already in use"):
+                await rt.serve_http("127.0.0.1", port)
+        assert not (tmp_path / "data" / "ingress.json").exists()
+    with pytest.raises(actors.RuntimeClosedError):
+        await rt.serve_http("127.0.0.1", 0)
