@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/objects.py
 	$(BIN)/python bench/steps.py
+	$(BIN)/python bench/workflows.py
 	$(BIN)/python bench/peers/run.py
 
 clean:
