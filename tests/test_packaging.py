@@ -103,6 +103,9 @@ def test_wheel_installs_into_a_fresh_venv(tmp_path: Path) -> None:
         assert Path(file).resolve().is_relative_to(purelib), (name, file)
         assert Path(file).resolve().parent.name == name.rsplit(".", 1)[-1], (name, file)
     assert report["has_store"] is True
+    # The console script is installed and runs from the wheel.
+    usage = run([venv / "bin" / "actors", "--help"], cwd=tmp_path, timeout=60)
+    assert "Inspect and steer a virtual-actors data directory" in usage
 
 
 def test_editable_install_maps_the_folders() -> None:
