@@ -60,6 +60,21 @@ EXPECTED: dict[str, list[str]] = {
         r"\[\+2:00\] note: drink water",  # still ahead at reopen: fires on time
         r"\[\+2:00\] both delivered, once each",
     ],
+    "06_http_ingress.py": [
+        r"serving Restate's ingress at http://127\.0\.0\.1:\d+",
+        r"  \[client\] POST signupWorkflow/myUser123/run/send -> \(202, \{'invocationId': "
+        r"'(inv_\w+)', 'status': 'Accepted'\}\)",
+        r"  \[client\] POST signupWorkflow/myUser123/run/send -> \(202, \{'invocationId': "
+        r"'(inv_\w+)', 'status': 'PreviouslyAccepted'\}\)",
+        r"  \[client\] POST signupWorkflow/other/run/send -> \(400, \{'code': 400, 'message': "
+        r"'input of signupWorkflow.run does not convert to User: .*\}\)",
+        r"  \[client\] POST signupWorkflow/myUser123/getStage -> \(200, 'Email verification'\)",
+        r"  \[client\] GET restate/workflow/signupWorkflow/myUser123/output -> \(470, .*",
+        r"  \[client\] POST signupWorkflow/myUser123/approveEmail -> \(200, None\)",
+        r"  \[client\] GET restate/workflow/signupWorkflow/myUser123/attach -> \(200, True\)",
+        r"  \[client\] POST signupWorkflow/myUser123/getStage -> \(200, 'Email verified'\)",
+        r"server stopped",
+    ],
     "05_crash_recovery.py": [
         r"  \[worker\] submitted order-42: Accepted",
         r"life 1: SIGKILLed the worker inside step 3 \(step 2's result was durable\)",
