@@ -28,10 +28,11 @@ directory and, for the workflows, in a fresh child process (so its RSS is its ow
   from 256 submitting tasks, then wait until ``rt.statistics().parked`` counts them all.
   Reported: the process's VmRSS (split into anonymous memory and LMDB's file-backed map
   pages) and VmHWM from ``/proc/self/status``, against the RSS of the same process with
-  the runtime open and nothing submitted; bytes per parked workflow. Then every promise
-  is resolved through ``rt.call(Wf.approve, ...)`` from 256 tasks, each also waiting for
-  its workflow's result (``handle.result()``); the time until all results are in is the
-  resolve time. Each resolve is at least two commits (the promise, then the revived
+  the runtime open and nothing submitted; bytes per parked workflow. The figure
+  includes the benchmark's own list of 100,000 ``InvocationHandle`` objects. Then every
+  promise is resolved through ``rt.call(Wf.approve, ...)`` from 256 tasks, each also
+  waiting for its workflow's result (``handle.result()``); the time until all results
+  are in is the resolve time. Each resolve is at least two commits (the promise, then the revived
   workflow's completion).
 * **(b) resume after restart**: a child process submits ``--sleeping`` (10,000)
   ``Sleeper`` workflows sleeping ``--sleep`` seconds, waits until all are parked on their
@@ -42,11 +43,16 @@ directory and, for the workflows, in a fresh child process (so its RSS is its ow
 The runtimes are opened with ``suspend_after=1`` s: the runtime suspends waiters early
 only once a tenth of ``max_in_flight`` (10,000) are blocked, so with the default (60 s)
 the last thousand would wait a minute before parking. The whole set is repeated
-``--runs`` times; the tables show the median with [min-max].
+``--runs`` times; the tables show the median with [min-max]. ``--quick`` (the smoke
+test in ``tests/test_bench_workflows.py``) uses ``suspend_after=0.2`` s and 1 s sleeps.
 
 Targets (``"fsync"``): 100,000 parked workflows in under 300 MB RSS, and all 10,000
 sleeping workflows resumed within 10 s of the restart. They are printed as PASS/FAIL
 lines; a wrong result, or a workflow that finished before the restart, fails the script.
+
+A full run is long: on the 2-core machine of the issue one fsync run took about 5
+minutes (115 s to submit 100,000 workflows, 170 s to resolve them, 20 s of sleepers
+waiting to be due), so the default (both durabilities, 3 runs) takes about half an hour.
 
 Run::
 
