@@ -590,7 +590,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SYSTEMS), help="systems, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 run, short phases, small W6")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per phase (2)")
     parser.add_argument("--w6", type=int, default=10_000, help="W6 workflows (virtual-actors)")
     parser.add_argument("--peer-w6", type=int, default=1_000, help="W6 workflows (peers)")
     parser.add_argument("--out", type=Path, default=RESULTS)
