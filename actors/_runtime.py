@@ -1665,6 +1665,12 @@ class Runtime(metaclass=NoPublicConstructor):
             return list(recorded.names)
         assert inv.target.key is not None
         prefix = encode_key((inv.target.actor, inv.target.key))
+        # Read the watermark BEFORE scanning: the writer thread may make the overlay's
+        # batch durable at any moment, and a scan that ran before that moment does not
+        # hold the overlay's writes even if the watermark has passed them by the time we
+        # look. Applying an overlay the scan already holds is harmless; skipping one it
+        # does not hold loses writes.
+        durable_before_scan = self._store.durable_seq
         try:
             names = {
                 str(decode_key(k)[2])
@@ -1675,7 +1681,7 @@ class Runtime(metaclass=NoPublicConstructor):
         if inv.exclusive:
             activation = inv.activation
             layers: list[tuple[bool, dict[str, bytes | None]]] = []
-            if activation is not None and self._store.durable_seq < activation.overlay_seq:
+            if activation is not None and durable_before_scan < activation.overlay_seq:
                 layers.append((activation.overlay_cleared, activation.overlay))
             layers.append((inv.cleared_all, inv.writes))
             for cleared, writes in layers:

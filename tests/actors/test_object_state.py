@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal
 
+import anyio
 import attrs
 import pytest
 
 import actors
+from actors.storage import Table, WriteBatch
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 
@@ -329,6 +334,65 @@ async def test_pipelined_invocations_see_earlier_writes(tmp_path: Path) -> None:
         for key in keys:
             assert await rt.call(Bag.keys, key=key) == ["n"]
             assert await rt.call(Bag.get, key=key) == 5
+
+
+class HeldBag(Bag):
+    """A Bag whose key can be held busy, so that later invocations queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = anyio.Event()
+
+    @actors.exclusive
+    async def hold(self, ctx: actors.ObjectContext) -> None:
+        await self.released.wait()
+
+
+async def test_state_keys_keeps_the_overlay_whose_batch_lands_during_the_scan(
+    tmp_path: Path,
+) -> None:
+    # The interleaving that once lost writes, forced: the writer thread holds set_ab's
+    # state batch until clear_one (pipelined behind it) has scanned LMDB without it, then
+    # lands it before clear_one looks at the durable watermark. The overlay must apply.
+    writer_holding = threading.Event()
+    release = threading.Event()
+
+    def hold_state_batches(batches: Sequence[WriteBatch]) -> None:
+        if any(op[1] is Table.STATE for batch in batches for op in batch.ops):
+            writer_holding.set()
+            release.wait(timeout=30)
+
+    bag = HeldBag()
+    async with actors.open_runtime(tmp_path / "db", [bag], _fault_hook=hold_state_batches) as rt:
+        store = rt._store
+        real_scan = store.scan
+
+        def scan_then_let_the_batch_land(*args: object, **kwargs: object) -> object:
+            activation = rt._activations.get(("HeldBag", "k"))
+            pending = (
+                args[0] is Table.STATE
+                and activation is not None
+                and activation.overlay_seq > store.durable_seq
+            )
+            if pending and not release.is_set():
+                assert writer_holding.wait(timeout=30), "the writer never took the batch"
+            result = real_scan(*args, **kwargs)  # type: ignore[arg-type]
+            if pending and not release.is_set():
+                release.set()
+                deadline = time.monotonic() + 30
+                while store.durable_seq < store.statistics().submitted_seq:
+                    assert time.monotonic() < deadline, "the held batch never landed"
+                    time.sleep(0.001)
+            return result
+
+        store.scan = scan_then_let_the_batch_land  # type: ignore[method-assign,assignment]
+        await rt.send(HeldBag.hold, key="k")
+        first = await rt.send(HeldBag.set_ab, key="k")
+        second = await rt.send(HeldBag.clear_one, "a", key="k")
+        bag.released.set()
+        assert await first.result() == ["a", "b"]
+        assert await second.result() == ["b"]
+        assert release.is_set()  # the interleaving did happen
 
 
 async def test_handler_returning_None(tmp_path: Path) -> None:
