@@ -548,6 +548,8 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, settings: Settings
         f"{args.peer_w6:,} for the peers (scaled down: DBOS and Restate recover far slower)",
         "* cells: median [min-max] over the runs; `x va` = median / virtual-actors fsync "
         "median (for rates > 1 is faster than va; for times > 1 is slower)",
+        "* W6 compares different N (virtual-actors vs peers) unless they are equal, so its "
+        "`x va` is not per workflow; spreads are wide when others share the CPUs",
         "",
     ]
     by_workload: dict[str, list[str]] = {}
