@@ -42,6 +42,7 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         "_inv",
         "_journaled",
         "_produce",
+        "_produce_inline",
         "_ready",
         "_rt",
         "_settled",
@@ -58,6 +59,9 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         self._rt = runtime
         self._inv = invocation
         self._produce = produce
+        #: A cheaper producer for a plain ``await`` of the future by its own handler
+        #: (``ctx.run`` runs its body in the handler's task then); None: use ``produce``.
+        self._produce_inline: Callable[[], Awaitable[T]] | None = None
         self._ready = ready
         self._settled = False
         self._value: Any = None
@@ -72,14 +76,15 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         """Whether awaiting would not block (the result is already known)."""
         return self._settled or self._ready()
 
-    async def _result(self) -> T:
+    async def _result(self, *, inline: bool = False) -> T:
         if self._settled:
             if self._error is not None:
                 raise self._error
             value: T = self._value
             return value
+        produce = self._produce_inline if inline and self._produce_inline else self._produce
         try:
-            value = await self._produce()
+            value = await produce()
         except ActorsError as exc:  # a result too: keep it, as a replay would
             self._settled, self._error = True, exc
             raise

@@ -1791,11 +1791,7 @@ class Runtime(metaclass=NoPublicConstructor):
         body = _RunBody()
         attempt = inv.attempt
 
-        async def run_body() -> None:
-            # A task of the runtime, not of the handler: a select that another branch
-            # wins does not cancel the step (awaiting it later joins this same run), and
-            # the step's result is journaled only while its attempt is still current.
-            _RUN_BODY.set(name)
+        async def execute() -> None:
             policy = retry or inv.spec.retry or self._retry
             tries = 0
             outcome: Outcome | None = None
@@ -1839,13 +1835,19 @@ class Runtime(metaclass=NoPublicConstructor):
                 body.outcome = outcome
                 body.finished.set()
 
-        async def produce() -> Any:
-            if not body.started:
-                await self._gate(inv)  # the body is an effect: everything before it is durable
-                body.started = True
-                inv.runs_in_progress += 1  # counted from now: no suspension until it ends
-                self._tg.start_soon(run_body)
-            await body.finished.wait()
+        async def start() -> None:
+            await self._gate(inv)  # the body is an effect: everything before it is durable
+            body.started = True
+            inv.runs_in_progress += 1  # counted from now: no suspension until it ends
+
+        async def run_body() -> None:
+            # A task of the runtime, not of the handler: a select that another branch
+            # wins does not cancel the step (awaiting it later joins this same run), and
+            # the step's result is journaled only while its attempt is still current.
+            _RUN_BODY.set(name)
+            await execute()
+
+        def finish() -> Any:
             if body.outcome is None:
                 escaped = body.escaped
                 if isinstance(escaped, anyio.get_cancelled_exc_class()):
@@ -1856,7 +1858,33 @@ class Runtime(metaclass=NoPublicConstructor):
             # Return the stored form, so that live execution and replay see the same value.
             return self._decode_outcome(body.outcome, annotation, what)
 
-        return DurableFuture._create(self, inv, produce)
+        async def produce() -> Any:
+            if not body.started:
+                await start()
+                self._tg.start_soon(run_body)
+            await body.finished.wait()
+            return finish()
+
+        async def produce_inline() -> Any:
+            # Awaited directly by the handler (the common case: no select or gather), so
+            # nothing else can join or outlive this step: run the body in the handler's
+            # own task. That saves a task spawn and two wake-ups per step; a kill still
+            # cancels it (it runs inside the invocation's scope).
+            if body.started:
+                return await produce()
+            await start()
+            token = _RUN_BODY.set(name)
+            try:
+                await execute()
+            except Exception:
+                pass  # recorded in ``body``; finish() raises what the handler should see
+            finally:
+                _RUN_BODY.reset(token)
+            return finish()
+
+        future: DurableFuture[Any] = DurableFuture._create(self, inv, produce)
+        future._produce_inline = produce_inline
+        return future
 
     @staticmethod
     async def _call_body(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -2044,7 +2072,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_cancel(inv, [future])
         while True:
             try:
-                return await future._result()
+                return await future._result(inline=True)
             except _CancelRequested:
                 self._check_cancel(inv, [future])
 
