@@ -159,9 +159,18 @@ class _RunBody:
     """One ``ctx.run`` body in flight: started once, joined by every await."""
 
     started: bool = False
-    finished: anyio.Event = attrs.field(factory=anyio.Event)
+    done: bool = False
+    #: Made only when someone joins a body running in another task (select, gather).
+    finished: anyio.Event | None = None
     outcome: Outcome | None = None
     escaped: BaseException | None = None
+
+    async def wait(self) -> None:
+        if self.done:
+            return
+        if self.finished is None:
+            self.finished = anyio.Event()
+        await self.finished.wait()
 
 
 class _CancelRequested(Exception):
@@ -1791,49 +1800,59 @@ class Runtime(metaclass=NoPublicConstructor):
         body = _RunBody()
         attempt = inv.attempt
 
-        async def execute() -> None:
+        async def attempts() -> Outcome:
+            """Run the body per its retry policy; the outcome to journal."""
             policy = retry or inv.spec.retry or self._retry
             tries = 0
+            while True:
+                tries += 1
+                try:
+                    if self._before_run_body is not None:
+                        self._before_run_body(name)
+                    result = await self._call_body(fn, args)
+                except TerminalError as exc:
+                    return Failure(exc.message, exc.status_code)
+                except Exception as exc:
+                    if policy.exhausted(tries):
+                        return Failure(
+                            f"ctx.run({name!r}) failed after {tries} attempts: "
+                            f"{type(exc).__name__}: {exc}",
+                            500,
+                        )
+                    delay = policy.delay(tries + 1)
+                    await self._clock.sleep_until(self._clock.now() + delay)
+                    continue
+                try:
+                    return Success(encode_value(result, annotation, what))
+                except SerializationError as exc:
+                    return Failure(str(exc), 500)
+
+        async def execute(*, own_scope: bool) -> None:
+            # In a task of its own, the body needs a scope that kill() can cancel; inline,
+            # the invocation's run scope already encloses it.
             outcome: Outcome | None = None
+            scope: anyio.CancelScope | None = None
             try:
-                with anyio.CancelScope() as scope:
-                    inv.body_scopes.add(scope)
-                    while True:
-                        tries += 1
-                        try:
-                            if self._before_run_body is not None:
-                                self._before_run_body(name)
-                            result = await self._call_body(fn, args)
-                        except TerminalError as exc:
-                            outcome = Failure(exc.message, exc.status_code)
-                            break
-                        except Exception as exc:
-                            if policy.exhausted(tries):
-                                outcome = Failure(
-                                    f"ctx.run({name!r}) failed after {tries} attempts: "
-                                    f"{type(exc).__name__}: {exc}",
-                                    500,
-                                )
-                                break
-                            delay = policy.delay(tries + 1)
-                            await self._clock.sleep_until(self._clock.now() + delay)
-                            continue
-                        try:
-                            outcome = Success(encode_value(result, annotation, what))
-                        except SerializationError as exc:
-                            outcome = Failure(str(exc), 500)
-                        break
+                if own_scope:
+                    with anyio.CancelScope() as scope:
+                        inv.body_scopes.add(scope)
+                        outcome = await attempts()
+                else:
+                    outcome = await attempts()
             except BaseException as exc:  # a crash injected by actors.testing, or a bug
                 body.escaped = exc
                 raise
             finally:
-                inv.body_scopes.discard(scope)
+                if scope is not None:
+                    inv.body_scopes.discard(scope)
                 if inv.attempt == attempt:
                     inv.runs_in_progress -= 1
                     if outcome is not None:
                         inv.record_at(index, RunEntry(name, outcome))
                 body.outcome = outcome
-                body.finished.set()
+                body.done = True
+                if body.finished is not None:
+                    body.finished.set()
 
         async def start() -> None:
             await self._gate(inv)  # the body is an effect: everything before it is durable
@@ -1845,7 +1864,7 @@ class Runtime(metaclass=NoPublicConstructor):
             # wins does not cancel the step (awaiting it later joins this same run), and
             # the step's result is journaled only while its attempt is still current.
             _RUN_BODY.set(name)
-            await execute()
+            await execute(own_scope=True)
 
         def finish() -> Any:
             if body.outcome is None:
@@ -1862,7 +1881,7 @@ class Runtime(metaclass=NoPublicConstructor):
             if not body.started:
                 await start()
                 self._tg.start_soon(run_body)
-            await body.finished.wait()
+            await body.wait()
             return finish()
 
         async def produce_inline() -> Any:
@@ -1875,7 +1894,7 @@ class Runtime(metaclass=NoPublicConstructor):
             await start()
             token = _RUN_BODY.set(name)
             try:
-                await execute()
+                await execute(own_scope=False)
             except Exception:
                 pass  # recorded in ``body``; finish() raises what the handler should see
             finally:

@@ -125,7 +125,9 @@ class CommitTicket:
         self._on_done = on_done
         self._done = False
         self._error: StorageError | None = None
-        self._event: anyio.Event | None = anyio.Event() if waker is not None else None
+        # Created by the first ``wait()``: many tickets complete before anyone awaits
+        # them (or are never awaited), and an event costs a backend lookup to make.
+        self._event: anyio.Event | None = None
         self._thread_event: threading.Event | None = None if waker else threading.Event()
 
     @property
@@ -143,7 +145,9 @@ class CommitTicket:
         if self._done:
             await anyio.lowlevel.checkpoint()
         else:
-            assert self._event is not None, "a blocking ticket cannot be awaited"
+            assert self._waker is not None, "a blocking ticket cannot be awaited"
+            if self._event is None:
+                self._event = anyio.Event()
             await self._event.wait()
         if self._error is not None:
             raise self._error
@@ -162,8 +166,8 @@ def _complete_tickets(tickets: list[CommitTicket]) -> None:
     # sequence order: ``on_done`` callbacks see commits in the order they were submitted.
     for ticket in tickets:
         ticket._done = True
-        assert ticket._event is not None
-        ticket._event.set()
+        if ticket._event is not None:  # someone is waiting
+            ticket._event.set()
         if ticket._on_done is not None:
             ticket._on_done(ticket)
 
