@@ -743,24 +743,30 @@ def _open_environment(
     return env, dbs
 
 
+def _verify_format(env: lmdb.Environment, root: Path, named: set[bytes], verb: str) -> None:
+    """Raise unless ``env`` (whose named databases are ``named``) is a store of ours
+    with a schema version this release can ``verb`` (open, read)."""
+    if Table.META.value.encode() not in named:
+        raise ForeignDataError(f"{root} holds an LMDB store that virtual-actors did not write")
+    meta = env.open_db(Table.META.value.encode(), create=False)
+    with env.begin(db=meta) as txn:
+        fmt = txn.get(b"format")
+        version = txn.get(b"schema_version")
+    if fmt != FORMAT_NAME or version is None or not version.isdigit():
+        raise ForeignDataError(f"{root} holds an LMDB store that virtual-actors did not write")
+    if int(version) > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"store {root} has schema version {int(version)}, newer than this "
+            f"release's {SCHEMA_VERSION}; upgrade virtual-actors to {verb} it"
+        )
+
+
 def _check_schema(env: lmdb.Environment, root: Path, is_new: bool) -> dict[Table, lmdb._Database]:
     # Look before creating anything: a newer or foreign store must stay byte-identical.
     with env.begin() as txn:
         named = {key for key, _ in txn.cursor()}
     if not is_new or named:
-        if Table.META.value.encode() not in named:
-            raise ForeignDataError(f"{root} holds an LMDB store that virtual-actors did not write")
-        meta = env.open_db(Table.META.value.encode(), create=False)
-        with env.begin(db=meta) as txn:
-            fmt = txn.get(b"format")
-            version = txn.get(b"schema_version")
-        if fmt != FORMAT_NAME or version is None or not version.isdigit():
-            raise ForeignDataError(f"{root} holds an LMDB store that virtual-actors did not write")
-        if int(version) > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"store {root} has schema version {int(version)}, newer than this "
-                f"release's {SCHEMA_VERSION}; upgrade virtual-actors to open it"
-            )
+        _verify_format(env, root, named, "open")
     with env.begin(write=True) as txn:
         dbs = {table: env.open_db(table.value.encode(), txn=txn) for table in Table}
         if txn.get(b"format", db=dbs[Table.META]) is None:
@@ -842,23 +848,7 @@ class StoreReader:
         try:
             with env.begin() as txn:
                 named = {bytes(key) for key, _ in txn.cursor()}
-            if Table.META.value.encode() not in named:
-                raise ForeignDataError(
-                    f"{root} holds an LMDB store that virtual-actors did not write"
-                )
-            meta = env.open_db(Table.META.value.encode(), create=False)
-            with env.begin(db=meta) as txn:
-                fmt = txn.get(b"format")
-                version = txn.get(b"schema_version")
-            if fmt != FORMAT_NAME or version is None or not version.isdigit():
-                raise ForeignDataError(
-                    f"{root} holds an LMDB store that virtual-actors did not write"
-                )
-            if int(version) > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"store {root} has schema version {int(version)}, newer than this "
-                    f"release's {SCHEMA_VERSION}; upgrade virtual-actors to read it"
-                )
+            _verify_format(env, root, named, "read")
             dbs = {
                 table: env.open_db(table.value.encode(), create=False)
                 for table in Table
