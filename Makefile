@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/objects.py
 	$(BIN)/python bench/steps.py
-	$(BIN)/python bench/workflows.py
+	$(BIN)/python bench/workflows.py --runs 1
 	$(BIN)/python bench/peers/run.py
 
 clean:

@@ -306,10 +306,29 @@ def dbos_sqlite(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
+def ensure_postgres() -> None:
+    """PostgreSQL 15's server binaries, installed from Debian's packages when missing
+    and this process may (root with apt-get); else the system is not available."""
+    if (PG_BIN / "initdb").exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise NotAvailable(f"no PostgreSQL in {PG_BIN} (apt-get install postgresql-15)")
+    log("installing postgresql-15 (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql-15"],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise NotAvailable(f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}")
+    if not (PG_BIN / "initdb").exists():
+        raise NotAvailable(f"postgresql-15 installed no {PG_BIN / 'initdb'}")
+
+
 def dbos_postgres(ctx: Context) -> list[dict[str, Any]]:
     bin_dir = ensure_venv("dbos")
-    if not (PG_BIN / "initdb").exists():
-        raise NotAvailable(f"no PostgreSQL in {PG_BIN} (apt-get install postgresql-15)")
+    ensure_postgres()
     log_path = ctx.logs / "dbos-postgres.log"
     pg_dir = Path(tempfile.mkdtemp(prefix="peers-pg-", dir=ctx.workdir))
     shutil.chown(pg_dir, "postgres", "postgres")
