@@ -97,7 +97,13 @@ class Invocation:
     #: The inbox key once the acceptance was submitted; None while the invocation is
     #: known only in memory (a ``call`` not yet past its first flush).
     inbox_key: bytes | None = None
+    #: Its place among its key's exclusive work, taken when it entered the key's FIFO
+    #: (``actors._key_order``); None for shared and service invocations, and before.
+    position: int | None = None
+    #: The batch that wrote ``inbox_key`` (an acceptance, or a move to the admitted row),
+    #: and the row it replaced: if that batch fails, the row is still ``moved_from``.
     acceptance_ticket: CommitTicket | None = None
+    moved_from: bytes | None = None
     activation: _Activation | None = None
     done: Completion = attrs.field(factory=Completion)
     holds_slot: bool = False

@@ -124,6 +124,7 @@ from ._errors import (
 )
 from ._futures import DurableFuture
 from ._invocation import UNDECODED, Completion, Invocation, Suspended
+from ._key_order import accepted_row, admitted_row, parse_row
 from ._retry import RetryPolicy
 from ._serde import check_value, decode_value, encode_value
 from ._util import NoPublicConstructor, derived_invocation_id, new_invocation_id
@@ -959,11 +960,18 @@ class Runtime(metaclass=NoPublicConstructor):
         except StorageError as exc:
             raise persistence_error(exc) from exc
 
-    def _add_acceptance(self, inv: Invocation, batch: WriteBatch, status: InvocationStatus) -> None:
+    def _next_seq(self) -> int:
         seq = self._next_inbox_seq
         self._next_inbox_seq += 1
-        key_part: str | bytes = inv.target.key if inv.target.key is not None else b""
-        inv.inbox_key = encode_key((inv.target.actor, key_part, seq))
+        return seq
+
+    def _add_acceptance(self, inv: Invocation, batch: WriteBatch, status: InvocationStatus) -> None:
+        """Write ``inv``'s record and inbox row: at its admitted position when it already
+        holds one (a ``call`` recorded at its first flush), else in acceptance order."""
+        if inv.position is not None:
+            inv.inbox_key = admitted_row(inv.target, inv.position)
+        else:
+            inv.inbox_key = accepted_row(inv.target, self._next_seq())
         batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
         batch.put(Table.INBOX, inv.inbox_key, inv.invocation_id.encode())
         if inv.spec.kind == "main" and inv.target.key is not None:
@@ -982,7 +990,15 @@ class Runtime(metaclass=NoPublicConstructor):
             return
         activation = self._activation(inv.target.actor, key)
         inv.activation = activation
+        self._admit(inv)
         activation.mailbox.deliver(inv)
+
+    def _admit(self, inv: Invocation) -> None:
+        """Give an exclusive invocation its place among its key's work, at the moment it
+        enters the key's FIFO (see ``_key_order``): mailbox order and durable order are
+        then the same order. One that had started keeps the place it had."""
+        if inv.exclusive and inv.position is None:
+            inv.position = self._next_seq()
 
     async def _run_call(self, inv: Invocation) -> None:
         """Run a ``call`` in the caller's own task when it may start at once (no task
@@ -994,6 +1010,7 @@ class Runtime(metaclass=NoPublicConstructor):
         if key is not None and inv.exclusive:
             activation = self._activation(inv.target.actor, key)
             inv.activation = activation
+            self._admit(inv)
             claimed = activation.mailbox.try_claim(inv)
             if claimed is None:
                 return  # queued behind the key's current work
@@ -1006,11 +1023,26 @@ class Runtime(metaclass=NoPublicConstructor):
             with scope:
                 outcome = await self._run(inv, release)
         except BaseException:
-            release()
-            if inv.inbox_key is not None and inv.outcome is None and not self._closed:
+            if (
+                inv.inbox_key is not None
+                and inv.outcome is None
+                and not inv.completing
+                and not self._closed
+            ):
                 # The caller went away mid-run, but the invocation was recorded: it
-                # must still complete. Continue it in the background from its journal.
-                self._dispatch(attrs.evolve(inv, done=Completion(), holds_slot=False))
+                # must still complete. Continue it in the background from its journal,
+                # still holding its key: work queued behind it must not overtake it.
+                successor = attrs.evolve(inv, done=Completion(), holds_slot=False)
+                self._invocations[inv.invocation_id] = successor
+                holding = inv.activation
+                if holding is not None and holding.mailbox.running_exclusive is inv:
+                    successor.dispatched = True
+                    holding.mailbox.hand_over(inv, successor)
+                else:
+                    release()
+                    self._dispatch(successor)
+            else:
+                release()
             raise
         finally:
             self._inline_scopes.discard(scope)
@@ -1060,8 +1092,17 @@ class Runtime(metaclass=NoPublicConstructor):
             batch = WriteBatch()
         head = WriteBatch()
         accepting = accept and inv.inbox_key is None
+        moving_from: bytes | None = None
         if accepting:
             self._add_acceptance(inv, head, InvocationStatus.RUNNING)
+        elif accept and inv.position is not None and inv.inbox_key is not None:
+            started = admitted_row(inv.target, inv.position)
+            if inv.inbox_key != started:
+                # Its first durable step: from now on it resumes at its admitted place.
+                moving_from = inv.inbox_key
+                head.delete(Table.INBOX, moving_from)
+                head.put(Table.INBOX, started, inv.invocation_id.encode())
+                inv.inbox_key = started
         for index, entry in inv.unflushed:
             head.put(Table.JOURNAL, _journal_key(inv.invocation_id, index), dumps_entry(entry))
         if inv.pending_ops:
@@ -1079,10 +1120,15 @@ class Runtime(metaclass=NoPublicConstructor):
         except StorageError as exc:
             if accepting:
                 inv.inbox_key = None
+            elif moving_from is not None:
+                inv.inbox_key = moving_from
             raise TerminalError(f"cannot store the invocation's data: {exc}", 413) from exc
         inv.unflushed = []
         if accepting:
             inv.acceptance_ticket = ticket
+        elif moving_from is not None:
+            inv.acceptance_ticket = ticket
+            inv.moved_from = moving_from
         activation = inv.activation
         if inv.exclusive and activation is not None:
             if inv.cleared_all:
@@ -1277,7 +1323,10 @@ class Runtime(metaclass=NoPublicConstructor):
                 inv.writes = {}
                 inv.cleared_all = False
                 if inv.acceptance_ticket is not None and inv.acceptance_ticket.error is not None:
-                    inv.inbox_key = None  # the acceptance never landed: write it again
+                    # The acceptance (or the move to its admitted row) never landed: the
+                    # row is where it was before, and the next flush writes it again.
+                    inv.inbox_key = inv.moved_from
+                    inv.moved_from = None
                     inv.acceptance_ticket = None
                 if policy.exhausted(inv.attempt):
                     await self._pause(inv, f"gave up after {inv.attempt} attempts: {reason}")
@@ -1541,6 +1590,7 @@ class Runtime(metaclass=NoPublicConstructor):
             caller_index=record.caller_index,
             idempotency_key=record.idempotency_key,
             inbox_key=inbox_key,
+            position=parse_row(inbox_key)[1],
             attempt=record.attempt,
             done=done or Completion(),
             cancel_requested=record.cancel_requested,
@@ -2715,9 +2765,10 @@ class Runtime(metaclass=NoPublicConstructor):
             raise persistence_error(exc) from exc
         self._load_timers(self._clock.now() + _TIMER_WINDOW)
         recovered = 0
+        # Scan order is recovery order: per key, the invocations that had started (in
+        # the order they were admitted), then the others (see ``_key_order``).
         for inbox_key, raw_id in entries:
-            seq = decode_key(inbox_key)[-1]
-            assert isinstance(seq, int)
+            seq, position = parse_row(inbox_key)
             self._next_inbox_seq = max(self._next_inbox_seq, seq + 1)
             record = self._load_record(raw_id.decode())
             if record is None or record.outcome is not None:
@@ -2729,7 +2780,8 @@ class Runtime(metaclass=NoPublicConstructor):
             recovered += 1
             due = record.next_attempt_at
             if (
-                record.status is InvocationStatus.PENDING
+                position is None
+                and record.status is InvocationStatus.PENDING
                 and due is not None
                 and due > self._clock.now()
                 and not record.cancel_requested

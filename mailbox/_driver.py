@@ -63,6 +63,13 @@ class Mailbox(Generic[E]):
         else:
             self.deliver(envelope)
 
+    def hand_over(self, holder: E, successor: E) -> None:
+        """Run ``successor`` in a task of its own as the key's holder in place of
+        ``holder``, whose runner stopped before releasing the key. ``holder``'s release
+        must not be called afterwards."""
+        self._core.hand_over(holder, successor)
+        self._spawn(self._make_task(successor))
+
     def cancel_queued(self, envelope: E) -> bool:
         """Remove ``envelope`` if it has not started; True if it was removed."""
         return self._core.remove_queued(envelope)

@@ -110,6 +110,13 @@ class MailboxCore(Generic[E]):
             ) from None
         return []
 
+    def hand_over(self, holder: E, successor: E) -> None:
+        """Let ``successor`` hold the key in place of the running ``holder`` (the same
+        work continuing under a new envelope): nothing queued may start in between."""
+        if self._running_exclusive is not holder or not successor.exclusive:
+            raise MailboxStateError("hand_over() from an envelope that does not hold the key")
+        self._running_exclusive = successor
+
     def remove_queued(self, envelope: E) -> bool:
         """Drop a queued (not yet started) exclusive envelope; True if it was queued."""
         # By identity, like finished(): envelopes may compare equal by value.

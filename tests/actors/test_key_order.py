@@ -133,3 +133,45 @@ class Caller(actors.Service):
     @actors.handler
     async def go(self, ctx: actors.Context) -> int:
         return await ctx.call(Counter.incr, key="k")
+
+
+class SteppedCounter(actors.VirtualObject, name="Counter"):
+    """``incr`` with a durable step before its write, and a pause after the step."""
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.runs = 0
+
+    @actors.exclusive
+    async def incr(self, ctx: actors.ObjectContext) -> int:
+        self.runs += 1
+        n = (await ctx.get("n", int)) or 0
+        await ctx.run("step", lambda: None)
+        if self.runs == 1:
+            self.entered.set()
+            await anyio.sleep_forever()  # until its caller gives up
+        ctx.set("n", n + 1)
+        return n + 1
+
+    @actors.shared
+    async def value(self, ctx: actors.ObjectSharedContext) -> int:
+        return (await ctx.get("n", int)) or 0
+
+
+async def test_a_call_whose_caller_gives_up_keeps_its_key_until_it_completes() -> None:
+    """The call had journaled a read and a step when its caller went away: it continues
+    in the background, and a send queued behind it still runs after it."""
+    counter = SteppedCounter()
+    async with open_test_runtime([counter]) as rt, anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def call() -> None:
+            with scope:
+                await rt.call(SteppedCounter.incr, key="k")
+
+        tg.start_soon(call)
+        await counter.entered.wait()
+        handle = await rt.send(SteppedCounter.incr, key="k")
+        scope.cancel()
+        assert await handle.result() == 2
+        assert await rt.call(SteppedCounter.value, key="k") == 2

@@ -299,3 +299,31 @@ def test_MailboxCore_statistics_is_a_snapshot() -> None:
     before = core.statistics()
     core.enqueue(ex("a"))
     assert before == stats(0, False, 0)
+
+
+def test_MailboxCore_hand_over_keeps_the_queue_waiting() -> None:
+    core: MailboxCore[Env] = MailboxCore()
+    a, a2, b = ex("a"), ex("a again"), ex("b")
+    core.enqueue(a)
+    core.enqueue(b)
+    core.hand_over(a, a2)  # the same work goes on under a new envelope
+    assert core.running_exclusive is a2
+    assert core.statistics() == stats(1, True, 0)
+    assert_same(core.finished(a2), [b])
+
+
+@pytest.mark.parametrize("who", ["queued", "shared successor", "idle"])
+def test_MailboxCore_hand_over_from_a_non_holder_raises(who: str) -> None:
+    core: MailboxCore[Env] = MailboxCore()
+    a, b = ex("a"), ex("b")
+    holder, successor = b, ex("c")
+    if who != "idle":
+        core.enqueue(a)
+        core.enqueue(b)
+    if who == "shared successor":
+        holder, successor = a, sh("s")
+    with pytest.raises(
+        MailboxStateError, match=r"^hand_over\(\) from an envelope that does not hold the key$"
+    ):
+        core.hand_over(holder, successor)
+    assert core.running_exclusive is (None if who == "idle" else a)
