@@ -141,11 +141,15 @@ OutT = TypeVar("OutT")
 InvocationStatusName = Literal["Accepted", "PreviouslyAccepted"]
 
 
-class _StepFailed(Exception):
+# The runtime's own control-flow signals are BaseExceptions (invariant 14): they pass
+# through a handler's ``except Exception`` like trio's Cancelled does.
+
+
+class _StepFailed(BaseException):
     """A batch of the invocation failed to commit: retry the attempt from the journal."""
 
 
-class _HandlerFailed(Exception):
+class _HandlerFailed(BaseException):
     """The handler raised a non-terminal exception: retry the attempt."""
 
 
@@ -174,7 +178,7 @@ class _RunBody:
         await self.finished.wait()
 
 
-class _CancelRequested(Exception):
+class _CancelRequested(BaseException):
     """A durable wait was interrupted by ``cancel``: the await that started it raises
     the cancellation (a 409 ``TerminalError``) at its own journal position."""
 
@@ -1374,6 +1378,13 @@ class Runtime(metaclass=NoPublicConstructor):
                 exc,
             )
             raise _HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        except BaseExceptionGroup as group:
+            # A task group of the handler's own carried one of our signals out of a
+            # child task: act on the signal, not on its wrapper.
+            signals = group.subgroup(lambda exc: isinstance(exc, _StepFailed | Suspended))
+            if signals is not None:
+                raise _first_leaf(signals) from group
+            raise
 
     async def _pause(self, inv: Invocation, reason: str) -> None:
         inv.paused_reason = reason
@@ -2829,6 +2840,11 @@ class Runtime(metaclass=NoPublicConstructor):
 
 def _noop() -> None:
     pass
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _log_failed_timer_batch(ticket: CommitTicket) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 import trio
 import trio.testing
@@ -106,3 +107,78 @@ async def test_failed_completion_of_a_call_reaches_the_caller_as_persistence_err
         assert await rt.call(Plain.get, key="p") is None  # nothing half-written
         assert await rt.call(Plain.put, 2, key="p") == 2  # the key stays usable
         assert await rt.call(Plain.get, key="p") == 2
+
+
+class Swallower(actors.VirtualObject):
+    """Wraps its effects in ``except Exception``, as handler code often does: the
+    runtime's own signals (a failed commit, a cancellation) must pass through it."""
+
+    def __init__(self) -> None:
+        self.swallowed: list[str] = []
+
+    @actors.exclusive(retry=actors.RetryPolicy(initial_interval=1, max_attempts=5))
+    async def notify(self, ctx: actors.ObjectContext) -> str:
+        try:
+            await ctx.send(Swallower.record, "hello", key="log")
+        except Exception as exc:
+            self.swallowed.append(type(exc).__name__)
+            return "swallowed"
+        return "sent"
+
+    @actors.exclusive(retry=actors.RetryPolicy(initial_interval=1, max_attempts=5))
+    async def notify_from_a_task(self, ctx: actors.ObjectContext) -> str:
+        async def send() -> None:
+            await ctx.send(Swallower.record, "hello", key="log")
+
+        async with anyio.create_task_group() as tg:  # the signal comes out in a group
+            tg.start_soon(send)
+        return "sent"
+
+    @actors.exclusive
+    async def record(self, ctx: actors.ObjectContext, line: str) -> None:
+        ctx.set("line", line)
+
+    @actors.exclusive
+    async def wait_long(self, ctx: actors.ObjectContext) -> str:
+        try:
+            await ctx.sleep(3600)
+        except Exception as exc:
+            self.swallowed.append(type(exc).__name__)
+            return "swallowed"
+        return "slept"
+
+    @actors.shared
+    async def line(self, ctx: actors.ObjectSharedContext) -> str | None:
+        return await ctx.get("line", str)
+
+
+@pytest.mark.parametrize("handler", ["notify", "notify_from_a_task"])
+async def test_a_failed_commit_is_retried_even_under_a_handlers_except_Exception(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, handler: str
+) -> None:
+    swallower = Swallower()
+    fault = FailNth(2)  # 1: the acceptance; 2: the send's batch at the output gate
+    async with actors.open_runtime(
+        tmp_path / "db", [swallower], commit_mode="inline", clock=LoopClock(), _fault_hook=fault
+    ) as rt:
+        handle = await rt.send(getattr(Swallower, handler), key="a")
+        assert await handle.result() == "sent"
+        assert await rt.call(Swallower.line, key="log") == "hello"
+    assert fault.failed == [2]
+    assert swallower.swallowed == []
+
+
+async def test_a_cancel_reaches_the_handler_as_TerminalError_under_except_Exception(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    swallower = Swallower()
+    async with actors.open_runtime(
+        tmp_path / "db", [swallower], commit_mode="inline", clock=LoopClock()
+    ) as rt:
+        handle = await rt.send(Swallower.wait_long, key="a")
+        await trio.testing.wait_all_tasks_blocked()
+        await rt.cancel(handle.invocation_id)
+        # The handler's except clause sees the cancellation itself, once, and its
+        # answer is what the caller gets: nothing internal leaked into it.
+        assert await handle.result() == "swallowed"
+    assert swallower.swallowed == ["TerminalError"]
