@@ -1361,7 +1361,7 @@ class Runtime(metaclass=NoPublicConstructor):
             return Success(encode_value(result, spec.output_type, f"output of {spec.qualname}"))
         except TerminalError as exc:
             # Restate semantics: a terminal failure keeps the state written before it.
-            return Failure(exc.message, exc.status_code)
+            return _failure(exc)
         except (NonDeterminismError, _StepFailed):
             raise
         except SerializationError as exc:
@@ -1489,7 +1489,7 @@ class Runtime(metaclass=NoPublicConstructor):
                 inv.unflushed = []
                 inv.writes = {}
                 inv.cleared_all = False
-                outcome = Failure(exc.message, exc.status_code)
+                outcome = _failure(exc)
                 continue
             assert ticket is not None
             return ticket
@@ -1668,8 +1668,8 @@ class Runtime(metaclass=NoPublicConstructor):
     @staticmethod
     def _decode_outcome(outcome: Outcome, annotation: Any, what: str) -> Any:
         if isinstance(outcome, Failure):
-            if outcome.status_code == 409 and outcome.message.startswith("deadlock:"):
-                raise DeadlockError(outcome.message)
+            if outcome.deadlock:
+                raise DeadlockError(outcome.message, outcome.status_code)
             raise TerminalError(outcome.message, outcome.status_code)
         return decode_value(outcome.value, annotation, what)
 
@@ -1879,7 +1879,7 @@ class Runtime(metaclass=NoPublicConstructor):
                         self._before_run_body(name)
                     result = await self._call_body(fn, args)
                 except TerminalError as exc:
-                    return Failure(exc.message, exc.status_code)
+                    return _failure(exc)
                 except Exception as exc:
                     if policy.exhausted(tries):
                         return Failure(
@@ -2479,7 +2479,7 @@ class Runtime(metaclass=NoPublicConstructor):
             if exc.status_code not in (400, 404, 409):
                 raise
             # Deterministic refusals are answers: journal them (their batch never ran).
-            inv.record_at(index, ResolveEntry(target, Failure(exc.message, exc.status_code)))
+            inv.record_at(index, ResolveEntry(target, _failure(exc)))
             raise
 
     # --- durable promises --------------------------------------------------------------------
@@ -2840,6 +2840,11 @@ class Runtime(metaclass=NoPublicConstructor):
 
 def _noop() -> None:
     pass
+
+
+def _failure(exc: TerminalError) -> Failure:
+    """The stored form of a terminal error: its kind is a field, never read from text."""
+    return Failure(exc.message, exc.status_code, deadlock=isinstance(exc, DeadlockError))
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

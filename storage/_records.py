@@ -40,6 +40,8 @@ class Failure:
 
     message: str
     status_code: int = 500
+    #: The failure is a ``DeadlockError`` (a wait-for cycle), whatever its message says.
+    deadlock: bool = False
 
 
 Outcome = Success | Failure

@@ -213,3 +213,30 @@ async def test_deadlocked_invocation_writes_are_kept_like_any_TerminalError(
         await call_expecting_deadlock(rt, ["b", "a"], key="a")
         assert await rt.call(Node.visits, key="a") == 1
         assert await rt.call(Node.visits, key="b") == 1
+
+
+class Imitator(actors.Service):
+    """Raises a TerminalError whose text looks like a deadlock's."""
+
+    @actors.handler
+    async def fail(self, ctx: actors.Context) -> None:
+        raise actors.TerminalError("deadlock: not really", 409)
+
+    @actors.handler
+    async def relay(self, ctx: actors.Context) -> None:
+        await ctx.call(Imitator.fail)
+
+
+@pytest.mark.parametrize("handler", ["fail", "relay"])
+async def test_a_users_TerminalError_that_reads_like_a_deadlock_is_not_a_DeadlockError(
+    tmp_path: Path, handler: str
+) -> None:
+    async with actors.open_runtime(tmp_path / "db", [Imitator]) as rt:
+        with pytest.raises(actors.TerminalError, match=r"^deadlock: not really$") as info:
+            await rt.call(getattr(Imitator, handler))
+        assert type(info.value) is actors.TerminalError
+        assert info.value.status_code == 409
+        handle = await rt.send(getattr(Imitator, handler))  # through the stored record
+        with pytest.raises(actors.TerminalError) as info:
+            await handle.result()
+        assert type(info.value) is actors.TerminalError
