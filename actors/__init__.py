@@ -25,7 +25,6 @@ from ._definitions import (
 from ._errors import (
     ActorsError,
     DeadlockError,
-    MailboxBrokenError,
     NonDeterminismError,
     NotReadyError,
     PersistenceError,
@@ -46,7 +45,6 @@ __all__ = [
     "DurablePromise",
     "Handler",
     "InvocationHandle",
-    "MailboxBrokenError",
     "NonDeterminismError",
     "NotReadyError",
     "ObjectContext",

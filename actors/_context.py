@@ -158,10 +158,14 @@ class Context(metaclass=NoPublicConstructor):
         so a re-executed handler does not deliver the same call twice. A callee's
         ``TerminalError`` is raised here with the same message and status code.
 
-        Raises:
+        Raises, at the call site and before anything is sent (left uncaught, each ends
+        this invocation with a terminal failure: retrying cannot fix them):
           DeadlockError: the call is to an exclusive handler and would close a cycle of
-            invocations waiting on each other's keys. Raised before the callee exists.
-          UnknownHandlerError, SerializationError, TypeError: bad target, input or key.
+            invocations waiting on each other's keys.
+          UnknownHandlerError: no such actor or handler is registered.
+          SerializationError: ``arg`` does not convert to the callee's input type.
+          TerminalError (400): a key given to a service or missing for an object, or an
+            input given to a handler that takes none (or missing).
 
         Returns a durable future; the call is delivered when the future (or any later
         durable operation) is first awaited. Calling a workflow's ``main`` on an id that
@@ -213,8 +217,12 @@ class ObjectSharedContext(Context):
 class ObjectContext(ObjectSharedContext):
     """The context of an exclusive handler: reads its own writes, and writes state.
 
-    Writes become durable together with the invocation's completion (one commit), and
-    are visible to shared handlers and other keys only once durable."""
+    Writes are buffered in the invocation and written with its next batch, in the same
+    transaction as the journal entries around them: at every output gate (before a
+    ``ctx.run`` body, a delivered call or send, a durable wait) and at completion. Shared
+    handlers and other keys see them only once durable; the next exclusive invocation on
+    this key sees them at once (pipelining), and its own effects wait for them. A
+    retried attempt drops the writes it had not yet written."""
 
     __slots__ = ()
 

@@ -6,7 +6,6 @@ The tree::
     ├─ UnknownHandlerError (404)     no such actor or handler (also a LookupError)
     ├─ SerializationError (400)      a value does not convert to or from its type
     ├─ RuntimeClosedError            the runtime was closed by its owner
-    ├─ MailboxBrokenError            a key's mailbox broke under the caller
     ├─ PersistenceError              the data directory failed; the StorageError is __cause__
     ├─ NonDeterminismError           a replay diverged from the journal
     ├─ NotReadyError (470)           a non-blocking output lookup: still running
@@ -46,10 +45,6 @@ class SerializationError(ActorsError, ValueError):
 
 class RuntimeClosedError(ActorsError):
     """Raised when a runtime is used after it was closed."""
-
-
-class MailboxBrokenError(ActorsError):
-    """Raised to callers waiting on a key whose mailbox failed under them."""
 
 
 class PersistenceError(ActorsError):

@@ -8,7 +8,8 @@ Life of an invocation
    lazier: nothing about a call is visible before its first effect, so its acceptance
    is written with its first flush (often its completion: one commit per call). If the
    process dies first, the caller died with it and was never answered.
-2. *Schedule.* The invocation goes to its key's ``Mailbox`` (services run at once).
+2. *Schedule.* The invocation goes to its key's ``Mailbox`` (services run at once) and,
+   if exclusive, takes its position in the key's durable order (``_key_order``).
 3. *Run an attempt.* The handler runs from the start against its durable journal:
    recorded operations return their recorded values (replay), later ones run live and
    append entries (see ``_invocation``). State writes are buffered in the invocation.
@@ -29,8 +30,9 @@ exception retries the invocation from its journal with the retry policy's backof
 attempts run out it is *paused*: it keeps its key, stays visible, and continues with
 ``Runtime.resume``. A replay that diverges from the journal pauses it too.
 
-Suspension: an invocation waiting on a call for longer than ``suspend_after`` is unwound
-(``Suspended``) and its coroutine dropped; the callee's completion resumes it by replay.
+Suspension: an invocation blocked in any durable wait (a call, a sleep, a promise, an
+awakeable, a select or gather of them) for longer than ``suspend_after`` is unwound
+(``Suspended``) and its coroutine dropped; what it waits for resumes it by replay.
 """
 
 from __future__ import annotations
@@ -346,8 +348,10 @@ class Runtime(metaclass=NoPublicConstructor):
         exactly once, resuming from its journal after a crash or restart.
       * ``call`` waits for the result, which is returned only once the invocation's
         completion (its state writes included) is durable.
-      * Per key, exclusive handlers run one at a time, in acceptance order; shared
-        handlers start at once and read committed state only.
+      * Per key, exclusive handlers run one at a time, in the order they reach the key
+        (a delayed send when it is due); after a crash the key resumes in the order its
+        work had started (``actors._key_order``). Shared handlers start at once and
+        read committed state only.
       * A ``ctx.run`` body runs again only if the crash came before its result was
         durable; journaled operations replay their recorded values.
     """
@@ -391,9 +395,7 @@ class Runtime(metaclass=NoPublicConstructor):
         # Suspended invocations dropped from memory, and what can wake them.
         self._parked: dict[str, _Parked] = {}
         self._promise_waiters: dict[bytes, dict[str, None]] = {}  # ordered sets of ids
-        self._promise_events: dict[bytes, anyio.Event] = {}
         self._promise_inflight: dict[bytes, Outcome] = {}
-        self._awakeable_events: dict[str, anyio.Event] = {}
         self._awakeable_inflight: set[str] = set()
         # Invocations blocked in a durable wait: the ones to suspend under memory pressure.
         self._waiting: dict[str, Invocation] = {}
@@ -2885,8 +2887,9 @@ async def open_runtime(
         ``trio.testing.MockClock``); the system clock by default.
       retry: the default retry policy of invocations and ``ctx.run`` steps.
       idle_timeout: seconds after which an idle key's activation is dropped.
-      suspend_after: seconds an invocation waits on a call before its coroutine is
-        dropped (it resumes by replay when the call completes).
+      suspend_after: seconds an invocation blocks in any durable wait (a call, sleep,
+        promise, awakeable, or a select/gather of them) before its coroutine is dropped;
+        it resumes by replay when what it waits for completes.
       max_in_flight: invocations held in memory at most; ``call``/``send`` wait beyond
         (and invocations blocked in durable waits are suspended to make room). Once a
         tenth of it (at least 100) are blocked in durable waits, they are suspended

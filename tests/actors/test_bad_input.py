@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 import actors
+from actors.testing import LoopClock
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -268,17 +269,19 @@ def test_SerializationError_has_status_400() -> None:
     assert issubclass(actors.SerializationError, ValueError)
 
 
-@pytest.mark.trio_only  # steps the paused invocation with wait_all_tasks_blocked
-async def test_handler_raising_ValueError(tmp_path: Path) -> None:
+async def test_handler_raising_ValueError(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     # A non-terminal exception is retried from the journal; when the attempts run out
     # the invocation is paused (visible, resumable), its unflushed writes dropped.
     counter = Counter()
-    async with actors.open_runtime(tmp_path / "db", [counter], commit_mode="inline") as rt:
+    async with actors.open_runtime(
+        tmp_path / "db", [counter], commit_mode="inline", clock=LoopClock()
+    ) as rt:
         before = await seed(rt)
         h = await rt.send(Counter.fail_with_value_error, 98, key="alice")
-        while rt.statistics().paused == 0:
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.sleep(0.001)
+        await trio.sleep(3600)  # mock time, past every backoff of its retry policy
+        assert rt.statistics().paused == 1
         assert counter.ran.count("fail") == 3
         assert await snapshot_all(rt) == before
         counter.broken = False
