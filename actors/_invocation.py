@@ -232,6 +232,39 @@ class Invocation:
         self.index += 1
         return index
 
+    @classmethod
+    def from_record(
+        cls,
+        record: InvocationRecord,
+        entry: ActorEntry,
+        spec: Handler[Any, Any],
+        target: Target,
+        inbox_key: bytes,
+        position: int | None,
+        done: Completion,
+    ) -> Invocation:
+        """The invocation ``record`` describes, rebuilt to run again (at open, or when a
+        parked one is woken). The inverse of ``record``: the two keep one mapping."""
+        return cls(
+            invocation_id=record.invocation_id,
+            target=target,
+            entry=entry,
+            spec=spec,
+            payload=record.payload,
+            arg=UNDECODED,
+            accepted_at=record.accepted_at,
+            caller_id=record.caller_id,
+            caller_index=record.caller_index,
+            idempotency_key=record.idempotency_key,
+            inbox_key=inbox_key,
+            position=position,
+            attempt=record.attempt,
+            done=done,
+            cancel_requested=record.cancel_requested,
+            kill_requested=record.kill_requested,
+            paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
+        )
+
     def record(
         self, status: InvocationStatus, outcome: Outcome | None = None, now: float | None = None
     ) -> InvocationRecord:

@@ -1591,24 +1591,8 @@ class Runtime(metaclass=NoPublicConstructor):
         except (UnknownHandlerError, TypeError) as exc:
             logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
             return None
-        return Invocation(
-            invocation_id=record.invocation_id,
-            target=tgt,
-            entry=entry,
-            spec=spec,
-            payload=record.payload,
-            arg=UNDECODED,
-            accepted_at=record.accepted_at,
-            caller_id=record.caller_id,
-            caller_index=record.caller_index,
-            idempotency_key=record.idempotency_key,
-            inbox_key=inbox_key,
-            position=parse_row(inbox_key)[1],
-            attempt=record.attempt,
-            done=done or Completion(),
-            cancel_requested=record.cancel_requested,
-            kill_requested=record.kill_requested,
-            paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
+        return Invocation.from_record(
+            record, entry, spec, tgt, inbox_key, parse_row(inbox_key)[1], done or Completion()
         )
 
     async def _acquire_slot(self) -> None:
