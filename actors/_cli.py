@@ -60,11 +60,11 @@ from actors.storage import (
 )
 
 from ._errors import ActorsError
+from ._files import DATA_DIR_FILES, INGRESS_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-INGRESS_FILE = "ingress.json"
 _DATA_ENV = "ACTORS_DATA"
 _TOKEN_ENV = "ACTORS_TOKEN"
 
@@ -330,7 +330,7 @@ def _ask_server(args: argparse.Namespace, operation: str, holder: int) -> str:
 
 def _record_offline(args: argparse.Namespace, operation: str) -> str:
     try:
-        store = Store.open(args.data)
+        store = Store.open(args.data, extra_files=DATA_DIR_FILES)
     except StorageError as exc:
         raise CommandError(str(exc)) from exc
     try:

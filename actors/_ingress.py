@@ -72,6 +72,7 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
+from ._files import INGRESS_FILE
 from ._serde import ANY, decode_value, encode_value, structure_value
 
 if TYPE_CHECKING:
@@ -86,7 +87,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
-INFO_FILE: Final = "ingress.json"
 NOT_READY: Final = 470
 # How long a stopping server waits for connections after cancelling their requests.
 _GRACEFUL_SECONDS: Final = 2.0
@@ -590,7 +590,7 @@ async def serve(
                 from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
             await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
 
-    info_path = runtime.path / INFO_FILE
+    info_path = runtime.path / INGRESS_FILE
     info = {"url": _url(host, bound_port), "pid": os.getpid(), "token_required": token is not None}
     info_bytes = json.dumps(info).encode()
     try:

@@ -124,6 +124,7 @@ from ._errors import (
     UnknownHandlerError,
     persistence_error,
 )
+from ._files import DATA_DIR_FILES
 from ._futures import DurableFuture
 from ._invocation import UNDECODED, Completion, Invocation, Suspended
 from ._key_order import accepted_row, admitted_row, parse_row
@@ -2902,7 +2903,11 @@ async def open_runtime(
     retention_seconds = _delay_seconds(retention)
     try:
         store = Store.open(
-            path, durability=durability, commit_mode=commit_mode, _fault_hook=_fault_hook
+            path,
+            durability=durability,
+            commit_mode=commit_mode,
+            extra_files=DATA_DIR_FILES,
+            _fault_hook=_fault_hook,
         )
     except StorageError as exc:
         raise persistence_error(exc) from exc

@@ -9,6 +9,7 @@
 
 from ._batch import Table, WriteBatch
 from ._codec import dumps, dumps_entry, loads, loads_entry, make_converter
+from ._environment import SCHEMA_VERSION, Durability, lock_holder
 from ._errors import (
     CommitFailedError,
     ForeignDataError,
@@ -22,6 +23,7 @@ from ._errors import (
     ValueTooLargeError,
 )
 from ._keys import KeyPart, KeyTuple, decode_key, encode_key, prefix_end, tuple_prefix_end
+from ._reader import ReadView, StoreReader
 from ._records import (
     JOURNAL_TAGS,
     AwakeableEntry,
@@ -52,17 +54,8 @@ from ._records import (
     TimerRecord,
     WorkflowRecord,
 )
-from ._store import (
-    SCHEMA_VERSION,
-    CommitMode,
-    CommitTicket,
-    Durability,
-    ReadView,
-    Store,
-    StoreReader,
-    StoreStatistics,
-    lock_holder,
-)
+from ._store import Store, StoreStatistics
+from ._writer import CommitMode, CommitTicket
 
 __all__ = [
     "AwakeableEntry",

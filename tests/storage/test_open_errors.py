@@ -107,6 +107,24 @@ def test_open_a_directory_with_foreign_files(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+def test_open_a_directory_holding_the_upper_layers_files(tmp_path: Path) -> None:
+    """The layer above names the files it keeps beside the store; this layer knows none."""
+    target = tmp_path / "s"
+    Store.open(target).close()
+    (target / "upper.json").write_text("{}")
+    with pytest.raises(
+        ForeignDataError,
+        match=rf"^{path_pattern(target)} is not a virtual-actors store: it holds other files "
+        r"\(upper\.json\)$",
+    ):
+        Store.open(target)
+    with pytest.raises(ForeignDataError, match=r"\(upper\.json\)$"):
+        Store.open(target, extra_files={"other.json"})
+    with Store.open(target, extra_files=("upper.json",)) as store:
+        assert store.path == target
+    assert sorted(os.listdir(target)) == ["actors.lock", "data.mdb", "lock.mdb", "upper.json"]
+
+
 def test_open_a_directory_with_a_non_lmdb_data_file(tmp_path: Path) -> None:
     target = tmp_path / "s"
     target.mkdir()

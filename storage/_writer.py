@@ -1,0 +1,473 @@
+"""The commit path: one writer thread, group commit, and publishing what is durable.
+
+*One writer thread owns every write transaction.* LMDB allows one write transaction at a
+time and binds it to the thread that began it, and an fsync'd commit costs ~0.3 ms no
+matter how much it carries. So callers never write themselves: ``submit`` queues a
+``WriteBatch`` and the writer drains everything queued (up to a cap) into ONE
+transaction and ONE commit, group commit: N concurrent steps cost one fsync.
+
+*Failures are per batch.* If the grouped commit fails, the writer retries each batch of
+the group in its own transaction, so one bad batch fails alone and the others land, in
+order; a failure that is not the batch's fault (a full disk) fails each of them on its
+own. A failed transaction is aborted, so nothing of it is ever visible. A batch that
+``depends_on`` a failed one fails without being tried: it was computed from state that
+never existed.
+
+*One notion of durable: ``durable_seq``.* Every submitted batch gets the next sequence
+number, in queue order (the number is taken and the batch queued under one lock). A
+ticket is *done* exactly when ``durable_seq >= ticket.seq``; ``CommitTicket.done`` is
+computed from it, so the two can never disagree. The rule that makes this safe:
+
+    ``durable_seq`` moves only when a ticket is *published*: in submission order, one
+    ticket at a time, on the thread of the event loop that submitted it. Publishing a
+    ticket sets ``durable_seq`` to its number, wakes its waiters and runs its
+    ``on_done``, with no await in between. A ticket is published only after LMDB holds
+    its batch, or after its error is set.
+
+So, seen from the loop, "LMDB holds the batch" happens-before "``durable_seq >= seq``",
+and ``durable_seq`` never changes under a running task between two of its awaits or
+inside a sync call: a task that reads it, then reads LMDB, sees LMDB at least as new as
+the watermark it read. The runtime relies on this to drop its overlay of not-yet-durable
+writes and read LMDB instead; a watermark ahead of LMDB would lose writes. Failed
+batches are published too (their ticket holds the error): ``durable_seq`` means "every
+batch up to here is settled", and whoever cares whether one landed looks at its ticket.
+
+*Publishing is a baton.* Committed tickets go to a backlog in sequence order; one thread
+at a time (``_publishing``) takes them from its head. The writer thread starts it and
+hands it, with one ``TrioToken.run_sync_soon`` / ``loop.call_soon_threadsafe`` call, to
+the loop that owns the head; that loop publishes every ticket of its own it finds there,
+including those the writer adds meanwhile, and puts the baton down when the backlog is
+empty. So one commit wakes its loop once, and a busy loop takes several commits in one
+wake-up. Tickets of ``commit_blocking`` callers (no loop) are published wherever the
+baton is; their caller waits only for LMDB (a thread event set by the writer), never
+for a loop, since it may be blocking that very loop's thread. With several loops on one
+store, the baton passes between them in sequence order; a loop that has finished is
+skipped (nobody is left to wake) and its tickets published where the baton is.
+
+*Inline mode* (``commit_mode="inline"``) commits synchronously in ``submit`` with no
+thread, for tests under ``trio.testing.MockClock(autojump_threshold=0)``, where a thread
+the clock cannot see would let autojump fire timeouts early. Numbering, commit and
+publishing then happen under the same lock, on the caller's thread.
+
+Rejected: one ``to_thread.run_sync`` per commit (~100 us each and no grouping);
+advancing ``durable_seq`` on the writer thread (a task could see the watermark pass a
+ticket that is not yet done, or the other way round); an asyncio/trio specific writer
+(the writer only needs a thread-safe wake-up callable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, Literal
+
+import anyio
+import anyio.lowlevel
+import lmdb
+import trio
+
+from ._batch import Table, WriteBatch, _Op
+from ._errors import CommitFailedError, StorageError, StoreFullError
+from ._keys import tuple_prefix_end
+
+if TYPE_CHECKING:
+    from ._environment import Environment
+
+CommitMode = Literal["thread", "inline"]
+Waker = Callable[..., object]
+FaultHook = Callable[[Sequence[WriteBatch]], None]
+
+_MAX_GROUP_BATCHES: Final = 4096
+_MAX_GROUP_BYTES: Final = 64 * 1024 * 1024
+
+
+def current_waker() -> Waker:
+    """A thread-safe 'run this callback in my event loop soon' for the calling task."""
+    try:
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    except RuntimeError:
+        pass
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:
+        raise RuntimeError("Store.submit() needs a running trio or asyncio loop") from None
+
+
+class CommitTicket:
+    """A submitted batch. ``await ticket.wait()`` returns once it is durable, or raises
+    the ``StorageError`` that failed it. Cancelling the wait does not cancel the commit."""
+
+    __slots__ = (
+        "_error",
+        "_event",
+        "_on_done",
+        "_thread_event",
+        "_waker",
+        "_writer",
+        "batch",
+        "seq",
+    )
+
+    def __init__(
+        self,
+        writer: Writer,
+        seq: int,
+        batch: WriteBatch,
+        waker: Waker | None,
+        on_done: Callable[[CommitTicket], None] | None = None,
+    ) -> None:
+        self._writer = writer
+        self.seq = seq
+        self.batch = batch
+        self._waker = waker
+        self._on_done = on_done
+        self._error: StorageError | None = None
+        # Created by the first ``wait()``: many tickets complete before anyone awaits
+        # them (or are never awaited), and an event costs a backend lookup to make.
+        self._event: anyio.Event | None = None
+        self._thread_event: threading.Event | None = None if waker else threading.Event()
+
+    @property
+    def done(self) -> bool:
+        """True once the batch committed or failed and the store published it: exactly
+        when the store's ``durable_seq`` has reached ``seq``."""
+        return self._writer._durable_seq >= self.seq
+
+    @property
+    def error(self) -> StorageError | None:
+        """The error that failed the batch, if it failed."""
+        return self._error
+
+    async def wait(self) -> None:
+        """Wait until the batch is durable. Always a checkpoint."""
+        if self._writer._durable_seq >= self.seq:
+            await anyio.lowlevel.checkpoint()
+        else:
+            assert self._waker is not None, "a blocking ticket cannot be awaited"
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        if self._error is not None:
+            raise self._error
+
+    def wait_blocking(self) -> None:
+        """Block the calling thread until the batch is durable (sync callers): LMDB
+        holds it, or it failed. ``done`` is true by then, unless a ticket submitted
+        before it from an event loop is still to complete in that loop: a blocking
+        caller never waits for a loop, since it may be blocking that loop's thread."""
+        assert self._thread_event is not None, "an async ticket cannot block"
+        self._thread_event.wait()
+        if self._error is not None:
+            raise self._error
+
+
+class Writer:
+    """Numbers, commits and publishes the batches of one store (see the module essay)."""
+
+    def __init__(
+        self, environment: Environment, *, commit_mode: CommitMode, fault_hook: FaultHook | None
+    ) -> None:
+        self._environment = environment
+        self._path = environment.path
+        self._fault_hook = fault_hook
+        self._seq_lock = threading.Lock()
+        self.submitted_seq = 0
+        self._durable_seq = 0
+        self.commits = 0
+        self.batches = 0
+        #: Set when the writer thread died of a bug: every later submit raises it.
+        self.broken: StorageError | None = None
+        self._failed_seqs: set[int] = set()  # failures are rare; kept for depends_on
+        self._queue: queue.SimpleQueue[CommitTicket | None] = queue.SimpleQueue()
+        self._in_flight: list[CommitTicket] | None = None  # taken, not yet published
+        # Publishing (the baton): tickets settled but not yet published, in seq order.
+        self._publish_lock = threading.Lock()
+        self._backlog: list[CommitTicket] = []
+        self._publishing = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        if commit_mode == "thread":
+            self._thread = threading.Thread(
+                target=self._writer_main, name=f"actors-writer:{self._path.name}", daemon=True
+            )
+            self._thread.start()
+
+    @property
+    def durable_seq(self) -> int:
+        """Every batch up to this sequence number is settled and its ticket published."""
+        return self._durable_seq
+
+    def submit(
+        self,
+        batch: WriteBatch,
+        waker: Waker | None,
+        on_done: Callable[[CommitTicket], None] | None = None,
+    ) -> CommitTicket:
+        """Number ``batch`` and queue it (or, inline, commit and publish it now). The
+        caller has checked it (and that the writer is not ``broken``)."""
+        if self._thread is None:
+            return self._commit_inline(batch, waker, on_done)
+        with self._seq_lock:  # numbered and queued together: the queue is in seq order
+            self.submitted_seq += 1
+            ticket = CommitTicket(self, self.submitted_seq, batch, waker, on_done)
+            self._queue.put(ticket)
+        return ticket
+
+    def _commit_inline(
+        self,
+        batch: WriteBatch,
+        waker: Waker | None,
+        on_done: Callable[[CommitTicket], None] | None,
+    ) -> CommitTicket:
+        # The caller's thread owns the (short) write transaction.
+        with self._seq_lock:
+            self.submitted_seq += 1
+            ticket = CommitTicket(self, self.submitted_seq, batch, waker, on_done)
+            if self._fail_dependents([ticket]):
+                ticket._error = self._apply([batch])
+                if ticket._error is None:
+                    self._count_commit(1)
+                else:
+                    self._failed_seqs.add(ticket.seq)
+            self._durable_seq = ticket.seq  # published: nobody can be waiting on it yet
+        if ticket._thread_event is not None:
+            ticket._thread_event.set()
+        if on_done is not None:
+            on_done(ticket)  # outside the lock: it may submit again
+        return ticket
+
+    def stop(self) -> None:
+        """Ask the writer thread to commit what is queued and exit. Idempotent."""
+        if self._thread is not None and not self._stopping:
+            self._stopping = True
+            self._queue.put(None)
+
+    def join(self) -> None:
+        """Wait for the writer thread to exit (after ``stop``)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def fail_queued(self, error: StorageError) -> None:
+        """Settle every batch still queued with ``error`` (at close, or when the writer died)."""
+        pending: list[CommitTicket] = []
+        while True:
+            try:
+                ticket = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if ticket is not None:
+                ticket._error = error
+                pending.append(ticket)
+        if pending:
+            self._settled(pending)
+
+    def _count_commit(self, batches: int) -> None:
+        self.commits += 1
+        self.batches += batches
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _writer_main(self) -> None:
+        try:
+            self._writer_loop()
+        except BaseException as exc:  # a bug in the writer: fail loudly, never hang waiters
+            self.broken = CommitFailedError(f"the writer of {self._path} died: {exc!r}")
+            group, self._in_flight = self._in_flight, None
+            if group:
+                for ticket in group:
+                    if ticket._error is None:
+                        ticket._error = self.broken
+                self._settled(group)
+            self.fail_queued(self.broken)
+            raise
+
+    def _writer_loop(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        while True:
+            first = get()
+            if first is None:
+                return
+            group = [first]
+            nbytes = first.batch.nbytes
+            stop = False
+            while len(group) < _MAX_GROUP_BATCHES and nbytes < _MAX_GROUP_BYTES:
+                try:
+                    nxt = get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+                nbytes += nxt.batch.nbytes
+            self._in_flight = group
+            self._commit_group(group)
+            self._in_flight = None
+            self._settled(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[CommitTicket]) -> None:
+        if self._failed_seqs:
+            group = self._fail_dependents(group)
+            if not group:
+                return
+        error = self._apply([ticket.batch for ticket in group])
+        if error is None:
+            self._count_commit(len(group))
+            return
+        if len(group) == 1:
+            group[0]._error = error
+            self._failed_seqs.add(group[0].seq)
+            return
+        # Find out which batches fail on their own; the rest still land, in order.
+        for ticket in group:
+            if self._fail_dependents([ticket]):
+                ticket._error = self._apply([ticket.batch])
+                if ticket._error is None:
+                    self._count_commit(1)
+                else:
+                    self._failed_seqs.add(ticket.seq)
+
+    def _fail_dependents(self, group: list[CommitTicket]) -> list[CommitTicket]:
+        """Fail the tickets whose batch depends on a failed one; return the others."""
+        keep: list[CommitTicket] = []
+        for ticket in group:
+            depends_on = ticket.batch.depends_on
+            if depends_on and depends_on in self._failed_seqs:
+                ticket._error = CommitFailedError(
+                    f"batch #{ticket.seq} for {self._path} was not committed: it depends on "
+                    f"batch #{depends_on}, which failed"
+                )
+                self._failed_seqs.add(ticket.seq)
+            else:
+                keep.append(ticket)
+        return keep
+
+    def _apply(self, batches: Sequence[WriteBatch]) -> StorageError | None:
+        """Apply ``batches`` in one write transaction and commit. Returns the error
+        instead of raising, so the writer can hand it to exactly the right tickets."""
+        environment = self._environment
+        env, dbs = environment.env, environment.dbs
+        while True:
+            try:
+                with env.begin(write=True) as txn:
+                    for batch in batches:
+                        _apply_ops(txn, dbs, batch)
+                    if self._fault_hook is not None:
+                        self._fault_hook(batches)
+                return None
+            except lmdb.MapFullError:
+                if not environment.grow():
+                    return StoreFullError(
+                        f"store {self._path} is full: the commit needs more than the "
+                        f"max_map_size of {environment.max_map_size} bytes"
+                    )
+            except lmdb.Error as exc:
+                return CommitFailedError(f"commit to {self._path} failed: {exc}")
+            except StorageError as exc:
+                return exc
+            except Exception as exc:
+                return CommitFailedError(f"commit to {self._path} failed: {exc!r}")
+
+    # --- publishing --------------------------------------------------------------------
+
+    def _settled(self, tickets: list[CommitTicket]) -> None:
+        """Hand over tickets whose batches LMDB now holds, or whose error is set."""
+        with self._publish_lock:
+            self._backlog += tickets
+            start = not self._publishing  # else whoever holds the baton takes these too
+            self._publishing = True
+        if start:
+            self._publish(None)
+        # After the attempt to publish (so a blocking caller usually finds its ticket
+        # done), but never waiting for a loop: the caller may be blocking that very loop.
+        for ticket in tickets:
+            if ticket._thread_event is not None:
+                ticket._thread_event.set()
+
+    def _publish(self, here: Waker | None) -> None:
+        """Holding the baton on the thread of loop ``here`` (None: no loop), publish the
+        backlog from its head while the head may be published here; then hand the baton
+        to the loop owning the head, or put it down when the backlog is empty."""
+        lock = self._publish_lock
+        while True:
+            with lock:
+                tickets = self._backlog
+                if not tickets:
+                    self._publishing = False
+                    return
+                owner = tickets[0]._waker
+                mine = owner is None or owner == here
+                if mine:
+                    self._backlog = []
+            if owner is not None and not mine:
+                self._hand_off(owner, here)
+                return
+            try:
+                for ticket in tickets:
+                    waker = ticket._waker
+                    if waker is not None and waker != here:
+                        break  # the rest wait for their own loop's turn
+                    self._durable_seq = ticket.seq
+                    if ticket._event is not None:  # someone is waiting
+                        ticket._event.set()
+                    if ticket._on_done is not None:
+                        ticket._on_done(ticket)
+                else:
+                    continue
+            except BaseException:
+                # ``on_done`` raised: its ticket is published; carry on with the rest in
+                # a later callback, and let the error propagate as it would have.
+                self._requeue(tickets[tickets.index(ticket) + 1 :])
+                if here is None:
+                    self._publish(None)
+                else:
+                    self._hand_off(here, here)
+                raise
+            self._requeue(tickets[tickets.index(ticket) :])
+
+    def _requeue(self, tickets: list[CommitTicket]) -> None:
+        if tickets:
+            with self._publish_lock:
+                self._backlog[:0] = tickets
+
+    def _hand_off(self, owner: Waker, here: Waker | None) -> None:
+        """Pass the baton to ``owner``'s loop, or past it if that loop has finished."""
+        try:
+            owner(self._publish, owner)
+            return
+        except RuntimeError:
+            pass  # that event loop has finished: nobody is left to wake
+        with self._publish_lock:
+            for ticket in self._backlog:
+                if ticket._waker == owner:
+                    ticket._waker = None
+                    ticket._event = None
+                    ticket._on_done = None
+        self._publish(here)
+
+
+def _apply_ops(txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], batch: WriteBatch) -> None:
+    for op, table, key, value in batch.ops:
+        db = dbs[table]
+        if op is _Op.PUT:
+            assert value is not None
+            txn.put(key, value, db=db)
+        elif op is _Op.DELETE:
+            txn.delete(key, db=db)
+        elif op is _Op.DELETE_PREFIX:
+            cursor = txn.cursor(db=db)
+            if cursor.set_range(key):
+                while bytes(cursor.key()).startswith(key):
+                    if not cursor.delete():
+                        break
+        else:
+            cursor = txn.cursor(db=db)
+            end = tuple_prefix_end(key)
+            if cursor.set_range(key):
+                while bytes(cursor.key()) < end:
+                    if not cursor.delete():
+                        break
