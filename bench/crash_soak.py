@@ -15,8 +15,8 @@ another actor). The oracle (``crash_mixed.verify``): per key the values returned
 completed increments are exactly 1..n, once each, matching the stored counter and its
 history; every accepted submission completed exactly once; every chained step saw the
 durable output of the step before. Kill points: after 1..``--max-lines`` progress lines,
-after a random delay (``--timed-fraction``), and bursts of kills within
-``--burst-delay`` seconds of starting (``--burst-fraction``), which land in recovery.
+after a random delay (``--timed-fraction``), and bursts of kills 0.15..``--burst-delay``
+seconds after starting (``--burst-fraction``), which land in start-up and recovery.
 At most ``--kills-per-round`` kills per round.
 
 ``--workload ledger`` (``tests/crash_workload.py``): N ``Ledger.apply`` invocations over
@@ -267,7 +267,9 @@ def main() -> int:
     mixed.add_argument("--step-seconds", type=float, default=0.004)
     mixed.add_argument("--kills-per-round", type=int, default=40)
     mixed.add_argument("--burst-fraction", type=float, default=0.15)
-    mixed.add_argument("--burst-delay", type=float, default=0.5)
+    mixed.add_argument(
+        "--burst-delay", type=float, default=0.6, help="burst kills: 0.15..N seconds"
+    )
     ledger = parser.add_argument_group("ledger workload")
     ledger.add_argument("--invocations", type=int, default=200, help="invocations per round")
     args = parser.parse_args()
