@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from ._definitions import Handler
     from ._futures import DurableFuture
     from ._invocation import Invocation
+    from ._port import HandlerPort
+    from ._results import InvocationHandle
     from ._retry import RetryPolicy
-    from ._runtime import InvocationHandle, Runtime
 
 T = TypeVar("T")
 OutT = TypeVar("OutT")
@@ -33,10 +34,10 @@ _NO_ARG: Any = object()
 class Context(metaclass=NoPublicConstructor):
     """The context of a service handler (and the base of every context)."""
 
-    __slots__ = ("_inv", "_rt")
+    __slots__ = ("_inv", "_port")
 
-    def __init__(self, runtime: Runtime, invocation: Invocation) -> None:
-        self._rt = runtime
+    def __init__(self, port: HandlerPort, invocation: Invocation) -> None:
+        self._port = port
         self._inv = invocation
 
     @property
@@ -92,7 +93,7 @@ class Context(metaclass=NoPublicConstructor):
         Returns a durable future: ``await`` it, or run several steps concurrently with
         ``actors.gather``. The body starts when the future is first awaited.
         """
-        return self._rt._ctx_run(self._inv, name, fn, args, retry, type)
+        return self._port.run(self._inv, name, fn, args, retry, type)
 
     def sleep(self, duration: timedelta | float, /) -> DurableFuture[None]:
         """A durable timer: the future completes ``duration`` (a ``timedelta`` or
@@ -101,7 +102,7 @@ class Context(metaclass=NoPublicConstructor):
         sleeping invocation gives up its coroutine after ``suspend_after`` and is
         rebuilt by replay when the timer fires. Negative, NaN, infinite or absurd
         (beyond 100 years) durations raise ``TerminalError`` (400)."""
-        return self._rt._ctx_sleep(self._inv, duration)
+        return self._port.sleep(self._inv, duration)
 
     @overload
     def awakeable(self, /) -> tuple[str, DurableFuture[object]]: ...
@@ -115,31 +116,31 @@ class Context(metaclass=NoPublicConstructor):
         ``rt.reject_awakeable(id, reason)`` or from a handler with
         ``ctx.resolve_awakeable``. The value is converted to ``type`` when awaited; a
         rejection is raised as ``TerminalError``."""
-        return self._rt._ctx_awakeable(self._inv, type)
+        return self._port.awakeable(self._inv, type)
 
     async def resolve_awakeable(self, awakeable_id: str, value: object, /) -> None:
         """Complete an awakeable with ``value`` (durable before this returns; journaled,
         so a replay does not complete it twice). Raises ``TerminalError`` 404 for an
         unknown id, 400 for a malformed one and 409 if it was already completed."""
-        await self._rt._ctx_complete_awakeable(self._inv, awakeable_id, value, None)
+        await self._port.complete_awakeable(self._inv, awakeable_id, value, None)
 
     async def reject_awakeable(self, awakeable_id: str, reason: str, /) -> None:
         """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Errors as
         ``resolve_awakeable``."""
-        await self._rt._ctx_complete_awakeable(self._inv, awakeable_id, None, reason)
+        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
-        return await self._rt._ctx_time(self._inv)
+        return await self._port.time(self._inv)
 
     def random(self) -> random.Random:
         """A ``random.Random`` seeded from the invocation id: the same sequence on every
         attempt and replay, different per invocation."""
-        return self._rt._ctx_random(self._inv)
+        return self._port.random(self._inv)
 
     def uuid(self) -> uuid.UUID:
         """A version-4 UUID drawn from ``random()``: stable across replays."""
-        return self._rt._ctx_uuid(self._inv)
+        return self._port.uuid(self._inv)
 
     @overload
     def call(
@@ -171,7 +172,7 @@ class Context(metaclass=NoPublicConstructor):
         durable operation) is first awaited. Calling a workflow's ``main`` on an id that
         already ran waits for that run's result instead of running it again.
         """
-        return self._rt._ctx_call(self._inv, target, arg, key)
+        return self._port.call(self._inv, target, arg, key)
 
     async def send(
         self,
@@ -185,7 +186,7 @@ class Context(metaclass=NoPublicConstructor):
         """Send a one-way invocation, optionally delivered after ``delay``. Returns once
         it is durably recorded; its id is derived like ``call``'s, so a re-executed
         handler does not send twice (the second handle says ``PreviouslyAccepted``)."""
-        return await self._rt._ctx_send(self._inv, target, arg, key, delay)
+        return await self._port.send(self._inv, target, arg, key, delay)
 
 
 class ObjectSharedContext(Context):
@@ -206,11 +207,11 @@ class ObjectSharedContext(Context):
     async def get(self, name: str, type: type[T], /) -> T | None: ...
     async def get(self, name: str, type: Any = object, /) -> Any:
         """The value of state ``name`` converted to ``type``, or None when absent."""
-        return await self._rt._state_get(self._inv, name, type)
+        return await self._port.get_state(self._inv, name, type)
 
     async def state_keys(self) -> list[str]:
         """The names of the state entries this key has, sorted."""
-        return await self._rt._state_keys(self._inv)
+        return await self._port.state_keys(self._inv)
 
 
 @final
@@ -228,15 +229,15 @@ class ObjectContext(ObjectSharedContext):
 
     def set(self, name: str, value: object) -> None:
         """Set state ``name`` to ``value`` (any value the JSON converter handles)."""
-        self._rt._state_set(self._inv, name, value)
+        self._port.set_state(self._inv, name, value)
 
     def clear(self, name: str) -> None:
         """Remove state ``name``."""
-        self._rt._state_clear(self._inv, name)
+        self._port.clear_state(self._inv, name)
 
     def clear_all(self) -> None:
         """Remove every state entry of this key."""
-        self._rt._state_clear_all(self._inv)
+        self._port.clear_all_state(self._inv)
 
 
 @final
@@ -248,10 +249,10 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
     second completion raises ``TerminalError`` (409) and leaves the value unchanged.
     """
 
-    __slots__ = ("_inv", "_name", "_rt", "_type")
+    __slots__ = ("_inv", "_name", "_port", "_type")
 
-    def __init__(self, runtime: Runtime, invocation: Invocation, name: str, type: Any) -> None:
-        self._rt = runtime
+    def __init__(self, port: HandlerPort, invocation: Invocation, name: str, type: Any) -> None:
+        self._port = port
         self._inv = invocation
         self._name = name
         self._type = type
@@ -265,23 +266,23 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
         """A durable future of the promise's value. A value that does not convert to
         this promise's type raises ``SerializationError`` here; a rejection raises
         ``TerminalError`` with the reason."""
-        return self._rt._promise_value(self._inv, self._name, self._type)
+        return self._port.promise_value(self._inv, self._name, self._type)
 
     async def peek(self) -> T | None:
         """The value if the promise is resolved, else None (journaled). A rejection
         raises ``TerminalError``."""
-        value: T | None = await self._rt._promise_peek(self._inv, self._name, self._type)
+        value: T | None = await self._port.promise_peek(self._inv, self._name, self._type)
         return value
 
     async def resolve(self, value: T) -> None:
         """Complete the promise with ``value``; durable before this returns. Raises
         ``TerminalError`` (409) if it was already completed."""
-        await self._rt._promise_complete(self._inv, self._name, self._type, value, None)
+        await self._port.complete_promise(self._inv, self._name, self._type, value, None)
 
     async def reject(self, reason: str) -> None:
         """Fail the promise: waiters get ``TerminalError(reason)``. Raises
         ``TerminalError`` (409) if it was already completed."""
-        await self._rt._promise_complete(self._inv, self._name, self._type, None, reason)
+        await self._port.complete_promise(self._inv, self._name, self._type, None, reason)
 
 
 class WorkflowSharedContext(ObjectSharedContext):
@@ -299,7 +300,7 @@ class WorkflowSharedContext(ObjectSharedContext):
         ``type``."""
         if not isinstance(name, str) or not name:
             raise TypeError("a promise needs a non-empty str name")
-        return DurablePromise._create(self._rt, self._inv, name, type)
+        return DurablePromise._create(self._port, self._inv, name, type)
 
 
 @final
@@ -311,12 +312,12 @@ class WorkflowContext(WorkflowSharedContext):
 
     def set(self, name: str, value: object) -> None:
         """Set state ``name`` to ``value``; shared handlers see it once durable."""
-        self._rt._state_set(self._inv, name, value)
+        self._port.set_state(self._inv, name, value)
 
     def clear(self, name: str) -> None:
         """Remove state ``name``."""
-        self._rt._state_clear(self._inv, name)
+        self._port.clear_state(self._inv, name)
 
     def clear_all(self) -> None:
         """Remove every state entry of this workflow id."""
-        self._rt._state_clear_all(self._inv)
+        self._port.clear_all_state(self._inv)

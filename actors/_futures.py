@@ -9,7 +9,9 @@ a replay picks the same branch even when, this time, another one is ready first.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
+
+import anyio.lowlevel
 
 from ._errors import ActorsError
 from ._util import NoPublicConstructor
@@ -18,13 +20,29 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
 
     from ._invocation import Invocation
-    from ._runtime import Runtime
 
 T = TypeVar("T")
 
 
+class FutureDriver(Protocol):
+    """What a durable future needs from the runtime: its awaits are durable awaits
+    (``_waits.Waits``), and so are ``select`` and ``gather`` over it."""
+
+    async def await_future(self, future: DurableFuture[T]) -> T: ...
+
+    async def select(
+        self, inv: Invocation, futures: dict[str, DurableFuture[Any]]
+    ) -> tuple[str, Any]: ...
+
+    async def gather(self, inv: Invocation, futures: list[DurableFuture[Any]]) -> list[Any]: ...
+
+
 def _never_ready() -> bool:
     return False
+
+
+def always_ready() -> bool:
+    return True
 
 
 @final
@@ -38,25 +56,25 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
 
     __slots__ = (
         "_callee_id",
+        "_driver",
         "_error",
         "_inv",
         "_journaled",
         "_produce",
         "_produce_inline",
         "_ready",
-        "_rt",
         "_settled",
         "_value",
     )
 
     def __init__(
         self,
-        runtime: Runtime,
+        driver: FutureDriver,
         invocation: Invocation,
         produce: Callable[[], Awaitable[T]],
         ready: Callable[[], bool] = _never_ready,
     ) -> None:
-        self._rt = runtime
+        self._driver = driver
         self._inv = invocation
         self._produce = produce
         #: A cheaper producer for a plain ``await`` of the future by its own handler
@@ -70,7 +88,7 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         self._journaled = False  # its result was replayed from the journal
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._rt._await_future(self).__await__()
+        return self._driver.await_future(self).__await__()
 
     def _is_ready(self) -> bool:
         """Whether awaiting would not block (the result is already known)."""
@@ -96,7 +114,19 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         return f"<DurableFuture of {self._inv.invocation_id} {state}>"
 
 
-def _check_futures(futures: list[Any], what: str) -> tuple[Runtime, Invocation]:
+def settled(driver: FutureDriver, inv: Invocation, value: Callable[[], Any]) -> DurableFuture[Any]:
+    """A future whose result is already journaled (``value`` decodes it)."""
+
+    async def produce() -> Any:
+        await anyio.lowlevel.checkpoint()
+        return value()
+
+    future = DurableFuture._create(driver, inv, produce, always_ready)
+    future._journaled = True
+    return future
+
+
+def _check_futures(futures: list[Any], what: str) -> tuple[FutureDriver, Invocation]:
     if not futures:
         raise TypeError(f"{what} needs at least one durable future")
     for future in futures:
@@ -108,7 +138,7 @@ def _check_futures(futures: list[Any], what: str) -> tuple[Runtime, Invocation]:
     first = futures[0]
     if any(future._inv is not first._inv for future in futures):
         raise TypeError(f"{what}: every future must belong to the same invocation")
-    return first._rt, first._inv
+    return first._driver, first._inv
 
 
 async def select(**futures: DurableFuture[Any]) -> tuple[str, Any]:
@@ -118,12 +148,12 @@ async def select(**futures: DurableFuture[Any]) -> tuple[str, Any]:
     replay the same name wins, whatever is ready first this time. The others are left
     pending (awaiting one later still works).
     """
-    runtime, invocation = _check_futures(list(futures.values()), "select()")
-    return await runtime._select(invocation, futures)
+    driver, invocation = _check_futures(list(futures.values()), "select()")
+    return await driver.select(invocation, futures)
 
 
 async def gather(*futures: DurableFuture[Any]) -> list[Any]:
     """Wait for every future (concurrently) and return their results in order. The
     first failure is raised once every future has finished or been cancelled."""
-    runtime, invocation = _check_futures(list(futures), "gather()")
-    return await runtime._gather(invocation, list(futures))
+    driver, invocation = _check_futures(list(futures), "gather()")
+    return await driver.gather(invocation, list(futures))

@@ -33,10 +33,10 @@ from ._errors import NonDeterminismError
 if TYPE_CHECKING:
     import random
 
+    from actors.mailbox import Mailbox
     from actors.storage import CommitTicket
 
     from ._definitions import ActorEntry, Handler
-    from ._runtime import _Activation
 
 E = TypeVar("E", bound=JournalEntry)
 
@@ -74,10 +74,16 @@ class Completion:
         await self._event.wait()
 
 
-class Suspended(BaseException):
-    """Unwinds a handler whose invocation waits too long: its coroutine is dropped and
-    it is resumed by replay when what it waits for completes. A BaseException, so
-    ``except Exception`` in handler code does not swallow it (``finally`` blocks run)."""
+@attrs.define(eq=False)
+class Activation:
+    """An active key: its mailbox and the overlay of writes not yet durable."""
+
+    mailbox: Mailbox[Invocation]
+    overlay: dict[str, bytes | None] = attrs.field(factory=dict)
+    overlay_cleared: bool = False
+    overlay_seq: int = 0
+    last_ticket: CommitTicket | None = None
+    last_used: float = 0.0
 
 
 @attrs.define(eq=False)
@@ -104,7 +110,7 @@ class Invocation:
     #: and the row it replaced: if that batch fails, the row is still ``moved_from``.
     acceptance_ticket: CommitTicket | None = None
     moved_from: bytes | None = None
-    activation: _Activation | None = None
+    activation: Activation | None = None
     done: Completion = attrs.field(factory=Completion)
     holds_slot: bool = False
     attempt: int = 0

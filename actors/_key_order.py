@@ -31,10 +31,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actors.storage import decode_key, encode_key
+from actors.storage import Table, WorkflowRecord, decode_key, dumps, encode_key
 
 if TYPE_CHECKING:
-    from actors.storage import Target
+    from actors.storage import InvocationStatus, Target, WriteBatch
+
+    from ._invocation import Invocation
 
 _ADMITTED = 0
 _ACCEPTED = 1
@@ -61,3 +63,62 @@ def parse_row(row: bytes) -> tuple[int, int | None]:
     if len(parts) == 4 and parts[2] == _ADMITTED:
         return number, number
     return number, None  # accepted (or a row of a directory written before positions)
+
+
+class KeyOrder:
+    """The counter behind positions and acceptance sequences, and the writes that put an
+    invocation in the inbox. One counter for both: a restart continues after the largest
+    number any row carries (``recovered``)."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def next_seq(self) -> int:
+        seq = self._next
+        self._next += 1
+        return seq
+
+    def recovered(self, seq: int) -> None:
+        """A row carrying ``seq`` exists: never hand it out again."""
+        if seq >= self._next:
+            self._next = seq + 1
+
+    def admit(self, inv: Invocation) -> None:
+        """Give an exclusive invocation its place among its key's work, at the moment it
+        enters the key's FIFO: mailbox order and durable order are then the same order.
+        One that had started keeps the place it had."""
+        if inv.exclusive and inv.position is None:
+            inv.position = self.next_seq()
+
+    def add_acceptance(self, inv: Invocation, batch: WriteBatch, status: InvocationStatus) -> None:
+        """Write ``inv``'s record and inbox row: at its admitted position when it already
+        holds one (a ``call`` recorded at its first flush), else in acceptance order; and
+        for a workflow's ``main``, the record that maps the workflow id to it."""
+        if inv.position is not None:
+            inv.inbox_key = admitted_row(inv.target, inv.position)
+        else:
+            inv.inbox_key = accepted_row(inv.target, self.next_seq())
+        batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
+        batch.put(Table.INBOX, inv.inbox_key, inv.invocation_id.encode())
+        if inv.spec.kind == "main" and inv.target.key is not None:
+            batch.put(
+                Table.WORKFLOWS,
+                encode_key((inv.target.actor, inv.target.key)),
+                dumps(WorkflowRecord(inv.invocation_id)),
+            )
+
+    def move_to_admitted(self, inv: Invocation, batch: WriteBatch) -> bytes | None:
+        """If ``inv`` holds a position but its row is still its acceptance row, move the
+        row in ``batch`` (its first durable step) and return the row it replaced."""
+        if inv.position is None or inv.inbox_key is None:
+            return None
+        started = admitted_row(inv.target, inv.position)
+        if inv.inbox_key == started:
+            return None
+        previous = inv.inbox_key
+        batch.delete(Table.INBOX, previous)
+        batch.put(Table.INBOX, started, inv.invocation_id.encode())
+        inv.inbox_key = started
+        return previous

@@ -1,0 +1,442 @@
+"""The executor: running an invocation's attempts, from its journal, to completion.
+
+An attempt runs the handler from the start against the durable journal: recorded
+operations return their recorded values, later ones run live (``_invocation``). A
+``TerminalError`` completes the invocation with that error (Restate's semantics: state
+written before it is kept). Any other exception retries the attempt from the journal
+with the retry policy's backoff, holding the key; when attempts run out, or a replay
+diverges from the journal, the invocation is *paused*: it keeps its key, stays visible,
+and continues with ``resume``.
+
+Completion is one batch: the last entries and writes, the completed record, its
+retention timer, the inbox deletion and, for a ``ctx.call``, the caller's journal entry.
+An exclusive invocation releases its key as soon as that batch is queued (pipelining);
+callers are answered only once it is durable. A plain ``rt.call`` that recorded nothing
+before completing leaves no history (as in Restate, completed invocations are kept only
+when someone can refer to them), so it costs one commit, or none for a pure read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from actors.mailbox import HOLD
+from actors.storage import (
+    CallEntry,
+    Failure,
+    InvocationStatus,
+    JournalEntry,
+    Outcome,
+    RunEntry,
+    StorageError,
+    Success,
+    Table,
+    TimerKind,
+    TimerRecord,
+    WriteBatch,
+    decode_key,
+    dumps,
+    dumps_entry,
+    encode_key,
+    loads_entry,
+)
+
+from ._context import (
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from ._control_flow import RUN_BODY, HandlerFailed, StepFailed, Suspended
+from ._errors import (
+    NonDeterminismError,
+    SerializationError,
+    TerminalError,
+    UnknownHandlerError,
+    persistence_error,
+)
+from ._invocation import UNDECODED
+from ._kernel import logger
+from ._results import failure
+from ._rows import journal_key, timer_key
+from ._serde import decode_value, encode_value
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from actors.storage import CommitTicket
+
+    from ._deadlock import Node
+    from ._gate import OutputGate
+    from ._invocation import Invocation
+    from ._kernel import Kernel
+    from ._port import HandlerPort
+    from ._scheduler import Scheduler
+    from ._timers import Timers
+
+
+def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class Executor:
+    """Runs invocations: attempts, retries, pauses and completion."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        output: OutputGate,
+        scheduler: Scheduler,
+        timers: Timers,
+        port: HandlerPort,
+    ) -> None:
+        self._k = kernel
+        self._output = output
+        self._scheduler = scheduler
+        self._timers = timers
+        self._port = port
+        self._store = kernel.store
+        self._clock = kernel.clock
+        self._retry = kernel.retry
+        self._retention = kernel.retention
+        self._graph = kernel.graph
+        self._invocations = kernel.invocations
+
+    async def run(self, inv: Invocation, release: Callable[[], None]) -> object:
+        # A call made from a step's body runs a handler of its own, in the same task.
+        token = RUN_BODY.set(None)
+        try:
+            return await self.run_handler(inv, release)
+        finally:
+            RUN_BODY.reset(token)
+
+    async def run_handler(self, inv: Invocation, release: Callable[[], None]) -> object:
+        key_node: Node | None = None
+        if inv.exclusive and not inv.killed and not inv.keyless:
+            key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
+            self._graph.hold(key_node, ("inv", inv.invocation_id))
+        inv.running = True
+        finished = False
+        parked = False
+        status = InvocationStatus.COMPLETED
+        try:
+            with anyio.CancelScope() as scope:  # kill() cancels it
+                inv.run_scope = scope
+                outcome = await self.attempts(inv)
+            inv.run_scope = None
+            if inv.killed:
+                outcome = Failure(f"invocation {inv.invocation_id} was killed", 409)
+                status = InvocationStatus.KILLED
+                inv.suspended = False
+                self._k.log("killed", inv)
+            if outcome is None:  # suspended: the coroutine is gone
+                if inv.holds_slot:  # it no longer costs a coroutine: let new work in
+                    inv.holds_slot = False
+                    self._scheduler.slots.release()
+                if inv.spec.kind == "exclusive":
+                    return HOLD  # an object keeps its key while it waits
+                parked = True
+                if key_node is not None:
+                    self._graph.release(key_node)
+                    key_node = None
+                release()  # a parked main holds no key: nothing else may run on it anyway
+                self._scheduler.park(inv)
+                return None
+            if self.is_pure_read(inv):
+                # Nothing to record: the answer depends only on state that is committed
+                # (shared, service) or on the key's queued commits (exclusive).
+                ticket = self._output.chain(inv)
+                if key_node is not None:
+                    self._graph.release(key_node)
+                    key_node = None
+                release()
+                finished = True
+                if ticket is not None and not ticket.done:
+                    try:
+                        await ticket.wait()
+                    except StorageError as exc:
+                        inv.error = persistence_error(exc)
+                        return None
+                elif ticket is not None and ticket.error is not None:
+                    inv.error = persistence_error(ticket.error)
+                    return None
+                inv.outcome = outcome
+                self._k.log("completed", inv)
+                return None
+            inv.completing = True
+            ticket = self.submit_completion(inv, outcome, status)
+            if key_node is not None:
+                self._graph.release(key_node)
+                key_node = None
+            release()  # the next exclusive invocation may start on our queued writes
+            finished = True
+            try:
+                await ticket.wait()
+            except StorageError as exc:
+                inv.error = persistence_error(exc)
+                logger.error("completion of invocation %s failed: %s", inv.invocation_id, exc)
+            else:
+                inv.outcome = outcome
+                if status is not InvocationStatus.KILLED:
+                    self._k.log("completed", inv)
+                self.after_completion(inv)
+            return None
+        finally:
+            inv.running = False
+            inv.run_scope = None
+            if key_node is not None and not inv.suspended:
+                self._graph.release(key_node)
+            if parked:
+                pass
+            elif finished or not inv.suspended:
+                self.finish(inv)
+
+    async def attempts(self, inv: Invocation) -> Outcome | None:
+        """Run attempts until one completes (its outcome) or the invocation suspends
+        (None). Retries and pauses happen here, with the key held."""
+        policy = inv.spec.retry or self._retry
+        while True:
+            if inv.killed:
+                return None
+            if inv.paused_reason is not None:
+                await self.wait_resumed(inv)
+            if inv.not_before is not None and not inv.cancel_requested:
+                await self._clock.sleep_until(inv.not_before)
+            inv.not_before = None
+            self._output.forget_failed_chain(inv)
+            journal = self.load_journal(inv)
+            if inv.cancel_requested and not journal:
+                # Cancelled before it did anything: nothing to compensate, do not start.
+                return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
+            inv.start_attempt(journal)
+            inv.attempt += 1
+            try:
+                return await self.attempt(inv)
+            except Suspended:
+                if inv.wake_pending:  # what it waited for completed while unwinding
+                    inv.wake_pending = False
+                    inv.suspended = False
+                    continue
+                self._k.log("suspended", inv)
+                return None
+            except NonDeterminismError as exc:
+                if inv.cancel_requested:  # cancelled: it is not retried or paused again
+                    return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
+                await self.pause(inv, str(exc))
+            except (HandlerFailed, StepFailed) as exc:
+                if inv.cancel_requested and isinstance(exc, HandlerFailed):
+                    return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
+                reason = str(exc)
+                if isinstance(exc, HandlerFailed) and any(
+                    isinstance(entry, RunEntry) for _, entry in inv.unflushed
+                ):
+                    # Keep the step results the attempt produced, so their bodies do
+                    # not run again (their state writes come along, as in a journal).
+                    try:
+                        self._output.flush(inv)
+                    except TerminalError:
+                        pass
+                # Otherwise the failed attempt's tail is dropped: state stays unchanged.
+                inv.unflushed = []
+                inv.writes = {}
+                inv.cleared_all = False
+                if inv.acceptance_ticket is not None and inv.acceptance_ticket.error is not None:
+                    # The acceptance (or the move to its admitted row) never landed: the
+                    # row is where it was before, and the next flush writes it again.
+                    inv.inbox_key = inv.moved_from
+                    inv.moved_from = None
+                    inv.acceptance_ticket = None
+                if policy.exhausted(inv.attempt):
+                    await self.pause(inv, f"gave up after {inv.attempt} attempts: {reason}")
+                else:
+                    inv.not_before = self._clock.now() + policy.delay(inv.attempt + 1)
+                    logger.info(
+                        "invocation %s (%s) attempt %d failed, retrying in %.3fs: %s",
+                        inv.invocation_id,
+                        inv.spec.qualname,
+                        inv.attempt,
+                        inv.not_before - self._clock.now(),
+                        reason,
+                    )
+
+    async def attempt(self, inv: Invocation) -> Outcome:
+        spec = inv.spec
+        try:
+            if spec.has_input and inv.arg is UNDECODED:
+                inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
+        except SerializationError as exc:
+            return Failure(str(exc), exc.status_code)
+        ctx = self.context_for(inv)
+        instance = inv.entry.instance
+        try:
+            result = await (
+                spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
+            )
+            return Success(encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+        except TerminalError as exc:
+            # Restate semantics: a terminal failure keeps the state written before it.
+            return failure(exc)
+        except (NonDeterminismError, StepFailed):
+            raise
+        except SerializationError as exc:
+            return Failure(str(exc), 500)
+        except UnknownHandlerError as exc:
+            # A call to a handler that does not exist: retrying cannot help.
+            return Failure(str(exc), exc.status_code)
+        except Exception as exc:
+            logger.warning(
+                "handler %s of invocation %s raised %s: %s",
+                spec.qualname,
+                inv.invocation_id,
+                type(exc).__name__,
+                exc,
+            )
+            raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        except BaseExceptionGroup as group:
+            # A task group of the handler's own carried one of our signals out of a
+            # child task: act on the signal, not on its wrapper.
+            signals = group.subgroup(lambda exc: isinstance(exc, StepFailed | Suspended))
+            if signals is not None:
+                raise first_leaf(signals) from group
+            raise
+
+    async def pause(self, inv: Invocation, reason: str) -> None:
+        inv.paused_reason = reason
+        logger.error("invocation %s (%s) paused: %s", inv.invocation_id, inv.spec.qualname, reason)
+        batch = WriteBatch()
+        batch.put(
+            Table.INVOCATIONS,
+            inv.invocation_id.encode(),
+            dumps(inv.record(InvocationStatus.PAUSED)),
+        )
+        try:
+            # The acceptance (if any) goes first in the batch, so the PAUSED record wins.
+            ticket = self._output.flush(inv, batch)
+            if ticket is not None:
+                await ticket.wait()
+        except (StorageError, TerminalError) as exc:
+            logger.error("could not record the pause of %s: %s", inv.invocation_id, exc)
+        await self.wait_resumed(inv)
+
+    async def wait_resumed(self, inv: Invocation) -> None:
+        if inv.paused_reason is None:
+            return
+        inv.resume = anyio.Event()
+        await inv.resume.wait()
+        inv.resume = None
+
+    def context_for(self, inv: Invocation) -> Context:
+        kind = inv.spec.kind
+        if kind == "exclusive":
+            return ObjectContext._create(self._port, inv)
+        if kind == "service":
+            return Context._create(self._port, inv)
+        if kind == "main":
+            return WorkflowContext._create(self._port, inv)
+        if inv.entry.cls.actor_kind == "workflow":
+            return WorkflowSharedContext._create(self._port, inv)
+        return ObjectSharedContext._create(self._port, inv)
+
+    def load_journal(self, inv: Invocation) -> dict[int, JournalEntry]:
+        if inv.inbox_key is None:
+            return {}
+        try:
+            items = self._store.scan(Table.JOURNAL, encode_key((inv.invocation_id,)), children=True)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        journal: dict[int, JournalEntry] = {}
+        for key, value in items:
+            index = decode_key(key)[-1]
+            assert isinstance(index, int)
+            journal[index] = loads_entry(value)
+        return journal
+
+    @staticmethod
+    def is_ephemeral(inv: Invocation) -> bool:
+        """A ``call`` that never recorded anything: nobody can attach to it and no
+        journal refers to it, so its completion needs no record."""
+        return inv.inbox_key is None and inv.caller_id is None and inv.idempotency_key is None
+
+    def is_pure_read(self, inv: Invocation) -> bool:
+        """An ephemeral call that wrote nothing: completing it needs no commit at all."""
+        return self.is_ephemeral(inv) and not inv.writes and not inv.cleared_all
+
+    def submit_completion(
+        self, inv: Invocation, outcome: Outcome, status: InvocationStatus
+    ) -> CommitTicket:
+        """Queue the completion: remaining entries and writes, the completed record (which
+        is also the acceptance of a call never flushed before), the inbox deletion and
+        the caller's journal entry, in one batch."""
+        # A plain ``call`` that recorded nothing before completing leaves no history
+        # (as in Restate, completed invocations are kept only when someone can refer to
+        # them: sends, idempotent requests, calls between actors). Its journal is moot.
+        ephemeral = self.is_ephemeral(inv)
+        if ephemeral:
+            inv.unflushed = []
+        while True:
+            batch = WriteBatch()
+            if not ephemeral:
+                now = self._clock.now()
+                record = inv.record(status, outcome, now)
+                batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+                expire_at = now + self._retention
+                expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
+                batch.put(
+                    Table.TIMERS,
+                    expiry,
+                    dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
+                )
+                inv.expiry = (expire_at, expiry)
+            for row in inv.timer_keys:  # sleeps that never fired (a lost select)
+                batch.delete(Table.TIMERS, row)
+            if inv.inbox_key is not None:
+                batch.delete(Table.INBOX, inv.inbox_key)
+            if inv.caller_id is not None and inv.caller_index is not None:
+                entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
+                batch.put(
+                    Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
+                )
+            try:
+                ticket = self._output.flush(inv, batch, accept=False)
+            except TerminalError as exc:
+                # Too large to store (state or result): complete with that error instead.
+                inv.unflushed = []
+                inv.writes = {}
+                inv.cleared_all = False
+                outcome = failure(exc)
+                continue
+            assert ticket is not None
+            return ticket
+
+    def after_completion(self, inv: Invocation) -> None:
+        """The completion is durable: deliver calls it left undelivered, schedule its
+        expiry and wake its caller."""
+        for callee in inv.pending_calls:
+            self._scheduler.dispatch(callee)
+        inv.pending_calls = []
+        if inv.expiry is not None and inv.expiry[0] <= self._timers.loaded_until:
+            # Later expiries are loaded from the timers table when their window comes.
+            self._timers.schedule(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])
+        if inv.caller_id is not None:
+            self._scheduler.wake(inv.caller_id)
+
+    def finish(self, inv: Invocation) -> None:
+        self._invocations.pop(inv.invocation_id, None)
+        activation = inv.activation
+        if (
+            inv.spec.kind == "main"
+            and activation is not None
+            and inv.target.key is not None
+            and activation.mailbox.idle
+            and (activation.last_ticket is None or activation.last_ticket.done)
+        ):
+            # A finished workflow run leaves nothing to schedule on its id: free it now.
+            self._scheduler.activations.pop((inv.target.actor, inv.target.key), None)
+        if inv.holds_slot:
+            inv.holds_slot = False
+            self._scheduler.slots.release()
+        inv.done.set()

@@ -1,0 +1,173 @@
+"""The output gate: how an invocation's work becomes durable, and when others may see it.
+
+An invocation buffers what it does (journal entries, state writes, acceptances of calls
+it makes) and submits it as ONE batch at its next externally visible effect (a
+``ctx.run`` body, a delivered call or send, a durable wait) or with its completion.
+The effect waits until that batch, and every batch before it on the same key, is
+durable: each batch of an exclusive invocation ``depends_on`` the key's previous one,
+so nothing lands on top of a commit that failed.
+
+The key's *overlay* holds exclusive writes submitted but not yet durable, so the next
+exclusive invocation on the key can start on them at once (pipelining) while shared
+handlers, which read LMDB only, never see them. The overlay is dropped as soon as the
+store's durable watermark passes its batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio.lowlevel
+
+from actors.storage import (
+    InvocationStatus,
+    StorageError,
+    Table,
+    WriteBatch,
+    dumps_entry,
+    encode_key,
+)
+
+from ._control_flow import StepFailed
+from ._errors import TerminalError
+from ._rows import journal_key, state_key
+
+if TYPE_CHECKING:
+    from actors.storage import CommitTicket
+
+    from ._invocation import Invocation
+    from ._kernel import Kernel
+    from ._key_order import KeyOrder
+    from ._scheduler import Scheduler
+
+
+class OutputGate:
+    """Flushing an invocation's buffered work, and waiting for it to be durable."""
+
+    __slots__ = ("_k", "_order", "_scheduler", "_store", "_workflow_claims")
+
+    def __init__(self, kernel: Kernel, order: KeyOrder, scheduler: Scheduler) -> None:
+        self._k = kernel
+        self._order = order
+        self._scheduler = scheduler
+        self._store = kernel.store
+        self._workflow_claims = kernel.workflow_claims
+
+    def chain(self, inv: Invocation) -> CommitTicket | None:
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            return activation.last_ticket
+        return inv.last_ticket
+
+    def flush(
+        self, inv: Invocation, batch: WriteBatch | None = None, *, accept: bool = True
+    ) -> CommitTicket | None:
+        """Submit the invocation's acceptance (if not yet written and ``accept``), new
+        journal entries and state writes, followed by ``batch``'s operations, as one
+        batch. Returns its ticket, or None when there was nothing to write."""
+        if batch is None:
+            nothing_new = (
+                not inv.unflushed and not inv.writes and not inv.cleared_all and not inv.pending_ops
+            )
+            if inv.inbox_key is not None and nothing_new:
+                return None
+            batch = WriteBatch()
+        head = WriteBatch()
+        accepting = accept and inv.inbox_key is None
+        moving_from: bytes | None = None
+        if accepting:
+            self._order.add_acceptance(inv, head, InvocationStatus.RUNNING)
+        elif accept:
+            # Its first durable step: from now on it resumes at its admitted place.
+            moving_from = self._order.move_to_admitted(inv, head)
+        for index, entry in inv.unflushed:
+            head.put(Table.JOURNAL, journal_key(inv.invocation_id, index), dumps_entry(entry))
+        if inv.pending_ops:
+            head.ops.extend(inv.pending_ops)
+            head.nbytes += sum(len(op[2]) + len(op[3] or b"") for op in inv.pending_ops)
+            inv.pending_ops = []
+        if inv.exclusive:
+            self.add_state_writes(inv, head)
+        head.ops.extend(batch.ops)
+        head.nbytes += batch.nbytes
+        chain = self.chain(inv)
+        head.depends_on = chain.seq if chain is not None else 0
+        try:
+            ticket = self._store.submit(head)
+        except StorageError as exc:
+            if accepting:
+                inv.inbox_key = None
+            elif moving_from is not None:
+                inv.inbox_key = moving_from
+            raise TerminalError(f"cannot store the invocation's data: {exc}", 413) from exc
+        inv.unflushed = []
+        if accepting:
+            inv.acceptance_ticket = ticket
+        elif moving_from is not None:
+            inv.acceptance_ticket = ticket
+            inv.moved_from = moving_from
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            if inv.cleared_all:
+                activation.overlay = dict(inv.writes)
+                activation.overlay_cleared = True
+            elif inv.writes:
+                activation.overlay.update(inv.writes)
+            if inv.writes or inv.cleared_all:
+                activation.overlay_seq = ticket.seq
+            inv.writes = {}
+            inv.cleared_all = False
+            activation.last_ticket = ticket
+        else:
+            inv.last_ticket = ticket
+        return ticket
+
+    def forget_failed_chain(self, inv: Invocation) -> None:
+        """At the start of an attempt: if the last batch this invocation's writes would
+        build on has already failed, nothing pending is left to build on (every batch
+        after it failed too), so start a fresh chain and read storage, not the overlay.
+        A batch still in flight stays a dependency: the attempt may read its writes."""
+        ticket = self.chain(inv)
+        if ticket is None or not ticket.done or ticket.error is None:
+            return
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            activation.last_ticket = None
+            activation.overlay.clear()
+            activation.overlay_cleared = False
+            activation.overlay_seq = 0
+        else:
+            inv.last_ticket = None
+
+    async def gate(self, inv: Invocation) -> None:
+        """The output gate: flush, then wait until everything the invocation's next
+        effect depends on is durable. A failed commit fails the attempt (retried)."""
+        self.flush(inv)
+        ticket = self.chain(inv)
+        if ticket is None:
+            await anyio.lowlevel.checkpoint()
+        else:
+            try:
+                await ticket.wait()
+            except StorageError as exc:
+                raise StepFailed(str(exc)) from exc
+        if inv.pending_calls:  # their acceptances are durable now: deliver them
+            pending, inv.pending_calls = inv.pending_calls, []
+            for callee in pending:
+                self._scheduler.dispatch(callee)
+                self._k.log("accepted", callee)
+                if callee.spec.kind == "main" and callee.target.key is not None:
+                    self._workflow_claims.pop((callee.target.actor, callee.target.key), None)
+
+    def add_state_writes(self, inv: Invocation, batch: WriteBatch) -> None:
+        if not inv.writes and not inv.cleared_all:
+            return
+        actor, key = inv.target.actor, inv.target.key
+        assert key is not None
+        if inv.cleared_all:
+            batch.delete_children(Table.STATE, encode_key((actor, key)))
+        for name, data in inv.writes.items():
+            if data is None:
+                batch.delete(Table.STATE, state_key(actor, key, name))
+            else:
+                batch.put(Table.STATE, state_key(actor, key, name), data)

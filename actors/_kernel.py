@@ -1,0 +1,117 @@
+"""What every part of the runtime shares: the store, the registered actors, the clock,
+the invocations held in memory, and a few services they all use.
+
+The runtime is a set of parts, each owning one concern (``_scheduler``, ``_gate``,
+``_timers``, ``_admission``, ``_executor``, ``_control``, the context operations), wired
+together by ``Runtime``. A part reaches another only through the reference it is given
+when it is built, and parts are built in a fixed order, so module imports stay acyclic.
+The kernel holds the state that has no single owner: ``invocations`` is read by nearly
+every part, ``parked`` by the scheduler, control and results, ``graph`` by calls, waits,
+control and the executor.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from actors.storage import InvocationRecord, StorageError, Table, loads
+
+from ._clock import loop_time_function
+from ._deadlock import WaitForGraph
+from ._errors import persistence_error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    import anyio.abc
+
+    from actors.storage import Store, WriteBatch
+
+    from ._clock import Clock
+    from ._definitions import ActorEntry
+    from ._invocation import Completion, Invocation
+    from ._retry import RetryPolicy
+
+logger = logging.getLogger("actors")
+
+
+@attrs.define(eq=False)
+class Parked:
+    """A suspended invocation dropped from memory: all that stays is where its result
+    lands (callers may be waiting on it) and its inbox key. Any of its wake-ups (timer,
+    promise, awakeable, callee completion, cancel) rebuilds it from storage by replay."""
+
+    done: Completion
+    inbox_key: bytes
+
+
+@attrs.define(eq=False)
+class Kernel:
+    """The shared state of one open runtime."""
+
+    store: Store
+    entries: dict[str, ActorEntry]
+    task_group: anyio.abc.TaskGroup
+    clock: Clock
+    retry: RetryPolicy
+    suspend_after: float
+    retention: float
+    idle_timeout: float
+    #: The event loop's clock, usable in commit callbacks too.
+    loop_time: Callable[[], float] = attrs.field(factory=loop_time_function)
+    #: Invocations held in memory, by id.
+    invocations: dict[str, Invocation] = attrs.field(factory=dict)
+    #: Suspended invocations dropped from memory, by id.
+    parked: dict[str, Parked] = attrs.field(factory=dict)
+    graph: WaitForGraph = attrs.field(factory=WaitForGraph)
+    #: Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
+    workflow_claims: dict[tuple[str, str], str] = attrs.field(factory=dict)
+    closed: bool = False
+    #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
+    before_run_body: Callable[[str], None] | None = None
+
+    def spawn(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.task_group.start_soon(task)
+
+    def load_record(self, invocation_id: str) -> InvocationRecord | None:
+        try:
+            data = self.store.get(Table.INVOCATIONS, invocation_id.encode())
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        return None if data is None else loads(InvocationRecord, data)
+
+    async def commit(self, batch: WriteBatch) -> None:
+        try:
+            await self.store.commit(batch)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+
+    def completion_of(self, invocation_id: str) -> Completion | None:
+        """Where the result of an invocation held in memory or parked lands."""
+        inv = self.invocations.get(invocation_id)
+        if inv is not None:
+            return inv.done
+        parked = self.parked.get(invocation_id)
+        return parked.done if parked is not None else None
+
+    def log_id(self, event: str, invocation_id: str) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("invocation %s %s", invocation_id, event)
+
+    def log(self, event: str, inv: Invocation) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "invocation %s %s: actor=%s key=%s handler=%s",
+                inv.invocation_id,
+                event,
+                inv.target.actor,
+                inv.target.key,
+                inv.target.handler,
+            )
+
+
+def noop() -> None:
+    pass

@@ -1,0 +1,294 @@
+"""Awakeables and durable promises: values that arrive from outside the invocation.
+
+An awakeable is a journal entry of its owner, with an id that names the entry; whoever
+completes it writes the outcome into that entry. A durable promise is a row of its
+workflow id (``promises``), completed once (invariant 8): a second completion fails
+with 409 and leaves the value unchanged. Completions are durable before they return and
+wake the waiters (rebuilding parked ones by replay). A completion made by a handler is
+journaled (``ResolveEntry``) in call order, whether or not it is awaited (invariant 14),
+with its refusal if it was refused, so a replay neither completes twice nor changes its
+answer.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+import anyio.lowlevel
+
+from actors.storage import (
+    AwakeableEntry,
+    Failure,
+    PromiseEntry,
+    PromisePeekEntry,
+    PromiseRecord,
+    ResolveEntry,
+    StorageError,
+    Success,
+    Table,
+    WriteBatch,
+    dumps,
+    dumps_entry,
+    encode_key,
+    loads,
+    loads_entry,
+)
+
+from ._control_flow import check_usable
+from ._errors import NonDeterminismError, TerminalError, persistence_error
+from ._futures import DurableFuture, settled
+from ._results import decode_outcome, failure
+from ._rows import journal_key
+from ._serde import encode_value
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from actors.storage import Outcome
+
+    from ._gate import OutputGate
+    from ._invocation import Invocation
+    from ._kernel import Kernel
+    from ._scheduler import Scheduler
+    from ._waits import Waits
+
+_AWAKEABLE_PREFIX = "awk_"
+
+
+def _promise_key(actor: str, key: str, name: str) -> bytes:
+    return encode_key((actor, key, name))
+
+
+def _awakeable_id(invocation_id: str, index: int) -> str:
+    raw = f"{invocation_id}/{index}".encode()
+    return _AWAKEABLE_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _parse_awakeable_id(awakeable_id: object) -> tuple[str, int]:
+    """(invocation id, journal index) of an awakeable id; ``ValueError`` if malformed."""
+    if not isinstance(awakeable_id, str) or not awakeable_id.startswith(_AWAKEABLE_PREFIX):
+        raise ValueError(f"{awakeable_id!r} is not an awakeable id (they start with 'awk_')")
+    body = awakeable_id[len(_AWAKEABLE_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+        invocation_id, _, index = raw.rpartition("/")
+        if not invocation_id.startswith("inv_") or not index.isdigit():
+            raise ValueError(raw)
+        return invocation_id, int(index)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"{awakeable_id!r} is not a well-formed awakeable id") from None
+
+
+class SignalOps:
+    """Awakeables (every context; and ``Runtime.resolve_awakeable``) and durable
+    promises (workflow contexts)."""
+
+    def __init__(
+        self, kernel: Kernel, output: OutputGate, scheduler: Scheduler, waits: Waits
+    ) -> None:
+        self._k = kernel
+        self._output = output
+        self._scheduler = scheduler
+        self._waits = waits
+        self._store = kernel.store
+        self.promise_waiters: dict[bytes, dict[str, None]] = {}  # ordered sets of ids
+        self.promise_inflight: dict[bytes, Outcome] = {}
+        self.awakeable_inflight: set[str] = set()
+
+    def awakeable(self, inv: Invocation, annotation: Any) -> tuple[str, DurableFuture[Any]]:
+        check_usable("ctx.awakeable()")
+        index, recorded = inv.reserve(AwakeableEntry, None, "awakeable()")
+        awakeable_id = _awakeable_id(inv.invocation_id, index)
+        what = f"value of awakeable {awakeable_id}"
+        if recorded is not None and recorded.outcome is not None:
+            outcome = recorded.outcome
+            return awakeable_id, settled(
+                self._waits, inv, lambda: decode_outcome(outcome, annotation, what)
+            )
+        if recorded is None:
+            inv.record_at(index, AwakeableEntry(awakeable_id))
+        row = journal_key(inv.invocation_id, index)
+
+        def stored() -> Outcome | None:
+            try:
+                data = self._store.get(Table.JOURNAL, row)
+            except StorageError as exc:
+                raise persistence_error(exc) from exc
+            entry = loads_entry(data) if data is not None else None
+            return entry.outcome if isinstance(entry, AwakeableEntry) else None
+
+        def ready() -> bool:
+            return stored() is not None
+
+        async def produce() -> Any:
+            await self._waits.block(inv, ready)
+            outcome = stored()
+            assert outcome is not None
+            return decode_outcome(outcome, annotation, what)
+
+        return awakeable_id, DurableFuture._create(self._waits, inv, produce, ready)
+
+    def awakeable_completion(
+        self, awakeable_id: str, value: object, reason: str | None
+    ) -> tuple[WriteBatch, str]:
+        """Validate a completion of ``awakeable_id``; the batch that records it in its
+        owner's journal, and the owner's id. Raises ``TerminalError`` 400/404/409."""
+        try:
+            owner_id, index = _parse_awakeable_id(awakeable_id)
+        except ValueError as exc:
+            raise TerminalError(str(exc), 400) from None
+        row = journal_key(owner_id, index)
+        try:
+            data = self._store.get(Table.JOURNAL, row)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        entry = loads_entry(data) if data is not None else None
+        if not isinstance(entry, AwakeableEntry) or entry.awakeable_id != awakeable_id:
+            raise TerminalError(f"no awakeable {awakeable_id!r}", 404)
+        if entry.outcome is not None or awakeable_id in self.awakeable_inflight:
+            raise TerminalError(f"awakeable {awakeable_id!r} was already completed", 409)
+        outcome: Outcome
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
+            outcome = Failure(reason, 500)
+        else:
+            annotation = type(value) if value is not None else object
+            outcome = Success(encode_value(value, annotation, f"value of {awakeable_id}"))
+        batch = WriteBatch()
+        batch.put(Table.JOURNAL, row, dumps_entry(AwakeableEntry(awakeable_id, outcome)))
+        return batch, owner_id
+
+    async def complete_awakeable(
+        self, inv: Invocation | None, awakeable_id: str, value: object, reason: str | None
+    ) -> None:
+        batch, owner_id = self.awakeable_completion(awakeable_id, value, reason)
+        self.awakeable_inflight.add(awakeable_id)
+        try:
+            if inv is None:
+                await self._k.commit(batch)
+            else:
+                self._output.flush(inv, batch)
+                await self._output.gate(inv)
+        finally:
+            self.awakeable_inflight.discard(awakeable_id)
+        self._scheduler.wake(owner_id)
+
+    async def ctx_complete_awakeable(
+        self, inv: Invocation, awakeable_id: str, value: object, reason: str | None
+    ) -> None:
+        check_usable("ctx.resolve_awakeable()")
+        target = f"awakeable:{awakeable_id}"
+        await self.journaled_completion(
+            inv, target, lambda: self.complete_awakeable(inv, awakeable_id, value, reason)
+        )
+
+    async def journaled_completion(
+        self, inv: Invocation, target: str, complete: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Complete a promise or awakeable from a handler, journaling how it went, so a
+        replay neither completes it twice nor changes its answer."""
+        index, recorded = inv.reserve(ResolveEntry, None, f"complete({target!r})")
+        if recorded is not None:
+            if recorded.target != target:
+                raise NonDeterminismError(
+                    f"invocation {inv.invocation_id} diverged from its journal at entry "
+                    f"{index}: it now completes {target}, but the journal recorded "
+                    f"{recorded.target}"
+                )
+            await anyio.lowlevel.checkpoint()
+            if recorded.failure is not None:
+                raise TerminalError(recorded.failure.message, recorded.failure.status_code)
+            return
+        inv.record_at(index, ResolveEntry(target))
+        try:
+            await complete()
+        except TerminalError as exc:
+            if exc.status_code not in (400, 404, 409):
+                raise
+            # Deterministic refusals are answers: journal them (their batch never ran).
+            inv.record_at(index, ResolveEntry(target, failure(exc)))
+            raise
+
+    def promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
+        key = inv.target.key
+        assert key is not None
+        return _promise_key(inv.target.actor, key, name), f"{inv.target.actor}/{key}"
+
+    def stored_promise(self, row: bytes) -> Outcome | None:
+        try:
+            data = self._store.get(Table.PROMISES, row)
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        return None if data is None else loads(PromiseRecord, data).outcome
+
+    def promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]:
+        check_usable("promise.value()")
+        row, where = self.promise_row(inv, name)
+        what = f"value of promise {name!r} of {where}"
+        index, recorded = inv.reserve(PromiseEntry, name, f"promise({name!r}).value()")
+        if recorded is not None and recorded.outcome is not None:
+            outcome = recorded.outcome
+            return settled(self._waits, inv, lambda: decode_outcome(outcome, annotation, what))
+
+        def ready() -> bool:
+            return self.stored_promise(row) is not None
+
+        async def produce() -> Any:
+            outcome = self.stored_promise(row)
+            if outcome is None:
+                self.promise_waiters.setdefault(row, {})[inv.invocation_id] = None
+                await self._waits.block(inv, ready)
+                outcome = self.stored_promise(row)
+                assert outcome is not None
+            inv.record_at(index, PromiseEntry(name, outcome))
+            return decode_outcome(outcome, annotation, what)
+
+        return DurableFuture._create(self._waits, inv, produce, ready)
+
+    async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any:
+        check_usable("promise.peek()")
+        row, where = self.promise_row(inv, name)
+        recorded = inv.next_replayed(PromisePeekEntry, name, f"promise({name!r}).peek()")
+        if recorded is not None:
+            outcome = recorded.outcome
+        else:
+            outcome = self.stored_promise(row)
+            inv.append(PromisePeekEntry(name, outcome))
+        await anyio.lowlevel.checkpoint()
+        if outcome is None:
+            return None
+        return decode_outcome(outcome, annotation, f"value of promise {name!r} of {where}")
+
+    async def promise_complete(
+        self, inv: Invocation, name: str, annotation: Any, value: object, reason: str | None
+    ) -> None:
+        check_usable("promise.resolve()")
+        row, where = self.promise_row(inv, name)
+
+        async def complete() -> None:
+            if self.promise_inflight.get(row) is not None or self.stored_promise(row):
+                raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
+            outcome: Outcome
+            if reason is not None:
+                if not isinstance(reason, str):
+                    raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
+                outcome = Failure(reason, 500)
+            else:
+                kind = annotation if annotation is not object else type(value)
+                outcome = Success(encode_value(value, kind, f"value of promise {name!r}"))
+            assert inv.target.key is not None
+            batch = WriteBatch()
+            record = PromiseRecord(inv.target.actor, inv.target.key, name, outcome)
+            batch.put(Table.PROMISES, row, dumps(record))
+            self.promise_inflight[row] = outcome
+            try:
+                self._output.flush(inv, batch)
+                await self._output.gate(inv)
+            finally:
+                self.promise_inflight.pop(row, None)  # durable now, or failed
+            for waiter in self.promise_waiters.pop(row, {}):
+                self._scheduler.wake(waiter)
+
+        await self.journaled_completion(inv, f"promise:{name}", complete)

@@ -1,0 +1,246 @@
+"""``ctx.run``: a durable step.
+
+A step's body is an effect, so it runs only once everything the invocation did before is
+durable (the output gate), and its outcome is journaled: after a crash the body runs
+again only if its result was not yet durable (invariant 6). The body is retried per its
+retry policy (the invocation's, else the runtime's: by default until it succeeds, with
+capped backoff); when attempts run out, the handler gets a ``TerminalError``.
+
+Awaited directly by its handler (the common case), the body runs in the handler's own
+task, inside the invocation's cancel scope. Raced in ``select`` or ``gather``, it runs
+as a runtime task of its own: a branch that loses is not cancelled, runs once, and
+awaiting it later joins that same run. A body's result is journaled only while its
+attempt is still the current one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from actors.storage import Failure, Outcome, RunEntry, Success
+
+from ._control_flow import RUN_BODY, StepFailed, check_usable
+from ._errors import RuntimeClosedError, SerializationError, TerminalError
+from ._futures import DurableFuture, settled
+from ._results import decode_outcome, failure
+from ._serde import encode_value
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._gate import OutputGate
+    from ._invocation import Invocation
+    from ._kernel import Kernel
+    from ._retry import RetryPolicy
+    from ._waits import Waits
+
+
+@attrs.define(eq=False)
+class RunBody:
+    """One ``ctx.run`` body in flight: started once, joined by every await."""
+
+    started: bool = False
+    done: bool = False
+    #: Made only when someone joins a body running in another task (select, gather).
+    finished: anyio.Event | None = None
+    outcome: Outcome | None = None
+    escaped: BaseException | None = None
+
+    async def wait(self) -> None:
+        if self.done:
+            return
+        if self.finished is None:
+            self.finished = anyio.Event()
+        await self.finished.wait()
+
+
+_resolved_annotations: weakref.WeakKeyDictionary[Callable[..., Any], Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _result_annotation(fn: Callable[..., Any], explicit: Any) -> Any:
+    """The type a ``ctx.run`` result converts through: ``explicit``, else ``fn``'s
+    return annotation (resolved once per function: string annotations, as under
+    ``from __future__ import annotations``, cost a ``get_type_hints`` call)."""
+    if explicit is not None:
+        return explicit
+    annotation = getattr(fn, "__annotations__", {}).get("return", object)
+    if isinstance(annotation, str):
+        function = getattr(fn, "__func__", fn)  # bound methods are new objects each time
+        try:
+            annotation = _resolved_annotations[function]
+        except (KeyError, TypeError):
+            try:
+                annotation = typing.get_type_hints(function).get("return", object)
+            except Exception:
+                annotation = object
+            try:
+                _resolved_annotations[function] = annotation
+            except TypeError:
+                pass  # not weak-referenceable: resolve each time
+    if annotation is None:
+        return type(None)
+    if typing.get_origin(annotation) in (typing.Awaitable, typing.Coroutine):
+        return object
+    return annotation
+
+
+class StepOps:
+    """``ctx.run`` for every kind of context."""
+
+    __slots__ = ("_clock", "_k", "_output", "_retry", "_waits")
+
+    def __init__(self, kernel: Kernel, output: OutputGate, waits: Waits) -> None:
+        self._k = kernel
+        self._output = output
+        self._waits = waits
+        self._clock = kernel.clock
+        self._retry = kernel.retry
+
+    def run(
+        self,
+        inv: Invocation,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        retry: RetryPolicy | None,
+        result_type: Any,
+    ) -> DurableFuture[Any]:
+        check_usable("ctx.run()")
+        if not isinstance(name, str) or not name:
+            raise TypeError("ctx.run() needs a non-empty name for its step")
+        if not callable(fn):
+            raise TypeError(f"ctx.run({name!r}) needs a function, not {fn!r}")
+        annotation = _result_annotation(fn, result_type)
+        what = f"result of ctx.run({name!r})"
+        index, recorded = inv.reserve(RunEntry, name, f"run({name!r})")
+        if recorded is not None:
+            outcome = recorded.outcome
+            return settled(self._waits, inv, lambda: decode_outcome(outcome, annotation, what))
+
+        body = RunBody()
+        attempt = inv.attempt
+
+        async def attempts() -> Outcome:
+            """Run the body per its retry policy; the outcome to journal."""
+            policy = retry or inv.spec.retry or self._retry
+            tries = 0
+            while True:
+                tries += 1
+                try:
+                    if self._k.before_run_body is not None:
+                        self._k.before_run_body(name)
+                    result = await self.call_body(fn, args)
+                except TerminalError as exc:
+                    return failure(exc)
+                except Exception as exc:
+                    if policy.exhausted(tries):
+                        return Failure(
+                            f"ctx.run({name!r}) failed after {tries} attempts: "
+                            f"{type(exc).__name__}: {exc}",
+                            500,
+                        )
+                    delay = policy.delay(tries + 1)
+                    await self._clock.sleep_until(self._clock.now() + delay)
+                    continue
+                try:
+                    return Success(encode_value(result, annotation, what))
+                except SerializationError as exc:
+                    return Failure(str(exc), 500)
+
+        async def execute(*, own_scope: bool) -> None:
+            # In a task of its own, the body needs a scope that kill() can cancel; inline,
+            # the invocation's run scope already encloses it.
+            outcome: Outcome | None = None
+            scope: anyio.CancelScope | None = None
+            try:
+                if own_scope:
+                    with anyio.CancelScope() as scope:
+                        inv.body_scopes.add(scope)
+                        outcome = await attempts()
+                else:
+                    outcome = await attempts()
+            except BaseException as exc:  # a crash injected by actors.testing, or a bug
+                body.escaped = exc
+                raise
+            finally:
+                if scope is not None:
+                    inv.body_scopes.discard(scope)
+                if inv.attempt == attempt:
+                    inv.runs_in_progress -= 1
+                    if outcome is not None:
+                        inv.record_at(index, RunEntry(name, outcome))
+                body.outcome = outcome
+                body.done = True
+                if body.finished is not None:
+                    body.finished.set()
+
+        async def start() -> None:
+            await self._output.gate(inv)  # the body is an effect: everything before it is durable
+            body.started = True
+            inv.runs_in_progress += 1  # counted from now: no suspension until it ends
+
+        async def run_body() -> None:
+            # A task of the runtime, not of the handler: a select that another branch
+            # wins does not cancel the step (awaiting it later joins this same run), and
+            # the step's result is journaled only while its attempt is still current.
+            RUN_BODY.set(name)
+            await execute(own_scope=True)
+
+        def finish() -> Any:
+            if body.outcome is None:
+                escaped = body.escaped
+                if isinstance(escaped, anyio.get_cancelled_exc_class()):
+                    raise RuntimeClosedError(f"ctx.run({name!r}) was cancelled: shutting down")
+                if escaped is not None and not isinstance(escaped, Exception):
+                    raise escaped  # e.g. actors.testing's SimulatedCrash
+                raise StepFailed(f"ctx.run({name!r}) was interrupted: {body.escaped!r}")
+            # Return the stored form, so that live execution and replay see the same value.
+            return decode_outcome(body.outcome, annotation, what)
+
+        async def produce() -> Any:
+            if not body.started:
+                await start()
+                self._k.task_group.start_soon(run_body)
+            await body.wait()
+            return finish()
+
+        async def produce_inline() -> Any:
+            # Awaited directly by the handler (the common case: no select or gather), so
+            # nothing else can join or outlive this step: run the body in the handler's
+            # own task. That saves a task spawn and two wake-ups per step; a kill still
+            # cancels it (it runs inside the invocation's scope).
+            if body.started:
+                return await produce()
+            await start()
+            token = RUN_BODY.set(name)
+            try:
+                await execute(own_scope=False)
+            except Exception:
+                pass  # recorded in ``body``; finish() raises what the handler should see
+            finally:
+                RUN_BODY.reset(token)
+            return finish()
+
+        future: DurableFuture[Any] = DurableFuture._create(self._waits, inv, produce)
+        future._produce_inline = produce_inline
+        return future
+
+    @staticmethod
+    async def call_body(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args)
+        # A plain function may block: run it on a worker thread, off the event loop.
+        result = await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        if inspect.isawaitable(result):
+            return await result
+        return result

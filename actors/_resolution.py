@@ -1,0 +1,159 @@
+"""From what a caller names to what runs: the registered actor, the handler, the target
+and the checked input of an invocation. Pure lookups over the registered actors; nothing
+here touches storage or the event loop.
+
+Outside handlers a malformed request is the caller's programming mistake (``TypeError``,
+``UnknownHandlerError``, ``SerializationError``, raised before anything is stored);
+inside a handler it is deterministic, so it fails the invocation instead of retrying it
+(``TerminalError`` 400).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from actors.storage import Target
+
+from ._context import _NO_ARG
+from ._definitions import Actor, Handler
+from ._errors import TerminalError, UnknownHandlerError
+from ._invocation import Invocation
+from ._serde import check_value
+from ._util import new_invocation_id
+
+if TYPE_CHECKING:
+    from actors.storage import InvocationRecord
+
+    from ._clock import Clock
+    from ._definitions import ActorEntry
+
+
+def delay_seconds(delay: timedelta | float | None) -> float:
+    """A delay or duration in seconds; ``ValueError`` unless finite and non-negative."""
+    if delay is None:
+        return 0.0
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
+        raise ValueError(f"delay must be a finite, non-negative duration, not {delay!r}")
+    return seconds
+
+
+class Resolver:
+    """Resolves targets against the actors registered with one runtime."""
+
+    __slots__ = ("_clock", "_entries")
+
+    def __init__(self, entries: dict[str, ActorEntry], clock: Clock) -> None:
+        self._entries = entries
+        self._clock = clock
+
+    def resolve(
+        self, target: Handler[Any, Any], key: str | None
+    ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
+        if not isinstance(target, Handler):
+            raise TypeError(f"call target must be a handler such as Counter.add, not {target!r}")
+        owner = target.owner
+        actor_name = owner.actor_name if owner is not None and issubclass(owner, Actor) else "?"
+        entry = self._entries.get(actor_name)
+        if entry is None or owner is None:
+            raise UnknownHandlerError(f"actor {actor_name!r} is not registered with this runtime")
+        if not issubclass(entry.cls, owner):
+            raise UnknownHandlerError(
+                f"{target.qualname} belongs to {owner.__qualname__}, but the actor named "
+                f"{actor_name!r} in this runtime is {entry.cls.__qualname__}"
+            )
+        spec = entry.cls.handlers.get(target.name)
+        if spec is None:
+            raise UnknownHandlerError(f"actor {actor_name!r} has no handler {target.name!r}")
+        return entry, spec, self.target(entry, spec, key)
+
+    def resolve_name(
+        self, actor: str, handler: str, key: str | None
+    ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
+        """Resolve a target by names (HTTP ingress, CLI, recovery)."""
+        entry = self._entries.get(actor)
+        if entry is None:
+            raise UnknownHandlerError(f"actor {actor!r} is not registered with this runtime")
+        spec = entry.cls.handlers.get(handler)
+        if spec is None:
+            raise UnknownHandlerError(f"actor {actor!r} has no handler {handler!r}")
+        return entry, spec, self.target(entry, spec, key)
+
+    @staticmethod
+    def target(entry: ActorEntry, spec: Handler[Any, Any], key: str | None) -> Target:
+        if entry.cls.actor_kind == "service":
+            if key is not None:
+                raise TypeError(
+                    f"{entry.name} is a service: its handlers take no key (got key={key!r})"
+                )
+            return Target(entry.name, spec.name, None)
+        if key is None:
+            what = "object" if entry.cls.actor_kind == "object" else "workflow"
+            raise TypeError(f"{entry.name} is a keyed {what}: {entry.name}.{spec.name} needs key=")
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, not {type(key).__name__}")
+        return Target(entry.name, spec.name, key)
+
+    def new_invocation(
+        self,
+        entry: ActorEntry,
+        spec: Handler[Any, Any],
+        target: Target,
+        payload: bytes,
+        value: Any,
+        *,
+        invocation_id: str | None = None,
+        caller_id: str | None = None,
+        caller_index: int | None = None,
+        idempotency_key: str | None = None,
+        holds_slot: bool = False,
+    ) -> Invocation:
+        """A new invocation accepted now (a fresh id unless a derived one is given)."""
+        return Invocation(
+            invocation_id=invocation_id or new_invocation_id(),
+            target=target,
+            entry=entry,
+            spec=spec,
+            payload=payload,
+            arg=value,
+            accepted_at=self._clock.now(),
+            caller_id=caller_id,
+            caller_index=caller_index,
+            idempotency_key=idempotency_key,
+            holds_slot=holds_slot,
+        )
+
+    @staticmethod
+    def check_input(spec: Handler[Any, Any], arg: object) -> tuple[bytes, Any]:
+        if not spec.has_input:
+            if arg is not _NO_ARG:
+                raise TypeError(f"{spec.qualname} takes no input, but one was given")
+            return b"null", _NO_ARG
+        if arg is _NO_ARG:
+            raise TypeError(
+                f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given"
+            )
+        return check_value(arg, spec.input_type, f"input of {spec.qualname}")
+
+    def resolve_in_handler(
+        self, target: Handler[Any, Any], key: str | None
+    ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
+        # Inside a handler a malformed call is deterministic: fail it, do not retry it.
+        try:
+            return self.resolve(target, key)
+        except TypeError as exc:
+            raise TerminalError(str(exc), 400) from exc
+
+    def check_input_in_handler(self, spec: Handler[Any, Any], arg: object) -> tuple[bytes, Any]:
+        try:
+            return self.check_input(spec, arg)
+        except TypeError as exc:
+            raise TerminalError(str(exc), 400) from exc
+
+    def spec_of(self, record: InvocationRecord) -> Handler[Any, Any]:
+        _, spec, _ = self.resolve_name(
+            record.target.actor, record.target.handler, record.target.key
+        )
+        return spec

@@ -1,0 +1,123 @@
+"""Results: how a stored outcome reaches whoever waits for it.
+
+An outcome is stored once, with the completion, as bytes; it is decoded with the type of
+the handler that produced it each time someone reads it, so a ``TerminalError`` reaches
+every caller with the same message and status code, and a ``DeadlockError`` stays one
+because the stored failure says so (``Failure.deadlock``), not because of its text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, final
+
+import anyio.lowlevel
+
+from actors.storage import Failure
+
+from ._errors import DeadlockError, RuntimeClosedError, TerminalError, UnknownHandlerError
+from ._serde import decode_value
+from ._util import NoPublicConstructor
+
+if TYPE_CHECKING:
+    from actors.storage import Outcome
+
+    from ._definitions import Handler
+    from ._invocation import Completion, Invocation
+    from ._kernel import Kernel
+    from ._resolution import Resolver
+
+
+InvocationStatusName = Literal["Accepted", "PreviouslyAccepted"]
+
+
+def decode_outcome(outcome: Outcome, annotation: Any, what: str) -> Any:
+    """The value of a successful outcome, or its failure raised."""
+    if isinstance(outcome, Failure):
+        if outcome.deadlock:
+            raise DeadlockError(outcome.message, outcome.status_code)
+        raise TerminalError(outcome.message, outcome.status_code)
+    return decode_value(outcome.value, annotation, what)
+
+
+def failure(exc: TerminalError) -> Failure:
+    """The stored form of a terminal error: its kind is a field, never read from text."""
+    return Failure(exc.message, exc.status_code, deadlock=isinstance(exc, DeadlockError))
+
+
+class Results:
+    """Waiting for and reading invocation results."""
+
+    __slots__ = ("_k", "_resolver")
+
+    def __init__(self, kernel: Kernel, resolver: Resolver) -> None:
+        self._k = kernel
+        self._resolver = resolver
+
+    async def result_of(self, inv: Invocation) -> Any:
+        await inv.done.wait()
+        return self.completed_result(inv.done, inv.invocation_id, inv.spec)
+
+    def completed_result(
+        self, done: Completion, invocation_id: str, spec: Handler[Any, Any]
+    ) -> Any:
+        if done.error is not None:
+            raise done.error
+        if done.outcome is None:
+            record = self._k.load_record(invocation_id) if not self._k.closed else None
+            if record is None or record.outcome is None:
+                raise RuntimeClosedError(
+                    f"invocation {invocation_id} did not finish: the runtime is shutting down"
+                )
+            done.outcome = record.outcome  # finished by kill while parked
+        return decode_outcome(done.outcome, spec.output_type, f"output of {spec.qualname}")
+
+    async def await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
+        """Wait for the result of ``invocation_id`` (held in memory, parked, or stored)."""
+        if self._k.closed:
+            raise RuntimeClosedError("the runtime is closed")
+        done = self._k.completion_of(invocation_id)
+        if done is not None:
+            await done.wait()
+            return self.completed_result(done, invocation_id, spec)
+        await anyio.lowlevel.checkpoint()
+        record = self._k.load_record(invocation_id)
+        if record is None:
+            raise UnknownHandlerError(f"no invocation {invocation_id!r}")
+        if record.outcome is None:
+            raise RuntimeClosedError(f"invocation {invocation_id} is not running in this runtime")
+        return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+
+    def stored_spec(self, invocation_id: str) -> Handler[Any, Any]:
+        record = self._k.load_record(invocation_id)
+        if record is None:
+            raise UnknownHandlerError(f"no invocation {invocation_id!r}")
+        return self._resolver.spec_of(record)
+
+
+@final
+class InvocationHandle(metaclass=NoPublicConstructor):
+    """A durably accepted invocation. ``status`` is ``"Accepted"`` for a new invocation
+    and ``"PreviouslyAccepted"`` when the same id (or idempotency key) was accepted
+    before."""
+
+    __slots__ = ("_results", "_spec", "invocation_id", "status")
+
+    def __init__(
+        self,
+        results: Results,
+        invocation_id: str,
+        status: InvocationStatusName,
+        spec: Handler[Any, Any],
+    ) -> None:
+        self._results = results
+        self._spec = spec
+        self.invocation_id = invocation_id
+        self.status: InvocationStatusName = status
+
+    async def result(self) -> Any:
+        """Wait for the invocation's result. A ``TerminalError`` of the handler is
+        raised here with its message and status code."""
+        return await self._results.await_result(self.invocation_id, self._spec)
+
+    def __repr__(self) -> str:
+        return f"<InvocationHandle {self.invocation_id} {self.status}>"

@@ -1,0 +1,26 @@
+"""Row keys of the actors layer's tables (the ``inbox`` has its own module,
+``_key_order``, because its order is a rule, not just an encoding)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actors.storage import encode_key
+
+if TYPE_CHECKING:
+    from actors.storage import TimerKind
+
+
+def journal_key(invocation_id: str, index: int) -> bytes:
+    """Entry ``index`` of an invocation's journal; an invocation's entries are contiguous."""
+    return encode_key((invocation_id, index))
+
+
+def state_key(actor: str, key: str, name: str) -> bytes:
+    """State ``name`` of one object key or workflow id."""
+    return encode_key((actor, key, name))
+
+
+def timer_key(due: float, invocation_id: str, kind: TimerKind, index: int) -> bytes:
+    """A durable timer, in due-time order (microseconds)."""
+    return encode_key((round(due * 1_000_000), invocation_id, kind.value, index))

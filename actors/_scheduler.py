@@ -1,0 +1,258 @@
+"""The scheduler: which invocations are in memory, on which key, and when they run.
+
+Every object key and workflow id in use has an ``Activation``: its ``Mailbox`` (the
+pure per-key rules of ``actors.mailbox``) and the overlay of its writes not yet durable.
+An activation exists while the key has work and is dropped when idle, so memory follows
+what runs, not what exists. Exclusive invocations take their place in the key's durable
+order as they enter the mailbox (``_key_order``).
+
+Memory is bounded by ``max_in_flight`` slots: a ``call`` or ``send`` takes one and
+waits when none is free. An invocation blocked in a durable wait gives its coroutine up
+(suspends) after ``suspend_after``, or at once under pressure (``evict_waiters``); one
+that holds no key is then *parked*: dropped from memory entirely, and rebuilt by replay
+(``revive``) when what it waits for happens (``wake``).
+
+The scheduler decides; the executor runs. The executor's ``run`` is handed in as
+``runner`` when the runtime wires its parts, because the executor is built above this
+module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import anyio
+import attrs
+
+from actors.mailbox import HOLD, Mailbox
+
+from ._errors import UnknownHandlerError
+from ._invocation import Activation, Completion, Invocation
+from ._kernel import Parked, logger, noop
+from ._key_order import parse_row
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from actors.storage import InvocationRecord
+
+    from ._kernel import Kernel
+    from ._key_order import KeyOrder
+    from ._resolution import Resolver
+
+#: Runs one invocation (``Executor.run``): the mailbox runner.
+Runner: TypeAlias = "Callable[[Invocation, Callable[[], None]], Coroutine[Any, Any, object]]"
+
+
+class Scheduler:
+    """Activations, slots, suspension and waking."""
+
+    def __init__(
+        self, kernel: Kernel, order: KeyOrder, resolver: Resolver, *, max_in_flight: int
+    ) -> None:
+        self._k = kernel
+        self._order = order
+        self._resolver = resolver
+        self._invocations = kernel.invocations
+        self._parked = kernel.parked
+        self._store = kernel.store
+        self._loop_time = kernel.loop_time
+        self._idle_timeout = kernel.idle_timeout
+        self.activations: dict[tuple[str, str], Activation] = {}
+        self.slots = anyio.Semaphore(max_in_flight)
+        # Coroutines blocked in durable waits cost ~10 kB each: beyond this many, they
+        # are suspended early (a parked invocation costs a few hundred bytes).
+        self.max_waiting = max(100, max_in_flight // 10)
+        #: Invocations blocked in a durable wait: the ones to suspend under pressure.
+        self.waiting: dict[str, Invocation] = {}
+        #: Scopes of handlers running in their caller's task (closing cancels them).
+        self.inline_scopes: set[anyio.CancelScope] = set()
+        self.runner: Runner = _not_wired
+
+    def run_soon(self, inv: Invocation) -> None:
+        """Run ``inv`` in a task of its own, holding no key."""
+        self._k.task_group.start_soon(self.runner, inv, noop)
+
+    def dispatch(self, inv: Invocation) -> None:
+        inv.dispatched = True
+        self._invocations[inv.invocation_id] = inv
+        key = inv.target.key
+        if key is None:
+            self.run_soon(inv)
+            return
+        activation = self.activation(inv.target.actor, key)
+        inv.activation = activation
+        self._order.admit(inv)
+        activation.mailbox.deliver(inv)
+
+    async def run_call(self, inv: Invocation) -> None:
+        """Run a ``call`` in the caller's own task when it may start at once (no task
+        to spawn, no extra switch); otherwise queue it like any invocation."""
+        inv.dispatched = True
+        self._invocations[inv.invocation_id] = inv
+        key = inv.target.key
+        release: Callable[[], None] = noop
+        if key is not None and inv.exclusive:
+            activation = self.activation(inv.target.actor, key)
+            inv.activation = activation
+            self._order.admit(inv)
+            claimed = activation.mailbox.try_claim(inv)
+            if claimed is None:
+                return  # queued behind the key's current work
+            release = claimed
+        # The handler runs in the caller's task, but belongs to the runtime: closing the
+        # runtime cancels it, as it cancels the handlers in the runtime's task group.
+        scope = anyio.CancelScope()
+        self.inline_scopes.add(scope)
+        try:
+            with scope:
+                outcome = await self.runner(inv, release)
+        except BaseException:
+            if (
+                inv.inbox_key is not None
+                and inv.outcome is None
+                and not inv.completing
+                and not self._k.closed
+            ):
+                # The caller went away mid-run, but the invocation was recorded: it
+                # must still complete. Continue it in the background from its journal,
+                # still holding its key: work queued behind it must not overtake it.
+                successor = attrs.evolve(inv, done=Completion(), holds_slot=False)
+                self._invocations[inv.invocation_id] = successor
+                holding = inv.activation
+                if holding is not None and holding.mailbox.running_exclusive is inv:
+                    successor.dispatched = True
+                    holding.mailbox.hand_over(inv, successor)
+                else:
+                    release()
+                    self.dispatch(successor)
+            else:
+                release()
+            raise
+        finally:
+            self.inline_scopes.discard(scope)
+        if scope.cancelled_caught or outcome != HOLD:
+            release()
+
+    def activation(self, actor: str, key: str) -> Activation:
+        activation = self.activations.get((actor, key))
+        if activation is None:
+            mailbox: Mailbox[Invocation] = Mailbox(f"{actor}/{key}", self.runner, self._k.spawn)
+            activation = Activation(mailbox)
+            self.activations[(actor, key)] = activation
+        activation.last_used = self._loop_time()
+        return activation
+
+    def resume_suspended(self, inv: Invocation) -> None:
+        inv.suspended = False
+        self._k.log("resumed", inv)
+        if inv.target.key is None:
+            self.run_soon(inv)
+            return
+        activation = inv.activation or self.activation(inv.target.actor, inv.target.key)
+        inv.activation = activation
+        activation.last_used = self._loop_time()
+        activation.mailbox.resume(inv)
+
+    def park(self, inv: Invocation) -> None:
+        """Drop a suspended invocation from memory; ``_wake`` rebuilds it by replay."""
+        assert inv.inbox_key is not None  # _block made its acceptance durable first
+        self._invocations.pop(inv.invocation_id, None)
+        self._parked[inv.invocation_id] = Parked(inv.done, inv.inbox_key)
+        self._k.log("parked", inv)
+        activation = inv.activation
+        if activation is not None and inv.target.key is not None:
+            # A workflow id whose main is parked has nothing else queued: drop it now
+            # rather than at the next idle sweep, so parked workflows cost no mailbox.
+            inv.activation = None
+            last = activation.last_ticket
+            if activation.mailbox.idle and (last is None or last.done):
+                self.activations.pop((inv.target.actor, inv.target.key), None)
+
+    def wake(self, invocation_id: str) -> None:
+        """Something a suspended invocation may be waiting for happened: run it again.
+        A no-op for an invocation that is not suspended (a live waiter has its own
+        event) or that finished."""
+        inv = self._invocations.get(invocation_id)
+        if inv is not None:
+            if not inv.suspended:
+                if inv.wake_event is not None:
+                    inv.wake_event.set()  # a live waiter re-checks what it waits for
+                return
+            if inv.running:
+                inv.wake_pending = True  # still unwinding: it re-runs at once
+            else:
+                self.resume_suspended(inv)
+            return
+        if invocation_id in self._parked and not self._k.closed:
+            self.revive(invocation_id)
+
+    def revive(self, invocation_id: str) -> Invocation | None:
+        parked = self._parked.pop(invocation_id)
+        record = self._k.load_record(invocation_id)
+        if record is None or record.outcome is not None:
+            parked.done.set()  # finished meanwhile (killed); its record has the outcome
+            return None
+        inv = self.rebuild(record, parked.inbox_key, parked.done)
+        if inv is None:
+            return None
+        inv.revived = True
+        self._k.log("revived", inv)
+        self.dispatch(inv)
+        return inv
+
+    def rebuild(
+        self, record: InvocationRecord, inbox_key: bytes, done: Completion | None = None
+    ) -> Invocation | None:
+        try:
+            entry, spec, tgt = self._resolver.resolve_name(
+                record.target.actor, record.target.handler, record.target.key
+            )
+        except (UnknownHandlerError, TypeError) as exc:
+            logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
+            return None
+        return Invocation.from_record(
+            record, entry, spec, tgt, inbox_key, parse_row(inbox_key)[1], done or Completion()
+        )
+
+    async def acquire_slot(self) -> None:
+        # The common case takes a free slot without yielding: the call checkpoints later
+        # anyway (its result is always delivered through one), and a yield here costs a
+        # whole scheduler round per call.
+        try:
+            self.slots.acquire_nowait()
+            return
+        except anyio.WouldBlock:
+            pass
+        self.evict_waiters()
+        await self.slots.acquire()
+
+    def evict_waiters(self) -> None:
+        """Memory pressure (``max_in_flight`` reached, someone waits for a slot): make
+        every invocation blocked in a durable wait suspend now instead of at
+        ``suspend_after``."""
+        waiting, self.waiting = self.waiting, {}
+        for inv in waiting.values():
+            inv.evicting = True
+            for scope in list(inv.wait_scopes):
+                scope.cancel()
+
+    async def reap_idle(self) -> None:
+        """Drop activations idle for ``idle_timeout``: a key costs memory only while used."""
+        interval = max(self._idle_timeout / 2, 0.001)
+        while True:
+            await anyio.sleep(interval)
+            cutoff = self._loop_time() - self._idle_timeout
+            durable = self._store.durable_seq
+            for key, activation in list(self.activations.items()):
+                last = activation.last_ticket
+                if (
+                    activation.mailbox.idle
+                    and (last is None or last.seq <= durable)
+                    and activation.last_used <= cutoff
+                ):
+                    del self.activations[key]
+
+
+async def _not_wired(inv: Invocation, release: Callable[[], None]) -> object:
+    raise AssertionError("the scheduler's runner was not wired")  # pragma: no cover
