@@ -52,219 +52,52 @@ import hmac
 import json
 import logging
 import os
-import re
 import socket
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+from typing import TYPE_CHECKING, Final, final
 
 import anyio
 import anyio.abc
-import attrs
-import msgspec
 import sniffio
 
 from ._errors import (
     ActorsError,
-    RuntimeClosedError,
-    SerializationError,
-    TerminalError,
     UnknownHandlerError,
 )
 from ._files import INGRESS_FILE
-from ._serde import ANY, decode_value, encode_value, structure_value
+from ._http import (
+    JSON_HEADERS,
+    Disconnected,
+    HttpError,
+    Receive,
+    Response,
+    Scope,
+    Send,
+    error_of,
+    error_response,
+    handler_input,
+    header,
+    json_response,
+    parse_delay,
+    path_segments,
+    read_body,
+    require,
+)
+from ._serde import ANY, decode_value, encode_value
 
 if TYPE_CHECKING:
-    from ._definitions import ActorEntry, Handler
+    from datetime import timedelta
+
+    from ._definitions import ActorEntry
     from ._runtime import Runtime
 
 logger = logging.getLogger("actors.ingress")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 NOT_READY: Final = 470
 # How long a stopping server waits for connections after cancelling their requests.
 _GRACEFUL_SECONDS: Final = 2.0
-_JSON: Final = [(b"content-type", b"application/json")]
-
-
-@attrs.frozen
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-class _HttpError(Exception):
-    """An error answer decided by the ingress itself (not the runtime)."""
-
-    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-class _Disconnected(Exception):
-    """The client went away before its request body arrived."""
-
-
-def _json(status: int, value: object) -> _Response:
-    return _Response(status, msgspec.json.encode(value))
-
-
-def _error(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> _Response:
-    return _Response(status, msgspec.json.encode({"code": status, "message": message}), headers)
-
-
-def _error_of(exc: ActorsError) -> _Response:
-    """The answer for an error the runtime raised."""
-    if isinstance(exc, RuntimeClosedError):
-        return _error(503, str(exc))
-    if isinstance(exc, TerminalError):
-        # A handler may pick any code; only an error status can be answered as one.
-        code = exc.status_code
-        status = code if 400 <= code <= 599 else 500
-        return _Response(status, msgspec.json.encode({"code": code, "message": exc.message}))
-    return _error(exc.status_code, str(exc))
-
-
-# --- request parsing -----------------------------------------------------------------------
-
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_ISO_DURATION = re.compile(
-    rf"P(?:{_NUMBER}W)?(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?",
-    re.IGNORECASE,
-)
-_UNITS: Final = {
-    "ms": 0.001,
-    "msec": 0.001,
-    "millisecond": 0.001,
-    "milliseconds": 0.001,
-    "s": 1.0,
-    "sec": 1.0,
-    "secs": 1.0,
-    "second": 1.0,
-    "seconds": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "mins": 60.0,
-    "minute": 60.0,
-    "minutes": 60.0,
-    "h": 3600.0,
-    "hr": 3600.0,
-    "hrs": 3600.0,
-    "hour": 3600.0,
-    "hours": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-    "days": 86400.0,
-}
-_HUMAN_PART = rf"\s*{_NUMBER}\s*([a-z]+)"
-_HUMAN_DURATION = re.compile(rf"(?:{_HUMAN_PART})+\s*", re.IGNORECASE)
-
-
-def parse_delay(text: str) -> timedelta:
-    """A ``?delay=`` value as Restate's ingress takes it: humantime (``500ms``, ``10s``,
-    ``1m 30s``, ``2h``, ``1d``) or an ISO-8601 duration (``PT1S``, ``PT1M30S``,
-    ``P1DT2H``). Raises ``ValueError`` naming the value otherwise; a bare number is
-    refused because its unit would be a guess."""
-    value = text.strip()
-    iso = _ISO_DURATION.fullmatch(value)
-    if iso is not None and any(iso.groups()) and not value.upper().endswith("T"):
-        weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
-        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if _HUMAN_DURATION.fullmatch(value):
-        total = 0.0
-        for number, unit in re.findall(_HUMAN_PART, value, re.IGNORECASE):
-            factor = _UNITS.get(unit.lower())
-            if factor is None:
-                raise ValueError(f"delay {text!r} has an unknown unit {unit!r}")
-            total += float(number) * factor
-        return timedelta(seconds=total)
-    raise ValueError(
-        f"delay {text!r} is not a duration (use a unit, e.g. 500ms, 10s, 1m, 1h, or "
-        "ISO-8601 such as PT1M30S)"
-    )
-
-
-def _segments(scope: Scope) -> list[str]:
-    raw = scope.get("raw_path")
-    if isinstance(raw, bytes | bytearray):
-        try:
-            text = bytes(raw).split(b"?", 1)[0].decode("ascii")
-        except UnicodeDecodeError:
-            raise _HttpError(400, "the request path is not ASCII") from None
-        try:
-            parts = [urllib.parse.unquote(p, errors="strict") for p in text.split("/")]
-        except UnicodeDecodeError:
-            raise _HttpError(400, "the request path is not valid UTF-8") from None
-    else:  # raw_path is optional in ASGI: fall back on the decoded path
-        parts = str(scope.get("path", "/")).split("/")
-    if parts and parts[0] == "":
-        parts = parts[1:]
-    if len(parts) > 1 and parts[-1] == "":
-        parts = parts[:-1]  # one trailing slash is tolerated
-    if parts == [""]:
-        return []
-    return parts
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if bytes(key).lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-async def _read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
-    length = _header(scope, b"content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise _HttpError(400, f"content-length {length!r} is not a number") from None
-        if declared > limit:
-            raise _HttpError(413, f"the request body ({declared} bytes) is over {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        if message["type"] != "http.request":
-            continue
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > limit:
-            raise _HttpError(413, f"the request body is over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
-    """The arguments for ``spec`` from a request body: () or (value,)."""
-    what = f"input of {spec.qualname}"
-    empty = not body.strip()
-    if not spec.has_input:
-        if empty or body.strip() == b"null":
-            return ()
-        raise _HttpError(400, f"{spec.qualname} takes no input, but the request has a body")
-    if empty:
-        try:
-            return (structure_value(None, spec.input_type, what),)
-        except SerializationError:
-            name = getattr(spec.input_type, "__name__", None) or repr(spec.input_type)
-            raise _HttpError(
-                400, f"{spec.qualname} takes an input of type {name}; the request body is empty"
-            ) from None
-    return (decode_value(body, spec.input_type, what),)
 
 
 # --- the application -----------------------------------------------------------------------
@@ -312,10 +145,10 @@ class IngressApp:
             return
         try:
             response = await self._respond(scope, receive)
-        except _Disconnected:
+        except Disconnected:
             return
         headers = [
-            *(_JSON if response.body else []),
+            *(JSON_HEADERS if response.body else []),
             (b"content-length", str(len(response.body)).encode()),
             *response.headers,
         ]
@@ -331,43 +164,43 @@ class IngressApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _respond(self, scope: Scope, receive: Receive) -> _Response:
+    async def _respond(self, scope: Scope, receive: Receive) -> Response:
         if self._closed:
-            return _error(503, "the ingress is shutting down")
+            return error_response(503, "the ingress is shutting down")
         with anyio.CancelScope() as cancel_scope:
             self._requests.add(cancel_scope)
             try:
                 return await self._route(scope, receive)
-            except _HttpError as exc:
-                return _error(exc.status, exc.message, exc.headers)
+            except HttpError as exc:
+                return error_response(exc.status, exc.message, exc.headers)
             except ActorsError as exc:
-                return _error_of(exc)
+                return error_of(exc)
             except Exception:
                 logger.exception("ingress: %s %s failed", scope.get("method"), scope.get("path"))
-                return _error(500, "internal error in the ingress (see the server's log)")
+                return error_response(500, "internal error in the ingress (see the server's log)")
             finally:
                 self._requests.discard(cancel_scope)
-        return _error(503, "the ingress is shutting down")
+        return error_response(503, "the ingress is shutting down")
 
     def _authorize(self, scope: Scope) -> None:
         if self._expected_auth is None:
             return
-        given = (_header(scope, b"authorization") or "").encode("latin-1")
+        given = (header(scope, b"authorization") or "").encode("latin-1")
         # Constant time: the comparison must not tell how much of a guess was right.
         if not hmac.compare_digest(given, self._expected_auth):
-            raise _HttpError(
+            raise HttpError(
                 401,
                 "a valid 'Authorization: Bearer <token>' header is required",
                 ((b"www-authenticate", b"Bearer"),),
             )
 
-    async def _route(self, scope: Scope, receive: Receive) -> _Response:
+    async def _route(self, scope: Scope, receive: Receive) -> Response:
         self._authorize(scope)
-        parts = _segments(scope)
+        parts = path_segments(scope)
         method = str(scope.get("method", "GET")).upper()
         query = urllib.parse.parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
         if not parts:
-            raise _HttpError(404, "no route for /")
+            raise HttpError(404, "no route for /")
         if parts[0] == "restate":
             return await self._restate(scope, receive, method, parts[1:])
         return await self._invoke(scope, receive, method, parts, query)
@@ -397,16 +230,16 @@ class IngressApp:
             return (rest[0], rest[1], send) if keyed else (None, rest[0], send)
         kind = entry.cls.actor_kind
         if keyed and rest and rest[0] in handlers and rest[1:] in ([], ["send"]):
-            raise _HttpError(
+            raise HttpError(
                 400,
                 f"{entry.name} is a keyed {kind}: use /{entry.name}/{{key}}/{rest[0]}",
             )
         if not keyed and len(rest) in (2, 3) and rest[1] in handlers and rest[2:] in ([], ["send"]):
-            raise _HttpError(
+            raise HttpError(
                 400,
                 f"{entry.name} is a service: its handlers take no key; use /{entry.name}/{rest[1]}",
             )
-        raise _HttpError(404, f"no route for /{'/'.join([entry.name, *rest])}")
+        raise HttpError(404, f"no route for /{'/'.join([entry.name, *rest])}")
 
     async def _invoke(
         self,
@@ -415,10 +248,10 @@ class IngressApp:
         method: str,
         parts: list[str],
         query: dict[str, list[str]],
-    ) -> _Response:
+    ) -> Response:
         entry = self._entry(parts[0])
         if method != "POST":
-            raise _HttpError(405, f"use POST to invoke a handler, not {method}", _ALLOW_POST)
+            raise HttpError(405, f"use POST to invoke a handler, not {method}", _ALLOW_POST)
         key, name, send = self._parse_target(entry, parts[1:])
         spec = entry.cls.handlers.get(name)
         if spec is None:
@@ -426,17 +259,17 @@ class IngressApp:
         delay: timedelta | None = None
         if "delay" in query:
             if not send:
-                raise _HttpError(400, "?delay= applies to /send only")
+                raise HttpError(400, "?delay= applies to /send only")
             try:
                 delay = parse_delay(query["delay"][-1])
             except ValueError as exc:
-                raise _HttpError(400, str(exc)) from None
-        idempotency_key = _header(scope, b"idempotency-key")
+                raise HttpError(400, str(exc)) from None
+        idempotency_key = header(scope, b"idempotency-key")
         if idempotency_key is not None and not idempotency_key:
-            raise _HttpError(400, "the idempotency-key header is empty")
+            raise HttpError(400, "the idempotency-key header is empty")
         if spec.kind == "main":
             idempotency_key = None  # once per workflow id already (module docstring)
-        args = _handler_input(spec, await _read_body(receive, scope, self._max_body))
+        args = handler_input(spec, await read_body(receive, scope, self._max_body))
         try:
             if send:
                 if args:
@@ -447,7 +280,9 @@ class IngressApp:
                     handle = await self._rt.send(
                         spec, key=key, delay=delay, idempotency_key=idempotency_key
                     )
-                return _json(202, {"invocationId": handle.invocation_id, "status": handle.status})
+                return json_response(
+                    202, {"invocationId": handle.invocation_id, "status": handle.status}
+                )
             if args:
                 result = await self._rt.call(
                     spec, args[0], key=key, idempotency_key=idempotency_key
@@ -458,30 +293,30 @@ class IngressApp:
             raise
         except (TypeError, ValueError) as exc:
             # The runtime's documented answers to a malformed request (key, input, delay).
-            raise _HttpError(400, str(exc)) from None
-        return _Response(200, encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+            raise HttpError(400, str(exc)) from None
+        return Response(200, encode_value(result, spec.output_type, f"output of {spec.qualname}"))
 
     # --- /restate/... ---
 
     async def _restate(
         self, scope: Scope, receive: Receive, method: str, parts: list[str]
-    ) -> _Response:
+    ) -> Response:
         match parts:
             case ["health"]:
-                _require(method, "GET")
-                return _json(200, {"status": "OK"})
+                require(method, "GET")
+                return json_response(200, {"status": "OK"})
             case ["invocation", invocation_id, ("attach" | "output") as what]:
-                _require(method, "GET")
+                require(method, "GET")
                 if what == "attach":
                     value = await self._rt.attach(invocation_id)
                 else:
                     value = await self._rt.output(invocation_id)
-                return _Response(200, encode_value(value, ANY, f"result of {invocation_id}"))
+                return Response(200, encode_value(value, ANY, f"result of {invocation_id}"))
             case ["invocation", invocation_id, ("cancel" | "kill" | "resume") as what]:
-                _require(method, "PATCH")
+                require(method, "PATCH")
                 return await self._admin(invocation_id, what)
             case ["workflow", name, workflow_id, ("attach" | "output") as what]:
-                _require(method, "GET")
+                require(method, "GET")
                 entry = self._rt._entries.get(name)
                 if entry is None or entry.cls.actor_kind != "workflow":
                     raise UnknownHandlerError(
@@ -491,10 +326,10 @@ class IngressApp:
                     value = await self._rt.attach_workflow(entry.cls, workflow_id)
                 else:
                     value = await self._rt.workflow_output(entry.cls, workflow_id)
-                return _Response(200, encode_value(value, ANY, f"result of {name}/{workflow_id}"))
+                return Response(200, encode_value(value, ANY, f"result of {name}/{workflow_id}"))
             case ["awakeables", awakeable_id, ("resolve" | "reject") as what]:
-                _require(method, "POST")
-                body = await _read_body(receive, scope, self._max_body)
+                require(method, "POST")
+                body = await read_body(receive, scope, self._max_body)
                 if what == "resolve":
                     value = decode_value(body, ANY, "awakeable value") if body.strip() else None
                     await self._rt.resolve_awakeable(awakeable_id, value)
@@ -502,38 +337,27 @@ class IngressApp:
                     try:
                         reason = body.decode("utf-8")
                     except UnicodeDecodeError:
-                        raise _HttpError(400, "the rejection reason is not UTF-8 text") from None
+                        raise HttpError(400, "the rejection reason is not UTF-8 text") from None
                     await self._rt.reject_awakeable(awakeable_id, reason or "rejected")
-                return _Response(202)
+                return Response(202)
             case _:
-                raise _HttpError(404, f"no route for /restate/{'/'.join(parts)}")
+                raise HttpError(404, f"no route for /restate/{'/'.join(parts)}")
 
-    async def _admin(self, invocation_id: str, what: str) -> _Response:
+    async def _admin(self, invocation_id: str, what: str) -> Response:
         if what == "cancel":
             await self._rt.cancel(invocation_id)
-            return _json(202, {"invocationId": invocation_id, "status": "CancelRequested"})
+            return json_response(202, {"invocationId": invocation_id, "status": "CancelRequested"})
         if what == "kill":
             await self._rt.kill(invocation_id)
-            return _json(200, {"invocationId": invocation_id, "status": "Killed"})
+            return json_response(200, {"invocationId": invocation_id, "status": "Killed"})
         try:
             await self._rt.resume(invocation_id)
         except ValueError as exc:  # not paused: a conflict with its current state
-            raise _HttpError(409, str(exc)) from None
-        return _json(200, {"invocationId": invocation_id, "status": "Resumed"})
+            raise HttpError(409, str(exc)) from None
+        return json_response(200, {"invocationId": invocation_id, "status": "Resumed"})
 
 
 _ALLOW_POST: Final = ((b"allow", b"POST"),)
-
-
-def _require(method: str, allowed: str) -> None:
-    if method != allowed:
-        _method_not_allowed(method, allowed)
-
-
-def _method_not_allowed(method: str, allowed: str) -> NoReturn:
-    raise _HttpError(
-        405, f"use {allowed} here, not {method}", ((b"allow", allowed.encode("ascii")),)
-    )
 
 
 # --- serving -------------------------------------------------------------------------------

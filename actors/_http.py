@@ -1,0 +1,219 @@
+"""HTTP plumbing of the ingress: ASGI types, responses and errors, reading a request
+(path segments, headers, a size-limited body, a handler's input) and Restate's delay
+syntax. No routing and no runtime here: ``_ingress`` decides what a request means."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import attrs
+import msgspec
+
+from ._errors import (
+    ActorsError,
+    RuntimeClosedError,
+    SerializationError,
+    TerminalError,
+)
+from ._serde import decode_value, structure_value
+
+if TYPE_CHECKING:
+    from ._definitions import Handler
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+
+
+@attrs.frozen
+class Response:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class HttpError(Exception):
+    """An error answer decided by the ingress itself (not the runtime)."""
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+def json_response(status: int, value: object) -> Response:
+    return Response(status, msgspec.json.encode(value))
+
+
+def error_response(
+    status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> Response:
+    return Response(status, msgspec.json.encode({"code": status, "message": message}), headers)
+
+
+def error_of(exc: ActorsError) -> Response:
+    """The answer for an error the runtime raised."""
+    if isinstance(exc, RuntimeClosedError):
+        return error_response(503, str(exc))
+    if isinstance(exc, TerminalError):
+        # A handler may pick any code; only an error status can be answered as one.
+        code = exc.status_code
+        status = code if 400 <= code <= 599 else 500
+        return Response(status, msgspec.json.encode({"code": code, "message": exc.message}))
+    return error_response(exc.status_code, str(exc))
+
+
+# --- request parsing -----------------------------------------------------------------------
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_ISO_DURATION = re.compile(
+    rf"P(?:{_NUMBER}W)?(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?",
+    re.IGNORECASE,
+)
+_UNITS: Final = {
+    "ms": 0.001,
+    "msec": 0.001,
+    "millisecond": 0.001,
+    "milliseconds": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hrs": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+}
+_HUMAN_PART = rf"\s*{_NUMBER}\s*([a-z]+)"
+_HUMAN_DURATION = re.compile(rf"(?:{_HUMAN_PART})+\s*", re.IGNORECASE)
+
+
+def parse_delay(text: str) -> timedelta:
+    """A ``?delay=`` value as Restate's ingress takes it: humantime (``500ms``, ``10s``,
+    ``1m 30s``, ``2h``, ``1d``) or an ISO-8601 duration (``PT1S``, ``PT1M30S``,
+    ``P1DT2H``). Raises ``ValueError`` naming the value otherwise; a bare number is
+    refused because its unit would be a guess."""
+    value = text.strip()
+    iso = _ISO_DURATION.fullmatch(value)
+    if iso is not None and any(iso.groups()) and not value.upper().endswith("T"):
+        weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if _HUMAN_DURATION.fullmatch(value):
+        total = 0.0
+        for number, unit in re.findall(_HUMAN_PART, value, re.IGNORECASE):
+            factor = _UNITS.get(unit.lower())
+            if factor is None:
+                raise ValueError(f"delay {text!r} has an unknown unit {unit!r}")
+            total += float(number) * factor
+        return timedelta(seconds=total)
+    raise ValueError(
+        f"delay {text!r} is not a duration (use a unit, e.g. 500ms, 10s, 1m, 1h, or "
+        "ISO-8601 such as PT1M30S)"
+    )
+
+
+def path_segments(scope: Scope) -> list[str]:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes | bytearray):
+        try:
+            text = bytes(raw).split(b"?", 1)[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise HttpError(400, "the request path is not ASCII") from None
+        try:
+            parts = [urllib.parse.unquote(p, errors="strict") for p in text.split("/")]
+        except UnicodeDecodeError:
+            raise HttpError(400, "the request path is not valid UTF-8") from None
+    else:  # raw_path is optional in ASGI: fall back on the decoded path
+        parts = str(scope.get("path", "/")).split("/")
+    if parts and parts[0] == "":
+        parts = parts[1:]
+    if len(parts) > 1 and parts[-1] == "":
+        parts = parts[:-1]  # one trailing slash is tolerated
+    if parts == [""]:
+        return []
+    return parts
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if bytes(key).lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
+    length = header(scope, b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise HttpError(400, f"content-length {length!r} is not a number") from None
+        if declared > limit:
+            raise HttpError(413, f"the request body ({declared} bytes) is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        if message["type"] != "http.request":
+            continue
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"the request body is over {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
+    """The arguments for ``spec`` from a request body: () or (value,)."""
+    what = f"input of {spec.qualname}"
+    empty = not body.strip()
+    if not spec.has_input:
+        if empty or body.strip() == b"null":
+            return ()
+        raise HttpError(400, f"{spec.qualname} takes no input, but the request has a body")
+    if empty:
+        try:
+            return (structure_value(None, spec.input_type, what),)
+        except SerializationError:
+            name = getattr(spec.input_type, "__name__", None) or repr(spec.input_type)
+            raise HttpError(
+                400, f"{spec.qualname} takes an input of type {name}; the request body is empty"
+            ) from None
+    return (decode_value(body, spec.input_type, what),)
+
+
+def require(method: str, allowed: str) -> None:
+    if method != allowed:
+        method_not_allowed(method, allowed)
+
+
+def method_not_allowed(method: str, allowed: str) -> NoReturn:
+    raise HttpError(
+        405, f"use {allowed} here, not {method}", ((b"allow", allowed.encode("ascii")),)
+    )
