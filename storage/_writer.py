@@ -19,15 +19,16 @@ ticket is *done* exactly when ``durable_seq >= ticket.seq``; ``CommitTicket.done
 computed from it, so the two can never disagree. The rule that makes this safe:
 
     ``durable_seq`` moves only when a ticket is *published*: in submission order, one
-    ticket at a time, on the thread of the event loop that submitted it. Publishing a
-    ticket sets ``durable_seq`` to its number, wakes its waiters and runs its
-    ``on_done``, with no await in between. A ticket is published only after LMDB holds
-    its batch, or after its error is set.
+    ticket at a time, on the thread of the event loop that submitted it (a blocking
+    caller's ticket: on whichever thread publishes). Publishing a ticket sets
+    ``durable_seq`` to its number, wakes its waiters and runs its ``on_done``, with no
+    await in between. A ticket is published only after LMDB holds its batch, or after
+    its error is set.
 
-So, seen from the loop, "LMDB holds the batch" happens-before "``durable_seq >= seq``",
-and ``durable_seq`` never changes under a running task between two of its awaits or
-inside a sync call: a task that reads it, then reads LMDB, sees LMDB at least as new as
-the watermark it read. The runtime relies on this to drop its overlay of not-yet-durable
+So, seen from the loop, "LMDB holds the batch" happens-before "``durable_seq >= seq``".
+And when every batch comes from one loop (the runtime's case), ``durable_seq`` never
+changes under a running task between two of its awaits: a task that reads it, then
+reads LMDB, sees LMDB at least as new as the watermark it read. The runtime relies on this to drop its overlay of not-yet-durable
 writes and read LMDB instead; a watermark ahead of LMDB would lose writes. Failed
 batches are published too (their ticket holds the error): ``durable_seq`` means "every
 batch up to here is settled", and whoever cares whether one landed looks at its ticket.
@@ -46,8 +47,9 @@ skipped (nobody is left to wake) and its tickets published where the baton is.
 
 *Inline mode* (``commit_mode="inline"``) commits synchronously in ``submit`` with no
 thread, for tests under ``trio.testing.MockClock(autojump_threshold=0)``, where a thread
-the clock cannot see would let autojump fire timeouts early. Numbering, commit and
-publishing then happen under the same lock, on the caller's thread.
+the clock cannot see would let autojump fire timeouts early. Numbering, commit and the
+move of ``durable_seq`` then happen under one lock on the caller's thread; ``on_done``
+runs right after, outside it (it may submit again).
 
 Rejected: one ``to_thread.run_sync`` per commit (~100 us each and no grouping);
 advancing ``durable_seq`` on the writer thread (a task could see the watermark pass a
@@ -380,13 +382,15 @@ class Writer:
             self._backlog += tickets
             start = not self._publishing  # else whoever holds the baton takes these too
             self._publishing = True
-        if start:
-            self._publish(None)
-        # After the attempt to publish (so a blocking caller usually finds its ticket
-        # done), but never waiting for a loop: the caller may be blocking that very loop.
-        for ticket in tickets:
-            if ticket._thread_event is not None:
-                ticket._thread_event.set()
+        try:
+            if start:
+                self._publish(None)
+        finally:
+            # After the attempt to publish (so a blocking caller usually finds its ticket
+            # done), never after a loop: the caller may be blocking that very loop.
+            for ticket in tickets:
+                if ticket._thread_event is not None:
+                    ticket._thread_event.set()
 
     def _publish(self, here: Waker | None) -> None:
         """Holding the baton on the thread of loop ``here`` (None: no loop), publish the
