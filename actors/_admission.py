@@ -35,12 +35,11 @@ from actors.storage import (
     loads,
 )
 
-from ._context import _NO_ARG
 from ._definitions import Actor
 from ._errors import TerminalError, UnknownHandlerError, persistence_error
 from ._resolution import delay_seconds
 from ._results import InvocationHandle
-from ._util import new_invocation_id
+from ._util import NO_ARG, new_invocation_id
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -88,7 +87,7 @@ class Admission:
     async def send(
         self,
         target: Handler[Any, Any],
-        arg: object = _NO_ARG,
+        arg: object = NO_ARG,
         /,
         *,
         key: str | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
-from ._util import NoPublicConstructor
+from ._util import NO_ARG, NoPublicConstructor
 
 if TYPE_CHECKING:
     import random
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 OutT = TypeVar("OutT")
-
-_NO_ARG: Any = object()
 
 
 class Context(metaclass=NoPublicConstructor):
@@ -151,7 +149,7 @@ class Context(metaclass=NoPublicConstructor):
         self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
     ) -> DurableFuture[OutT]: ...
     def call(
-        self, target: Handler[Any, OutT], arg: object = _NO_ARG, /, *, key: str | None = None
+        self, target: Handler[Any, OutT], arg: object = NO_ARG, /, *, key: str | None = None
     ) -> DurableFuture[OutT]:
         """Call another handler and wait for its result.
 
@@ -177,7 +175,7 @@ class Context(metaclass=NoPublicConstructor):
     async def send(
         self,
         target: Handler[Any, Any],
-        arg: object = _NO_ARG,
+        arg: object = NO_ARG,
         /,
         *,
         key: str | None = None,

@@ -54,7 +54,7 @@ import logging
 import os
 import socket
 import urllib.parse
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final, overload
 
 import anyio
 import anyio.abc
@@ -86,12 +86,63 @@ from ._http import (
 from ._serde import ANY, decode_value, encode_value
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import timedelta
+    from pathlib import Path
 
-    from ._definitions import ActorEntry
-    from ._runtime import Runtime
+    from ._definitions import Actor, ActorEntry, Handler
+    from ._results import InvocationHandle
 
 logger = logging.getLogger("actors.ingress")
+
+
+class Runtime(Protocol):
+    """What the ingress asks of the runtime it serves (``actors.Runtime``): its public
+    API, and the registered actors by name. A protocol, so this module does not import
+    the runtime that imports it."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def _entries(self) -> Mapping[str, ActorEntry]: ...
+    @overload
+    async def call(
+        self,
+        target: Handler[Any, Any],
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any: ...
+    @overload
+    async def call(
+        self,
+        target: Handler[Any, Any],
+        arg: object,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any: ...
+    async def send(
+        self,
+        target: Handler[Any, Any],
+        arg: object = ...,
+        /,
+        *,
+        key: str | None = None,
+        delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+    ) -> InvocationHandle: ...
+    async def attach(self, invocation_id: str) -> Any: ...
+    async def output(self, invocation_id: str) -> Any: ...
+    async def attach_workflow(self, workflow: type[Actor], workflow_id: str) -> Any: ...
+    async def workflow_output(self, workflow: type[Actor], workflow_id: str) -> Any: ...
+    async def resolve_awakeable(self, awakeable_id: str, value: object) -> None: ...
+    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None: ...
+    async def cancel(self, invocation_id: str) -> None: ...
+    async def kill(self, invocation_id: str) -> None: ...
+    async def resume(self, invocation_id: str) -> None: ...
 
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from actors.storage import Target
 
-from ._context import _NO_ARG
 from ._definitions import Actor, Handler
 from ._errors import TerminalError, UnknownHandlerError
 from ._invocation import Invocation
 from ._serde import check_value
-from ._util import new_invocation_id
+from ._util import NO_ARG, new_invocation_id
 
 if TYPE_CHECKING:
     from actors.storage import InvocationRecord
@@ -128,10 +127,10 @@ class Resolver:
     @staticmethod
     def check_input(spec: Handler[Any, Any], arg: object) -> tuple[bytes, Any]:
         if not spec.has_input:
-            if arg is not _NO_ARG:
+            if arg is not NO_ARG:
                 raise TypeError(f"{spec.qualname} takes no input, but one was given")
-            return b"null", _NO_ARG
-        if arg is _NO_ARG:
+            return b"null", NO_ARG
+        if arg is NO_ARG:
             raise TypeError(
                 f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given"
             )

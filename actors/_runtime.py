@@ -39,7 +39,6 @@ from actors.storage import StorageError, Store
 
 from ._admission import Admission
 from ._clock import SystemClock
-from ._context import _NO_ARG
 from ._control import Control
 from ._definitions import Handler, registration_entry
 from ._errors import (
@@ -64,7 +63,7 @@ from ._results import InvocationHandle, Results, decode_outcome
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
 from ._timers import Timers
-from ._util import NoPublicConstructor
+from ._util import NO_ARG, NoPublicConstructor
 from ._waits import Waits
 
 if TYPE_CHECKING:
@@ -221,7 +220,7 @@ class Runtime(metaclass=NoPublicConstructor):
     async def call(
         self,
         target: Handler[Any, OutT],
-        arg: object = _NO_ARG,
+        arg: object = NO_ARG,
         /,
         *,
         key: str | None = None,
@@ -261,7 +260,7 @@ class Runtime(metaclass=NoPublicConstructor):
     async def send(
         self,
         target: Handler[Any, Any],
-        arg: object = _NO_ARG,
+        arg: object = NO_ARG,
         /,
         *,
         key: str | None = None,

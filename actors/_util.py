@@ -45,3 +45,7 @@ def derived_invocation_id(parent_id: str, index: int) -> str:
     inputs give the same id, so a re-executed caller never delivers twice."""
     digest = hashlib.blake2b(f"{parent_id}:{index}".encode(), digest_size=15).digest()
     return "inv_" + _b32(digest)
+
+
+#: The default of an omitted handler input (a handler may take ``None`` as its input).
+NO_ARG: Any = object()

@@ -24,7 +24,8 @@ import trio
 import trio.testing
 
 import actors
-from actors._ingress import IngressApp, parse_delay
+from actors._http import parse_delay
+from actors._ingress import IngressApp
 from actors.testing import open_test_runtime
 
 if TYPE_CHECKING:
