@@ -9,6 +9,7 @@ Relative imports are resolved against the package the folder is mapped to
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,22 @@ def test_every_layer_has_files() -> None:
 def test_checker_finds_upward_imports(source: str, package: str, expected: list[str]) -> None:
     folder = package.rsplit(".", 1)[1]
     assert violations(source, package, LAYERS[folder][1]) == expected
+
+
+# --- pure cores inside ``actors`` ----------------------------------------------------------
+
+#: Modules of ``actors`` that are pure state machines: the standard library only, and
+#: none of its I/O, so they are tested without an event loop (DESIGN.md section 5).
+PURE = ("actors/_lifecycle.py",)
+IMPURE_STDLIB = {"asyncio", "selectors", "socket", "threading", "time"}
+
+
+@pytest.mark.parametrize("relative", PURE)
+def test_pure_cores_import_only_the_standard_library(relative: str) -> None:
+    path = REPO / relative
+    modules = [module for _, module in imported_modules(path.read_text(), "actors")]
+    assert modules, f"{relative} imports nothing: is the parser still finding imports?"
+    for module in modules:
+        top = module.split(".")[0]
+        assert top in sys.stdlib_module_names, f"{relative} imports {module}"
+        assert top not in IMPURE_STDLIB, f"{relative} imports {module}"
