@@ -262,7 +262,7 @@ class Admission:
             self.accepted_ready = anyio.Event()
             while self.accepted:
                 inv = self.accepted.popleft()
-                if inv.dispatched:  # cancelled or killed before it got here
+                if not inv.life.awaits_delivery:  # cancelled or killed before it got here
                     continue
                 self._k.log("accepted", inv)
                 if inv.not_before is not None:

@@ -21,12 +21,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from actors.storage import InvocationStatus, Table, WriteBatch, dumps
+from actors.storage import Failure, InvocationStatus, Table, WriteBatch, dumps
 
 from ._errors import ActorsError, RuntimeClosedError, TerminalError, UnknownHandlerError
 from ._kernel import logger
+from ._lifecycle import Action, Event, Phase
 
 if TYPE_CHECKING:
+    from ._executor import Executor
+    from ._invocation import Invocation
     from ._kernel import Kernel
     from ._results import Results
     from ._scheduler import Scheduler
@@ -35,10 +38,13 @@ if TYPE_CHECKING:
 class Control:
     """Cancel, kill and resume."""
 
-    def __init__(self, kernel: Kernel, scheduler: Scheduler, results: Results) -> None:
+    def __init__(
+        self, kernel: Kernel, scheduler: Scheduler, results: Results, executor: Executor
+    ) -> None:
         self._k = kernel
         self._scheduler = scheduler
         self._results = results
+        self._executor = executor
         self._invocations = kernel.invocations
         self._parked = kernel.parked
 
@@ -63,54 +69,55 @@ class Control:
             if record.outcome is not None:
                 raise TerminalError(f"invocation {invocation_id} has already completed", 409)
             raise TerminalError(f"invocation {invocation_id} is not running in this runtime", 409)
-        if inv.completing or inv.done.finished:
+        if inv.done.finished:
             raise TerminalError(f"invocation {invocation_id} has already completed", 409)
+        life = inv.life
         callees = list(inv.awaiting_calls)
-        if kill:
-            inv.killed = True
-        elif inv.cancel_requested:
+        actions = life.apply(Event.KILL if kill else Event.CANCEL)
+        if Action.REJECT_COMPLETED in actions:
+            raise TerminalError(f"invocation {invocation_id} has already completed", 409)
+        if not actions and not kill:
             return  # asked before; it is on its way
-        else:
-            inv.cancel_requested = True
-            if inv.inbox_key is not None:  # make the request survive a restart
-                status = InvocationStatus.RUNNING if inv.attempt else InvocationStatus.PENDING
-                batch = WriteBatch()
-                batch.put(Table.INVOCATIONS, invocation_id.encode(), dumps(inv.record(status)))
-                await self._k.commit(batch)
         self._k.log("kill requested" if kill else "cancel requested", inv)
-        if inv.running:
-            if kill and inv.run_scope is not None:
-                inv.run_scope.cancel()
-                for scope in list(inv.body_scopes):
-                    scope.cancel()
-            elif inv.paused_reason is not None and inv.resume is not None:
-                inv.paused_reason = None  # run it again, to deliver the cancellation
-                inv.resume.set()
-            for scope in list(inv.wait_scopes):
-                scope.cancel()
-        elif inv.suspended:
-            self._scheduler.resume_suspended(inv)
-        elif not inv.dispatched:  # accepted but not delivered yet, or delayed
-            inv.not_before = None
-            if kill or inv.attempt == 0:  # never started: it ends without taking its key
-                inv.dispatched = True
-                inv.keyless = True
-                self._invocations[invocation_id] = inv
-                self._scheduler.run_soon(inv)
-            else:
-                self._scheduler.dispatch(inv)
-        elif (
-            inv.activation is not None
-            and (kill or inv.attempt == 0)
-            and inv.activation.mailbox.cancel_queued(inv)
-        ):
-            # It was queued behind the key's current work: it finishes without the key.
-            inv.keyless = True
-            self._scheduler.run_soon(inv)
+        for action in actions:
+            await self._carry_out(inv, action)
         for callee_id in callees:
             self.cancel_later(callee_id, kill)
         if kill:
             await inv.done.wait()
+
+    async def _carry_out(self, inv: Invocation, action: Action) -> None:
+        """One action of a cancel or kill, as the lifecycle table asked, in its order."""
+        if action is Action.PERSIST_CANCEL_REQUEST:
+            if inv.inbox_key is not None:  # make the request survive a restart
+                status = InvocationStatus.RUNNING if inv.attempt else InvocationStatus.PENDING
+                batch = WriteBatch()
+                batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
+                await self._k.commit(batch)
+        elif action is Action.INTERRUPT_WAITS:
+            for scope in list(inv.wait_scopes):
+                scope.cancel()
+        elif action is Action.CANCEL_RUN:
+            if inv.run_scope is not None:
+                inv.run_scope.cancel()
+            for scope in (*inv.body_scopes, *inv.wait_scopes):
+                scope.cancel()
+        elif action is Action.WAKE_TASK:
+            inv.paused_reason = None  # run it again, to deliver the cancellation
+            if inv.resume is not None:
+                inv.resume.set()
+        elif action is Action.RESPAWN:
+            self._scheduler.resume_suspended(inv)
+        elif action is Action.UNQUEUE:
+            if inv.activation is not None:
+                inv.activation.mailbox.cancel_queued(inv)
+        elif action in (Action.END_CANCELLED, Action.END_KILLED):
+            # It never started: one batch ends it, without an attempt or its key.
+            what = "cancelled" if action is Action.END_CANCELLED else "killed"
+            outcome = Failure(f"invocation {inv.invocation_id} was {what}", 409)
+            self._invocations[inv.invocation_id] = inv
+            self._k.spawn(functools.partial(self._executor.end_without_running, inv, outcome))
+        # PROPAGATE_KILL: ``cancel`` passes the kill on to the calls it awaits.
 
     async def resume(self, invocation_id: str) -> None:
         """Resume a paused invocation: its attempts start again from its journal.
@@ -124,7 +131,8 @@ class Control:
         if inv.paused_reason is None:
             raise ValueError(f"invocation {invocation_id} is not paused")
         inv.paused_reason = None
-        inv.attempt = 0
+        if inv.life.phase is Phase.PAUSED:  # else its task has not reached the wait yet
+            inv.life.apply(Event.RESUME)
         batch = WriteBatch()
         batch.put(
             Table.INVOCATIONS,

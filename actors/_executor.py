@@ -18,6 +18,7 @@ when someone can refer to them), so it costs one commit, or none for a pure read
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import anyio
@@ -60,6 +61,7 @@ from ._errors import (
 )
 from ._invocation import UNDECODED
 from ._kernel import logger
+from ._lifecycle import Action, Event, Phase
 from ._results import failure
 from ._rows import journal_key, timer_key
 from ._serde import decode_value, encode_value
@@ -115,11 +117,11 @@ class Executor:
             RUN_BODY.reset(token)
 
     async def run_handler(self, inv: Invocation, release: Callable[[], None]) -> object:
+        life = inv.life
         key_node: Node | None = None
-        if inv.exclusive and not inv.killed and not inv.keyless:
+        if inv.exclusive and not life.killing:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
             self._graph.hold(key_node, ("inv", inv.invocation_id))
-        inv.running = True
         finished = False
         parked = False
         status = InvocationStatus.COMPLETED
@@ -128,17 +130,16 @@ class Executor:
                 inv.run_scope = scope
                 outcome = await self.attempts(inv)
             inv.run_scope = None
-            if inv.killed:
+            if life.killing:
                 outcome = Failure(f"invocation {inv.invocation_id} was killed", 409)
                 status = InvocationStatus.KILLED
-                inv.suspended = False
                 self._k.log("killed", inv)
-            if outcome is None:  # suspended: the coroutine is gone
-                if inv.holds_slot:  # it no longer costs a coroutine: let new work in
-                    inv.holds_slot = False
-                    self._scheduler.slots.release()
+            if outcome is None:  # unwound: the coroutine is gone
+                # An object keeps its key while it waits; anything else is parked.
                 if inv.spec.kind == "exclusive":
-                    return HOLD  # an object keeps its key while it waits
+                    self._act(inv, Event.SUSPEND)
+                    return HOLD
+                self._act(inv, Event.PARK)
                 parked = True
                 if key_node is not None:
                     self._graph.release(key_node)
@@ -146,6 +147,7 @@ class Executor:
                 release()  # a parked main holds no key: nothing else may run on it anyway
                 self._scheduler.park(inv)
                 return None
+            self._act(inv, Event.COMPLETE)
             if self.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
@@ -155,80 +157,122 @@ class Executor:
                     key_node = None
                 release()
                 finished = True
+                error = ticket.error if ticket is not None and ticket.done else None
                 if ticket is not None and not ticket.done:
                     try:
                         await ticket.wait()
                     except StorageError as exc:
-                        inv.error = persistence_error(exc)
-                        return None
-                elif ticket is not None and ticket.error is not None:
-                    inv.error = persistence_error(ticket.error)
+                        error = exc
+                if error is not None:
+                    inv.error = persistence_error(error)
+                    self._act(inv, Event.ABANDON)
                     return None
                 inv.outcome = outcome
+                self._act(inv, Event.DURABLE)
                 self._k.log("completed", inv)
                 return None
-            inv.completing = True
             ticket = self.submit_completion(inv, outcome, status)
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
             release()  # the next exclusive invocation may start on our queued writes
             finished = True
-            try:
-                await ticket.wait()
-            except StorageError as exc:
-                inv.error = persistence_error(exc)
-                logger.error("completion of invocation %s failed: %s", inv.invocation_id, exc)
-            else:
-                inv.outcome = outcome
-                if status is not InvocationStatus.KILLED:
-                    self._k.log("completed", inv)
-                self.after_completion(inv)
+            await self._completed(inv, ticket, outcome, status)
             return None
         finally:
-            inv.running = False
             inv.run_scope = None
-            if key_node is not None and not inv.suspended:
+            if key_node is not None and life.phase is not Phase.SUSPENDED:
                 self._graph.release(key_node)
             if parked:
                 pass
-            elif finished or not inv.suspended:
+            elif finished or life.phase is not Phase.SUSPENDED:
                 self.finish(inv)
 
+    async def _completed(
+        self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus
+    ) -> None:
+        """Wait for a queued completion to be durable, then answer its callers."""
+        try:
+            await ticket.wait()
+        except StorageError as exc:
+            inv.error = persistence_error(exc)
+            logger.error("completion of invocation %s failed: %s", inv.invocation_id, exc)
+            self._act(inv, Event.ABANDON)
+            return
+        except BaseException:
+            # Whoever waited went away (a ``call``'s caller): the batch lands anyway,
+            # and what it delivers and schedules must still happen then.
+            if not self._k.closed:
+                self._k.spawn(functools.partial(self._completed, inv, ticket, outcome, status))
+            raise
+        inv.outcome = outcome
+        self._act(inv, Event.DURABLE)
+        if status is not InvocationStatus.KILLED:
+            self._k.log("completed", inv)
+        self.after_completion(inv)
+
+    async def end_without_running(self, inv: Invocation, outcome: Outcome) -> None:
+        """End an invocation that never started (its lifecycle said END_CANCELLED or
+        END_KILLED): one completion batch, no attempt, no key."""
+        killed = inv.life.phase is Phase.KILL_COMPLETING
+        status = InvocationStatus.KILLED if killed else InvocationStatus.COMPLETED
+        try:
+            ticket = self.submit_completion(inv, outcome, status)
+            await self._completed(inv, ticket, outcome, status)
+        finally:
+            self.finish(inv)
+
+    def _act(self, inv: Invocation, event: Event) -> tuple[Action, ...]:
+        """Apply ``event`` to ``inv``'s lifecycle and give back the slot if it says so."""
+        actions = inv.life.apply(event)
+        if Action.RELEASE_SLOT in actions:  # it no longer costs a coroutine
+            self._scheduler.slots.release()
+        return actions
+
     async def attempts(self, inv: Invocation) -> Outcome | None:
-        """Run attempts until one completes (its outcome) or the invocation suspends
+        """Run attempts until one completes (its outcome) or the invocation unwinds
         (None). Retries and pauses happen here, with the key held."""
         policy = inv.spec.retry or self._retry
+        life = inv.life
         while True:
-            if inv.killed:
+            if life.killing:
                 return None
-            if inv.paused_reason is not None:
-                await self.wait_resumed(inv)
-            if inv.not_before is not None and not inv.cancel_requested:
-                await self._clock.sleep_until(inv.not_before)
+            if life.phase is Phase.BACKING_OFF:
+                await self._back_off(inv)
+                life.apply(Event.RETRY)
+            if inv.paused_reason is not None:  # paused in its record: wait for resume
+                life.apply(Event.PAUSE)
+                if life.phase is Phase.PAUSED:
+                    await self.wait_resumed(inv)
+                else:
+                    inv.paused_reason = None  # a cancel overrides the stored pause
             inv.not_before = None
             self._output.forget_failed_chain(inv)
             journal = self.load_journal(inv)
-            if inv.cancel_requested and not journal:
+            if life.cancel_requested and not journal:
                 # Cancelled before it did anything: nothing to compensate, do not start.
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
             inv.start_attempt(journal)
-            inv.attempt += 1
+            life.apply(Event.START)
             try:
                 return await self.attempt(inv)
             except Suspended:
-                if inv.wake_pending:  # what it waited for completed while unwinding
-                    inv.wake_pending = False
-                    inv.suspended = False
+                if life.phase is Phase.WOKEN_UNWINDING:
+                    # What it waited for came (or a cancel) while unwinding: run again.
+                    unwound = Event.SUSPEND if inv.spec.kind == "exclusive" else Event.PARK
+                    life.apply(unwound)
                     continue
-                self._k.log("suspended", inv)
+                if not life.killing:
+                    self._k.log("suspended", inv)
                 return None
             except NonDeterminismError as exc:
-                if inv.cancel_requested:  # cancelled: it is not retried or paused again
+                self._unwound_no_more(inv)
+                if life.cancel_requested:  # cancelled: it is not retried or paused again
                     return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
                 await self.pause(inv, str(exc))
             except (HandlerFailed, StepFailed) as exc:
-                if inv.cancel_requested and isinstance(exc, HandlerFailed):
+                self._unwound_no_more(inv)
+                if life.cancel_requested and isinstance(exc, HandlerFailed):
                     return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
                 reason = str(exc)
                 if isinstance(exc, HandlerFailed) and any(
@@ -250,18 +294,41 @@ class Executor:
                     inv.inbox_key = inv.moved_from
                     inv.moved_from = None
                     inv.acceptance_ticket = None
-                if policy.exhausted(inv.attempt):
-                    await self.pause(inv, f"gave up after {inv.attempt} attempts: {reason}")
+                failures = life.failures + 1  # counting this one
+                if policy.exhausted(failures):
+                    if life.cancel_requested:
+                        return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
+                    await self.pause(inv, f"gave up after {failures} attempts: {reason}")
                 else:
-                    inv.not_before = self._clock.now() + policy.delay(inv.attempt + 1)
+                    life.apply(Event.FAIL if isinstance(exc, HandlerFailed) else Event.STEP_FAILED)
+                    inv.not_before = self._clock.now() + policy.delay(failures + 1)
                     logger.info(
                         "invocation %s (%s) attempt %d failed, retrying in %.3fs: %s",
                         inv.invocation_id,
                         inv.spec.qualname,
-                        inv.attempt,
+                        failures,
                         inv.not_before - self._clock.now(),
                         reason,
                     )
+
+    @staticmethod
+    def _unwound_no_more(inv: Invocation) -> None:
+        """An attempt that began to unwind (``Suspended``) ended with another error (a
+        ``finally`` of the handler raised): it is running again, to fail or retry."""
+        if inv.life.phase in (Phase.UNWINDING, Phase.WOKEN_UNWINDING):
+            inv.life.apply(Event.UNBLOCK)
+
+    async def _back_off(self, inv: Invocation) -> None:
+        """Wait out a retry's backoff; a cancel cuts it short (the cancel then lands at
+        the first durable await of the next attempt)."""
+        if inv.not_before is None or inv.cancel_requested:
+            return
+        with anyio.CancelScope() as scope:
+            inv.wait_scopes.add(scope)
+            try:
+                await self._clock.sleep_until(inv.not_before)
+            finally:
+                inv.wait_scopes.discard(scope)
 
     async def attempt(self, inv: Invocation) -> Outcome:
         spec = inv.spec
@@ -306,6 +373,7 @@ class Executor:
 
     async def pause(self, inv: Invocation, reason: str) -> None:
         inv.paused_reason = reason
+        inv.life.apply(Event.PAUSE)
         logger.error("invocation %s (%s) paused: %s", inv.invocation_id, inv.spec.qualname, reason)
         batch = WriteBatch()
         batch.put(
@@ -323,8 +391,8 @@ class Executor:
         await self.wait_resumed(inv)
 
     async def wait_resumed(self, inv: Invocation) -> None:
-        if inv.paused_reason is None:
-            return
+        if inv.life.phase is not Phase.PAUSED:
+            return  # resumed (or cancelled) before its task got here
         inv.resume = anyio.Event()
         await inv.resume.wait()
         inv.resume = None
@@ -436,7 +504,7 @@ class Executor:
         ):
             # A finished workflow run leaves nothing to schedule on its id: free it now.
             self._scheduler.activations.pop((inv.target.actor, inv.target.key), None)
-        if inv.holds_slot:
-            inv.holds_slot = False
+        if inv.life.holds_slot:  # its life in memory ended some other way
+            inv.life.holds_slot = False
             self._scheduler.slots.release()
         inv.done.set()

@@ -29,6 +29,7 @@ import attrs
 from actors.storage import InvocationRecord, InvocationStatus, JournalEntry, Outcome, Target
 
 from ._errors import NonDeterminismError
+from ._lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     import random
@@ -112,8 +113,9 @@ class Invocation:
     moved_from: bytes | None = None
     activation: Activation | None = None
     done: Completion = attrs.field(factory=Completion)
-    holds_slot: bool = False
-    attempt: int = 0
+    #: Where it is in its life (``_lifecycle``): the only place its phase is kept.
+    life: Lifecycle = attrs.field(factory=Lifecycle)
+    #: When its next attempt may start (a retry's backoff), or when a delayed send is due.
     not_before: float | None = None
     # --- the current attempt ---
     replay: dict[int, JournalEntry] = attrs.field(factory=dict)
@@ -131,28 +133,32 @@ class Invocation:
     pending_calls: list[Invocation] = attrs.field(factory=list)
     timer_keys: set[bytes] = attrs.field(factory=set)
     expiry: tuple[float, bytes] | None = None  # its retention timer, once completed
-    # --- suspension, pausing, cancellation ---
-    running: bool = False
-    suspended: bool = False
-    wake_pending: bool = False
-    #: Rebuilt after parking: its next blocking wait parks again at once.
-    revived: bool = False
-    #: Cancel scopes of the waits in progress, for eviction and cancellation.
+    # --- the I/O handles and data its lifecycle's actions name ---
+    #: Cancel scopes of the waits in progress (and of a retry's backoff), which an
+    #: eviction, a cancel or a kill interrupts.
     wait_scopes: set[anyio.CancelScope] = attrs.field(factory=set)
-    evicting: bool = False
+    #: Live durable waits in progress (several at once under select/gather).
+    blocked_waits: int = 0
     wake_event: anyio.Event | None = None
-    dispatched: bool = False
-    completing: bool = False
-    keyless: bool = False  # ends (cancelled/killed before starting) without its key
     awaiting_calls: set[str] = attrs.field(factory=set)
-    cancel_requested: bool = False
     #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
     kill_requested: bool = False
-    cancel_raised: bool = False
-    killed: bool = False
     run_scope: anyio.CancelScope | None = None
+    #: Why it paused (kept in its record), and the event its task waits on meanwhile.
     paused_reason: str | None = None
     resume: anyio.Event | None = None
+    #: Its completion batch, once queued (a caller that gives up leaves it to land).
+    completion_ticket: CommitTicket | None = None
+
+    @property
+    def attempt(self) -> int:
+        """Attempts started so far (never reset: an attempt's epoch)."""
+        return self.life.attempt
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether a cancellation was asked for (and is kept in its record)."""
+        return self.life.cancel_requested
 
     @property
     def outcome(self) -> Outcome | None:
@@ -194,8 +200,6 @@ class Invocation:
         self.rng = None
         self.pending_ops = []
         self.pending_calls = []
-        self.cancel_raised = False
-        self.evicting = False
 
     def reserve(self, kind: type[E], name: str | None, what: str) -> tuple[int, E | None]:
         """Take the next index for an operation; return it with its recorded entry
@@ -248,9 +252,15 @@ class Invocation:
         inbox_key: bytes,
         position: int | None,
         done: Completion,
+        *,
+        started: bool,
     ) -> Invocation:
         """The invocation ``record`` describes, rebuilt to run again (at open, or when a
-        parked one is woken). The inverse of ``record``: the two keep one mapping."""
+        parked one is woken). The inverse of ``record``: the two keep one mapping.
+        ``started``: it had made a durable step (it must run again, even to be cancelled)."""
+        life = Lifecycle.rebuilt(
+            started=started, cancel_requested=record.cancel_requested, attempt=record.attempt
+        )
         return cls(
             invocation_id=record.invocation_id,
             target=target,
@@ -264,9 +274,8 @@ class Invocation:
             idempotency_key=record.idempotency_key,
             inbox_key=inbox_key,
             position=position,
-            attempt=record.attempt,
             done=done,
-            cancel_requested=record.cancel_requested,
+            life=life,
             kill_requested=record.kill_requested,
             paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
         )

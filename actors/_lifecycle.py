@@ -70,7 +70,7 @@ cancel state answers otherwise (the cancel rows below). Actions: ``_ROWS``, one 
     revive         .  .  .  .  .  .  .  .  .  .  .  RV .  .  .  .  .  RV
     recover        .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  AC
     cancel         CG*CG*=* =* =* =* WU*=* =* RD*RD*.  =  =  =  .  .  .
-    kill           KC KC KC KG KG KG KG KG KG KG KC .  =  =  =  .  .  .
+    kill           KC KC KC KG KG KG KG KG KG KG KG .  =  =  =  .  .  .
     fail           .  .  .  .  BO*.  .  .  .  .  .  .  .  =  .  .  .  .
     step_failed    .  .  .  .  BO .  .  .  .  .  .  .  .  =  .  .  .  .
     retry          .  .  .  .  .  .  .  .  RD .  .  .  .  .  .  .  .  .
@@ -291,7 +291,8 @@ _ROWS: dict[tuple[Phase, Event], tuple[Phase | None, tuple[Action, ...]]] = {
     (P.BACKING_OFF, E.RETRY): (P.READY, _),
     (P.PAUSED, E.RESUME): (P.READY, (A.RESET_FAILURES, A.PERSIST_RESUME, A.WAKE_TASK)),
     (P.SUSPENDED, E.WAKE): (P.READY, (A.RESPAWN,)),
-    (P.SUSPENDED, E.KILL): (P.KILL_COMPLETING, (A.END_KILLED, A.RELEASE_KEY, A.PROPAGATE_KILL)),
+    # Its task ends it: a new one, holding the key, finds it killed before any attempt.
+    (P.SUSPENDED, E.KILL): (P.KILLING, (A.RESPAWN, A.PROPAGATE_KILL)),
     (P.PARKED, E.REVIVE): (P.REVIVED, (A.MARK_REVIVED, A.ENQUEUE)),
     (P.COMPLETING, E.DURABLE): (P.COMPLETED, (A.RELEASE_SLOT, A.WAKE_CALLERS, A.FORGET)),
     (P.COMPLETING, E.CANCEL): (None, (A.REJECT_COMPLETED,)),
@@ -549,6 +550,11 @@ class Lifecycle:
     def awaits_delivery(self) -> bool:
         """Not yet handed to its mailbox: a delivery for it is still due."""
         return self._state.phase is Phase.ACCEPTED
+
+    @property
+    def killing(self) -> bool:
+        """Killed, and its task has not queued the killed record yet."""
+        return self._state.phase is Phase.KILLING
 
     @property
     def cancel_requested(self) -> bool:

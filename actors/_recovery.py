@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actors.storage import InvocationStatus, StorageError, Table, TimerKind
+from actors.storage import InvocationStatus, StorageError, Table, TimerKind, encode_key
 
 from ._errors import persistence_error
 from ._key_order import parse_row
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     from ._key_order import KeyOrder
     from ._scheduler import Scheduler
     from ._timers import Timers
+
+
+def _has_journal(kernel: Kernel, invocation_id: str) -> bool:
+    try:
+        return bool(
+            kernel.store.scan(Table.JOURNAL, encode_key((invocation_id,)), children=True, limit=1)
+        )
+    except StorageError as exc:
+        raise persistence_error(exc) from exc
 
 
 def recover(
@@ -45,10 +54,13 @@ def recover(
         record = kernel.load_record(raw_id.decode())
         if record is None or record.outcome is not None:
             continue
-        inv = scheduler.rebuild(record, inbox_key)
+        # It had started if it holds a position (an exclusive one) or has a journal:
+        # then even a cancel must run it again, to compensate. Rebuilt, it parks at
+        # its first wait: it may have waited long already.
+        started = position is not None or _has_journal(kernel, record.invocation_id)
+        inv = scheduler.rebuild(record, inbox_key, started=started)
         if inv is None:
             continue
-        inv.revived = True  # it may have waited long already: park if it blocks
         recovered += 1
         due = record.next_attempt_at
         if (

@@ -19,6 +19,7 @@ from actors.storage import Target
 from ._definitions import Actor, Handler
 from ._errors import TerminalError, UnknownHandlerError
 from ._invocation import Invocation
+from ._lifecycle import Lifecycle
 from ._serde import check_value
 from ._util import NO_ARG, new_invocation_id
 
@@ -121,7 +122,7 @@ class Resolver:
             caller_id=caller_id,
             caller_index=caller_index,
             idempotency_key=idempotency_key,
-            holds_slot=holds_slot,
+            life=Lifecycle(holds_slot=holds_slot),
         )
 
     @staticmethod

@@ -52,6 +52,7 @@ from ._files import DATA_DIR_FILES
 from ._gate import OutputGate
 from ._kernel import Kernel
 from ._key_order import KeyOrder
+from ._lifecycle import Phase
 from ._operations import Operations
 from ._ops_calls import CallOps
 from ._ops_signals import SignalOps
@@ -78,6 +79,9 @@ if TYPE_CHECKING:
     from ._invocation import Activation
 
 OutT = TypeVar("OutT")
+
+#: Phases of an invocation held in memory without its coroutine (or giving it up).
+_SUSPENDED = frozenset({Phase.SUSPENDED, Phase.UNWINDING, Phase.WOKEN_UNWINDING})
 
 __all__ = ["InvocationHandle", "Runtime", "RuntimeStatistics", "open_runtime"]
 
@@ -159,7 +163,7 @@ class Runtime(metaclass=NoPublicConstructor):
         )
         port = Operations(StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals)
         executor = Executor(kernel, output, scheduler, timers, port)
-        control = Control(kernel, scheduler, results)
+        control = Control(kernel, scheduler, results, executor)
         # The two upward references: the scheduler runs what the executor executes,
         # and a cancelled wait cancels what it waited on.
         scheduler.runner = executor.run
@@ -433,7 +437,8 @@ class Runtime(metaclass=NoPublicConstructor):
             + sum(
                 1 for inv in self._admission.accepted if inv.exclusive and inv.not_before is None
             ),
-            suspended=sum(1 for inv in invocations if inv.suspended) + len(self._parked),
+            suspended=sum(1 for inv in invocations if inv.life.phase in _SUSPENDED)
+            + len(self._parked),
             paused=sum(1 for inv in invocations if inv.paused_reason is not None),
         )
 

@@ -30,6 +30,7 @@ from ._errors import UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
 from ._kernel import Parked, logger, noop
 from ._key_order import parse_row
+from ._lifecycle import Action, Event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -74,10 +75,14 @@ class Scheduler:
         self._k.task_group.start_soon(self.runner, inv, noop)
 
     def dispatch(self, inv: Invocation) -> None:
-        inv.dispatched = True
+        """Hand ``inv`` to its key's mailbox (a service: run it now). An accepted one is
+        *delivered*; a revived one was delivered before and only joins the queue."""
+        if inv.life.awaits_delivery:
+            inv.life.apply(Event.DELIVER)
         self._invocations[inv.invocation_id] = inv
         key = inv.target.key
         if key is None:
+            inv.life.apply(Event.ADMIT)  # a service has no key to wait for
             self.run_soon(inv)
             return
         activation = self.activation(inv.target.actor, key)
@@ -85,10 +90,15 @@ class Scheduler:
         self._order.admit(inv)
         activation.mailbox.deliver(inv)
 
+    @staticmethod
+    def _admitted(inv: Invocation) -> None:
+        """The mailbox gave ``inv`` its key (or, shared, let it in)."""
+        inv.life.apply(Event.ADMIT)
+
     async def run_call(self, inv: Invocation) -> None:
         """Run a ``call`` in the caller's own task when it may start at once (no task
         to spawn, no extra switch); otherwise queue it like any invocation."""
-        inv.dispatched = True
+        inv.life.apply(Event.DELIVER)
         self._invocations[inv.invocation_id] = inv
         key = inv.target.key
         release: Callable[[], None] = noop
@@ -96,10 +106,12 @@ class Scheduler:
             activation = self.activation(inv.target.actor, key)
             inv.activation = activation
             self._order.admit(inv)
-            claimed = activation.mailbox.try_claim(inv)
+            claimed = activation.mailbox.try_claim(inv)  # admits it, if it may start
             if claimed is None:
                 return  # queued behind the key's current work
             release = claimed
+        else:
+            inv.life.apply(Event.ADMIT)
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
         scope = anyio.CancelScope()
@@ -108,24 +120,24 @@ class Scheduler:
             with scope:
                 outcome = await self.runner(inv, release)
         except BaseException:
-            if (
-                inv.inbox_key is not None
-                and inv.outcome is None
-                and not inv.completing
-                and not self._k.closed
-            ):
+            life = inv.life
+            if inv.inbox_key is not None and life.accepts(Event.DETACH) and not self._k.closed:
                 # The caller went away mid-run, but the invocation was recorded: it
                 # must still complete. Continue it in the background from its journal,
                 # still holding its key: work queued behind it must not overtake it.
-                successor = attrs.evolve(inv, done=Completion(), holds_slot=False)
-                self._invocations[inv.invocation_id] = successor
-                holding = inv.activation
-                if holding is not None and holding.mailbox.running_exclusive is inv:
-                    successor.dispatched = True
-                    holding.mailbox.hand_over(inv, successor)
+                # (Completing, it needs no new task: its batch lands by itself.)
+                actions = life.apply(Event.DETACH)
+                if Action.RESPAWN in actions:
+                    successor = attrs.evolve(inv, done=Completion())  # the same lifecycle
+                    self._invocations[inv.invocation_id] = successor
+                    holding = inv.activation
+                    if holding is not None and holding.mailbox.running_exclusive is inv:
+                        holding.mailbox.hand_over(inv, successor)
+                    else:
+                        release()
+                        self.run_soon(successor)
                 else:
                     release()
-                    self.dispatch(successor)
             else:
                 release()
             raise
@@ -137,14 +149,16 @@ class Scheduler:
     def activation(self, actor: str, key: str) -> Activation:
         activation = self.activations.get((actor, key))
         if activation is None:
-            mailbox: Mailbox[Invocation] = Mailbox(f"{actor}/{key}", self.runner, self._k.spawn)
+            mailbox: Mailbox[Invocation] = Mailbox(
+                f"{actor}/{key}", self.runner, self._k.spawn, self._admitted
+            )
             activation = Activation(mailbox)
             self.activations[(actor, key)] = activation
         activation.last_used = self._loop_time()
         return activation
 
     def resume_suspended(self, inv: Invocation) -> None:
-        inv.suspended = False
+        """Run a suspended invocation again (its lifecycle said RESPAWN); it holds its key."""
         self._k.log("resumed", inv)
         if inv.target.key is None:
             self.run_soon(inv)
@@ -175,14 +189,12 @@ class Scheduler:
         event) or that finished."""
         inv = self._invocations.get(invocation_id)
         if inv is not None:
-            if not inv.suspended:
-                if inv.wake_event is not None:
-                    inv.wake_event.set()  # a live waiter re-checks what it waits for
-                return
-            if inv.running:
-                inv.wake_pending = True  # still unwinding: it re-runs at once
-            else:
+            # Blocked: its wait re-checks; unwinding: it runs again at once; suspended:
+            # a new task runs it; anything else: nothing to do.
+            if Action.RESPAWN in inv.life.apply(Event.WAKE):
                 self.resume_suspended(inv)
+            elif inv.wake_event is not None:
+                inv.wake_event.set()  # a live waiter re-checks what it waits for
             return
         if invocation_id in self._parked and not self._k.closed:
             self.revive(invocation_id)
@@ -193,17 +205,23 @@ class Scheduler:
         if record is None or record.outcome is not None:
             parked.done.set()  # finished meanwhile (killed); its record has the outcome
             return None
-        inv = self.rebuild(record, parked.inbox_key, parked.done)
+        inv = self.rebuild(record, parked.inbox_key, parked.done, started=True)
         if inv is None:
             return None
-        inv.revived = True
         self._k.log("revived", inv)
         self.dispatch(inv)
         return inv
 
     def rebuild(
-        self, record: InvocationRecord, inbox_key: bytes, done: Completion | None = None
+        self,
+        record: InvocationRecord,
+        inbox_key: bytes,
+        done: Completion | None = None,
+        *,
+        started: bool,
     ) -> Invocation | None:
+        """The invocation ``record`` describes, rebuilt from storage; None (logged) when
+        its actor or handler is no longer registered."""
         try:
             entry, spec, tgt = self._resolver.resolve_name(
                 record.target.actor, record.target.handler, record.target.key
@@ -212,7 +230,14 @@ class Scheduler:
             logger.error("cannot resume invocation %s: %s", record.invocation_id, exc)
             return None
         return Invocation.from_record(
-            record, entry, spec, tgt, inbox_key, parse_row(inbox_key)[1], done or Completion()
+            record,
+            entry,
+            spec,
+            tgt,
+            inbox_key,
+            parse_row(inbox_key)[1],
+            done or Completion(),
+            started=started,
         )
 
     async def acquire_slot(self) -> None:
@@ -233,9 +258,9 @@ class Scheduler:
         ``suspend_after``."""
         waiting, self.waiting = self.waiting, {}
         for inv in waiting.values():
-            inv.evicting = True
-            for scope in list(inv.wait_scopes):
-                scope.cancel()
+            if Action.INTERRUPT_WAITS in inv.life.apply(Event.EVICT):
+                for scope in list(inv.wait_scopes):
+                    scope.cancel()
 
     async def reap_idle(self) -> None:
         """Drop activations idle for ``idle_timeout``: a key costs memory only while used."""

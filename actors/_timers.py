@@ -77,7 +77,7 @@ class Timers:
     ) -> None:
         if kind is TimerKind.DELIVER:
             inv = self._invocations.get(invocation_id)
-            if inv is not None and not inv.dispatched:
+            if inv is not None and inv.life.awaits_delivery:
                 inv.not_before = None
                 self._scheduler.dispatch(inv)
         elif kind is TimerKind.WAKE:

@@ -35,6 +35,7 @@ from actors.storage import (
 from ._control_flow import CancelRequested, StepFailed, Suspended, check_usable
 from ._errors import ActorsError, NonDeterminismError, TerminalError
 from ._futures import DurableFuture
+from ._lifecycle import Event, Phase
 from ._resolution import delay_seconds
 from ._rows import timer_key
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _MAX_SLEEP_SECONDS = 100 * 365 * 86400.0
+_UNWINDING = (Phase.UNWINDING, Phase.WOKEN_UNWINDING)
 
 
 def _cancel_not_wired(invocation_id: str) -> None:
@@ -88,7 +90,7 @@ class Waits:
 
     def cancel_deliverable(self, inv: Invocation) -> bool:
         # Never in the middle of a replay: the original run did not see it there.
-        return inv.cancel_requested and not inv.cancel_raised and inv.index >= inv.replay_end
+        return inv.life.cancel_due and inv.index >= inv.replay_end
 
     def check_cancel(self, inv: Invocation, futures: Sequence[DurableFuture[Any]]) -> None:
         """At a durable await: raise the cancellation if it is due here (recorded here
@@ -97,11 +99,11 @@ class Waits:
         message = f"invocation {inv.invocation_id} was cancelled"
         if isinstance(recorded, CancelledEntry):
             inv.index += 1
-            inv.cancel_raised = True
+            inv.life.apply(Event.REPLAY_CANCEL)
             message = recorded.message
         elif self.cancel_deliverable(inv):
             inv.append(CancelledEntry(message))
-            inv.cancel_raised = True
+            inv.life.apply(Event.RAISE_CANCEL)
             self._k.log("cancelled", inv)
             for future in futures:  # what it was waiting on is cancelled too
                 callee_id = future._callee_id
@@ -125,17 +127,41 @@ class Waits:
             await anyio.lowlevel.checkpoint()
             return
         await self._output.gate(inv)
-        suspend = inv.revived or inv.evicting
+        life = inv.life
+        if life.phase in _UNWINDING:
+            raise Suspended  # another branch of a select or gather is giving it up
+        inv.blocked_waits += 1
+        if inv.blocked_waits == 1:
+            life.apply(Event.BLOCK)
+        try:
+            await self._wait(inv, ready, wait)
+        finally:
+            inv.blocked_waits -= 1
+            if inv.blocked_waits == 0 and life.phase is Phase.BLOCKED:
+                life.apply(Event.UNBLOCK)
+
+    async def _wait(
+        self,
+        inv: Invocation,
+        ready: Callable[[], bool],
+        wait: Callable[[], Awaitable[object]] | None,
+    ) -> None:
+        life = inv.life
+        suspend = life.suspends_at_once
         while not ready():
             if self.cancel_deliverable(inv):
                 raise CancelRequested
             if suspend and not inv.runs_in_progress:  # a running step keeps the coroutine
                 # Keep what it did meanwhile (steps that finished in a gather), then
-                # drop the coroutine, unless what it waits for arrived in between.
+                # drop the coroutine, unless what it waits for (or a cancel) arrived in
+                # between.
                 await self._output.gate(inv)
                 if ready():
                     break
-                inv.suspended = True
+                if self.cancel_deliverable(inv):
+                    raise CancelRequested
+                if life.phase is Phase.BLOCKED:
+                    life.apply(Event.UNWIND)
                 raise Suspended
             waiting = wait
             if waiting is None:  # woken by _wake: one event per round, shared by branches
@@ -155,7 +181,7 @@ class Waits:
                 if not inv.wait_scopes:
                     self._scheduler.waiting.pop(inv.invocation_id, None)
             # Timed out, or evicted under memory pressure (a cancel shows up above).
-            suspend = scope.cancelled_caught or inv.evicting
+            suspend = scope.cancelled_caught or life.evicting
 
     async def race(
         self, futures: Sequence[tuple[str, DurableFuture[Any]]], *, first: bool
@@ -195,7 +221,8 @@ class Waits:
                 group.start_soon(branch, name, future)
         if first and finished:
             inv = futures[0][1]._inv
-            inv.suspended = False  # another branch may have begun to suspend meanwhile
+            if inv.life.phase in _UNWINDING:  # another branch had begun to suspend
+                inv.life.apply(Event.UNBLOCK)
             return finished[:1]
         if escapes:
             real = [error for error in escapes if not isinstance(error, Suspended)]

@@ -31,13 +31,22 @@ Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 class Mailbox(Generic[E]):
     """One key's mailbox. Not thread-safe: use it from its event loop only."""
 
-    __slots__ = ("_core", "_runner", "_spawn", "name")
+    __slots__ = ("_core", "_on_admit", "_runner", "_spawn", "name")
 
-    def __init__(self, name: str, runner: Runner[E], spawn: Spawn) -> None:
+    def __init__(
+        self,
+        name: str,
+        runner: Runner[E],
+        spawn: Spawn,
+        on_admit: Callable[[E], None] | None = None,
+    ) -> None:
         self.name = name
         self._core: MailboxCore[E] = MailboxCore()
         self._runner = runner
         self._spawn = spawn
+        #: Told of every envelope the rules admit, at the moment they admit it (before
+        #: its task exists), so the owner's own state can follow the key's.
+        self._on_admit = on_admit
 
     def deliver(self, envelope: E) -> None:
         """Enqueue ``envelope``; start it now if the rules allow."""
@@ -50,6 +59,8 @@ class Mailbox(Generic[E]):
         Otherwise the envelope is queued as by ``deliver`` and None is returned."""
         admitted = self._core.enqueue(envelope)
         if admitted == [envelope]:
+            if self._on_admit is not None:
+                self._on_admit(envelope)
             return self._releaser(envelope)
         self._start(admitted)
         return None
@@ -90,6 +101,8 @@ class Mailbox(Generic[E]):
 
     def _start(self, admitted: list[E]) -> None:
         for envelope in admitted:
+            if self._on_admit is not None:
+                self._on_admit(envelope)
             self._spawn(self._make_task(envelope))
 
     def _releaser(self, envelope: E) -> Callable[[], None]:
