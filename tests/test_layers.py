@@ -1,4 +1,6 @@
-"""Imports go one way: storage <- mailbox <- actors (DESIGN.md section 1).
+"""Imports go one way: storage <- mailbox <- actors (DESIGN.md section 1); no module
+imports itself back through others, TYPE_CHECKING imports included, and none is over
+600 lines (section 5).
 
 Every ``.py`` file under ``storage/`` and ``mailbox/`` is parsed, and every import in
 it is checked: module level, inside functions, and under ``if TYPE_CHECKING:`` alike.
@@ -166,3 +168,106 @@ def test_pure_cores_import_only_the_standard_library(relative: str) -> None:
         top = module.split(".")[0]
         assert top in sys.stdlib_module_names, f"{relative} imports {module}"
         assert top not in IMPURE_STDLIB, f"{relative} imports {module}"
+
+
+# --- no import cycle, no oversized module (DESIGN.md section 5) --------------------------
+
+#: The package folders and the dotted package each is installed as.
+PACKAGES: dict[str, str] = {
+    "actors": "actors",
+    "mailbox": "actors.mailbox",
+    "storage": "actors.storage",
+}
+MAX_LINES = 600
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the installed package, by dotted name."""
+    modules: dict[str, Path] = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((REPO / folder).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            modules[name] = path
+    return modules
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the package modules it imports (TYPE_CHECKING and local imports too).
+    ``from X import name`` counts ``X.name`` when that is a module, else ``X``."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+        edges = set()
+        for _line, target in imported_modules(path.read_text(), package):
+            if target in modules and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (a list of modules, first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for succ in sorted(graph[node]):
+            if state.get(succ) == 1:
+                return [*stack[stack.index(succ) :], succ]
+            if succ not in state:
+                found = visit(succ)
+                if found is not None:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found is not None:
+                return found
+    return None
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph = import_graph(module_files())
+    # A package's __init__ re-exports its modules: importing a package is not a cycle
+    # with the modules it consists of, so leave the __init__ -> own module edges out.
+    for package in PACKAGES.values():
+        graph[package] = {m for m in graph[package] if not m.startswith(package + ".")}
+    return graph
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    cycle = find_cycle(package_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=str(p.relative_to(REPO))) for p in module_files().values()]
+)
+def test_no_module_over_600_lines(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by concern"
+
+
+def test_cycle_finder_finds_cycles_through_type_checking_imports() -> None:
+    sources = {
+        "a": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from actors.b import B\n",
+        "b": "from actors.c import C\n",
+        "c": "def f():\n    from actors import a\n",
+    }
+    graph = {
+        f"actors.{n}": {
+            t
+            for _l, t in imported_modules(s, "actors")
+            if t in {"actors.a", "actors.b", "actors.c"}
+        }
+        for n, s in sources.items()
+    }
+    assert find_cycle(graph) == ["actors.a", "actors.b", "actors.c", "actors.a"]
+    graph["actors.c"] = set()
+    assert find_cycle(graph) is None
