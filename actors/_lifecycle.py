@@ -217,7 +217,7 @@ class Action(enum.Enum):
     SIGNAL_WAIT = "signal_wait"  # set its wake event: its wait re-checks what it awaits
     INTERRUPT_WAITS = "interrupt_waits"  # cancel the scopes of its waits (and backoff)
     UNWIND = "unwind"  # raise ``Suspended`` in the wait (its journal is flushed first)
-    PARK = "park"  # keep only its completion and inbox row (``_Parked``)
+    PARK = "park"  # keep only its completion and inbox row (``Parked``)
     PERSIST_CANCEL_REQUEST = "persist_cancel_request"  # write the request in its record
     RAISE_CANCEL = "raise_cancel"  # journal a CancelledEntry; raise the 409 here
     PROPAGATE_CANCEL = "propagate_cancel"  # cancel the invocations it waits on

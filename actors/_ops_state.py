@@ -93,11 +93,12 @@ class StateOps:
             return list(recorded.names)
         assert inv.target.key is not None
         prefix = encode_key((inv.target.actor, inv.target.key))
-        # Read the watermark BEFORE scanning: the writer thread may make the overlay's
-        # batch durable at any moment, and a scan that ran before that moment does not
-        # hold the overlay's writes even if the watermark has passed them by the time we
-        # look. Applying an overlay the scan already holds is harmless; skipping one it
-        # does not hold loses writes.
+        # Read the watermark BEFORE scanning. The watermark moves only in this loop
+        # (``storage._writer``), so it cannot move between the two today; but a scan
+        # that ran before a batch landed does not hold its writes even if the watermark
+        # has passed it by the time we look, so this order stays right if that ever
+        # changes. Applying an overlay the scan already holds is harmless; skipping one
+        # it does not hold loses writes.
         durable_before_scan = self._store.durable_seq
         try:
             names = {

@@ -169,7 +169,7 @@ class Scheduler:
         activation.mailbox.resume(inv)
 
     def park(self, inv: Invocation) -> None:
-        """Drop a suspended invocation from memory; ``_wake`` rebuilds it by replay."""
+        """Drop a suspended invocation from memory; ``wake`` rebuilds it by replay."""
         assert inv.inbox_key is not None  # _block made its acceptance durable first
         self._invocations.pop(inv.invocation_id, None)
         self._parked[inv.invocation_id] = Parked(inv.done, inv.inbox_key)

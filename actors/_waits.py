@@ -119,7 +119,7 @@ class Waits:
         ready: Callable[[], bool],
         wait: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """Wait until ``ready()``: on ``wait()`` if given, else until ``_wake`` is called
+        """Wait until ``ready()``: on ``wait()`` if given, else until ``Scheduler.wake`` is called
         for the invocation. Everything the invocation did so far is made durable first.
         After ``suspend_after`` (at once for a rebuilt invocation, or under memory
         pressure) the invocation suspends: ``Suspended`` unwinds the handler."""
