@@ -80,6 +80,18 @@ def _parse_awakeable_id(awakeable_id: object) -> tuple[str, int]:
         raise ValueError(f"{awakeable_id!r} is not a well-formed awakeable id") from None
 
 
+def _outcome_of(value: object, reason: str | None, annotation: Any, what: str) -> Outcome:
+    """What completing with ``value`` (or rejecting with ``reason``) stores. An untyped
+    completion converts the value by its own type."""
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
+        return Failure(reason, 500)
+    if annotation is object and value is not None:
+        annotation = type(value)
+    return Success(encode_value(value, annotation, what))
+
+
 class SignalOps:
     """Awakeables (every context; and ``Runtime.resolve_awakeable``) and durable
     promises (workflow contexts)."""
@@ -148,14 +160,7 @@ class SignalOps:
             raise TerminalError(f"no awakeable {awakeable_id!r}", 404)
         if entry.outcome is not None or awakeable_id in self.awakeable_inflight:
             raise TerminalError(f"awakeable {awakeable_id!r} was already completed", 409)
-        outcome: Outcome
-        if reason is not None:
-            if not isinstance(reason, str):
-                raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
-            outcome = Failure(reason, 500)
-        else:
-            annotation = type(value) if value is not None else object
-            outcome = Success(encode_value(value, annotation, f"value of {awakeable_id}"))
+        outcome = _outcome_of(value, reason, object, f"value of {awakeable_id}")
         batch = WriteBatch()
         batch.put(Table.JOURNAL, row, dumps_entry(AwakeableEntry(awakeable_id, outcome)))
         return batch, owner_id
@@ -270,14 +275,7 @@ class SignalOps:
         async def complete() -> None:
             if self.promise_inflight.get(row) is not None or self.stored_promise(row):
                 raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
-            outcome: Outcome
-            if reason is not None:
-                if not isinstance(reason, str):
-                    raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
-                outcome = Failure(reason, 500)
-            else:
-                kind = annotation if annotation is not object else type(value)
-                outcome = Success(encode_value(value, kind, f"value of promise {name!r}"))
+            outcome = _outcome_of(value, reason, annotation, f"value of promise {name!r}")
             assert inv.target.key is not None
             batch = WriteBatch()
             record = PromiseRecord(inv.target.actor, inv.target.key, name, outcome)
