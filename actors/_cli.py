@@ -352,9 +352,9 @@ def _record_offline(args: argparse.Namespace, operation: str) -> str:
                 raise CommandError(
                     f"invocation {args.id} is not paused (it is {record.status.value})"
                 )
-            updated = attrs.evolve(
-                record, status=InvocationStatus.RUNNING, attempt=0, pause_reason=None
-            )
+            # The attempt count is an epoch and never goes back; the retry budget
+            # starts afresh when the runtime rebuilds it.
+            updated = attrs.evolve(record, status=InvocationStatus.RUNNING, pause_reason=None)
         batch = WriteBatch()
         batch.put(Table.INVOCATIONS, args.id.encode(), dumps(updated))
         store.commit_blocking(batch)
