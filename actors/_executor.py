@@ -147,7 +147,7 @@ class Executor:
                 release()  # a parked main holds no key: nothing else may run on it anyway
                 self._scheduler.park(inv)
                 return None
-            self._act(inv, Event.COMPLETE)
+            life.apply(Event.COMPLETE)  # hands the key on (below), keeps its slot
             if self.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).

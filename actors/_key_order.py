@@ -89,8 +89,9 @@ class KeyOrder:
         """Give an exclusive invocation its place among its key's work, at the moment it
         enters the key's FIFO: mailbox order and durable order are then the same order.
         One that had started keeps the place it had."""
-        if inv.exclusive and inv.position is None:
-            inv.position = self.next_seq()
+        if inv.position is None and inv.exclusive:
+            inv.position = self._next
+            self._next += 1
 
     def add_acceptance(self, inv: Invocation, batch: WriteBatch, status: InvocationStatus) -> None:
         """Write ``inv``'s record and inbox row: at its admitted position when it already
