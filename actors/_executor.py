@@ -168,7 +168,8 @@ class Executor:
                     self._act(inv, Event.ABANDON)
                     return None
                 inv.outcome = outcome
-                self._act(inv, Event.DURABLE)
+                if Action.RELEASE_SLOT in life.apply(Event.DURABLE):
+                    self._scheduler.slots.release()
                 self._k.log("completed", inv)
                 return None
             ticket = self.submit_completion(inv, outcome, status)
@@ -235,9 +236,10 @@ class Executor:
         policy = inv.spec.retry or self._retry
         life = inv.life
         while True:
-            if life.killing:
+            phase = life.phase
+            if phase is Phase.KILLING:
                 return None
-            if life.phase is Phase.BACKING_OFF:
+            if phase is Phase.BACKING_OFF:
                 await self._back_off(inv)
                 life.apply(Event.RETRY)
             if inv.paused_reason is not None:  # paused in its record: wait for resume

@@ -483,8 +483,13 @@ class Lifecycle:
         except KeyError:
             raise LifecycleError(self._refusal(event)) from None
         self._state = step.target
-        if step.effect:
-            self._bookkeep(step.effect)
+        effect = step.effect
+        if effect:
+            if effect == _NEW_ATTEMPT:  # the common one, on every attempt: no call
+                self.attempt += 1
+                self.evicting = False
+            else:
+                self._bookkeep(effect)
         if step.slot_actions is not None and self.holds_slot:
             self.holds_slot = False
             return step.slot_actions
