@@ -147,8 +147,6 @@ class Invocation:
     #: Why it paused (kept in its record), and the event its task waits on meanwhile.
     paused_reason: str | None = None
     resume: anyio.Event | None = None
-    #: Its completion batch, once queued (a caller that gives up leaves it to land).
-    completion_ticket: CommitTicket | None = None
 
     @property
     def attempt(self) -> int:
