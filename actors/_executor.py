@@ -19,7 +19,7 @@ when someone can refer to them), so it costs one commit, or none for a pure read
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -61,10 +61,24 @@ from ._errors import (
 )
 from ._invocation import UNDECODED
 from ._kernel import logger
-from ._lifecycle import Action, Event, Phase
+from ._lifecycle import Action, Cancel, Event, Phase
 from ._results import failure
 from ._rows import journal_key, timer_key
 from ._serde import decode_value, encode_value
+
+# Read on every call. In Python 3.11 each ``Enum.MEMBER`` read goes through
+# ``EnumType.__getattr__``'s slot and is not specialised (~0.1 us; a module global
+# ~0.01 us), so the hot paths below read these names, bound once.
+_KILLING: Final = Phase.KILLING
+_SUSPENDED: Final = Phase.SUSPENDED
+_BACKING_OFF: Final = Phase.BACKING_OFF
+_START: Final = Event.START
+_COMPLETE: Final = Event.COMPLETE
+_DURABLE: Final = Event.DURABLE
+_RELEASE_SLOT: Final = Action.RELEASE_SLOT
+_NO_CANCEL: Final = Cancel.NONE
+_COMPLETED: Final = InvocationStatus.COMPLETED
+_KILLED: Final = InvocationStatus.KILLED
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -119,20 +133,20 @@ class Executor:
     async def run_handler(self, inv: Invocation, release: Callable[[], None]) -> object:
         life = inv.life
         key_node: Node | None = None
-        if inv.exclusive and not life.killing:
+        if inv.exclusive and life.phase is not _KILLING:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
             self._graph.hold(key_node, ("inv", inv.invocation_id))
         finished = False
         parked = False
-        status = InvocationStatus.COMPLETED
+        status = _COMPLETED
         try:
             with anyio.CancelScope() as scope:  # kill() cancels it
                 inv.run_scope = scope
                 outcome = await self.attempts(inv)
             inv.run_scope = None
-            if life.killing:
+            if life.phase is _KILLING:
                 outcome = Failure(f"invocation {inv.invocation_id} was killed", 409)
-                status = InvocationStatus.KILLED
+                status = _KILLED
                 self._k.log("killed", inv)
             if outcome is None:  # unwound: the coroutine is gone
                 # An object keeps its key while it waits; anything else is parked.
@@ -147,7 +161,7 @@ class Executor:
                 release()  # a parked main holds no key: nothing else may run on it anyway
                 self._scheduler.park(inv)
                 return None
-            life.apply(Event.COMPLETE)  # hands the key on (below), keeps its slot
+            life.apply(_COMPLETE)  # hands the key on (below), keeps its slot
             if self.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
@@ -168,7 +182,7 @@ class Executor:
                     self._act(inv, Event.ABANDON)
                     return None
                 inv.outcome = outcome
-                if Action.RELEASE_SLOT in life.apply(Event.DURABLE):
+                if _RELEASE_SLOT in life.apply(_DURABLE):
                     self._scheduler.slots.release()
                 self._k.log("completed", inv)
                 return None
@@ -182,11 +196,11 @@ class Executor:
             return None
         finally:
             inv.run_scope = None
-            if key_node is not None and life.phase is not Phase.SUSPENDED:
+            if key_node is not None and life.phase is not _SUSPENDED:
                 self._graph.release(key_node)
             if parked:
                 pass
-            elif finished or life.phase is not Phase.SUSPENDED:
+            elif finished or life.phase is not _SUSPENDED:
                 self.finish(inv)
 
     async def _completed(
@@ -207,8 +221,8 @@ class Executor:
                 self._k.spawn(functools.partial(self._completed, inv, ticket, outcome, status))
             raise
         inv.outcome = outcome
-        self._act(inv, Event.DURABLE)
-        if status is not InvocationStatus.KILLED:
+        self._act(inv, _DURABLE)
+        if status is not _KILLED:
             self._k.log("completed", inv)
         self.after_completion(inv)
 
@@ -216,7 +230,7 @@ class Executor:
         """End an invocation that never started (its lifecycle said END_CANCELLED or
         END_KILLED): one completion batch, no attempt, no key."""
         killed = inv.life.phase is Phase.KILL_COMPLETING
-        status = InvocationStatus.KILLED if killed else InvocationStatus.COMPLETED
+        status = _KILLED if killed else _COMPLETED
         try:
             ticket = self.submit_completion(inv, outcome, status)
             await self._completed(inv, ticket, outcome, status)
@@ -226,7 +240,7 @@ class Executor:
     def _act(self, inv: Invocation, event: Event) -> tuple[Action, ...]:
         """Apply ``event`` to ``inv``'s lifecycle and give back the slot if it says so."""
         actions = inv.life.apply(event)
-        if Action.RELEASE_SLOT in actions:  # it no longer costs a coroutine
+        if _RELEASE_SLOT in actions:  # it no longer costs a coroutine
             self._scheduler.slots.release()
         return actions
 
@@ -237,9 +251,9 @@ class Executor:
         life = inv.life
         while True:
             phase = life.phase
-            if phase is Phase.KILLING:
+            if phase is _KILLING:
                 return None
-            if phase is Phase.BACKING_OFF:
+            if phase is _BACKING_OFF:
                 await self._back_off(inv)
                 life.apply(Event.RETRY)
             if inv.paused_reason is not None:  # paused in its record: wait for resume
@@ -251,11 +265,11 @@ class Executor:
             inv.not_before = None
             self._output.forget_failed_chain(inv)
             journal = self.load_journal(inv)
-            if life.cancel_requested and not journal:
+            if life.cancel is not _NO_CANCEL and not journal:
                 # Cancelled before it did anything: nothing to compensate, do not start.
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
             inv.start_attempt(journal)
-            life.apply(Event.START)
+            life.apply(_START)
             try:
                 return await self.attempt(inv)
             except Suspended:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ._definitions import ActorEntry, Handler
 
 E = TypeVar("E", bound=JournalEntry)
+#: Handler kinds that hold their key while they run.
+_HOLDS_KEY = frozenset({"exclusive", "main"})
 
 UNDECODED: Any = object()
 
@@ -147,6 +149,12 @@ class Invocation:
     #: Why it paused (kept in its record), and the event its task waits on meanwhile.
     paused_reason: str | None = None
     resume: anyio.Event | None = None
+    #: Whether it holds its key while it runs (an exclusive handler or a workflow's main).
+    #: Computed once: the runtime asks on every step.
+    exclusive: bool = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: self.spec.kind in _HOLDS_KEY, takes_self=True),
+    )
 
     @property
     def attempt(self) -> int:
@@ -175,11 +183,6 @@ class Invocation:
     @error.setter
     def error(self, value: Exception | None) -> None:
         self.done.error = value
-
-    @property
-    def exclusive(self) -> bool:
-        """Whether the invocation holds its key while it runs."""
-        return self.spec.kind in ("exclusive", "main")
 
     @property
     def replaying(self) -> bool:

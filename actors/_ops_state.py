@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio.lowlevel
 
@@ -38,6 +38,9 @@ from ._serde import decode_value, encode_value
 if TYPE_CHECKING:
     from ._invocation import Invocation
     from ._kernel import Kernel
+
+#: Read on every ``ctx.get``: bound once (``Enum.MEMBER`` costs ~0.1 us in Python 3.11).
+_STATE: Final = Table.STATE
 
 
 class StateOps:
@@ -81,7 +84,7 @@ class StateOps:
                     return None
         assert inv.target.key is not None
         try:
-            return self._store.get(Table.STATE, state_key(inv.target.actor, inv.target.key, name))
+            return self._store.get(_STATE, state_key(inv.target.actor, inv.target.key, name))
         except StorageError as exc:
             raise persistence_error(exc) from exc
 
