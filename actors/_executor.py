@@ -10,6 +10,10 @@ and continues with ``resume``.
 
 Completion is one batch: the last entries and writes, the completed record, its
 retention timer, the inbox deletion and, for a ``ctx.call``, the caller's journal entry.
+Only when that would pass ``MAX_BATCH_BYTES`` do the last entries and writes go first, in
+a batch of their own (exactly what a ``ctx.run`` gate would have written), and an outcome
+that even then does not fit its record is recorded as a 413 failure: whatever is queued
+is what callers are told.
 An exclusive invocation releases its key as soon as that batch is queued (pipelining);
 callers are answered only once it is durable. A plain ``rt.call`` that recorded nothing
 before completing leaves no history (as in Restate, completed invocations are kept only
@@ -471,7 +475,7 @@ class Executor:
                 return self._queue_completion(inv, outcome, status), outcome
             except TerminalError as exc:
                 too_large = exc
-            if self._has_buffered(inv):
+            if inv.has_buffered():
                 try:
                     self._output.flush(inv)  # the step's own work first: then try again
                     continue
@@ -486,24 +490,14 @@ class Executor:
             logger.error("%s", inv.error)
             return None, outcome
 
-    @staticmethod
-    def _has_buffered(inv: Invocation) -> bool:
-        return bool(inv.unflushed or inv.writes or inv.cleared_all or inv.pending_ops)
-
     def _drop_buffered(self, inv: Invocation) -> None:
-        """Forget the attempt's buffered work (it can be stored in no batch): its entries,
-        writes and the calls it made but did not yet deliver."""
-        inv.unflushed = []
-        inv.writes = {}
-        inv.cleared_all = False
-        inv.pending_bytes = 0
-        inv.pending_ops = []
-        for callee in inv.pending_calls:
+        """Forget the attempt's buffered work (no batch can hold it), with the calls it
+        made but had not delivered, and their workflow claims."""
+        for callee in inv.drop_buffered():
             if callee.spec.kind == "main" and callee.target.key is not None:
                 claim = (callee.target.actor, callee.target.key)
                 if self._k.workflow_claims.get(claim) == callee.invocation_id:
                     del self._k.workflow_claims[claim]
-        inv.pending_calls = []
 
     def _queue_completion(
         self, inv: Invocation, outcome: Outcome, status: InvocationStatus

@@ -212,6 +212,21 @@ class Invocation:
         self.pending_calls = []
         self.pending_bytes = 0
 
+    def has_buffered(self) -> bool:
+        """Whether the next flush has work of the attempt to write."""
+        return bool(self.unflushed or self.writes or self.cleared_all or self.pending_ops)
+
+    def drop_buffered(self) -> list[Invocation]:
+        """Forget the attempt's buffered work; returns the calls it made that will now
+        never be delivered (their acceptances were part of it)."""
+        self.unflushed = []
+        self.writes = {}
+        self.cleared_all = False
+        self.pending_bytes = 0
+        self.pending_ops = []
+        dropped, self.pending_calls = self.pending_calls, []
+        return dropped
+
     def take_room(self, data: int, overhead: int, operation: str, subject: str) -> None:
         """Count ``data`` more bytes of buffered data, for ``operation(subject)`` whose
         new items add at most ``overhead`` more; a 413 ``TerminalError`` naming it (and

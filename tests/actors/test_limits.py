@@ -118,6 +118,14 @@ class Box(actors.VirtualObject):
         return "stored"
 
     @actors.exclusive
+    async def two_big_steps(self, ctx: actors.ObjectContext, size: int) -> str:
+        ctx.set("n", 1)
+        first = ctx.run("first", lambda: "1" * size)
+        second = ctx.run("second", lambda: "2" * size)
+        await actors.gather(first, second)
+        return "both"
+
+    @actors.exclusive
     async def long_step_name(self, ctx: actors.ObjectContext, name: str) -> str:
         try:
             await ctx.run(unmark(name), lambda: 1)
@@ -449,6 +457,21 @@ async def test_pending_writes_and_a_large_result_are_stored_in_two_commits() -> 
         # The same through a plain call, which records nothing unless it must.
         assert await rt.call(Box.put_and_return, HALF_BATCH_PLUS, key="p") == "r" * HALF_BATCH_PLUS
         assert await rt.call(Box.names, key="p") == ["v"]
+
+
+async def test_step_results_that_fit_no_commit_together_are_a_recorded_413() -> None:
+    """Two steps raced in one gather each fit, but their results, journaled together
+    after both ran, fit no commit: the invocation fails with a 413 that every caller
+    gets; what was durable before the steps (their gate) stays."""
+    async with open_test_runtime([Box]) as rt:
+        handle = await rt.send(Box.two_big_steps, HALF_BATCH_PLUS, key="k")
+        with pytest.raises(actors.TerminalError) as result:
+            await handle.result()
+        assert_names_limit(result.value.message, result.value.status_code, 413, MAX_BATCH_BYTES)
+        with pytest.raises(actors.TerminalError) as output:
+            await rt.output(handle.invocation_id)
+        assert output.value.message == result.value.message
+        assert await rt.call(Box.names, key="k") == ["n"]
 
 
 # --- over HTTP, on a real socket -----------------------------------------------------------------
