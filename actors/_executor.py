@@ -10,6 +10,10 @@ and continues with ``resume``.
 
 Completion is one batch: the last entries and writes, the completed record, its
 retention timer, the inbox deletion and, for a ``ctx.call``, the caller's journal entry.
+Only when that would pass ``MAX_BATCH_BYTES`` do the last entries and writes go first, in
+a batch of their own (exactly what a ``ctx.run`` gate would have written), and an outcome
+that even then does not fit its record is recorded as a 413 failure: whatever is queued
+is what callers are told.
 An exclusive invocation releases its key as soon as that batch is queued (pipelining);
 callers are answered only once it is durable. A plain ``rt.call`` that recorded nothing
 before completing leaves no history (as in Restate, completed invocations are kept only
@@ -54,6 +58,7 @@ from ._context import (
 from ._control_flow import RUN_BODY, HandlerFailed, StepFailed, Suspended
 from ._errors import (
     NonDeterminismError,
+    PersistenceError,
     SerializationError,
     TerminalError,
     UnknownHandlerError,
@@ -62,6 +67,7 @@ from ._errors import (
 from ._invocation import UNDECODED
 from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
+from ._limits import MAX_VALUE_BYTES
 from ._results import failure
 from ._rows import journal_key, timer_key
 from ._serde import decode_value, encode_value
@@ -186,12 +192,16 @@ class Executor:
                     self._scheduler.slots.release()
                 self._k.log("completed", inv)
                 return None
-            ticket = self.submit_completion(inv, outcome, status)
+            # The outcome it records is the one every caller is told (maybe a 413).
+            ticket, outcome = self.submit_completion(inv, outcome, status)
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
             release()  # the next exclusive invocation may start on our queued writes
             finished = True
+            if ticket is None:
+                self._act(inv, Event.ABANDON)
+                return None
             await self._completed(inv, ticket, outcome, status)
             return None
         finally:
@@ -232,8 +242,11 @@ class Executor:
         killed = inv.life.phase is Phase.KILL_COMPLETING
         status = _KILLED if killed else _COMPLETED
         try:
-            ticket = self.submit_completion(inv, outcome, status)
-            await self._completed(inv, ticket, outcome, status)
+            ticket, outcome = self.submit_completion(inv, outcome, status)
+            if ticket is None:
+                self._act(inv, Event.ABANDON)
+            else:
+                await self._completed(inv, ticket, outcome, status)
         finally:
             self.finish(inv)
 
@@ -304,6 +317,7 @@ class Executor:
                 inv.unflushed = []
                 inv.writes = {}
                 inv.cleared_all = False
+                inv.pending_bytes = 0
                 if inv.acceptance_ticket is not None and inv.acceptance_ticket.error is not None:
                     # The acceptance (or the move to its admitted row) never landed: the
                     # row is where it was before, and the next flush writes it again.
@@ -359,7 +373,15 @@ class Executor:
             result = await (
                 spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
             )
-            return Success(encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+            data = encode_value(result, spec.output_type, f"output of {spec.qualname}")
+            if len(data) > MAX_VALUE_BYTES:
+                # As if the handler raised it at its return: what it wrote is kept.
+                return Failure(
+                    f"the output of {spec.qualname} is {len(data)} bytes, over the limit "
+                    f"of {MAX_VALUE_BYTES} bytes",
+                    413,
+                )
+            return Success(data)
         except TerminalError as exc:
             # Restate semantics: a terminal failure keeps the state written before it.
             return failure(exc)
@@ -451,50 +473,82 @@ class Executor:
 
     def submit_completion(
         self, inv: Invocation, outcome: Outcome, status: InvocationStatus
-    ) -> CommitTicket:
+    ) -> tuple[CommitTicket | None, Outcome]:
         """Queue the completion: remaining entries and writes, the completed record (which
         is also the acceptance of a call never flushed before), the inbox deletion and
-        the caller's journal entry, in one batch."""
+        the caller's journal entry, in one batch.
+
+        Returns its ticket and the outcome it records, which is the one every caller is
+        told. When the step's buffered work and the completion do not fit one batch, the
+        buffered work goes first, on its own (a durable step, as at a ``ctx.run``); an
+        outcome that does not fit the record even then is recorded as a 413 failure
+        instead, and buffered work that fits no batch is dropped with it. The ticket is
+        None (and ``inv.error`` says why) when not even that could be queued."""
+        for _ in range(3):
+            try:
+                return self._queue_completion(inv, outcome, status), outcome
+            except TerminalError as exc:
+                too_large = exc
+            if inv.has_buffered():
+                try:
+                    self._output.flush(inv)  # the step's own work first: then try again
+                    continue
+                except TerminalError as exc:
+                    too_large = exc
+                    self._drop_buffered(inv)
+            outcome = failure(too_large)
+        try:
+            return self._queue_completion(inv, outcome, status), outcome
+        except TerminalError as exc:
+            inv.error = PersistenceError(f"cannot complete invocation {inv.invocation_id}: {exc}")
+            logger.error("%s", inv.error)
+            return None, outcome
+
+    def _drop_buffered(self, inv: Invocation) -> None:
+        """Forget the attempt's buffered work (no batch can hold it), with the calls it
+        made but had not delivered, and their workflow claims."""
+        for callee in inv.drop_buffered():
+            if callee.spec.kind == "main" and callee.target.key is not None:
+                claim = (callee.target.actor, callee.target.key)
+                if self._k.workflow_claims.get(claim) == callee.invocation_id:
+                    del self._k.workflow_claims[claim]
+
+    def _queue_completion(
+        self, inv: Invocation, outcome: Outcome, status: InvocationStatus
+    ) -> CommitTicket:
+        """Submit the completion batch for ``outcome``; ``TerminalError`` (413) when it
+        cannot be stored, with nothing queued."""
         # A plain ``call`` that recorded nothing before completing leaves no history
         # (as in Restate, completed invocations are kept only when someone can refer to
         # them: sends, idempotent requests, calls between actors). Its journal is moot.
         ephemeral = self.is_ephemeral(inv)
         if ephemeral:
             inv.unflushed = []
-        while True:
-            batch = WriteBatch()
-            if not ephemeral:
-                now = self._clock.now()
-                record = inv.record(status, outcome, now)
-                batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
-                expire_at = now + self._retention
-                expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
-                batch.put(
-                    Table.TIMERS,
-                    expiry,
-                    dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
-                )
-                inv.expiry = (expire_at, expiry)
-            for row in inv.timer_keys:  # sleeps that never fired (a lost select)
-                batch.delete(Table.TIMERS, row)
-            if inv.inbox_key is not None:
-                batch.delete(Table.INBOX, inv.inbox_key)
-            if inv.caller_id is not None and inv.caller_index is not None:
-                entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
-                batch.put(
-                    Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
-                )
-            try:
-                ticket = self._output.flush(inv, batch, accept=False)
-            except TerminalError as exc:
-                # Too large to store (state or result): complete with that error instead.
-                inv.unflushed = []
-                inv.writes = {}
-                inv.cleared_all = False
-                outcome = failure(exc)
-                continue
-            assert ticket is not None
-            return ticket
+        batch = WriteBatch()
+        if not ephemeral:
+            now = self._clock.now()
+            record = inv.record(status, outcome, now)
+            batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+            expire_at = now + self._retention
+            expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
+            batch.put(
+                Table.TIMERS,
+                expiry,
+                dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
+            )
+            inv.expiry = (expire_at, expiry)
+        for row in inv.timer_keys:  # sleeps that never fired (a lost select)
+            batch.delete(Table.TIMERS, row)
+        if inv.inbox_key is not None:
+            batch.delete(Table.INBOX, inv.inbox_key)
+        if inv.caller_id is not None and inv.caller_index is not None:
+            entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
+            batch.put(
+                Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
+            )
+        ticket = self._output.flush(inv, batch, accept=False, completion=True)
+        assert ticket is not None
+        return ticket
 
     def after_completion(self, inv: Invocation) -> None:
         """The completion is durable: deliver calls it left undelivered, schedule its

@@ -32,6 +32,8 @@ from actors.storage import (
 
 from ._control_flow import check_usable
 from ._errors import persistence_error
+from ._invocation import ENTRY_OVERHEAD, ROW_OVERHEAD
+from ._limits import MAX_NAME_BYTES, MAX_VALUE_BYTES, check_name, check_value
 from ._rows import state_key
 from ._serde import decode_value, encode_value
 
@@ -41,6 +43,17 @@ if TYPE_CHECKING:
 
 #: Read on every ``ctx.get``: bound once (``Enum.MEMBER`` costs ~0.1 us in Python 3.11).
 _STATE: Final = Table.STATE
+
+
+#: A state name this short and ASCII is within ``MAX_NAME_BYTES`` even if all NULs: the
+#: common case, checked inline without a call.
+_SHORT_NAME = MAX_NAME_BYTES // 2
+
+
+def _check_state_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"state names are str, not {type(name).__name__}")
+    check_name(name, "state name")
 
 
 class StateOps:
@@ -54,11 +67,17 @@ class StateOps:
 
     async def get(self, inv: Invocation, name: str, annotation: Any) -> Any:
         check_usable("ctx.get()")
+        if not (isinstance(name, str) and name.isascii() and len(name) <= _SHORT_NAME):
+            _check_state_name(name)
         recorded = inv.next_replayed(GetStateEntry, name, f"get({name!r})")
         if recorded is not None:
             data = recorded.value
         else:
             data = self.read(inv, name)
+            if data is not None:
+                # The value read is journaled: counted toward the step's commit (checked
+                # at the next write or flush; a read alone never passes the limit).
+                inv.pending_bytes += len(data)
             inv.append(GetStateEntry(name, data))
         await anyio.lowlevel.checkpoint()
         if data is None:
@@ -125,24 +144,38 @@ class StateOps:
                     else:
                         names.add(name)
         result = sorted(names)
+        inv.pending_bytes += sum(map(len, result)) + 8 * len(result)  # journaled, as a read
         inv.append(StateKeysEntry(tuple(result)))
         await anyio.lowlevel.checkpoint()
         return result
 
     def set(self, inv: Invocation, name: str, value: object) -> None:
         check_usable("ctx.set()")
-        if not isinstance(name, str):
-            raise TypeError(f"state names are str, not {type(name).__name__}")
+        if not (isinstance(name, str) and name.isascii() and len(name) <= _SHORT_NAME):
+            _check_state_name(name)
         if inv.next_replayed(SetStateEntry, name, f"set({name!r})") is not None:
             return  # written with the journal entry that recorded it
         annotation = type(value) if value is not None else object
-        inv.writes[name] = encode_value(value, annotation, f"state {name!r}")
+        data = encode_value(value, annotation, f"state {name!r}")
+        size = len(data)
+        if size > MAX_VALUE_BYTES:
+            check_value(size, f"value of state {name!r}")
+        # Checked before anything is buffered: on a 413 the write is simply not made.
+        replaced = inv.writes.get(name)
+        grows = size - (len(replaced) if replaced is not None else 0)
+        inv.take_room(grows, ENTRY_OVERHEAD + ROW_OVERHEAD, "ctx.set", name)
+        inv.writes[name] = data
         inv.append(SetStateEntry(name))
 
     def clear(self, inv: Invocation, name: str) -> None:
         check_usable("ctx.clear()")
+        if not (isinstance(name, str) and name.isascii() and len(name) <= _SHORT_NAME):
+            _check_state_name(name)
         if inv.next_replayed(ClearStateEntry, name, f"clear({name!r})") is not None:
             return
+        replaced = inv.writes.get(name)
+        if replaced is not None:
+            inv.pending_bytes -= len(replaced)  # no longer written
         inv.writes[name] = None
         inv.append(ClearStateEntry(name))
 
@@ -150,6 +183,7 @@ class StateOps:
         check_usable("ctx.clear_all()")
         if inv.next_replayed(ClearStateEntry, None, "clear_all()") is not None:
             return
+        inv.pending_bytes -= sum(len(data) for data in inv.writes.values() if data is not None)
         inv.writes = {}
         inv.cleared_all = True
         inv.append(ClearStateEntry(None))

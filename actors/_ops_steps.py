@@ -30,7 +30,8 @@ from actors.storage import Failure, Outcome, RunEntry, Success
 from ._control_flow import RUN_BODY, StepFailed, check_usable
 from ._errors import RuntimeClosedError, SerializationError, TerminalError
 from ._futures import DurableFuture, settled
-from ._results import decode_outcome, failure
+from ._limits import MAX_VALUE_BYTES, check_step_name
+from ._results import decode_outcome, failure, outcome_size
 from ._serde import encode_value
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class StepOps:
         check_usable("ctx.run()")
         if not isinstance(name, str) or not name:
             raise TypeError("ctx.run() needs a non-empty name for its step")
+        check_step_name(name)
         if not callable(fn):
             raise TypeError(f"ctx.run({name!r}) needs a function, not {fn!r}")
         annotation = _result_annotation(fn, result_type)
@@ -153,9 +155,17 @@ class StepOps:
                     await self._clock.sleep_until(self._clock.now() + delay)
                     continue
                 try:
-                    return Success(encode_value(result, annotation, what))
+                    data = encode_value(result, annotation, what)
                 except SerializationError as exc:
                     return Failure(str(exc), 500)
+                if len(data) > MAX_VALUE_BYTES:
+                    # Journaled as the step's outcome: a replay raises the same 413.
+                    return Failure(
+                        f"the {what} is {len(data)} bytes, over the limit of "
+                        f"{MAX_VALUE_BYTES} bytes",
+                        413,
+                    )
+                return Success(data)
 
         async def execute(*, own_scope: bool) -> None:
             # In a task of its own, the body needs a scope that kill() can cancel; inline,
@@ -178,6 +188,7 @@ class StepOps:
                 if inv.attempt == attempt:
                     inv.runs_in_progress -= 1
                     if outcome is not None:
+                        inv.pending_bytes += len(name) + outcome_size(outcome)
                         inv.record_at(index, RunEntry(name, outcome))
                 body.outcome = outcome
                 body.done = True

@@ -11,6 +11,8 @@ else the machine is doing. This script counts them for the object workloads of
 * **W3**: 64 tasks calling ``Counter.add`` on one key.
 * **W5**: 64 tasks reading ``Counter.value`` on one key while 16 tasks call ``add`` on it.
 * **W1**: one task calling ``add`` sequentially.
+* **S16** / **S1**: 16 tasks (one task) calling a service handler of ten ``ctx.run``
+  steps with an ``async def`` body, as ``bench/steps.py``; the cost is per invocation.
 
 Each workload runs twice under callgrind, with ``n`` and ``3n`` calls per task; the
 difference divided by the extra calls is the cost of one call in steady state, without
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-WORKLOADS: Final = ("w2", "w3", "w5", "w1")
+WORKLOADS: Final = ("w2", "w3", "w5", "w1", "s16", "s1")
 _TASKS: Final = 64
 
 
@@ -53,6 +55,10 @@ def calls_made(workload: str, per_task: int) -> int:
     """Calls of one run: what the workload's tasks do with ``per_task`` each."""
     if workload == "w5":
         return _TASKS * per_task + 16 * (per_task // 4)
+    if workload == "s16":
+        return 16 * per_task
+    if workload == "s1":
+        return 4 * per_task
     return _TASKS * per_task
 
 
@@ -75,21 +81,41 @@ def run_workload(workload: str, per_task: int, commit_mode: Literal["thread", "i
         async def value(self, ctx: actors.ObjectSharedContext) -> int:
             return (await ctx.get("n", int)) or 0
 
+    async def step(i: int) -> int:
+        return i
+
+    class Steps(actors.Service):
+        @actors.handler
+        async def ten(self, ctx: actors.Context) -> int:
+            total = 0
+            for i in range(10):
+                total += await ctx.run(f"step{i}", step, i)
+            return total
+
     async def main() -> None:
         with _tempfile.TemporaryDirectory() as tmp:
             async with actors.open_runtime(
-                Path(tmp) / "db", [Counter], durability="process", commit_mode=commit_mode
+                Path(tmp) / "db", [Counter, Steps], durability="process", commit_mode=commit_mode
             ) as rt:
 
                 async def adds(key: str, count: int) -> None:
                     for _ in range(count):
                         await rt.call(Counter.add, 1, key=key)
 
+                async def tens(count: int) -> None:
+                    for _ in range(count):
+                        if await rt.call(Steps.ten) != 45:
+                            raise SystemExit("Steps.ten did not return 45")
+
                 async def reads(count: int) -> None:
                     for _ in range(count):
                         await rt.call(Counter.value, key="one")
 
                 async with trio.open_nursery() as nursery:
+                    if workload.startswith("s"):
+                        for _ in range(16 if workload == "s16" else 1):
+                            nursery.start_soon(tens, 4 * per_task if workload == "s1" else per_task)
+                        return
                     if workload == "w1":
                         nursery.start_soon(adds, "one", _TASKS * per_task)
                     for i in range(_TASKS if workload != "w1" else 0):
