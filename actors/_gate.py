@@ -87,7 +87,7 @@ class OutputGate:
         moving_from: bytes | None = None
         if accepting:
             self._order.add_acceptance(inv, head, InvocationStatus.RUNNING)
-        elif accept:
+        elif accept and inv.position is not None:
             # Its first durable step: from now on it resumes at its admitted place.
             moving_from = self._order.move_to_admitted(inv, head)
         for index, entry in inv.unflushed:

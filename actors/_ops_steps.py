@@ -130,7 +130,7 @@ class StepOps:
             return settled(self._waits, inv, lambda: decode_outcome(outcome, annotation, what))
 
         body = RunBody()
-        attempt = inv.attempt
+        attempt = inv.life.attempt
 
         async def attempts() -> Outcome:
             """Run the body per its retry policy; the outcome to journal."""
@@ -185,7 +185,7 @@ class StepOps:
             finally:
                 if scope is not None:
                     inv.body_scopes.discard(scope)
-                if inv.attempt == attempt:
+                if inv.life.attempt == attempt:
                     inv.runs_in_progress -= 1
                     if outcome is not None:
                         inv.pending_bytes += len(name) + outcome_size(outcome)
