@@ -681,10 +681,14 @@ async def test_kill_of_a_caller_without_its_coroutine_reaches_the_callee(
     """A caller whose coroutine is gone (suspended while it waits, or rebuilt after a
     restart) knows its unanswered calls only from its journal: a kill finds them there."""
     probe = Probe()
-    options = {"retention": YEAR, "idle_timeout": IDLE}
-    if how == "suspended":
-        options["suspend_after"] = 1
-    async with open_test_runtime([Napper(probe), Boss(probe)], path=tmp_path, **options) as rt:
+    suspend_after = 1.0 if how == "suspended" else 60.0
+    async with open_test_runtime(
+        [Napper(probe), Boss(probe)],
+        path=tmp_path,
+        suspend_after=suspend_after,
+        retention=YEAR,
+        idle_timeout=IDLE,
+    ) as rt:
         handle = await rt.send(Boss.delegate, "n", key="boss")
         await probe.arrived("nap n")
         if how == "suspended":
@@ -693,7 +697,13 @@ async def test_kill_of_a_caller_without_its_coroutine_reaches_the_callee(
             await _kill_and_check(rt, handle.invocation_id, probe)
             return
     probe.reset("nap n")
-    async with open_test_runtime([Napper(probe), Boss(probe)], path=tmp_path, **options) as rt:
+    async with open_test_runtime(
+        [Napper(probe), Boss(probe)],
+        path=tmp_path,
+        suspend_after=suspend_after,
+        retention=YEAR,
+        idle_timeout=IDLE,
+    ) as rt:
         await probe.arrived("nap n")  # the callee runs again; the boss is rebuilt, waiting
         await _kill_and_check(rt, handle.invocation_id, probe)
 
