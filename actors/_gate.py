@@ -23,6 +23,7 @@ from actors.storage import (
     InvocationStatus,
     StorageError,
     Table,
+    ValueTooLargeError,
     WriteBatch,
     dumps_entry,
     encode_key,
@@ -33,6 +34,8 @@ from ._errors import TerminalError
 from ._rows import journal_key, state_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.storage import CommitTicket
 
     from ._invocation import Invocation
@@ -60,11 +63,17 @@ class OutputGate:
         return inv.last_ticket
 
     def flush(
-        self, inv: Invocation, batch: WriteBatch | None = None, *, accept: bool = True
+        self,
+        inv: Invocation,
+        batch: WriteBatch | None = None,
+        *,
+        accept: bool = True,
+        on_done: Callable[[CommitTicket], None] | None = None,
     ) -> CommitTicket | None:
         """Submit the invocation's acceptance (if not yet written and ``accept``), new
         journal entries and state writes, followed by ``batch``'s operations, as one
-        batch. Returns its ticket, or None when there was nothing to write."""
+        batch. Returns its ticket, or None when there was nothing to write. A store that
+        takes no more writes raises ``StepFailed`` (the attempt cannot go on)."""
         if batch is None:
             nothing_new = (
                 not inv.unflushed and not inv.writes and not inv.cleared_all and not inv.pending_ops
@@ -93,13 +102,15 @@ class OutputGate:
         chain = self.chain(inv)
         head.depends_on = chain.seq if chain is not None else 0
         try:
-            ticket = self._store.submit(head)
+            ticket = self._store.submit(head, on_done)
         except StorageError as exc:
             if accepting:
                 inv.inbox_key = None
             elif moving_from is not None:
                 inv.inbox_key = moving_from
-            raise TerminalError(f"cannot store the invocation's data: {exc}", 413) from exc
+            if isinstance(exc, ValueTooLargeError):
+                raise TerminalError(f"cannot store the invocation's data: {exc}", 413) from exc
+            raise StepFailed(str(self._k.write_failed(exc))) from exc  # broken or closed
         inv.unflushed = []
         if accepting:
             inv.acceptance_ticket = ticket
@@ -121,6 +132,19 @@ class OutputGate:
         else:
             inv.last_ticket = ticket
         return ticket
+
+    def chain_broken(self, inv: Invocation) -> bool:
+        """Whether a batch the invocation's writes build on failed (or its key has
+        completions waiting to be committed again): then what it read may miss writes
+        that will land, and its attempt must not complete (``_recommit``)."""
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            if activation.recommits is not None:
+                return True
+            ticket = activation.last_ticket
+        else:
+            ticket = inv.last_ticket
+        return ticket is not None and ticket.done and ticket.error is not None
 
     def forget_failed_chain(self, inv: Invocation) -> None:
         """At the start of an attempt: if the last batch this invocation's writes would
