@@ -556,7 +556,8 @@ async def open_runtime(
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if kernel is not None and kernel.fatal is not None:
-            raise kernel.fatal_error() from group  # the store broke: say that
+            fatal = kernel.fatal_error()  # the store broke: say that
+            raise fatal from fatal.__cause__
         # The runtime's own tasks never fail, so a group holding only the body's error
         # is an artifact of the task group: give the caller back their own exception.
         if body_error is not None and group.exceptions == (body_error,):
@@ -564,7 +565,8 @@ async def open_runtime(
         raise
     except BaseException:
         if kernel is not None and kernel.fatal is not None:
-            raise kernel.fatal_error() from None  # the body was cancelled by the stop
+            fatal = kernel.fatal_error()  # the body was cancelled by the stop
+            raise fatal from fatal.__cause__
         raise
     finally:
         with anyio.CancelScope(shield=True):  # release the directory even when cancelled

@@ -15,6 +15,8 @@ backoffs are a millisecond.
 
 from __future__ import annotations
 
+import json
+import textwrap
 import threading
 from typing import TYPE_CHECKING
 
@@ -22,8 +24,10 @@ import anyio
 import anyio.to_thread
 import lmdb
 import pytest
+from small_disk import FILL, run_in_small_tmpfs
 
 import actors
+import actors.testing
 from actors._lifecycle import Action, Event, Lifecycle, LifecycleError, Phase
 from actors.storage import InvocationRecord, InvocationStatus, Table, WriteBatch, loads
 
@@ -279,6 +283,124 @@ async def test_a_runtime_closed_while_a_completion_is_retried_loses_nothing(
     async with _open(tmp_path / "db", commit_mode, None) as rt:
         assert await rt.attach(handle.invocation_id) == 3
         assert await rt.call(Box.get, key="d") == 3
+
+
+class Doubler(actors.Service):
+    @actors.handler
+    async def double(self, ctx: actors.Context, n: int) -> int:
+        return 2 * n
+
+
+class Caller(actors.VirtualObject):
+    @actors.exclusive
+    async def ask(self, ctx: actors.ObjectContext, n: int) -> int:
+        doubled = await ctx.call(Doubler.double, n)
+        ctx.set("last", doubled)
+        return doubled
+
+
+@modes
+async def test_a_callee_whose_completion_fails_answers_its_caller_once_it_lands(
+    tmp_path: Path, commit_mode: CommitMode
+) -> None:
+    # The service's completion also writes the answer into its caller's journal: both
+    # land together, late, and the caller goes on from there.
+    def service_completion(batch: WriteBatch) -> bool:
+        return completion(batch) and any(
+            table is Table.INVOCATIONS and value is not None and b"Doubler" in value
+            for _, table, _, value in batch.ops
+        )
+
+    disk = Disk(service_completion, full_for=3)
+    async with actors.open_runtime(
+        tmp_path / "db", [Doubler, Caller], commit_mode=commit_mode, retry=FAST, _fault_hook=disk
+    ) as rt:
+        disk.full = True
+        handle = await rt.send(Caller.ask, 21, key="c")
+        assert await handle.result() == 42
+        assert disk.failures == 3
+
+
+@modes
+async def test_a_crash_plan_with_the_writer_thread_raises_SimulatedCrash(
+    tmp_path: Path, commit_mode: CommitMode
+) -> None:
+    with pytest.raises(actors.testing.SimulatedCrash):
+        async with actors.testing.open_test_runtime(
+            [Box()],
+            path=tmp_path,
+            commit_mode=commit_mode,
+            crash=actors.testing.CrashPlan(after_commits=1),
+            retry=FAST,
+        ) as rt:
+            handle = await rt.send(Box.put, 4, key="x")  # commit 1: the acceptance
+            await handle.result()  # commit 2: the crash
+    async with actors.testing.open_test_runtime([Box()], path=tmp_path, retry=FAST) as rt:
+        assert await rt.attach(handle.invocation_id) == 4
+
+
+_REAL_DISK_SCRIPT = """
+import json, logging, os, sys, threading
+import trio
+import actors
+
+root = sys.argv[1]
+
+
+class Blob(actors.VirtualObject):
+    @actors.exclusive
+    async def fill(self, ctx: actors.ObjectContext, size: int) -> int:
+        ctx.set("blob", "x" * size)
+        return size
+
+    @actors.shared
+    async def size(self, ctx: actors.ObjectSharedContext) -> int:
+        return len((await ctx.get("blob", str)) or "")
+
+
+failures = []
+failed = threading.Event()
+
+
+class Watch(logging.Handler):
+    def emit(self, record):
+        if "committed again" in record.getMessage():
+            failures.append(record.getMessage())
+            failed.set()
+
+
+logging.getLogger("actors").addHandler(Watch())
+retry = actors.RetryPolicy(initial_interval=0.01, max_interval=0.05, max_attempts=None)
+
+
+async def main():
+    filler = os.path.join(root, "filler")
+    async with actors.open_runtime(os.path.join(root, "db"), [Blob], retry=retry) as rt:
+        fill(filler, 64 * 1024)  # the disk is full, but for a little room
+        handle = await rt.send(Blob.fill, 300_000, key="b")  # a small acceptance fits
+        assert await trio.to_thread.run_sync(failed.wait, 20), "the completion never failed"
+        try:
+            await rt.output(handle.invocation_id)
+            running = False
+        except actors.NotReadyError:
+            running = True
+        os.unlink(filler)  # the operator makes room
+        result = await rt.attach(handle.invocation_id)
+        size = await rt.call(Blob.size, key="b")
+    print(json.dumps({"running": running, "result": result, "size": size, "log": failures[0]}))
+
+
+trio.run(main)
+"""
+
+
+def test_a_completion_on_a_really_full_disk_lands_once_there_is_room() -> None:
+    result = run_in_small_tmpfs(FILL + textwrap.dedent(_REAL_DISK_SCRIPT))
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["running"] is True  # attachable, not dropped, while the disk was full
+    assert (outcome["result"], outcome["size"]) == (300_000, 300_000)
+    assert "commit to /mnt/db failed: disk full" in outcome["log"], outcome
 
 
 # --- steps and acceptances --------------------------------------------------------------------

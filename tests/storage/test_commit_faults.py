@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
-import subprocess
-import sys
 import textwrap
 import threading
 from typing import TYPE_CHECKING
 
 import lmdb
 import pytest
+from small_disk import FILL, run_in_small_tmpfs
 
 from actors.storage import (
     CommitFailedError,
@@ -123,7 +121,7 @@ def test_a_full_map_names_the_map_size_limit(tmp_path: Path, commit_mode: Commit
 
 
 _FILL_SCRIPT = """
-import errno, json, os, sys
+import json, os, sys
 from actors.storage import CommitFailedError, DiskFullError, Store, Table, WriteBatch
 
 root, durability, leave = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -132,15 +130,7 @@ store = Store.open(os.path.join(root, "db"), durability=durability, commit_mode=
 first = WriteBatch()
 first.put(Table.STATE, b"before", b"1")
 store.commit_blocking(first)
-with open(filler, "wb") as f:  # take every block left on the filesystem
-    try:
-        while True:
-            f.write(b"\\0" * 65536)
-            f.flush()
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC, exc
-    # Leave a little room: then LMDB's write is cut short (EIO) rather than refused.
-    f.truncate(max(0, f.tell() - leave))
+fill(filler, leave)  # with a little room left, LMDB's write is cut short (EIO)
 big = WriteBatch()
 big.put(Table.STATE, b"big", os.urandom(256 * 1024))
 try:
@@ -157,37 +147,12 @@ print(json.dumps({"error": error, "keys": keys}))
 """
 
 
-def _in_a_small_tmpfs(
-    script: str, *args: str, size: str = "4m"
-) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with ``python -c`` inside a private mount namespace where ``$ROOT``
-    (its first argument) is a fresh tmpfs of ``size``: a real filesystem that fills up."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("needs unshare(1) to mount a small filesystem")
-    probe = subprocess.run(
-        [unshare, "-Urm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
-        capture_output=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs in a user namespace: {probe.stderr.decode().strip()}")
-    mount = f'mount -t tmpfs -o size={size} tmpfs /mnt && exec "$0" "$@"'
-    return subprocess.run(
-        [unshare, "-Urm", "sh", "-c", mount, sys.executable, "-c", script, "/mnt", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("durability", ["fsync", "process"])
 @pytest.mark.parametrize("leave", [0, 64 * 1024], ids=["no-room", "a-little-room"])
 def test_a_really_full_filesystem_is_reported_as_disk_full(durability: str, leave: int) -> None:
     # With no room at all LMDB says ENOSPC; with a little, its write is cut short and it
     # says EIO ("Input/output error"): the store looks at the filesystem to tell.
-    result = _in_a_small_tmpfs(textwrap.dedent(_FILL_SCRIPT), durability, str(leave))
+    result = run_in_small_tmpfs(FILL + textwrap.dedent(_FILL_SCRIPT), durability, str(leave))
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["error"]["type"] == "DiskFullError", outcome
