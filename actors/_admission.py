@@ -254,14 +254,15 @@ class Admission:
                 self.accepted.append(inv)
                 self.accepted_ready.set()
 
+        # A failed acceptance is the sender's error: nothing was accepted.
         try:
             ticket = self._store.submit(batch, deliver)
         except StorageError as exc:
-            raise persistence_error(exc) from exc
+            raise self._k.write_failed(exc) from exc
         try:
             await ticket.wait()
         except StorageError as exc:
-            raise persistence_error(exc) from exc
+            raise self._k.write_failed(exc) from exc
 
     async def dispatch_accepted(self) -> None:
         """Deliver accepted invocations in the order their acceptances committed."""

@@ -18,6 +18,11 @@ An exclusive invocation releases its key as soon as that batch is queued (pipeli
 callers are answered only once it is durable. A plain ``rt.call`` that recorded nothing
 before completing leaves no history (as in Restate, completed invocations are kept only
 when someone can refer to them), so it costs one commit, or none for a pure read.
+
+A failed commit is the store's failure, not the handler's: a step's retries the attempt
+with backoff and never pauses it; a completion's is committed again, unchanged, until it
+lands (``_recommit``); an attempt that ends after a batch it builds on failed runs
+again. Only a store that broke (it takes no more writes) ends this: the runtime stops.
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ if TYPE_CHECKING:
     from ._invocation import Invocation
     from ._kernel import Kernel
     from ._port import HandlerPort
+    from ._recommit import Recommits
     from ._scheduler import Scheduler
     from ._timers import Timers
 
@@ -115,9 +121,11 @@ class Executor:
         scheduler: Scheduler,
         timers: Timers,
         port: HandlerPort,
+        recommits: Recommits,
     ) -> None:
         self._k = kernel
         self._output = output
+        self._recommits = recommits
         self._scheduler = scheduler
         self._timers = timers
         self._port = port
@@ -177,23 +185,24 @@ class Executor:
                     key_node = None
                 release()
                 finished = True
-                error = ticket.error if ticket is not None and ticket.done else None
+                # (``attempts`` saw no failed batch under it: ``chain_broken``.)
                 if ticket is not None and not ticket.done:
-                    try:
-                        await ticket.wait()
-                    except StorageError as exc:
-                        error = exc
-                if error is not None:
-                    inv.error = persistence_error(error)
-                    self._act(inv, Event.ABANDON)
-                    return None
+                    error = await self._read_settled(inv, ticket)
+                    if error is not None:
+                        inv.error = self._k.write_failed(error)
+                        self._act(inv, Event.ABANDON)
+                        return None
                 inv.outcome = outcome
                 if _RELEASE_SLOT in life.apply(_DURABLE):
                     self._scheduler.slots.release()
                 self._k.log("completed", inv)
                 return None
-            # The outcome it records is the one every caller is told (maybe a 413).
-            ticket, outcome = self.submit_completion(inv, outcome, status)
+            try:
+                # The outcome it records is the one every caller is told (maybe a 413).
+                ticket, outcome = self.submit_completion(inv, outcome, status)
+            except StepFailed as exc:  # the store takes no more writes
+                inv.error = PersistenceError(str(exc))
+                ticket = None
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
@@ -218,12 +227,12 @@ class Executor:
     ) -> None:
         """Wait for a queued completion to be durable, then answer its callers."""
         try:
-            await ticket.wait()
-        except StorageError as exc:
-            inv.error = persistence_error(exc)
-            logger.error("completion of invocation %s failed: %s", inv.invocation_id, exc)
-            self._act(inv, Event.ABANDON)
-            return
+            error = await self._landed(inv, ticket)
+            if error is not None:  # the store broke: it never will
+                inv.error = self._k.write_failed(error)
+                logger.error("completion of invocation %s failed: %s", inv.invocation_id, error)
+                self._act(inv, Event.ABANDON)
+                return
         except BaseException:
             # Whoever waited went away (a ``call``'s caller): the batch lands anyway,
             # and what it delivers and schedules must still happen then.
@@ -236,13 +245,45 @@ class Executor:
             self._k.log("completed", inv)
         self.after_completion(inv)
 
+    async def _landed(self, inv: Invocation, ticket: CommitTicket) -> StorageError | None:
+        """Wait until the completion's batch is durable, committed again as often as
+        it takes (``_recommit``); None, or why it never will be."""
+        try:
+            await ticket.wait()
+            return None
+        except StorageError as exc:
+            self._act(inv, Event.COMMIT_FAILED)
+            logger.warning(
+                "completion of invocation %s failed, it is committed again: %s",
+                inv.invocation_id,
+                exc,
+            )
+            return await self._recommits.recommitted(inv, exc)
+
+    async def _read_settled(self, inv: Invocation, ticket: CommitTicket) -> StorageError | None:
+        """A pure read answers once what it read is durable: the batch it read, or, if
+        that failed, the key's failed completions committed again. None, or why not."""
+        try:
+            await ticket.wait()
+            return None
+        except StorageError as exc:
+            activation = inv.activation
+            if activation is None:
+                return exc
+            await self._recommits.drained(activation)
+            return self._store.broken
+
     async def end_without_running(self, inv: Invocation, outcome: Outcome) -> None:
         """End an invocation that never started (its lifecycle said END_CANCELLED or
         END_KILLED): one completion batch, no attempt, no key."""
         killed = inv.life.phase is Phase.KILL_COMPLETING
         status = _KILLED if killed else _COMPLETED
         try:
-            ticket, outcome = self.submit_completion(inv, outcome, status)
+            try:
+                ticket, outcome = self.submit_completion(inv, outcome, status)
+            except StepFailed as exc:  # the store takes no more writes
+                inv.error = PersistenceError(str(exc))
+                ticket = None
             if ticket is None:
                 self._act(inv, Event.ABANDON)
             else:
@@ -276,6 +317,19 @@ class Executor:
                 else:
                     inv.paused_reason = None  # a cancel overrides the stored pause
             inv.not_before = None
+            if life.failures or life.commit_failures:
+                # A retry: the failed attempt's last batch (maybe not awaited) settles first.
+                head = self._output.chain(inv)
+                if head is not None and not head.done:
+                    try:
+                        await head.wait()
+                    except StorageError:
+                        pass
+            activation = inv.activation
+            if inv.exclusive and activation is not None and activation.recommits is not None:
+                # The key's failed completions land first: this attempt reads them. No
+                # await from here to the start, so none can fail unseen meanwhile.
+                await self._recommits.drained(activation)
             self._output.forget_failed_chain(inv)
             journal = self.load_journal(inv)
             if life.cancel is not _NO_CANCEL and not journal:
@@ -284,7 +338,11 @@ class Executor:
             inv.start_attempt(journal)
             life.apply(_START)
             try:
-                return await self.attempt(inv)
+                outcome = await self.attempt(inv)
+                if self._output.chain_broken(inv):
+                    # It may have read around writes that failed and will land again.
+                    raise StepFailed("a batch it builds on failed to commit")
+                return outcome
             except Suspended:
                 if life.phase is Phase.WOKEN_UNWINDING:
                     # What it waited for came (or a cancel) while unwinding: run again.
@@ -311,7 +369,7 @@ class Executor:
                     # not run again (their state writes come along, as in a journal).
                     try:
                         self._output.flush(inv)
-                    except TerminalError:
+                    except (TerminalError, StepFailed):
                         pass
                 # Otherwise the failed attempt's tail is dropped: state stays unchanged.
                 inv.unflushed = []
@@ -325,18 +383,24 @@ class Executor:
                     inv.moved_from = None
                     inv.acceptance_ticket = None
                 failures = life.failures + 1  # counting this one
-                if policy.exhausted(failures):
+                handler_failed = isinstance(exc, HandlerFailed)
+                if handler_failed and policy.exhausted(failures):
                     if life.cancel_requested:
                         return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
                     await self.pause(inv, f"gave up after {failures} attempts: {reason}")
                 else:
-                    life.apply(Event.FAIL if isinstance(exc, HandlerFailed) else Event.STEP_FAILED)
-                    inv.not_before = self._clock.now() + policy.delay(failures + 1)
+                    # A failed commit is not the handler's: retried until the store takes
+                    # it (it never pauses), unless the store broke: then the runtime stops.
+                    life.apply(Event.FAIL if handler_failed else Event.STEP_FAILED)
+                    count = life.failures if handler_failed else life.commit_failures
+                    inv.not_before = self._clock.now() + policy.delay(count + 1)
+                    if not handler_failed and self._store.broken is not None:
+                        self._k.stop()
                     logger.info(
                         "invocation %s (%s) attempt %d failed, retrying in %.3fs: %s",
                         inv.invocation_id,
                         inv.spec.qualname,
-                        failures,
+                        life.attempt,
                         inv.not_before - self._clock.now(),
                         reason,
                     )
@@ -424,7 +488,7 @@ class Executor:
             ticket = self._output.flush(inv, batch)
             if ticket is not None:
                 await ticket.wait()
-        except (StorageError, TerminalError) as exc:
+        except (StorageError, TerminalError, StepFailed) as exc:
             logger.error("could not record the pause of %s: %s", inv.invocation_id, exc)
         await self.wait_resumed(inv)
 
@@ -522,8 +586,14 @@ class Executor:
         # (as in Restate, completed invocations are kept only when someone can refer to
         # them: sends, idempotent requests, calls between actors). Its journal is moot.
         ephemeral = self.is_ephemeral(inv)
-        if ephemeral:
+        if ephemeral or (status is InvocationStatus.KILLED and self._output.chain_broken(inv)):
+            # Ephemeral: its journal is moot. Killed on a chain that failed: what it did
+            # may rest on writes that were lost, and its record must be safe to commit
+            # again (``_recommit``): it ends with nothing of its last attempt.
             inv.unflushed = []
+            if not ephemeral:
+                inv.writes = {}
+                inv.cleared_all = False
         batch = WriteBatch()
         if not ephemeral:
             now = self._clock.now()
@@ -546,7 +616,8 @@ class Executor:
             batch.put(
                 Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
             )
-        ticket = self._output.flush(inv, batch, accept=False, completion=True)
+        on_done = self._recommits.on_done(inv)  # a failure joins its key's queue
+        ticket = self._output.flush(inv, batch, accept=False, completion=True, on_done=on_done)
         assert ticket is not None
         return ticket
 
@@ -571,6 +642,7 @@ class Executor:
             and inv.target.key is not None
             and activation.mailbox.idle
             and (activation.last_ticket is None or activation.last_ticket.done)
+            and activation.recommits is None
         ):
             # A finished workflow run leaves nothing to schedule on its id: free it now.
             self._scheduler.activations.pop((inv.target.actor, inv.target.key), None)

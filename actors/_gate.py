@@ -23,6 +23,7 @@ from actors.storage import (
     InvocationStatus,
     StorageError,
     Table,
+    ValueTooLargeError,
     WriteBatch,
     dumps_entry,
     encode_key,
@@ -34,6 +35,8 @@ from ._limits import batch_too_large
 from ._rows import journal_key, state_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.storage import CommitTicket
 
     from ._invocation import Invocation
@@ -67,6 +70,7 @@ class OutputGate:
         *,
         accept: bool = True,
         completion: bool = False,
+        on_done: Callable[[CommitTicket], None] | None = None,
     ) -> CommitTicket | None:
         """Submit the invocation's acceptance (if not yet written and ``accept``), new
         journal entries and state writes, followed by ``batch``'s operations, as one
@@ -74,7 +78,8 @@ class OutputGate:
 
         Raises ``TerminalError`` (413, nothing queued, the invocation's buffers as they
         were) when the batch cannot be stored; ``completion`` says that ``batch`` is the
-        invocation's completion, for the message."""
+        invocation's completion, for the message. A store that takes no more writes
+        raises ``StepFailed`` (the attempt cannot go on)."""
         if batch is None:
             nothing_new = (
                 not inv.unflushed and not inv.writes and not inv.cleared_all and not inv.pending_ops
@@ -115,7 +120,7 @@ class OutputGate:
                         "return a smaller result, or keep large data in state",
                     )
                 raise batch_too_large(head.nbytes, f"what invocation {inv.invocation_id} wrote")
-            ticket = self._store.submit(head)
+            ticket = self._store.submit(head, on_done)
         except (StorageError, TerminalError) as exc:
             # Nothing was queued: the invocation's buffers are as they were.
             if accepting:
@@ -124,9 +129,11 @@ class OutputGate:
                 inv.inbox_key = moving_from
             if isinstance(exc, TerminalError):
                 raise
-            # The store's messages name the data directory: not the caller's business.
-            reason = str(exc).replace(str(self._store.path), "the data directory")
-            raise TerminalError(f"cannot store the invocation's data: {reason}", 413) from exc
+            if isinstance(exc, ValueTooLargeError):
+                # The store's messages name the data directory: not the caller's business.
+                reason = str(exc).replace(str(self._store.path), "the data directory")
+                raise TerminalError(f"cannot store the invocation's data: {reason}", 413) from exc
+            raise StepFailed(str(self._k.write_failed(exc))) from exc  # broken or closed
         inv.unflushed = []
         inv.pending_ops = []
         inv.pending_bytes = 0
@@ -150,6 +157,19 @@ class OutputGate:
         else:
             inv.last_ticket = ticket
         return ticket
+
+    def chain_broken(self, inv: Invocation) -> bool:
+        """Whether a batch the invocation's writes build on failed (or its key has
+        completions waiting to be committed again): then what it read may miss writes
+        that will land, and its attempt must not complete (``_recommit``)."""
+        activation = inv.activation
+        if inv.exclusive and activation is not None:
+            if activation.recommits is not None:
+                return True
+            ticket = activation.last_ticket
+        else:
+            ticket = inv.last_ticket
+        return ticket is not None and ticket.done and ticket.error is not None
 
     def forget_failed_chain(self, inv: Invocation) -> None:
         """At the start of an attempt: if the last batch this invocation's writes would

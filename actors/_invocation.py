@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import random
 
     from actors.mailbox import Mailbox
-    from actors.storage import CommitTicket
+    from actors.storage import CommitTicket, StorageError, WriteBatch
 
     from ._definitions import ActorEntry, Handler
 
@@ -86,6 +86,60 @@ class Completion:
         await self._event.wait()
 
 
+class Flag:
+    """A one-shot flag that commit callbacks may set: they run outside any task, where
+    an ``anyio.Event`` cannot be made, so the event is made by the first waiter."""
+
+    __slots__ = ("_event", "is_set")
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+        self.is_set = False
+
+    def set(self) -> None:
+        self.is_set = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self.is_set:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
+class PendingCompletion:
+    """A completion whose commit failed, until the same batch lands (``_recommit``)."""
+
+    __slots__ = ("batch", "error", "inv", "landed", "queue")
+
+    def __init__(self, inv: Invocation, batch: WriteBatch, queue: CommitQueue) -> None:
+        self.inv = inv
+        self.batch = batch
+        self.queue = queue
+        self.landed = Flag()
+        #: Set when it can never land: the store broke.
+        self.error: StorageError | None = None
+
+
+class CommitQueue:
+    """The failed completions of one key (or of one non-exclusive invocation), waiting
+    to be committed again in the order they were first submitted (``_recommit``);
+    ``head`` is the last one submitted again."""
+
+    __slots__ = ("activation", "changed", "drained", "driving", "head", "waiting")
+
+    def __init__(self, activation: Activation | None) -> None:
+        self.activation = activation
+        self.waiting: list[PendingCompletion] = []
+        self.head: CommitTicket | None = None
+        self.changed = Flag()
+        self.drained = Flag()
+        self.driving = False
+
+
 @attrs.define(eq=False)
 class Activation:
     """An active key: its mailbox and the overlay of writes not yet durable."""
@@ -96,6 +150,9 @@ class Activation:
     overlay_seq: int = 0
     last_ticket: CommitTicket | None = None
     last_used: float = 0.0
+    #: Its failed completions, while any waits to land (``_recommit``): the key's next
+    #: attempts wait for them, and the activation is not dropped meanwhile.
+    recommits: CommitQueue | None = None
 
 
 @attrs.define(eq=False)

@@ -21,7 +21,8 @@ from actors.storage import InvocationRecord, StorageError, Table, loads
 
 from ._clock import loop_time_function
 from ._deadlock import WaitForGraph
-from ._errors import persistence_error
+from ._errors import PersistenceError, persistence_error
+from ._lifecycle import Phase
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -70,6 +71,10 @@ class Kernel:
     #: Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
     workflow_claims: dict[tuple[str, str], str] = attrs.field(factory=dict)
     closed: bool = False
+    #: Why the runtime stopped by itself (its store broke); ``open_runtime`` raises it.
+    fatal: PersistenceError | None = None
+    #: Closes the runtime (``Runtime._close``), wired by the runtime: ``stop`` calls it.
+    on_stop: Callable[[], None] = attrs.field(default=lambda: None)
     #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
     before_run_body: Callable[[str], None] | None = None
 
@@ -87,7 +92,42 @@ class Kernel:
         try:
             await self.store.commit(batch)
         except StorageError as exc:
-            raise persistence_error(exc) from exc
+            raise self.write_failed(exc) from exc
+
+    def write_failed(self, exc: StorageError) -> PersistenceError:
+        """The ``PersistenceError`` for a write that failed with ``exc``; if the store
+        broke (it takes no more writes), the runtime stops (``stop``)."""
+        if self.store.broken is not None:
+            self.stop()
+        return persistence_error(exc)
+
+    def stop(self) -> None:
+        """The store broke: no write can succeed any more, so the runtime stops rather
+        than retry forever. Everyone waiting for an invocation is answered with the
+        store's ``PersistenceError`` (a completing one by its own task: it may have
+        landed), the runtime's tasks are cancelled, later requests get the error, and
+        ``open_runtime`` raises it. Accepted invocations resume at the next open."""
+        broken = self.store.broken
+        if self.fatal is not None or broken is None:
+            return
+        self.fatal = persistence_error(broken)
+        logger.critical("the runtime stops: %s", broken)
+        self.on_stop()
+        completing = (Phase.COMPLETING, Phase.KILL_COMPLETING)
+        dones = [inv.done for inv in self.invocations.values() if inv.life.phase not in completing]
+        for done in [*dones, *(parked.done for parked in self.parked.values())]:
+            if not done.finished:
+                done.error = self.fatal_error()
+                done.set()
+        self.task_group.cancel_scope.cancel()
+
+    def fatal_error(self) -> PersistenceError:
+        """A fresh copy of ``fatal`` to raise (one instance raised again and again would
+        grow its traceback)."""
+        assert self.fatal is not None
+        error = PersistenceError(str(self.fatal))
+        error.__cause__ = self.fatal.__cause__
+        return error
 
     def completion_of(self, invocation_id: str) -> Completion | None:
         """Where the result of an invocation held in memory or parked lands."""

@@ -31,14 +31,13 @@ Phases, with the ``Invocation`` flags each replaces in brackets::
     PA PAUSED          attempts exhausted, or non-determinism            [paused_reason]
     SU SUSPENDED       an object handler without a coroutine, keeping its key [suspended]
     PK PARKED          dropped from memory (mains, shared, services)           [_parked]
-    CG COMPLETING      completion queued, not durable; its key handed on    [completing]
+    CG COMPLETING      completion queued (again, if it failed); its key handed on [completing]
     KG KILLING         its task tears the run down, then queues the killed record [killed]
     KC KILL_COMPLETING the killed record is queued, not durable     [killed, completing]
     CD COMPLETED       the completion is durable                         [done.finished]
     KD KILLED          the killed record is durable                      [done.finished]
-    AB ABANDONED       its life in memory ended with no durable end: the process died or
-                       closed, its completion failed to commit, an unrecorded call lost
-                       its caller. Storage decides: ``revive`` or ``recover`` at open.
+    AB ABANDONED       no durable end, and its life in memory is over (the process died or
+                       closed, the store broke, a call lost its caller): storage decides
 
 BO, PA and SU keep the key (an object's single writer waits with it); the rest of the
 old flags become answers (``keyless``: END_CANCELLED/END_KILLED write the end without a
@@ -73,6 +72,7 @@ cancel state answers otherwise (the cancel rows below). Actions: ``_ROWS``, one 
     kill           KC KC KC KG KG KG KG KG KG KG KG .  =  =  =  .  .  .
     fail           .  .  .  .  BO*.  .  .  .  .  .  .  .  =  .  .  .  .
     step_failed    .  .  .  .  BO .  .  .  .  .  .  .  .  =  .  .  .  .
+    commit_failed  .  .  .  .  .  .  .  .  .  .  .  .  =  .  =  .  .  .
     retry          .  .  .  .  .  .  .  .  RD .  .  .  .  .  .  .  .  .
     pause          .  .  .  PA*PA*.  .  .  .  .  .  .  .  =  .  .  .  .
     resume         .  .  .  .  .  .  .  .  .  RD .  .  .  .  .  .  .  .
@@ -110,12 +110,12 @@ Invariants (a Hypothesis state machine in tests/actors/test_lifecycle.py checks 
    attempt raise it live again.
 4. *Attempts only increase*: ``attempt`` counts starts and is never reset (an epoch: a
    ``ctx.run`` body of an older attempt knows it is stale); the retry policy counts
-   ``failures``, which ``resume`` resets.
+   ``failures`` (``resume`` resets them); failed commits, ``commit_failures``, never pause.
 
 Beside the state, plain fields that the bookkeeping actions name, done by ``apply``
 itself: ``attempt`` (NEW_ATTEMPT), ``failures`` (COUNT_FAILURE, RESET_FAILURES),
-``evicting`` (MARK_EVICTING; NEW_ATTEMPT clears it), ``revived`` (MARK_REVIVED), and
-``holds_slot`` (RELEASE_SLOT is returned only while it holds one, and clears it). Data
+``commit_failures`` (COUNT_COMMIT_FAILURE), ``evicting`` (MARK_EVICTING; NEW_ATTEMPT clears
+it), ``revived`` (MARK_REVIVED), ``holds_slot`` (RELEASE_SLOT only while it holds one). Data
 stays on ``Invocation``: the pause reason, the backoff deadline, the journal cursor,
 cancel scopes and events, the calls it awaits.
 
@@ -194,7 +194,8 @@ class Event(_Member):
     CANCEL = "cancel"  # ``cancel()`` asked
     KILL = "kill"  # ``kill()`` asked
     FAIL = "fail"  # the handler raised a retryable error
-    STEP_FAILED = "step_failed"  # a batch of the attempt failed to commit
+    STEP_FAILED = "step_failed"  # a batch of the attempt (or one it builds on) failed
+    COMMIT_FAILED = "commit_failed"  # its completion (or killed record) failed to commit
     RETRY = "retry"  # the backoff is over
     PAUSE = "pause"  # attempts exhausted, non-determinism, or a record that says paused
     RESUME = "resume"  # ``resume()`` asked
@@ -232,12 +233,14 @@ class Action(enum.Enum):
     RELEASE_KEY = "release_key"  # hand its key on (its mailbox release)
     RELEASE_SLOT = "release_slot"  # give its in-flight slot back
     WATCH_COMPLETION = "watch_completion"  # await its batch elsewhere: durable/abandon
+    RECOMMIT = "recommit"  # commit its completion batch again, in its key's order
     WAKE_CALLERS = "wake_callers"  # set its Completion, deliver its pending calls,
     #                                schedule its expiry, wake its caller
     FAIL_CALLERS = "fail_callers"  # set its Completion with the error
     FORGET = "forget"  # drop it from the runtime's maps
     NEW_ATTEMPT = "new_attempt"  # attempt += 1; evicting = False
     COUNT_FAILURE = "count_failure"  # failures += 1
+    COUNT_COMMIT_FAILURE = "count_commit_failure"  # commit_failures += 1
     RESET_FAILURES = "reset_failures"  # failures = 0
     MARK_EVICTING = "mark_evicting"  # evicting = True
     MARK_REVIVED = "mark_revived"  # revived = True
@@ -275,7 +278,7 @@ _ROWS: dict[tuple[Phase, Event], tuple[Phase | None, tuple[Action, ...]]] = {
     (P.RUNNING, E.BLOCK): (P.BLOCKED, _),
     (P.RUNNING, E.COMPLETE): (P.COMPLETING, _REL),
     (P.RUNNING, E.FAIL): (P.BACKING_OFF, (A.COUNT_FAILURE, A.SCHEDULE_RETRY)),
-    (P.RUNNING, E.STEP_FAILED): (P.BACKING_OFF, (A.COUNT_FAILURE, A.SCHEDULE_RETRY)),
+    (P.RUNNING, E.STEP_FAILED): (P.BACKING_OFF, (A.COUNT_COMMIT_FAILURE, A.SCHEDULE_RETRY)),
     (P.RUNNING, E.PAUSE): (P.PAUSED, (A.PERSIST_PAUSE,)),
     (P.BLOCKED, E.UNBLOCK): (P.RUNNING, _),
     (P.BLOCKED, E.WAKE): (None, (A.SIGNAL_WAIT,)),
@@ -347,6 +350,7 @@ def _add_families() -> None:
         release = _REL if phase in HOLDS_KEY else _
         rows[phase, E.ABANDON] = (P.ABANDONED, (*unqueue, *release, A.RELEASE_SLOT, *_GONE))
     for phase in (P.COMPLETING, P.KILL_COMPLETING):
+        rows[phase, E.COMMIT_FAILED] = (None, (A.RECOMMIT,))  # the same outcome, again
         rows[phase, E.DETACH] = (None, (A.WATCH_COMPLETION,))
         rows[phase, E.ABANDON] = (P.ABANDONED, (A.RELEASE_SLOT, *_GONE))
     for phase in (P.RUNNING, P.BLOCKED, P.UNWINDING, P.WOKEN_UNWINDING):
@@ -397,9 +401,11 @@ def _compile() -> dict[tuple[Phase, Cancel, Event], Transition]:
 TABLE: Final = _compile()
 
 _NEW_ATTEMPT, _COUNT_FAILURE, _RESET_FAILURES, _MARK_EVICTING, _MARK_REVIVED = 1, 2, 4, 8, 16
+_COUNT_COMMIT_FAILURE = 32
 _EFFECTS: Final = {
     A.NEW_ATTEMPT: _NEW_ATTEMPT,
     A.COUNT_FAILURE: _COUNT_FAILURE,
+    A.COUNT_COMMIT_FAILURE: _COUNT_COMMIT_FAILURE,
     A.RESET_FAILURES: _RESET_FAILURES,
     A.MARK_EVICTING: _MARK_EVICTING,
     A.MARK_REVIVED: _MARK_REVIVED,
@@ -446,6 +452,7 @@ class Lifecycle:
         "_state",
         "attempt",
         "cancel",
+        "commit_failures",
         "evicting",
         "failures",
         "holds_slot",
@@ -470,6 +477,7 @@ class Lifecycle:
         self.attempt = attempt
         #: Failed attempts since the last resume: what the retry policy counts.
         self.failures = 0
+        self.commit_failures = 0  #: failed commits: the backoff of their retries, no limit
         #: Whether it holds one of the runtime's ``max_in_flight`` slots.
         self.holds_slot = holds_slot
         #: Rebuilt from storage: its waits give their coroutine up at once.
@@ -520,6 +528,8 @@ class Lifecycle:
             self.evicting = False
         if effect & _COUNT_FAILURE:
             self.failures += 1
+        if effect & _COUNT_COMMIT_FAILURE:
+            self.commit_failures += 1
         if effect & _RESET_FAILURES:
             self.failures = 0
         if effect & _MARK_EVICTING:

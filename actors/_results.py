@@ -14,7 +14,13 @@ import anyio.lowlevel
 
 from actors.storage import Failure
 
-from ._errors import DeadlockError, RuntimeClosedError, TerminalError, UnknownHandlerError
+from ._errors import (
+    DeadlockError,
+    PersistenceError,
+    RuntimeClosedError,
+    TerminalError,
+    UnknownHandlerError,
+)
 from ._serde import decode_value
 from ._util import NoPublicConstructor
 
@@ -68,8 +74,15 @@ class Results:
         if done.error is not None:
             raise done.error
         if done.outcome is None:
-            record = self._k.load_record(invocation_id) if not self._k.closed else None
+            record = None
+            if not self._k.closed or self._k.fatal is not None:
+                try:
+                    record = self._k.load_record(invocation_id)  # it may have landed
+                except PersistenceError:
+                    pass  # the runtime stopped and closed its store meanwhile
             if record is None or record.outcome is None:
+                if self._k.fatal is not None:
+                    raise self._k.fatal_error()
                 raise RuntimeClosedError(
                     f"invocation {invocation_id} did not finish: the runtime is shutting down"
                 )
@@ -79,6 +92,8 @@ class Results:
     async def await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         """Wait for the result of ``invocation_id`` (held in memory, parked, or stored)."""
         if self._k.closed:
+            if self._k.fatal is not None:
+                raise self._k.fatal_error()
             raise RuntimeClosedError("the runtime is closed")
         done = self._k.completion_of(invocation_id)
         if done is not None:

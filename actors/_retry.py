@@ -40,7 +40,11 @@ class RetryPolicy:
         """Seconds to wait before attempt number ``attempt`` (2 is the first retry)."""
         if attempt <= 1:
             return 0.0
-        return min(self.initial_interval * self.factor ** (attempt - 2), self.max_interval)
+        try:
+            delay = self.initial_interval * self.factor ** (attempt - 2)
+        except OverflowError:  # a policy without a limit, retried a thousand times
+            return self.max_interval
+        return min(delay, self.max_interval)
 
     def exhausted(self, attempts: int) -> bool:
         """Whether ``attempts`` attempts used up the policy."""

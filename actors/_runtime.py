@@ -59,6 +59,7 @@ from ._ops_calls import CallOps
 from ._ops_signals import SignalOps
 from ._ops_state import StateOps
 from ._ops_steps import StepOps
+from ._recommit import Recommits
 from ._recovery import recover
 from ._resolution import Resolver, delay_seconds
 from ._results import InvocationHandle, Results, decode_outcome
@@ -163,12 +164,13 @@ class Runtime(metaclass=NoPublicConstructor):
             waits=waits,
         )
         port = Operations(StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals)
-        executor = Executor(kernel, output, scheduler, timers, port)
+        executor = Executor(kernel, output, scheduler, timers, port, Recommits(kernel))
         control = Control(kernel, scheduler, results, executor)
         # The two upward references: the scheduler runs what the executor executes,
         # and a cancelled wait cancels what it waited on.
         scheduler.runner = executor.run
         waits.cancel_later = control.cancel_later
+        kernel.on_stop = self._close  # the store broke: the runtime stops (Kernel.stop)
         self._k = kernel
         self._order = order
         self._resolver = resolver
@@ -259,6 +261,9 @@ class Runtime(metaclass=NoPublicConstructor):
         entry, spec, tgt = self._resolver.resolve(target, key)
         payload, value = self._resolver.check_input(spec, arg)
         await self._scheduler.acquire_slot()
+        if self._k.closed:  # it closed (or stopped) while this call waited for a slot
+            self._scheduler.slots.release()
+            self._check_open()
         inv = self._resolver.new_invocation(entry, spec, tgt, payload, value, holds_slot=True)
         await self._scheduler.run_call(inv)
         result = await self._results.result_of(inv)
@@ -452,6 +457,8 @@ class Runtime(metaclass=NoPublicConstructor):
 
     def _check_open(self) -> None:
         if self._k.closed:
+            if self._k.fatal is not None:  # it stopped by itself: say why
+                raise self._k.fatal_error()
             raise RuntimeClosedError("the runtime is closed")
 
 
@@ -508,6 +515,13 @@ async def open_runtime(
     On exit, running handlers are cancelled; accepted invocations resume at the next
     open. Raises ``PersistenceError`` when the directory cannot be opened and
     ``TypeError`` for a malformed actor definition or duplicate actor names.
+
+    A commit that fails (a full disk, an I/O error) is retried, with the retry policy's
+    backoff, until the store takes it: callers wait meanwhile. If the store breaks (it
+    takes no more writes: its writer thread died), the runtime stops: waiting callers
+    and later requests get a ``PersistenceError``, the block's body is cancelled, and
+    leaving the block raises that ``PersistenceError``; the directory is closed cleanly
+    and a reopen resumes what was accepted.
     """
     entries = [registration_entry(item) for item in actors]
     names = [entry.name for entry in entries]
@@ -533,6 +547,7 @@ async def open_runtime(
     except StorageError as exc:
         raise persistence_error(exc) from exc
     body_error: BaseException | None = None
+    kernel: Kernel | None = None
     try:
         async with anyio.create_task_group() as tg:
             runtime = Runtime._create(
@@ -546,7 +561,8 @@ async def open_runtime(
                 suspend_after=suspend_after,
                 retention=retention_seconds,
             )
-            runtime._k.before_run_body = _before_run_body
+            kernel = runtime._k
+            kernel.before_run_body = _before_run_body
             runtime._start(tg)
             try:
                 yield runtime
@@ -557,11 +573,21 @@ async def open_runtime(
                 runtime._close()
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
+        if kernel is not None and kernel.fatal is not None:
+            fatal = kernel.fatal_error()  # the store broke: say that
+            raise fatal from fatal.__cause__
         # The runtime's own tasks never fail, so a group holding only the body's error
         # is an artifact of the task group: give the caller back their own exception.
         if body_error is not None and group.exceptions == (body_error,):
             raise body_error from None
         raise
+    except BaseException:
+        if kernel is not None and kernel.fatal is not None:
+            fatal = kernel.fatal_error()  # the body was cancelled by the stop
+            raise fatal from fatal.__cause__
+        raise
     finally:
         with anyio.CancelScope(shield=True):  # release the directory even when cancelled
             await store.aclose()
+    if kernel is not None and kernel.fatal is not None:
+        raise kernel.fatal_error()  # it stopped by itself: the body had ended meanwhile

@@ -185,7 +185,8 @@ class Scheduler:
             # rather than at the next idle sweep, so parked workflows cost no mailbox.
             inv.activation = None
             last = activation.last_ticket
-            if activation.mailbox.idle and (last is None or last.done):
+            idle = activation.mailbox.idle and activation.recommits is None
+            if idle and (last is None or last.done):
                 self.activations.pop((inv.target.actor, inv.target.key), None)
 
     def wake(self, invocation_id: str) -> None:
@@ -280,6 +281,7 @@ class Scheduler:
                     activation.mailbox.idle
                     and (last is None or last.seq <= durable)
                     and activation.last_used <= cutoff
+                    and activation.recommits is None  # its failed completions still land
                 ):
                     del self.activations[key]
 

@@ -130,6 +130,7 @@ class Timers:
                     self._store.submit(done, _log_failed_timer_batch)
                 except StorageError as exc:
                     logger.error("cannot remove fired timers: %s", exc)
+                    self._k.write_failed(exc)  # the store broke? then the runtime stops
             # Wake for the earliest timer, or to load the next window of durable ones.
             deadline = self.loaded_until - TIMER_WINDOW / 2
             if self.heap:

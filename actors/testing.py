@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, final
 import attrs
 
 from ._clock import LoopClock
+from ._errors import PersistenceError
 from ._runtime import Runtime, open_runtime
 
 if TYPE_CHECKING:
@@ -123,7 +124,9 @@ async def open_test_runtime(
     afterwards), inline commits and a ``LoopClock`` by default, so it runs under
     ``trio.testing.MockClock(autojump_threshold=0)`` with no false timeouts and sleeps
     for days finish at once. With ``crash``, the runtime dies where the plan says and
-    the block raises ``SimulatedCrash``; reopen the same ``path`` to check recovery."""
+    the block raises ``SimulatedCrash``; reopen the same ``path`` to check recovery.
+    With ``commit_mode="thread"`` a commit crash kills the writer thread, which stops the
+    runtime; the block raises ``SimulatedCrash`` all the same."""
     crasher = _Crasher(crash) if crash is not None else None
     with tempfile.TemporaryDirectory(prefix="actors-test-") as scratch:
         data = Path(path) if path is not None else Path(scratch) / "data"
@@ -146,6 +149,12 @@ async def open_test_runtime(
             crashed, _rest = group.split(SimulatedCrash)
             if crashed is not None:
                 raise SimulatedCrash(str(crashed.exceptions[0])) from None
+            raise
+        except PersistenceError:
+            # With commit_mode="thread" the crash kills the writer thread: the store
+            # takes no more writes and the runtime stops. That is the crash, as planned.
+            if crasher is not None and crasher.dead:
+                raise SimulatedCrash("the runtime crashed (its writer thread died)") from None
             raise
         if crasher is not None and crasher.dead:
             raise SimulatedCrash("the runtime crashed")

@@ -12,10 +12,12 @@ from ._codec import dumps, dumps_entry, loads, loads_entry, make_converter
 from ._environment import SCHEMA_VERSION, Durability, lock_holder
 from ._errors import (
     CommitFailedError,
+    DiskFullError,
     ForeignDataError,
     RecordDecodeError,
     SchemaVersionError,
     StorageError,
+    StoreBrokenError,
     StoreClosedError,
     StoreFullError,
     StoreLocationError,
@@ -65,6 +67,7 @@ __all__ = [
     "CommitFailedError",
     "CommitMode",
     "CommitTicket",
+    "DiskFullError",
     "Durability",
     "Failure",
     "ForeignDataError",
@@ -93,6 +96,7 @@ __all__ = [
     "StateKeysEntry",
     "StorageError",
     "Store",
+    "StoreBrokenError",
     "StoreClosedError",
     "StoreFullError",
     "StoreLocationError",

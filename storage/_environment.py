@@ -101,6 +101,15 @@ class Environment:
             self.env.set_mapsize(min(current * 2, self.max_map_size))
         return True
 
+    def free_bytes(self) -> int | None:
+        """Bytes an unprivileged writer may still use on the filesystem holding the
+        store, or None when the filesystem cannot say."""
+        try:
+            stats = os.statvfs(self.path)
+        except OSError:
+            return None
+        return stats.f_bavail * stats.f_frsize
+
     def close(self) -> None:
         """Close LMDB, then release the directory lock. Call once."""
         self.env.close()

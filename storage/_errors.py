@@ -9,7 +9,9 @@ The tree::
     ├─ SchemaVersionError            written by a newer (or unknown) schema version
     ├─ ValueTooLargeError            a key or value over the configured limit
     ├─ StoreFullError                the map reached its configured maximum size
-    ├─ CommitFailedError             LMDB refused a commit (I/O error, disk full)
+    ├─ CommitFailedError             LMDB refused a commit (an I/O error)
+    │  ├─ DiskFullError              ... because the disk (the filesystem) is full
+    │  └─ StoreBrokenError           the store takes no more writes (its writer died)
     ├─ StoreClosedError              used after close()
     └─ RecordDecodeError             stored bytes that do not decode as the record type
 
@@ -58,6 +60,19 @@ class StoreFullError(StorageError):
 class CommitFailedError(StorageError):
     """Raised for the batches of a commit that LMDB refused (an I/O error, a full disk).
     Nothing of the failed commit is visible; earlier commits are intact."""
+
+
+class DiskFullError(CommitFailedError):
+    """Raised for the batches of a commit that failed because the filesystem holding the
+    store is full (``ENOSPC``, or LMDB's short write on a filesystem with no room left).
+    Nothing of the failed commit is visible; the same batch commits once there is room."""
+
+
+class StoreBrokenError(CommitFailedError):
+    """Raised for every batch, queued or submitted later, once the store can take no
+    more writes: its writer thread died (of any ``BaseException``), or LMDB refuses every
+    write after a failed meta-page update (``MDB_PANIC``). Reads still work; close the
+    store and reopen it. Everything committed before is intact."""
 
 
 class StoreClosedError(StorageError):

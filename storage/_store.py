@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from ._batch import Table, WriteBatch
     from ._environment import Environment
+    from ._errors import StoreBrokenError
 
 
 @attrs.frozen
@@ -198,6 +199,13 @@ class Store:
         self._submit(batch, None).wait_blocking()
 
     @property
+    def broken(self) -> StoreBrokenError | None:
+        """Set once the store takes no more writes: its writer thread died, or LMDB
+        refuses every write. Every queued batch failed with this error and every later
+        ``submit`` raises it; reads still work. Close the store and open it again."""
+        return self._writer.broken
+
+    @property
     def durable_seq(self) -> int:
         """Every batch with a sequence number up to this one has committed or failed,
         and its ticket is done (``ticket.done`` is ``durable_seq >= ticket.seq``). It
@@ -226,7 +234,7 @@ class Store:
         self._check_open()
         writer = self._writer
         if writer.broken is not None:
-            raise writer.broken
+            raise writer.broken_error()
         self._validate(batch)
         return writer.submit(batch, waker, on_done)
 

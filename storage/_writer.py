@@ -13,6 +13,22 @@ own. A failed transaction is aborted, so nothing of it is ever visible. A batch 
 ``depends_on`` a failed one fails without being tried: it was computed from state that
 never existed.
 
+*A full disk says so.* LMDB returns ``ENOSPC`` when a write finds no room at all, and
+``EIO`` when a write was cut short; the second is a full disk too when the filesystem
+has less room left than the commit needed, so the writer looks (``statvfs``) and fails
+the batches with ``DiskFullError``. A map that reached ``max_map_size`` is
+``StoreFullError``. Both fail only the commit that met them: the same batch commits
+once there is room.
+
+*A broken store fails everyone, at once and later.* When the writer thread dies (any
+``BaseException``: a bug, ``MemoryError``, a test's simulated crash), or LMDB refuses
+every write after a failed meta-page update (``MDB_PANIC``), the writer is ``broken``:
+the batches it held and everything queued fail with ``StoreBrokenError``, and every
+later ``submit`` raises it. ``broken`` is set under the lock that numbers and queues
+batches, so no batch can slip into a queue nobody drains. Batches the dying writer had
+already committed (a group retried batch by batch) are published as committed. The
+store still reads and closes cleanly; reopening it is the remedy.
+
 *One notion of durable: ``durable_seq``.* Every submitted batch gets the next sequence
 number, in queue order (the number is taken and the batch queued under one lock). A
 ticket is *done* exactly when ``durable_seq >= ticket.seq``; ``CommitTicket.done`` is
@@ -60,6 +76,8 @@ ticket that is not yet done, or the other way round); an asyncio/trio specific w
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -71,11 +89,19 @@ import lmdb
 import trio
 
 from ._batch import Table, WriteBatch, _Op
-from ._errors import CommitFailedError, StorageError, StoreFullError
+from ._errors import (
+    CommitFailedError,
+    DiskFullError,
+    StorageError,
+    StoreBrokenError,
+    StoreFullError,
+)
 from ._keys import tuple_prefix_end
 
 if TYPE_CHECKING:
     from ._environment import Environment
+
+logger = logging.getLogger("actors.storage")
 
 CommitMode = Literal["thread", "inline"]
 Waker = Callable[..., object]
@@ -83,6 +109,11 @@ FaultHook = Callable[[Sequence[WriteBatch]], None]
 
 _MAX_GROUP_BATCHES: Final = 4096
 _MAX_GROUP_BYTES: Final = 64 * 1024 * 1024
+#: The errno values that mean "no room": out of space, out of quota.
+_NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: LMDB reports a short write as EIO. It is a full disk when the filesystem has less room
+#: than the commit needed, give or take this much (LMDB writes whole pages, and meta).
+_NO_ROOM_SLACK: Final = 1024 * 1024
 
 
 def current_waker() -> Waker:
@@ -174,16 +205,22 @@ class Writer:
         self._environment = environment
         self._path = environment.path
         self._fault_hook = fault_hook
-        self._seq_lock = threading.Lock()
+        # Reentrant: an inline commit holds it while ``_apply`` may ``_break`` the store.
+        self._seq_lock = threading.RLock()
         self.submitted_seq = 0
         self._durable_seq = 0
         self.commits = 0
         self.batches = 0
-        #: Set when the writer thread died of a bug: every later submit raises it.
-        self.broken: StorageError | None = None
+        #: Set when the store takes no more writes (the writer thread died, or LMDB
+        #: panicked): every batch still queued and every later submit fails with it.
+        self.broken: StoreBrokenError | None = None
         self._failed_seqs: set[int] = set()  # failures are rare; kept for depends_on
         self._queue: queue.SimpleQueue[CommitTicket | None] = queue.SimpleQueue()
         self._in_flight: list[CommitTicket] | None = None  # taken, not yet published
+        # The tickets of the group being committed from ``_unsettled_from`` on have not
+        # been committed or failed yet: what a writer that dies must fail, and only that.
+        self._unsettled: list[CommitTicket] = []
+        self._unsettled_from = 0
         # Publishing (the baton): tickets settled but not yet published, in seq order.
         self._publish_lock = threading.Lock()
         self._backlog: list[CommitTicket] = []
@@ -208,10 +245,12 @@ class Writer:
         on_done: Callable[[CommitTicket], None] | None = None,
     ) -> CommitTicket:
         """Number ``batch`` and queue it (or, inline, commit and publish it now). The
-        caller has checked it (and that the writer is not ``broken``)."""
+        caller has checked it. Raises ``StoreBrokenError`` once the writer is ``broken``."""
         if self._thread is None:
             return self._commit_inline(batch, waker, on_done)
         with self._seq_lock:  # numbered and queued together: the queue is in seq order
+            if self.broken is not None:  # checked under the lock: see the module essay
+                raise self.broken_error()
             self.submitted_seq += 1
             ticket = CommitTicket(self, self.submitted_seq, batch, waker, on_done)
             self._queue.put(ticket)
@@ -225,6 +264,8 @@ class Writer:
     ) -> CommitTicket:
         # The caller's thread owns the (short) write transaction.
         with self._seq_lock:
+            if self.broken is not None:
+                raise self.broken_error()
             self.submitted_seq += 1
             ticket = CommitTicket(self, self.submitted_seq, batch, waker, on_done)
             if self._fail_dependents([ticket]):
@@ -239,6 +280,22 @@ class Writer:
         if on_done is not None:
             on_done(ticket)  # outside the lock: it may submit again
         return ticket
+
+    def broken_error(self) -> StoreBrokenError:
+        """A fresh copy of ``broken`` to raise (raising one instance again and again
+        would grow its traceback without end)."""
+        assert self.broken is not None
+        return StoreBrokenError(str(self.broken))
+
+    def _break(self, reason: str) -> StoreBrokenError:
+        """From now on the store takes no more writes; the error that says why."""
+        with self._seq_lock:
+            if self.broken is None:
+                self.broken = StoreBrokenError(
+                    f"store {self._path} takes no more writes: {reason}; close it and "
+                    "open it again (everything committed before is intact)"
+                )
+            return self.broken
 
     def stop(self) -> None:
         """Ask the writer thread to commit what is queued and exit. Idempotent."""
@@ -275,15 +332,19 @@ class Writer:
         try:
             self._writer_loop()
         except BaseException as exc:  # a bug in the writer: fail loudly, never hang waiters
-            self.broken = CommitFailedError(f"the writer of {self._path} died: {exc!r}")
+            broken = self._break(f"its writer thread died of {exc!r}")
             group, self._in_flight = self._in_flight, None
             if group:
-                for ticket in group:
+                # What it committed before dying is in LMDB: published as committed.
+                for ticket in self._unsettled[self._unsettled_from :]:
                     if ticket._error is None:
-                        ticket._error = self.broken
+                        ticket._error = broken
                 self._settled(group)
-            self.fail_queued(self.broken)
-            raise
+            self.fail_queued(broken)
+            # Not re-raised: the thread's end is reported here, with its traceback, and
+            # every waiter has its error; an unhandled thread exception would only say it
+            # again, to stderr.
+            logger.critical("%s", broken, exc_info=exc)
 
     def _writer_loop(self) -> None:
         get, get_nowait = self._queue.get, self._queue.get_nowait
@@ -308,30 +369,40 @@ class Writer:
             self._commit_group(group)
             self._in_flight = None
             self._settled(group)
+            if self.broken is not None:  # LMDB panicked: nothing queued can commit
+                self.fail_queued(self.broken)
+                return
             if stop:
                 return
 
     def _commit_group(self, group: list[CommitTicket]) -> None:
+        self._unsettled, self._unsettled_from = group, 0
         if self._failed_seqs:
             group = self._fail_dependents(group)
+            self._unsettled = group
             if not group:
                 return
         error = self._apply([ticket.batch for ticket in group])
         if error is None:
             self._count_commit(len(group))
+            self._unsettled_from = len(group)
             return
-        if len(group) == 1:
-            group[0]._error = error
-            self._failed_seqs.add(group[0].seq)
+        if len(group) == 1 or self.broken is not None:
+            for ticket in group:
+                ticket._error = error
+                self._failed_seqs.add(ticket.seq)
+            self._unsettled_from = len(group)
             return
         # Find out which batches fail on their own; the rest still land, in order.
-        for ticket in group:
+        for index, ticket in enumerate(group):
+            self._unsettled_from = index
             if self._fail_dependents([ticket]):
                 ticket._error = self._apply([ticket.batch])
                 if ticket._error is None:
                     self._count_commit(1)
                 else:
                     self._failed_seqs.add(ticket.seq)
+        self._unsettled_from = len(group)
 
     def _fail_dependents(self, group: list[CommitTicket]) -> list[CommitTicket]:
         """Fail the tickets whose batch depends on a failed one; return the others."""
@@ -364,15 +435,33 @@ class Writer:
             except lmdb.MapFullError:
                 if not environment.grow():
                     return StoreFullError(
-                        f"store {self._path} is full: the commit needs more than the "
-                        f"max_map_size of {environment.max_map_size} bytes"
+                        f"store {self._path} is full: the commit needs more than the map "
+                        f"size limit of {environment.max_map_size} bytes (max_map_size)"
                     )
+            except lmdb.PanicError as exc:
+                return self._break(f"LMDB refuses every write after a failed commit ({exc})")
             except lmdb.Error as exc:
-                return CommitFailedError(f"commit to {self._path} failed: {exc}")
+                code = errno.ENOSPC if isinstance(exc, lmdb.DiskError) else getattr(exc, "code", 0)
+                return self._commit_error(batches, code, str(exc))
             except StorageError as exc:
                 return exc
+            except OSError as exc:
+                return self._commit_error(batches, exc.errno or 0, repr(exc))
             except Exception as exc:
                 return CommitFailedError(f"commit to {self._path} failed: {exc!r}")
+
+    def _commit_error(self, batches: Sequence[WriteBatch], code: int, what: str) -> StorageError:
+        """The error of a commit that failed with ``errno`` ``code``: ``DiskFullError``
+        when it is the filesystem that has no room left (see the module essay)."""
+        free = self._environment.free_bytes()
+        if code in _NO_ROOM or (
+            code == errno.EIO
+            and free is not None
+            and free < sum(batch.nbytes for batch in batches) + _NO_ROOM_SLACK
+        ):
+            left = "" if free is None else f", {free} bytes left on its filesystem"
+            return DiskFullError(f"commit to {self._path} failed: disk full{left} ({what})")
+        return CommitFailedError(f"commit to {self._path} failed: {what}")
 
     # --- publishing --------------------------------------------------------------------
 

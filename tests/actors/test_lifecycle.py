@@ -284,7 +284,9 @@ def test_retry_then_complete() -> None:
     assert lifecycle.holds_key
     assert not lifecycle.may_run
     run(lifecycle, E.WAKE, E.RETRY, E.START, E.STEP_FAILED, E.RETRY, E.START, E.COMPLETE)
-    assert (lifecycle.phase, lifecycle.attempt, lifecycle.failures) == (P.COMPLETING, 3, 2)
+    # A failed commit is counted apart: it sets the backoff, not the retry budget.
+    assert (lifecycle.phase, lifecycle.attempt, lifecycle.failures) == (P.COMPLETING, 3, 1)
+    assert lifecycle.commit_failures == 1
 
 
 def test_pause_and_resume_reset_the_budget_not_the_epoch() -> None:

@@ -680,8 +680,8 @@ async def test_Store_full_fails_only_that_batch(tmp_path: Path, commit_mode: Com
         await store.commit(put(b"before", b"1"))
         with pytest.raises(
             StoreFullError,
-            match=rf"^store {path} is full: the commit needs more than the max_map_size "
-            rf"of {2 * MiB} bytes$",
+            match=rf"^store {path} is full: the commit needs more than the map size limit "
+            rf"of {2 * MiB} bytes \(max_map_size\)$",
         ):
             await store.commit(put(b"big", bytes(3 * MiB)))
         assert store.statistics().map_size == 2 * MiB
