@@ -1,5 +1,5 @@
-"""Restate-compatible HTTP ingress: an ASGI application over a ``Runtime``, and the
-hypercorn server that ``Runtime.serve_http`` runs.
+"""Restate-compatible HTTP ingress: an ASGI application over a ``Runtime``, and what
+``Runtime.serve_http`` runs (the HTTP server itself is ``_server``).
 
 Paths (as Restate's ingress answers them, so Restate clients and the seed page's
 ``requests`` snippet work unchanged)::
@@ -42,8 +42,8 @@ Decisions
   and answered 503; their invocations are not affected (they are durable, or died with
   the caller as an in-process ``call`` would).
 
-Rejected: a framework (Starlette...) for a dozen fixed routes, and running hypercorn
-with signal handlers (the runtime is embedded in the user's program, which owns them).
+Rejected: a framework (Starlette...) for a dozen fixed routes, and signal handlers in the
+server (the runtime is embedded in the user's program, which owns them).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ from ._http import (
     require,
 )
 from ._serde import ANY, decode_value, encode_value
+from ._server import HttpServer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._definitions import Actor, ActorEntry, Handler
+    from ._http_connection import ServerOptions
     from ._results import InvocationHandle
 
 logger = logging.getLogger("actors.ingress")
@@ -147,8 +149,6 @@ class Runtime(Protocol):
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 NOT_READY: Final = 470
-# How long a stopping server waits for connections after cancelling their requests.
-_GRACEFUL_SECONDS: Final = 2.0
 
 
 # --- the application -----------------------------------------------------------------------
@@ -417,7 +417,7 @@ _ALLOW_POST: Final = ((b"allow", b"POST"),)
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # Listening before the port is handed back: connections made from then on wait in
-    # the backlog until hypercorn accepts them, instead of being refused.
+    # the backlog until the server accepts them, instead of being refused.
     sock = socket.create_server((host, port), family=family, backlog=1024)
     sock.setblocking(False)
     return sock
@@ -433,37 +433,26 @@ async def serve(
     port: int,
     *,
     token: str | None,
-    max_body: int,
+    options: ServerOptions,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``Runtime.serve_http``: serve ``runtime`` with hypercorn on the running event
-    loop until cancelled; ``task_status.started(port)`` once listening."""
-    from hypercorn.config import Config
-
-    app = IngressApp(runtime, token=token, max_body=max_body)
+    """``Runtime.serve_http``: serve ``runtime`` on the running event loop (trio or
+    asyncio) until cancelled; ``task_status.started(port)`` once listening."""
     library = sniffio.current_async_library()
     if library not in ("trio", "asyncio"):
         raise RuntimeError(f"serve_http runs under trio or asyncio, not {library}")
+    app = IngressApp(runtime, token=token, max_body=options.max_body)
+    server = HttpServer(app, options)
     sock = _listen(host, port)
     bound_port: int = sock.getsockname()[1]
-    config = Config()
-    # hypercorn adopts the descriptor (and closes it when it stops).
-    config.bind = [f"fd://{sock.detach()}"]
-    config.accesslog = None
-    config.errorlog = logger
-    config.graceful_timeout = _GRACEFUL_SECONDS
-    shutdown = anyio.Event()
+    listener = await anyio.abc.SocketListener.from_socket(sock)  # it owns the socket now
+    stopped = anyio.Event()
 
     async def run_server() -> None:
-        # Shielded: on cancellation the server is stopped through its shutdown trigger
-        # instead, so that hypercorn closes its sockets and connections in order (a
-        # cancelled asyncio worker would skip its cleanup).
+        # Shielded: on cancellation the server is stopped through ``stopped`` instead, so
+        # that requests in progress are answered 503 and connections close in order.
         with anyio.CancelScope(shield=True):
-            if library == "trio":
-                from hypercorn.trio import serve as hypercorn_serve
-            else:
-                from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
-            await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+            await server.serve(listener, stopped)
 
     info_path = runtime.path / INGRESS_FILE
     info = {"url": _url(host, bound_port), "pid": os.getpid(), "token_required": token is not None}
@@ -479,7 +468,7 @@ async def serve(
             finally:
                 # Also on failure: the shielded server task ends only through these.
                 app.close()
-                shutdown.set()
+                stopped.set()
     finally:
         try:
             if info_path.read_bytes() == info_bytes:  # not another server's since

@@ -1,6 +1,6 @@
 """The Restate-compatible HTTP ingress: every path, every status code, the seed page's
 ``requests`` flow on the signup workflow, idempotency keys across a restart, and real
-sockets served by hypercorn under trio and under asyncio.
+sockets served under trio and under asyncio (the server itself: test_http_server.py).
 
 Most tests drive the ASGI application in-process through ``httpx.ASGITransport``; each
 runs under trio and under asyncio (see conftest.py)."""
@@ -782,11 +782,11 @@ async def test_lifespan_and_websocket_scopes() -> None:
         assert sent == [{"type": "websocket.close", "code": 1003}]
 
 
-# --- real sockets: hypercorn under trio and under asyncio ---------------------------------
+# --- real sockets: under trio and under asyncio -------------------------------------------
 
 
 async def test_serve_http_on_a_real_socket(tmp_path: Path) -> None:
-    """Runs under trio and under asyncio (conftest): hypercorn's matching worker serves
+    """Runs under trio and under asyncio (conftest): the server serves
     the seed page's flow on port 0 to a real HTTP client; ingress.json describes the
     server while it runs and is removed on stop."""
     path = tmp_path / "data"
