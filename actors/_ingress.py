@@ -73,6 +73,7 @@ from ._http import (
     Response,
     Scope,
     Send,
+    decode_json,
     error_of,
     error_response,
     handler_input,
@@ -80,10 +81,12 @@ from ._http import (
     json_response,
     parse_delay,
     path_segments,
+    public_message,
     read_body,
     require,
 )
-from ._serde import ANY, decode_value, encode_value
+from ._limits import check_idempotency_key, check_key
+from ._serde import ANY, encode_value
 from ._server import HttpServer
 
 if TYPE_CHECKING:
@@ -177,6 +180,7 @@ class IngressApp:
         self._max_body = max_body
         self._requests: set[anyio.CancelScope] = set()
         self._closed = False
+        self._private: tuple[str, ...] | None = None  # the data directory, hidden in answers
 
     def close(self) -> None:
         """Answer every waiting request 503 and refuse new ones (server shutdown)."""
@@ -223,15 +227,24 @@ class IngressApp:
             try:
                 return await self._route(scope, receive)
             except HttpError as exc:
-                return error_response(exc.status, exc.message, exc.headers)
+                message = public_message(exc.message, self._private_paths())
+                return error_response(exc.status, message, exc.headers)
             except ActorsError as exc:
-                return error_of(exc)
+                return error_of(exc, self._private_paths())
+            except Disconnected:
+                raise
             except Exception:
                 logger.exception("ingress: %s %s failed", scope.get("method"), scope.get("path"))
                 return error_response(500, "internal error in the ingress (see the server's log)")
             finally:
                 self._requests.discard(cancel_scope)
         return error_response(503, "the ingress is shutting down")
+
+    def _private_paths(self) -> tuple[str, ...]:
+        if self._private is None:
+            path = self._rt.path
+            self._private = tuple({str(path), str(path.resolve())})
+        return self._private
 
     def _authorize(self, scope: Scope) -> None:
         if self._expected_auth is None:
@@ -304,6 +317,8 @@ class IngressApp:
         if method != "POST":
             raise HttpError(405, f"use POST to invoke a handler, not {method}", _ALLOW_POST)
         key, name, send = self._parse_target(entry, parts[1:])
+        if key is not None:
+            check_key(key)
         spec = entry.cls.handlers.get(name)
         if spec is None:
             raise UnknownHandlerError(f"actor {entry.name!r} has no handler {name!r}")
@@ -316,8 +331,10 @@ class IngressApp:
             except ValueError as exc:
                 raise HttpError(400, str(exc)) from None
         idempotency_key = header(scope, b"idempotency-key")
-        if idempotency_key is not None and not idempotency_key:
-            raise HttpError(400, "the idempotency-key header is empty")
+        if idempotency_key is not None:
+            if not idempotency_key:
+                raise HttpError(400, "the idempotency-key header is empty")
+            check_idempotency_key(idempotency_key)
         if spec.kind == "main":
             idempotency_key = None  # once per workflow id already (module docstring)
         args = handler_input(spec, await read_body(receive, scope, self._max_body))
@@ -373,6 +390,7 @@ class IngressApp:
                     raise UnknownHandlerError(
                         f"workflow {name!r} is not registered with this runtime"
                     )
+                check_key(workflow_id)
                 if what == "attach":
                     value = await self._rt.attach_workflow(entry.cls, workflow_id)
                 else:
@@ -382,7 +400,7 @@ class IngressApp:
                 require(method, "POST")
                 body = await read_body(receive, scope, self._max_body)
                 if what == "resolve":
-                    value = decode_value(body, ANY, "awakeable value") if body.strip() else None
+                    value = decode_json(body, ANY, "awakeable value") if body.strip() else None
                     await self._rt.resolve_awakeable(awakeable_id, value)
                 else:
                     try:
