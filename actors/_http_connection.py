@@ -280,6 +280,7 @@ class Connection:
         options = self.options
         while True:
             self.started = False
+            self.head_request = False  # until this request's line says HEAD
             self.reader_scope.deadline = anyio.current_time() + IDLE_SECONDS
             event = await self._next_event()
             if isinstance(event, h11.ConnectionClosed):

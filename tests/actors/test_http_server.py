@@ -210,6 +210,25 @@ async def test_head_requests_get_headers_only(tmp_path: Path) -> None:
             await connection.aclose()
 
 
+async def test_an_error_after_a_head_request_still_has_its_body(tmp_path: Path) -> None:
+    """Found by the fuzz: after a HEAD on a keep-alive connection, the server's error
+    answer to the next (malformed) request was sent without its body."""
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        connection = await connect(port)
+        try:
+            with anyio.fail_after(10):
+                await connection.send(request("HEAD", "/restate/health", close=False))
+                first = await connection.response(head=True)
+                assert first is not None
+                assert first.status == 405
+                await connection.send(b"POST  /Echo/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                second = await connection.response()
+                assert second is not None
+                assert second.error()[:2] == (400, 400)
+        finally:
+            await connection.aclose()
+
+
 async def test_an_exception_in_the_app_ends_that_request_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
