@@ -876,6 +876,27 @@ async def test_unexpected_failure_is_500_and_logged(
         assert "ingress: POST /Greeter/greet failed" in caplog.text
 
 
+async def test_a_client_gone_before_its_body_is_neither_answered_nor_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It answered 500 and logged a traceback ("ingress: POST ... failed") before."""
+    async with serving() as (made, rt, _client):
+        app = IngressApp(rt)
+        sent: list[object] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: object) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "raw_path": b"/Greeter/greet", "headers": []}
+        await app(scope, receive, send)
+        assert sent == []
+        assert "failed" not in caplog.text
+        assert made.greeter.greeted == []
+
+
 def test_app_options_are_checked() -> None:
     with pytest.raises(ValueError, match="max_body"):
         IngressApp(None, max_body=-1)  # type: ignore[arg-type]
