@@ -161,6 +161,9 @@ class _Done(Exception):
 
 
 class Connection:
+    """One accepted connection: ``run`` serves its requests until it closes, and never
+    raises for anything a client sends (``HttpServer`` logs what else escapes)."""
+
     def __init__(self, server: ServerState, stream: anyio.abc.SocketStream, rejecting: bool):
         self.server = server
         self.options = server.options
@@ -178,7 +181,7 @@ class Connection:
         self.broken = False  # a write failed: the client is gone
         self.head_request = False
         self.started = False  # bytes of the current request have arrived
-        self.scope = anyio.CancelScope()
+        self.connection_scope = anyio.CancelScope()
         self.addresses: tuple[Any, Any] | None = None
 
     # --- the reader ---
@@ -193,7 +196,7 @@ class Connection:
                     data = await self.stream.receive(_RECEIVE_BYTES)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     data = b""
-                except OSError:
+                except OSError:  # a reset, say: the same as the client leaving
                     data = b""
                 self.wanted = anyio.Event()
                 if self.draining:
@@ -205,7 +208,7 @@ class Connection:
                 if not data:
                     self.eof = True
                     if self.in_app:
-                        self.scope.cancel()  # the client is gone: stop waiting for it
+                        self.connection_scope.cancel()  # the client is gone: stop waiting for it
                     break
                 self.arrived.set()
         self.reading = False
@@ -230,7 +233,7 @@ class Connection:
     # --- requests ---
 
     async def run(self) -> None:
-        with self.scope:
+        with self.connection_scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._read)
                 try:
