@@ -416,6 +416,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
     from ._definitions import registration_entry
+    from ._http_connection import ServerOptions
     from ._runtime import open_runtime
 
     actors = load_actors(args.app)
@@ -425,6 +426,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except TypeError as exc:
             raise CommandError(f"{args.app}: {exc}") from exc
     token = args.token or os.environ.get(_TOKEN_ENV)
+    limits = {
+        "max_body": args.max_body,
+        "max_connections": args.max_connections,
+        "max_body_bytes_in_flight": args.max_body_bytes_in_flight,
+        "read_timeout": args.read_timeout,
+    }
+    try:
+        ServerOptions(**limits)  # checked before the data directory is opened
+    except ValueError as exc:
+        raise CommandError(str(exc).replace("_", "-")) from exc
 
     async def serve() -> None:
         # SIGINT and SIGTERM stop the server cleanly: requests in progress are answered,
@@ -435,7 +446,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 anyio.create_task_group() as tg,
             ):
                 port = await tg.start(
-                    functools.partial(rt.serve_http, args.host, args.port, token=token)
+                    functools.partial(rt.serve_http, args.host, args.port, token=token, **limits)
                 )
                 names = ", ".join(sorted(entry.name for entry in map(registration_entry, actors)))
                 print(
@@ -527,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--token", help=f"require this bearer token (default: ${_TOKEN_ENV})")
     serve.add_argument("--durability", choices=["fsync", "process"], default="fsync")
+    for flag, kind, default, text in (
+        ("--max-body", int, 16 << 20, "largest request body in bytes, else 413 (16 MiB)"),
+        ("--max-connections", int, 1000, "connections served at once; more get 503 (1000)"),
+        (
+            "--max-body-bytes-in-flight",
+            int,
+            64 << 20,
+            "bytes of request bodies held by requests in progress; more wait for room, "
+            "within the read timeout, else 503 (64 MiB)",
+        ),
+        ("--read-timeout", float, 30.0, "seconds a request may take to arrive, else 408 (30)"),
+    ):
+        serve.add_argument(flag, type=kind, default=default, help=text)
     serve.set_defaults(run=cmd_serve)
     return parser
 

@@ -4,6 +4,8 @@ syntax. No routing and no runtime here: ``_ingress`` decides what a request mean
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,7 +21,8 @@ from ._errors import (
     SerializationError,
     TerminalError,
 )
-from ._serde import decode_value, structure_value
+from ._limits import MAX_FAILURE_MESSAGE_CHARS, MAX_JSON_DEPTH
+from ._serde import ANY, decode_value, structure_value
 
 if TYPE_CHECKING:
     from ._definitions import Handler
@@ -63,16 +66,28 @@ def error_response(
     return Response(status, msgspec.json.encode({"code": status, "message": message}), headers)
 
 
-def error_of(exc: ActorsError) -> Response:
-    """The answer for an error the runtime raised."""
+def public_message(message: str, private: tuple[str, ...]) -> str:
+    """``message`` as a client may read it: each of the server's ``private`` paths (its
+    data directory) replaced, and cut to ``MAX_FAILURE_MESSAGE_CHARS``."""
+    for path in private:
+        if path in message:
+            message = message.replace(path, "<data directory>")
+    if len(message) > MAX_FAILURE_MESSAGE_CHARS:
+        message = message[:MAX_FAILURE_MESSAGE_CHARS] + " [cut]"
+    return message
+
+
+def error_of(exc: ActorsError, private: tuple[str, ...]) -> Response:
+    """The answer for an error the runtime raised (see ``public_message``)."""
     if isinstance(exc, RuntimeClosedError):
-        return error_response(503, str(exc))
+        return error_response(503, public_message(str(exc), private))
     if isinstance(exc, TerminalError):
         # A handler may pick any code; only an error status can be answered as one.
         code = exc.status_code
         status = code if 400 <= code <= 599 else 500
-        return Response(status, msgspec.json.encode({"code": code, "message": exc.message}))
-    return error_response(exc.status_code, str(exc))
+        message = public_message(exc.message, private)
+        return Response(status, msgspec.json.encode({"code": code, "message": message}))
+    return error_response(exc.status_code, public_message(str(exc), private))
 
 
 # --- request parsing -----------------------------------------------------------------------
@@ -110,16 +125,20 @@ _HUMAN_PART = rf"\s*{_NUMBER}\s*([a-z]+)"
 _HUMAN_DURATION = re.compile(rf"(?:{_HUMAN_PART})+\s*", re.IGNORECASE)
 
 
+MAX_DELAY: Final = timedelta(days=36500)
+
+
 def parse_delay(text: str) -> timedelta:
     """A ``?delay=`` value as Restate's ingress takes it: humantime (``500ms``, ``10s``,
     ``1m 30s``, ``2h``, ``1d``) or an ISO-8601 duration (``PT1S``, ``PT1M30S``,
-    ``P1DT2H``). Raises ``ValueError`` naming the value otherwise; a bare number is
-    refused because its unit would be a guess."""
+    ``P1DT2H``), at most ``MAX_DELAY`` (100 years). Raises ``ValueError`` naming the
+    value otherwise; a bare number is refused because its unit would be a guess."""
     value = text.strip()
     iso = _ISO_DURATION.fullmatch(value)
     if iso is not None and any(iso.groups()) and not value.upper().endswith("T"):
         weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
-        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+        total = weeks * 604800.0 + days * 86400.0 + hours * 3600.0 + minutes * 60.0 + seconds
+        return _bounded_delay(text, total)
     if _HUMAN_DURATION.fullmatch(value):
         total = 0.0
         for number, unit in re.findall(_HUMAN_PART, value, re.IGNORECASE):
@@ -127,11 +146,19 @@ def parse_delay(text: str) -> timedelta:
             if factor is None:
                 raise ValueError(f"delay {text!r} has an unknown unit {unit!r}")
             total += float(number) * factor
-        return timedelta(seconds=total)
+        return _bounded_delay(text, total)
     raise ValueError(
         f"delay {text!r} is not a duration (use a unit, e.g. 500ms, 10s, 1m, 1h, or "
         "ISO-8601 such as PT1M30S)"
     )
+
+
+def _bounded_delay(text: str, seconds: float) -> timedelta:
+    # A float of the digits given is finite up to 1e308 and compares exactly enough here;
+    # only a timedelta past its range raises (OverflowError).
+    if not seconds <= MAX_DELAY.total_seconds():
+        raise ValueError(f"delay {text!r} is too long: a delay is at most 100 years")
+    return timedelta(seconds=seconds)
 
 
 def path_segments(scope: Scope) -> list[str]:
@@ -189,6 +216,35 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
+# An opening bracket becomes 2 and a closing one 0, so that minus 1 they count +1 and -1.
+_BRACKET_STEPS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_TOO_DEEP: Final = f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
+
+
+def _json_depth(body: bytes) -> int:
+    """How deep valid JSON ``body`` nests arrays and objects, in passes at C speed."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_A_BRACKET)
+    steps = map(operator.sub, brackets.translate(_BRACKET_STEPS), itertools.repeat(1))
+    return max(itertools.accumulate(steps), default=0)
+
+
+def decode_json(body: bytes, annotation: Any, what: str) -> Any:
+    """The value of type ``annotation`` in JSON ``body``: ``SerializationError`` for bad
+    JSON or a wrong type, 400 ``HttpError`` past ``MAX_JSON_DEPTH``. A body with at most
+    that many brackets cannot be deeper: two ``bytes.count`` and no other cost."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return decode_value(body, annotation, what)
+    try:
+        raw = decode_value(body, ANY, what)  # valid JSON first, so the depth scan is exact
+    except RecursionError:
+        raise HttpError(400, f"{what}: {_TOO_DEEP}") from None
+    if _json_depth(body) > MAX_JSON_DEPTH:
+        raise HttpError(400, f"{what}: {_TOO_DEEP}")
+    return structure_value(raw, annotation, what)
+
+
 def handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
     """The arguments for ``spec`` from a request body: () or (value,)."""
     what = f"input of {spec.qualname}"
@@ -205,7 +261,7 @@ def handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
             raise HttpError(
                 400, f"{spec.qualname} takes an input of type {name}; the request body is empty"
             ) from None
-    return (decode_value(body, spec.input_type, what),)
+    return (decode_json(body, spec.input_type, what),)
 
 
 def require(method: str, allowed: str) -> None:

@@ -1,5 +1,5 @@
-"""Restate-compatible HTTP ingress: an ASGI application over a ``Runtime``, and the
-hypercorn server that ``Runtime.serve_http`` runs.
+"""Restate-compatible HTTP ingress: an ASGI application over a ``Runtime``, and what
+``Runtime.serve_http`` runs (the HTTP server itself is ``_server``).
 
 Paths (as Restate's ingress answers them, so Restate clients and the seed page's
 ``requests`` snippet work unchanged)::
@@ -42,8 +42,8 @@ Decisions
   and answered 503; their invocations are not affected (they are durable, or died with
   the caller as an in-process ``call`` would).
 
-Rejected: a framework (Starlette...) for a dozen fixed routes, and running hypercorn
-with signal handlers (the runtime is embedded in the user's program, which owns them).
+Rejected: a framework (Starlette...) for a dozen fixed routes, and signal handlers in the
+server (the runtime is embedded in the user's program, which owns them).
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ from ._http import (
     Response,
     Scope,
     Send,
+    decode_json,
     error_of,
     error_response,
     handler_input,
@@ -80,10 +81,13 @@ from ._http import (
     json_response,
     parse_delay,
     path_segments,
+    public_message,
     read_body,
     require,
 )
-from ._serde import ANY, decode_value, encode_value
+from ._limits import check_idempotency_key, check_key
+from ._serde import ANY, encode_value
+from ._server import HttpServer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -91,6 +95,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._definitions import Actor, ActorEntry, Handler
+    from ._http_connection import ServerOptions
     from ._results import InvocationHandle
 
 logger = logging.getLogger("actors.ingress")
@@ -147,8 +152,6 @@ class Runtime(Protocol):
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 NOT_READY: Final = 470
-# How long a stopping server waits for connections after cancelling their requests.
-_GRACEFUL_SECONDS: Final = 2.0
 
 
 # --- the application -----------------------------------------------------------------------
@@ -177,6 +180,7 @@ class IngressApp:
         self._max_body = max_body
         self._requests: set[anyio.CancelScope] = set()
         self._closed = False
+        self._private: tuple[str, ...] | None = None  # the data directory, hidden in answers
 
     def close(self) -> None:
         """Answer every waiting request 503 and refuse new ones (server shutdown)."""
@@ -223,15 +227,24 @@ class IngressApp:
             try:
                 return await self._route(scope, receive)
             except HttpError as exc:
-                return error_response(exc.status, exc.message, exc.headers)
+                message = public_message(exc.message, self._private_paths())
+                return error_response(exc.status, message, exc.headers)
             except ActorsError as exc:
-                return error_of(exc)
+                return error_of(exc, self._private_paths())
+            except Disconnected:
+                raise
             except Exception:
                 logger.exception("ingress: %s %s failed", scope.get("method"), scope.get("path"))
                 return error_response(500, "internal error in the ingress (see the server's log)")
             finally:
                 self._requests.discard(cancel_scope)
         return error_response(503, "the ingress is shutting down")
+
+    def _private_paths(self) -> tuple[str, ...]:
+        if self._private is None:
+            path = self._rt.path
+            self._private = tuple({str(path), str(path.resolve())})
+        return self._private
 
     def _authorize(self, scope: Scope) -> None:
         if self._expected_auth is None:
@@ -304,6 +317,8 @@ class IngressApp:
         if method != "POST":
             raise HttpError(405, f"use POST to invoke a handler, not {method}", _ALLOW_POST)
         key, name, send = self._parse_target(entry, parts[1:])
+        if key is not None:
+            check_key(key)
         spec = entry.cls.handlers.get(name)
         if spec is None:
             raise UnknownHandlerError(f"actor {entry.name!r} has no handler {name!r}")
@@ -316,8 +331,10 @@ class IngressApp:
             except ValueError as exc:
                 raise HttpError(400, str(exc)) from None
         idempotency_key = header(scope, b"idempotency-key")
-        if idempotency_key is not None and not idempotency_key:
-            raise HttpError(400, "the idempotency-key header is empty")
+        if idempotency_key is not None:
+            if not idempotency_key:
+                raise HttpError(400, "the idempotency-key header is empty")
+            check_idempotency_key(idempotency_key)
         if spec.kind == "main":
             idempotency_key = None  # once per workflow id already (module docstring)
         args = handler_input(spec, await read_body(receive, scope, self._max_body))
@@ -373,6 +390,7 @@ class IngressApp:
                     raise UnknownHandlerError(
                         f"workflow {name!r} is not registered with this runtime"
                     )
+                check_key(workflow_id)
                 if what == "attach":
                     value = await self._rt.attach_workflow(entry.cls, workflow_id)
                 else:
@@ -382,7 +400,7 @@ class IngressApp:
                 require(method, "POST")
                 body = await read_body(receive, scope, self._max_body)
                 if what == "resolve":
-                    value = decode_value(body, ANY, "awakeable value") if body.strip() else None
+                    value = decode_json(body, ANY, "awakeable value") if body.strip() else None
                     await self._rt.resolve_awakeable(awakeable_id, value)
                 else:
                     try:
@@ -417,7 +435,7 @@ _ALLOW_POST: Final = ((b"allow", b"POST"),)
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # Listening before the port is handed back: connections made from then on wait in
-    # the backlog until hypercorn accepts them, instead of being refused.
+    # the backlog until the server accepts them, instead of being refused.
     sock = socket.create_server((host, port), family=family, backlog=1024)
     sock.setblocking(False)
     return sock
@@ -433,37 +451,26 @@ async def serve(
     port: int,
     *,
     token: str | None,
-    max_body: int,
+    options: ServerOptions,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``Runtime.serve_http``: serve ``runtime`` with hypercorn on the running event
-    loop until cancelled; ``task_status.started(port)`` once listening."""
-    from hypercorn.config import Config
-
-    app = IngressApp(runtime, token=token, max_body=max_body)
+    """``Runtime.serve_http``: serve ``runtime`` on the running event loop (trio or
+    asyncio) until cancelled; ``task_status.started(port)`` once listening."""
     library = sniffio.current_async_library()
     if library not in ("trio", "asyncio"):
         raise RuntimeError(f"serve_http runs under trio or asyncio, not {library}")
+    app = IngressApp(runtime, token=token, max_body=options.max_body)
+    server = HttpServer(app, options)
     sock = _listen(host, port)
     bound_port: int = sock.getsockname()[1]
-    config = Config()
-    # hypercorn adopts the descriptor (and closes it when it stops).
-    config.bind = [f"fd://{sock.detach()}"]
-    config.accesslog = None
-    config.errorlog = logger
-    config.graceful_timeout = _GRACEFUL_SECONDS
-    shutdown = anyio.Event()
+    listener = await anyio.abc.SocketListener.from_socket(sock)  # it owns the socket now
+    stopped = anyio.Event()
 
     async def run_server() -> None:
-        # Shielded: on cancellation the server is stopped through its shutdown trigger
-        # instead, so that hypercorn closes its sockets and connections in order (a
-        # cancelled asyncio worker would skip its cleanup).
+        # Shielded: on cancellation the server is stopped through ``stopped`` instead, so
+        # that requests in progress are answered 503 and connections close in order.
         with anyio.CancelScope(shield=True):
-            if library == "trio":
-                from hypercorn.trio import serve as hypercorn_serve
-            else:
-                from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
-            await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+            await server.serve(listener, stopped)
 
     info_path = runtime.path / INGRESS_FILE
     info = {"url": _url(host, bound_port), "pid": os.getpid(), "token_required": token is not None}
@@ -479,7 +486,7 @@ async def serve(
             finally:
                 # Also on failure: the shielded server task ends only through these.
                 app.close()
-                shutdown.set()
+                stopped.set()
     finally:
         try:
             if info_path.read_bytes() == info_bytes:  # not another server's since

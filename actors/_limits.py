@@ -52,6 +52,10 @@ store is opened with this as its ``max_value_size``."""
 MAX_FAILURE_MESSAGE_CHARS: Final = 4096
 """A recorded failure message is cut to this many characters (with a marker)."""
 
+MAX_JSON_DEPTH: Final = 128
+"""Arrays and objects nested in one JSON value the HTTP ingress decodes (else 400): far
+below the decoder's own recursion limit, which depends on the stack it runs on."""
+
 
 def utf8_size(text: str, what: str) -> int:
     """The UTF-8 length of ``text``; a 400 ``TerminalError`` if it is not valid Unicode

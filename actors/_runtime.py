@@ -400,6 +400,9 @@ class Runtime(metaclass=NoPublicConstructor):
         *,
         token: str | None = None,
         max_body: int = 16 * 1024 * 1024,
+        max_connections: int = 1000,
+        max_body_bytes_in_flight: int = 64 * 1024 * 1024,
+        read_timeout: float = 30.0,
         task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve Restate's HTTP ingress for this runtime until cancelled.
@@ -412,12 +415,17 @@ class Runtime(metaclass=NoPublicConstructor):
                 ...
                 tg.cancel_scope.cancel()                    # stops the server
 
-        Runs hypercorn's trio worker under trio and its asyncio worker under asyncio.
-        The socket listens before the port is handed back, so requests made from then
-        on are served. While serving, ``<data dir>/ingress.json`` holds
-        ``{"url", "pid", "token_required"}``; it is removed on stop. On cancellation
-        requests still waiting (a call, an attach) are answered 503. Paths and status
-        codes: README "HTTP ingress" and ``actors._ingress``.
+        An HTTP/1.1 server (h11) on the running loop, trio or asyncio. The socket listens
+        before the port is handed back, so requests made from then on are served. While
+        serving, ``<data dir>/ingress.json`` holds ``{"url", "pid", "token_required"}``;
+        it is removed on stop. On cancellation requests still waiting (a call, an
+        attach) are answered 503. Paths and status codes: README "HTTP ingress" and
+        ``actors._ingress``.
+
+        Guarantees: no request stops the server (a failing connection is closed and
+        logged); every error answer is JSON ``{"code", "message"}``; a request must
+        arrive in full within ``read_timeout`` (else 408); an idle keep-alive connection
+        closes after 5 s.
 
         Args:
           host: the address to bind; loopback unless told otherwise.
@@ -425,15 +433,29 @@ class Runtime(metaclass=NoPublicConstructor):
           token: when given, every request needs ``Authorization: Bearer <token>``
             (else 401).
           max_body: largest request body accepted, in bytes (else 413).
+          max_connections: connections served at once; more are answered 503.
+          max_body_bytes_in_flight: bytes of request bodies held by requests in
+            progress, at most; a body that does not fit waits for room within its read
+            timeout (else 503). At least ``max_body``.
+          read_timeout: seconds a request (head and body) may take to arrive, from its
+            first byte.
 
         Raises:
           OSError: the address cannot be bound.
           RuntimeClosedError: the runtime is closed.
+          ValueError: an option is out of range (it names the option).
         """
         self._check_open()
-        from ._ingress import serve  # lazily: hypercorn is only needed when serving
+        from ._http_connection import ServerOptions
+        from ._ingress import serve  # lazily: h11 is only needed when serving
 
-        await serve(self, host, port, token=token, max_body=max_body, task_status=task_status)
+        options = ServerOptions(
+            max_body=max_body,
+            max_connections=max_connections,
+            max_body_bytes_in_flight=max_body_bytes_in_flight,
+            read_timeout=read_timeout,
+        )
+        await serve(self, host, port, token=token, options=options, task_status=task_status)
 
     def statistics(self) -> RuntimeStatistics:
         """In-memory load: invocations held, active keys, queued exclusive work."""

@@ -431,6 +431,29 @@ def test_serve_rejects_what_is_not_an_actor(
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--max-connections", "0"], "max-connections must be at least 1, not 0"),
+        (["--read-timeout", "-1"], "read-timeout must be a positive number"),
+        (["--max-body", "100", "--max-body-bytes-in-flight", "10"], "must be at least max-body"),
+    ],
+)
+def test_serve_refuses_limits_out_of_range(
+    app_module: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: list[str],
+    expected: str,
+) -> None:
+    status, _, err = run_cli(
+        capsys, "serve", "-d", str(tmp_path / "d"), f"{app_module}:ACTORS", *option
+    )
+    assert status == 1
+    assert expected in err
+    assert not (tmp_path / "d").exists()
+
+
 def http(method: str, url: str, body: bytes = b"", token: str | None = None) -> tuple[int, object]:
     request = urllib.request.Request(url, data=body or None, method=method)
     if token is not None:
@@ -452,7 +475,7 @@ def test_serve_then_steer_it_from_the_command_line(
 ) -> None:
     data = tmp_path / "data"
     command = [sys.executable, "-m", "actors._cli", "serve", f"{app_module}:ACTORS"]
-    command += ["-d", str(data), "--port", "0", "--durability", "process"]
+    command += ["-d", str(data), "--port", "0", "--durability", "process", "--max-body", "100"]
     command += ["--token", token] if token else []
     with subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True) as server:
         try:
@@ -464,6 +487,11 @@ def test_serve_then_steer_it_from_the_command_line(
             assert announced == {"url": url, "pid": server.pid, "token_required": bool(token)}
 
             assert http("POST", f"{url}/Hello/greet", b'"bob"', token) == (200, "hello bob")
+            status, too_large = http("POST", f"{url}/Hello/greet", b'"' + b"b" * 99 + b'"', token)
+            assert (status, too_large) == (
+                413,
+                {"code": 413, "message": "the request body (101 bytes) is over 100 bytes"},
+            )
             status, accepted = http("POST", f"{url}/Approval/a1/run/send", b'"r"', token)
             assert status == 202
             assert isinstance(accepted, dict)

@@ -1,6 +1,6 @@
 """The Restate-compatible HTTP ingress: every path, every status code, the seed page's
 ``requests`` flow on the signup workflow, idempotency keys across a restart, and real
-sockets served by hypercorn under trio and under asyncio.
+sockets served under trio and under asyncio (the server itself: test_http_server.py).
 
 Most tests drive the ASGI application in-process through ``httpx.ASGITransport``; each
 runs under trio and under asyncio (see conftest.py)."""
@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import socket
+import urllib.parse
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,7 @@ import trio.testing
 import actors
 from actors._http import parse_delay
 from actors._ingress import IngressApp
+from actors._limits import MAX_IDEMPOTENCY_KEY_BYTES, MAX_JSON_DEPTH, MAX_KEY_BYTES
 from actors.testing import open_test_runtime
 
 if TYPE_CHECKING:
@@ -72,6 +74,10 @@ class Greeter(actors.Service):
     @actors.handler
     async def fail_default(self, ctx: actors.Context) -> str:
         raise actors.TerminalError("plain failure")
+
+    @actors.handler
+    async def echo(self, ctx: actors.Context, value: object) -> object:
+        return value
 
     @actors.handler
     async def block(self, ctx: actors.Context) -> str:
@@ -614,6 +620,127 @@ async def test_bad_delay_and_headers_are_400() -> None:
         assert (await client.post("/Counter/x/value")).json() == 0  # nothing was run
 
 
+def nested(depth: int, kind: str = "array") -> bytes:
+    if kind == "array":
+        return b"[" * depth + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+async def test_json_nested_too_deeply_is_400() -> None:
+    """Audit: JSON nested deeper than about 1,000 levels answered 500 (a RecursionError
+    in the decoder, its depth depending on the stack). The limit is MAX_JSON_DEPTH levels
+    of arrays and objects, for a handler's input and an awakeable's value alike; brackets
+    inside strings do not count."""
+    async with serving() as (_made, _rt, client):
+        deepest = await client.post("/Greeter/echo", content=nested(MAX_JSON_DEPTH))
+        assert deepest.status_code == 200
+        assert deepest.content == nested(MAX_JSON_DEPTH)
+        text = b'"' + b"[{" * 5000 + b'"'
+        assert (await client.post("/Greeter/echo", content=text)).content == text
+        many = b"[" + b",".join([b'{"a": [1]}'] * 1000) + b"]"  # 2,000 brackets, depth 3
+        assert (await client.post("/Greeter/echo", content=many)).status_code == 200
+        expected = f"nested deeper than {MAX_JSON_DEPTH} levels"
+        for depth in (MAX_JSON_DEPTH + 1, 1_000, 100_000):
+            for kind in ("array", "object"):
+                for path in (
+                    "/Greeter/echo",
+                    "/Greeter/maybe",
+                    "/Counter/k/add/send",
+                    "/restate/awakeables/awk_x/resolve",
+                ):
+                    response = await client.post(path, content=nested(depth, kind))
+                    status, code, message = error(response)
+                    assert (status, code) == (400, 400), (depth, kind, path, message)
+                    assert expected in message, message
+
+
+async def test_delays_out_of_range_are_400() -> None:
+    """Audit: ?delay=99999999999999999999d or PT99999999999999999999S answered 500
+    (OverflowError). A delay is at most 100 years."""
+    async with serving() as (_made, _rt, client):
+        for delay in (
+            "99999999999999999999d",
+            "PT99999999999999999999S",
+            "P99999999999999999999W",
+            "99999999999999999999999999999999ms",
+            "36501d",
+            "P5218W",
+        ):
+            response = await client.post(f"/Counter/x/add/send?delay={delay}", json=1)
+            status, code, message = error(response)
+            assert (status, code) == (400, 400), (delay, message)
+            assert "at most 100 years" in message, message
+        accepted = await client.post("/Counter/x/add/send?delay=36500d", json=1)
+        assert accepted.status_code == 202
+        assert (await client.post("/Counter/x/value")).json() == 0
+
+
+async def test_keys_over_the_limits_are_413_and_nothing_runs() -> None:
+    """Audit: an object key over about 500 bytes answered 200 on a call and stored
+    nothing, and 500 on /send with the server's data-directory path in the message; an
+    idempotency key over 511 bytes did the same. Keys and workflow ids are at most
+    MAX_KEY_BYTES, idempotency keys MAX_IDEMPOTENCY_KEY_BYTES, in UTF-8 bytes; over it
+    is 413 naming the limit, and nothing runs."""
+    async with serving() as (made, rt, client):
+        at_limit = "k" * MAX_KEY_BYTES
+        assert (await client.post(f"/Counter/{at_limit}/add", json=2)).json() == 2
+        for key in ("k" * (MAX_KEY_BYTES + 1), "é" * (MAX_KEY_BYTES // 2 + 1), "x" * 600):
+            quoted = urllib.parse.quote(key, safe="")
+            for method, path in (
+                ("POST", f"/Counter/{quoted}/add"),
+                ("POST", f"/Counter/{quoted}/add/send"),
+                ("POST", f"/Counter/{quoted}/value"),
+                ("POST", f"/signupWorkflow/{quoted}/run/send"),
+                ("POST", f"/signupWorkflow/{quoted}/getStage"),
+                ("GET", f"/restate/workflow/signupWorkflow/{quoted}/output"),
+            ):
+                body = b'{"name": "a", "email": "b"}' if "/run" in path else b"1"
+                response = await client.request(method, path, content=body)
+                status, code, message = error(response)
+                assert (status, code) == (413, 413), (path, message)
+                assert f"limit of {MAX_KEY_BYTES} bytes" in message, message
+                assert str(rt.path) not in message
+        for idempotency_key in ("i" * (MAX_IDEMPOTENCY_KEY_BYTES + 1), "i" * 600):
+            for path in ("/Counter/a/add", "/Counter/a/add/send"):
+                response = await client.post(
+                    path, json=1, headers={"idempotency-key": idempotency_key}
+                )
+                status, code, message = error(response)
+                assert (status, code) == (413, 413), (path, message)
+                assert f"limit of {MAX_IDEMPOTENCY_KEY_BYTES} bytes" in message, message
+        assert (await client.post("/Counter/a/value")).json() == 0
+        assert (await client.post(f"/Counter/{at_limit}/value")).json() == 2
+        assert made.mailer.secrets == {}
+
+
+async def test_error_answers_never_hold_the_data_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the runtime raises, its message reaches the client without the server's
+    data-directory path, and cut to a bounded length."""
+    async with serving() as (_made, rt, client):
+        original = rt.call
+
+        async def failing(*args: object, **kwargs: object) -> object:
+            key = kwargs.get("key")
+            if key == "persistence":
+                raise actors.PersistenceError(f"cannot write {rt.path}/data.mdb: disk full")
+            if key == "terminal":
+                raise actors.TerminalError(f"no room under {rt.path}", 507)
+            if key == "long":
+                raise actors.TerminalError("x" * 100_000, 400)
+            return await original(*args, **kwargs)  # type: ignore[call-overload]
+
+        monkeypatch.setattr(rt, "call", failing)
+        for key, status in (("persistence", 500), ("terminal", 507)):
+            response = await client.post(f"/Counter/{key}/add", json=1)
+            got, code, message = error(response)
+            assert (got, code) == (status, status)
+            assert str(rt.path) not in message
+            assert "<data directory>" in message
+        long = error(await client.post("/Counter/long/add", json=1))
+        assert long[:2] == (400, 400)
+        assert len(long[2]) < 5000
+
+
 async def test_unknown_targets_and_routes_are_404() -> None:
     async with serving() as (_made, _rt, client):
         cases = [
@@ -749,6 +876,27 @@ async def test_unexpected_failure_is_500_and_logged(
         assert "ingress: POST /Greeter/greet failed" in caplog.text
 
 
+async def test_a_client_gone_before_its_body_is_neither_answered_nor_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It answered 500 and logged a traceback ("ingress: POST ... failed") before."""
+    async with serving() as (made, rt, _client):
+        app = IngressApp(rt)
+        sent: list[object] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: object) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "raw_path": b"/Greeter/greet", "headers": []}
+        await app(scope, receive, send)
+        assert sent == []
+        assert "failed" not in caplog.text
+        assert made.greeter.greeted == []
+
+
 def test_app_options_are_checked() -> None:
     with pytest.raises(ValueError, match="max_body"):
         IngressApp(None, max_body=-1)  # type: ignore[arg-type]
@@ -782,11 +930,11 @@ async def test_lifespan_and_websocket_scopes() -> None:
         assert sent == [{"type": "websocket.close", "code": 1003}]
 
 
-# --- real sockets: hypercorn under trio and under asyncio ---------------------------------
+# --- real sockets: under trio and under asyncio -------------------------------------------
 
 
 async def test_serve_http_on_a_real_socket(tmp_path: Path) -> None:
-    """Runs under trio and under asyncio (conftest): hypercorn's matching worker serves
+    """Runs under trio and under asyncio (conftest): the server serves
     the seed page's flow on port 0 to a real HTTP client; ingress.json describes the
     server while it runs and is removed on stop."""
     path = tmp_path / "data"
