@@ -415,6 +415,8 @@ class Runtime(metaclass=NoPublicConstructor):
 
         Raises:
           OSError: the address cannot be bound.
+          PersistenceError: ``ingress.json`` cannot be written, or is a symbolic link
+            (it is never written through).
           RuntimeClosedError: the runtime is closed.
         """
         self._check_open()
@@ -529,7 +531,11 @@ async def open_runtime(
                 retention=retention_seconds,
             )
             runtime._k.before_run_body = _before_run_body
-            runtime._start(tg)
+            try:
+                runtime._start(tg)
+            except BaseException as exc:
+                body_error = exc  # recovery failed (a damaged store): raised on its own
+                raise
             try:
                 yield runtime
             except BaseException as exc:
@@ -539,8 +545,8 @@ async def open_runtime(
                 runtime._close()
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # The runtime's own tasks never fail, so a group holding only the body's error
-        # is an artifact of the task group: give the caller back their own exception.
+        # The runtime's own tasks never fail, so a group holding only the body's (or the
+        # recovery's) error is an artifact of the task group: raise that error alone.
         if body_error is not None and group.exceptions == (body_error,):
             raise body_error from None
         raise
