@@ -13,9 +13,11 @@ table has data), and prints their ids as a JSON list.
 ``OPENER`` is ``store`` (``Store.open`` and a scan of every table), ``reader``
 (``StoreReader.open`` and the same scans), ``runtime-trio`` / ``runtime-asyncio``
 (``open_runtime``, then every key's value and the result of every id in IDS_FILE) or
-``cli`` (``actors invocations -d DATA_DIR``, in this process). For each directory it
-prints one JSON line: ``{"dir", "outcome": "ok" | "error", "error", "message"}`` (for
-``cli`` also ``"status"``, ``"rows"`` and ``"stderr"``). Anything but the errors a
+``cli`` (``actors invocations -d DATA_DIR``, then ``journal`` of the first id and
+``state`` of the first key, in this process). For each directory it prints one JSON
+line: ``{"dir", "outcome": "ok" | "error", "error", "message"}`` (for ``cli`` also
+``"status"``, ``"rows"`` and ``"stderr"`` of ``invocations``, and ``"others"``: the
+``[status, stderr]`` of the other two). Anything but the errors a
 damaged store is allowed to give is reported with its type, never raised, so the
 caller sees it in the line instead of as a traceback.
 """
@@ -93,15 +95,24 @@ async def open_runtime(path: Path, ids: list[str]) -> None:
                 await rt.attach(invocation_id)
 
 
-def run_cli(path: Path) -> dict[str, object]:
+def cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            status = cli_main(["invocations", "-d", str(path)])
+            status = cli_main(list(argv))
         except SystemExit as exc:
             status = int(exc.code or 0)
-    lines = out.getvalue().splitlines()
-    return {"status": status, "rows": max(len(lines) - 1, 0), "stderr": err.getvalue()}
+    return status, out.getvalue(), err.getvalue()
+
+
+def run_cli(path: Path, ids: list[str]) -> dict[str, object]:
+    status, out, err = cli("invocations", "-d", str(path))
+    others = [
+        cli("journal", "-d", str(path), ids[0])[::2],
+        cli("state", "-d", str(path), "Counter", "k0")[::2],
+    ]
+    rows = max(len(out.splitlines()) - 1, 0)
+    return {"status": status, "rows": rows, "stderr": err, "others": others}
 
 
 def report(path: Path, opener: str, ids: list[str]) -> dict[str, object]:
@@ -116,7 +127,7 @@ def report(path: Path, opener: str, ids: list[str]) -> dict[str, object]:
         elif opener == "runtime-asyncio":
             asyncio.run(open_runtime(path, ids))
         elif opener == "cli":
-            line.update(run_cli(path))
+            line.update(run_cli(path, ids))
         else:
             raise SystemExit(f"unknown opener {opener!r}")
     except Exception as exc:  # reported, not raised: the parent judges it

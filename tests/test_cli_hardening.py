@@ -241,3 +241,33 @@ async def test_the_command_line_never_reads_ingress_json_through_a_symlink(
         f"actors: error: refusing to read {data / 'ingress.json'}: it is a symbolic link\n"
     )
     assert received == []
+
+
+async def test_serving_where_ingress_json_cannot_be_written_is_a_clean_error(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with open_test_runtime([Greeter], path=data) as rt:
+        (data / "ingress.json.tmp").mkdir()  # the temporary file cannot be made
+        with pytest.raises(actors.PersistenceError) as caught:
+            await rt.serve_http("127.0.0.1", 0)
+        assert str(caught.value).startswith(f"cannot write {data / 'ingress.json'}: ")
+        assert not (data / "ingress.json").exists()
+        (data / "ingress.json.tmp").rmdir()
+        announced = await serve_briefly(rt)  # once it can be written, serving works
+        assert announced["pid"] == os.getpid()
+
+
+@pytest.mark.trio_only
+async def test_the_command_line_refuses_an_ingress_json_that_is_not_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO in its place: before, reading it blocked the command forever."""
+    data = tmp_path / "data"
+    async with open_test_runtime([Greeter], path=data):
+        os.mkfifo(data / "ingress.json")
+        status, _, err = run_cli(capsys, "cancel", "-d", str(data), "inv_ab")
+    assert status == 1
+    assert err == (
+        f"actors: error: refusing to read {data / 'ingress.json'}: it is not a regular file\n"
+    )

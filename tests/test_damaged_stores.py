@@ -104,6 +104,11 @@ def assert_clean(opener: str, line: dict[str, object]) -> None:
             assert stderr.startswith("actors: error: "), line
             assert stderr.count("\n") == 1, line  # one line, no traceback
             assert str(where) in stderr, line
+        for status, stderr in line["others"]:  # type: ignore[attr-defined]
+            assert status in (0, 1), line
+            if status == 1:
+                assert stderr.startswith("actors: error: "), line
+                assert stderr.count("\n") == 1, line
         return
     if line["outcome"] == "ok":
         return
@@ -247,6 +252,7 @@ def test_a_truncated_store_is_refused_and_left_as_it_is(
             )
         if opener == "cli":
             assert (line["status"], line["stderr"]) == (1, f"actors: error: {expected}\n")
+            assert line["others"] == [[1, f"actors: error: {expected}\n"]] * 2  # journal, state
         else:
             assert line["outcome"] == "error", line
             refused = "PersistenceError" if opener.startswith("runtime") else "StoreCorruptedError"
