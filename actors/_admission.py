@@ -25,6 +25,7 @@ import anyio.lowlevel
 from actors.storage import (
     IdempotencyRecord,
     InvocationStatus,
+    RecordDecodeError,
     StorageError,
     Table,
     TimerKind,
@@ -36,7 +37,7 @@ from actors.storage import (
 )
 
 from ._definitions import Actor
-from ._errors import TerminalError, UnknownHandlerError, persistence_error
+from ._errors import TerminalError, UnknownHandlerError, damaged_record_error, persistence_error
 from ._limits import check_idempotency_key, check_key
 from ._resolution import delay_seconds
 from ._results import InvocationHandle
@@ -190,7 +191,10 @@ class Admission:
                 raise persistence_error(exc) from exc
             if data is None:
                 return None
-            record = loads(IdempotencyRecord, data)
+            try:
+                record = loads(IdempotencyRecord, data)
+            except RecordDecodeError as exc:
+                raise damaged_record_error(self._store.path, exc) from exc
             stored_digest, invocation_id = record.request_digest, record.invocation_id
         if stored_digest != digest:
             raise TerminalError(
@@ -209,7 +213,10 @@ class Admission:
             data = self._store.get(Table.WORKFLOWS, encode_key((actor, workflow_id)))
         except StorageError as exc:
             raise persistence_error(exc) from exc
-        return None if data is None else loads(WorkflowRecord, data).invocation_id
+        try:
+            return None if data is None else loads(WorkflowRecord, data).invocation_id
+        except RecordDecodeError as exc:
+            raise damaged_record_error(self._store.path, exc) from exc
 
     def claim_workflow(self, inv: Invocation) -> tuple[str, str] | None:
         """Reserve the workflow id of a new ``main`` invocation until its acceptance is

@@ -3,22 +3,9 @@
 Reading (``invocations``, ``journal``, ``state``) opens the directory read-only
 (``StoreReader``), so it works while a runtime owns the directory and never changes it.
 
-Steering (``cancel``, ``kill``, ``resume``) must go through whoever owns the directory,
-because only the owning runtime may run handlers and write:
-
-* When a runtime has the directory open and serves the HTTP ingress, it announced its
-  address in ``<data>/ingress.json``; the command asks it over HTTP
-  (``PATCH /restate/invocation/{id}/cancel|kill|resume``) and reports its answer.
-* When nobody has the directory open, the command records the request durably in the
-  invocation's record and the runtime carries it out when it next opens the directory:
-  a cancellation reaches the handler at its next durable await, a kill ends it before
-  anything else runs, a resumed invocation starts its attempts again.
-* A runtime that has the directory open without serving HTTP cannot be reached; the
-  command says so and changes nothing.
-
-Rejected: a second writer beside the owner (the store's ``flock`` forbids it, and it
-would break the single-writer invariants) and a private control socket (the ingress
-already has an authenticated HTTP surface).
+Steering (``cancel``, ``kill``, ``resume``) goes through whoever owns the directory
+(``_cli_steer``). A damaged store is an error (exit 1) with the storage layer's message,
+never an empty listing or a traceback; an invocation id must have the shape of one.
 """
 
 from __future__ import annotations
@@ -30,8 +17,6 @@ import importlib
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -46,31 +31,24 @@ from actors.storage import (
     JournalEntry,
     Outcome,
     StorageError,
-    Store,
     StoreReader,
     Success,
     Table,
-    WriteBatch,
     decode_key,
-    dumps,
     encode_key,
     loads,
     loads_entry,
-    lock_holder,
 )
 
+from ._cli_steer import TOKEN_ENV, damage_reported, steer
+from ._cli_steer import CommandError as CommandError  # raised by every command
 from ._errors import ActorsError
-from ._files import DATA_DIR_FILES, INGRESS_FILE
+from ._util import is_invocation_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _DATA_ENV = "ACTORS_DATA"
-_TOKEN_ENV = "ACTORS_TOKEN"
-
-
-class CommandError(Exception):
-    """A command that cannot be carried out; printed as ``actors: error: ...``."""
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -198,7 +176,7 @@ def _load_record(reader: StoreReader, invocation_id: str) -> InvocationRecord:
 def cmd_invocations(args: argparse.Namespace) -> int:
     statuses = set(args.status) if args.status else None
     rows: list[dict[str, object]] = []
-    with _open_reader(args.data) as reader, reader.read() as view:
+    with damage_reported(args.data), _open_reader(args.data) as reader, reader.read() as view:
         for _, raw in view.scan(Table.INVOCATIONS):
             record = loads(InvocationRecord, raw)
             if args.actor is not None and record.target.actor != args.actor:
@@ -240,15 +218,16 @@ def cmd_invocations(args: argparse.Namespace) -> int:
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
-    with _open_reader(args.data) as reader:
-        record = _load_record(reader, args.id)
-        with reader.read() as view:
-            stored = view.scan(Table.JOURNAL, encode_key((args.id,)), children=True)
-    entries = []
-    for key, raw in stored:
-        index = decode_key(key)[-1]
-        assert isinstance(index, int)
-        entries.append(_entry_row(index, loads_entry(raw)))
+    with damage_reported(args.data):
+        with _open_reader(args.data) as reader:
+            record = _load_record(reader, args.id)
+            with reader.read() as view:
+                stored = view.scan(Table.JOURNAL, encode_key((args.id,)), children=True)
+        entries = []
+        for key, raw in stored:
+            index = decode_key(key)[-1]
+            assert isinstance(index, int)
+            entries.append(_entry_row(index, loads_entry(raw)))
     if args.json:
         _print_json({"invocation": _invocation_row(record), "entries": entries})
         return 0
@@ -274,13 +253,14 @@ def cmd_journal(args: argparse.Namespace) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    with _open_reader(args.data) as reader, reader.read() as view:
-        stored = view.scan(Table.STATE, encode_key((args.actor, args.key)), children=True)
     values: dict[str, object] = {}
-    for key, raw in stored:
-        name = decode_key(key)[-1]
-        assert isinstance(name, str)
-        values[name] = _payload(raw)
+    with damage_reported(args.data):
+        with _open_reader(args.data) as reader, reader.read() as view:
+            stored = view.scan(Table.STATE, encode_key((args.actor, args.key)), children=True)
+        for key, raw in stored:
+            name = decode_key(key)[-1]
+            assert isinstance(name, str)
+            values[name] = _payload(raw)
     if args.json:
         _print_json(values)
         return 0
@@ -288,93 +268,6 @@ def cmd_state(args: argparse.Namespace) -> int:
         print(f"no state for {args.actor}/{args.key}")
         return 0
     _print_table(["NAME", "VALUE"], [[name, _short(value, 100)] for name, value in values.items()])
-    return 0
-
-
-# --- steering ----------------------------------------------------------------------------
-
-
-def _ask_server(args: argparse.Namespace, operation: str, holder: int) -> str:
-    url = args.url
-    if url is None:
-        try:
-            announced = json.loads((args.data / INGRESS_FILE).read_text())
-            url = str(announced["url"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise CommandError(
-                f"{args.data} is open by process {holder}, which serves no HTTP ingress: "
-                f"{operation} it from that program (rt.{operation}), or serve the runtime "
-                "over HTTP (rt.serve_http or `actors serve`) and try again"
-            ) from None
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/restate/invocation/{args.id}/{operation}", method="PATCH"
-    )
-    token = args.token or os.environ.get(_TOKEN_ENV)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.reason
-        raise CommandError(f"{message} (HTTP {exc.code})") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CommandError(
-            f"cannot reach the runtime serving {args.data} at {url}: {exc}"
-        ) from None
-    return f"{operation} of {args.id}: done by the runtime at {url}"
-
-
-def _record_offline(args: argparse.Namespace, operation: str) -> str:
-    try:
-        store = Store.open(args.data, extra_files=DATA_DIR_FILES)
-    except StorageError as exc:
-        raise CommandError(str(exc)) from exc
-    try:
-        raw = store.get(Table.INVOCATIONS, args.id.encode())
-        if raw is None:
-            raise CommandError(f"no invocation {args.id!r} in {args.data}")
-        record = loads(InvocationRecord, raw)
-        if record.outcome is not None or record.status in (
-            InvocationStatus.COMPLETED,
-            InvocationStatus.KILLED,
-        ):
-            raise CommandError(f"invocation {args.id} has already completed")
-        if operation == "cancel":
-            updated = attrs.evolve(record, cancel_requested=True)
-        elif operation == "kill":
-            updated = attrs.evolve(record, kill_requested=True)
-        else:
-            if record.status is not InvocationStatus.PAUSED:
-                raise CommandError(
-                    f"invocation {args.id} is not paused (it is {record.status.value})"
-                )
-            # The attempt count is an epoch and never goes back; the retry budget
-            # starts afresh when the runtime rebuilds it.
-            updated = attrs.evolve(record, status=InvocationStatus.RUNNING, pause_reason=None)
-        batch = WriteBatch()
-        batch.put(Table.INVOCATIONS, args.id.encode(), dumps(updated))
-        store.commit_blocking(batch)
-    except StorageError as exc:
-        raise CommandError(str(exc)) from exc
-    finally:
-        store.close()
-    return (
-        f"{operation} of {args.id} recorded; nobody has {args.data} open, so it takes "
-        "effect when a runtime next opens it"
-    )
-
-
-def _steer(args: argparse.Namespace, operation: str) -> int:
-    holder = lock_holder(args.data)
-    if args.url is not None or holder is not None:
-        message = _ask_server(args, operation, holder or 0)
-    else:
-        message = _record_offline(args, operation)
-    print(message)
     return 0
 
 
@@ -425,7 +318,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             registration_entry(item)
         except TypeError as exc:
             raise CommandError(f"{args.app}: {exc}") from exc
-    token = args.token or os.environ.get(_TOKEN_ENV)
+    token = args.token or os.environ.get(TOKEN_ENV)
     limits = {
         "max_body": args.max_body,
         "max_connections": args.max_connections,
@@ -474,6 +367,14 @@ def _data_dir(value: str) -> Path:
     return Path(value)
 
 
+def _invocation_id(value: str) -> str:
+    if not is_invocation_id(value):
+        raise argparse.ArgumentTypeError(
+            f"not an invocation id: {value!r} (ids look like inv_1a2b3c...)"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="actors",
@@ -493,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument(
         "--url", help="the runtime's HTTP ingress (default: announced in DATA/ingress.json)"
     )
-    remote.add_argument("--token", help=f"bearer token for the ingress (default: ${_TOKEN_ENV})")
+    remote.add_argument("--token", help=f"bearer token for the ingress (default: ${TOKEN_ENV})")
     remote.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -513,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal = commands.add_parser(
         "journal", parents=[data, output], help="an invocation's journal, entry by entry"
     )
-    journal.add_argument("id", help="invocation id (inv_...)")
+    journal.add_argument("id", type=_invocation_id, help="invocation id (inv_...)")
     journal.set_defaults(run=cmd_journal)
 
     state = commands.add_parser("state", parents=[data, output], help="the state of one key")
@@ -526,9 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("kill", "kill an invocation at once, without compensation"),
         ("resume", "resume a paused invocation"),
     ):
-        steer = commands.add_parser(operation, parents=[data, remote], help=text)
-        steer.add_argument("id", help="invocation id (inv_...)")
-        steer.set_defaults(run=functools.partial(_steer, operation=operation))
+        steering = commands.add_parser(operation, parents=[data, remote], help=text)
+        steering.add_argument("id", type=_invocation_id, help="invocation id (inv_...)")
+        steering.set_defaults(run=functools.partial(steer, operation=operation))
 
     serve = commands.add_parser(
         "serve", parents=[data], help="run actors and serve them over HTTP (Restate's ingress)"
@@ -536,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("app", metavar="MODULE:ATTR", help="list of actors, or a factory")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    serve.add_argument("--token", help=f"require this bearer token (default: ${_TOKEN_ENV})")
+    serve.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV})")
     serve.add_argument("--durability", choices=["fsync", "process"], default="fsync")
     for flag, kind, default, text in (
         ("--max-body", int, 16 << 20, "largest request body in bytes, else 413 (16 MiB)"),

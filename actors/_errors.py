@@ -93,6 +93,16 @@ def persistence_error(exc: StorageError) -> PersistenceError:
     return error
 
 
+def damaged_record_error(path: object, exc: StorageError) -> PersistenceError:
+    """A stored record that does not decode (``RecordDecodeError``, whose decoder cannot
+    know the directory), as a ``PersistenceError`` naming the directory."""
+    error = PersistenceError(
+        f"store {path} is damaged: {exc} (restore the directory from a backup)"
+    )
+    error.__cause__ = exc
+    return error
+
+
 class NotReadyError(ActorsError):
     """A non-blocking output lookup found the invocation still running (HTTP 470, as
     Restate's ingress answers)."""

@@ -64,7 +64,7 @@ from ._errors import (
     ActorsError,
     UnknownHandlerError,
 )
-from ._files import INGRESS_FILE
+from ._files import remove_ingress_file, write_ingress_file
 from ._http import (
     JSON_HEADERS,
     Disconnected,
@@ -463,6 +463,14 @@ async def serve(
     server = HttpServer(app, options)
     sock = _listen(host, port)
     bound_port: int = sock.getsockname()[1]
+    info = {"url": _url(host, bound_port), "pid": os.getpid(), "token_required": token is not None}
+    info_bytes = json.dumps(info).encode()
+    try:
+        # A stale file (a server killed with SIGKILL) is simply replaced; a link is refused.
+        write_ingress_file(runtime.path, info_bytes)
+    except BaseException:
+        sock.close()
+        raise
     listener = await anyio.abc.SocketListener.from_socket(sock)  # it owns the socket now
     stopped = anyio.Event()
 
@@ -472,15 +480,10 @@ async def serve(
         with anyio.CancelScope(shield=True):
             await server.serve(listener, stopped)
 
-    info_path = runtime.path / INGRESS_FILE
-    info = {"url": _url(host, bound_port), "pid": os.getpid(), "token_required": token is not None}
-    info_bytes = json.dumps(info).encode()
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_server)
             try:
-                # A stale file (a server killed with SIGKILL) is simply replaced.
-                info_path.write_bytes(info_bytes)
                 task_status.started(bound_port)
                 await anyio.sleep_forever()
             finally:
@@ -488,8 +491,4 @@ async def serve(
                 app.close()
                 stopped.set()
     finally:
-        try:
-            if info_path.read_bytes() == info_bytes:  # not another server's since
-                info_path.unlink()
-        except OSError:
-            pass
+        remove_ingress_file(runtime.path, info_bytes)  # unless another server's since

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors.storage import InvocationRecord, StorageError, Table, loads
+from actors.storage import InvocationRecord, RecordDecodeError, StorageError, Table, loads
 
 from ._clock import loop_time_function
 from ._deadlock import WaitForGraph
-from ._errors import PersistenceError, persistence_error
+from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._lifecycle import Phase
 
 if TYPE_CHECKING:
@@ -86,7 +86,10 @@ class Kernel:
             data = self.store.get(Table.INVOCATIONS, invocation_id.encode())
         except StorageError as exc:
             raise persistence_error(exc) from exc
-        return None if data is None else loads(InvocationRecord, data)
+        try:
+            return None if data is None else loads(InvocationRecord, data)
+        except RecordDecodeError as exc:
+            raise damaged_record_error(self.store.path, exc) from exc
 
     async def commit(self, batch: WriteBatch) -> None:
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from actors.storage import InvocationStatus, StorageError, Table, TimerKind, encode_key
 
-from ._errors import persistence_error
+from ._errors import PersistenceError, persistence_error
 from ._key_order import parse_row
 from ._timers import TIMER_WINDOW
 
@@ -49,9 +49,16 @@ def recover(
     timers.load(clock.now() + TIMER_WINDOW)
     recovered = 0
     for inbox_key, raw_id in entries:
-        seq, position = parse_row(inbox_key)
+        try:
+            seq, position = parse_row(inbox_key)
+            invocation_id = raw_id.decode()
+        except (ValueError, AssertionError) as exc:  # bytes changed inside a row
+            raise PersistenceError(
+                f"store {kernel.store.path} is damaged: inbox row {inbox_key!r} does not "
+                f"decode ({exc}) (restore the directory from a backup)"
+            ) from exc
         order.recovered(seq)
-        record = kernel.load_record(raw_id.decode())
+        record = kernel.load_record(invocation_id)
         if record is None or record.outcome is not None:
             continue
         # It had started if it holds a position (an exclusive one) or has a journal:

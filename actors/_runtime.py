@@ -442,6 +442,8 @@ class Runtime(metaclass=NoPublicConstructor):
 
         Raises:
           OSError: the address cannot be bound.
+          PersistenceError: ``ingress.json`` cannot be written, or is a symbolic link
+            (it is never written through).
           RuntimeClosedError: the runtime is closed.
           ValueError: an option is out of range (it names the option).
         """
@@ -585,7 +587,11 @@ async def open_runtime(
             )
             kernel = runtime._k
             kernel.before_run_body = _before_run_body
-            runtime._start(tg)
+            try:
+                runtime._start(tg)
+            except BaseException as exc:
+                body_error = exc  # recovery failed (a damaged store): raised on its own
+                raise
             try:
                 yield runtime
             except BaseException as exc:
@@ -598,8 +604,8 @@ async def open_runtime(
         if kernel is not None and kernel.fatal is not None:
             fatal = kernel.fatal_error()  # the store broke: say that
             raise fatal from fatal.__cause__
-        # The runtime's own tasks never fail, so a group holding only the body's error
-        # is an artifact of the task group: give the caller back their own exception.
+        # The runtime's own tasks never fail, so a group holding only the body's (or the
+        # recovery's) error is an artifact of the task group: raise that error alone.
         if body_error is not None and group.exceptions == (body_error,):
             raise body_error from None
         raise

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from actors.storage import (
+    RecordDecodeError,
     StorageError,
     Table,
     TimerKind,
@@ -27,7 +28,7 @@ from actors.storage import (
     loads,
 )
 
-from ._errors import persistence_error
+from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._kernel import logger
 from ._retention import expire
 
@@ -111,6 +112,13 @@ class Timers:
                         start = rows[-1][0] + b"\x00"  # the smallest key after the last
                         continue
                 break
+        except RecordDecodeError as exc:
+            raise damaged_record_error(self._store.path, exc) from exc
+        except (ValueError, AssertionError) as exc:  # bytes changed inside a timer's key
+            raise PersistenceError(
+                f"store {self._store.path} is damaged: a timer's key does not decode ({exc}) "
+                "(restore the directory from a backup)"
+            ) from exc
         except StorageError as exc:
             raise persistence_error(exc) from exc
         self.loaded_until = until

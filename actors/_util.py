@@ -6,7 +6,8 @@ import base64
 import hashlib
 import itertools
 import os
-from typing import Any, TypeVar
+import re
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
@@ -38,6 +39,18 @@ def new_invocation_id() -> str:
     if not _id_prefix:
         _id_prefix = _b32(os.urandom(8))[:12]
     return f"inv_{_id_prefix}{next(_id_counter):x}"
+
+
+#: The shape of every invocation id a release has minted: ``inv_`` and base32 (lower
+#: case, the random and derived ids) or hex (the counter) characters; 15 random bytes
+#: in the first releases. Upper case is accepted too (Restate's own ids are base62).
+#: Nothing in it needs escaping in a URL path or a terminal.
+_INVOCATION_ID: Final = re.compile(r"inv_[A-Za-z0-9]{1,64}")
+
+
+def is_invocation_id(text: str) -> bool:
+    """Whether ``text`` has the shape of an invocation id (not whether one exists)."""
+    return _INVOCATION_ID.fullmatch(text) is not None
 
 
 def derived_invocation_id(parent_id: str, index: int) -> str:

@@ -22,6 +22,11 @@ run while any transaction of this process is open, so every read of a ``Store`` 
 ``resize_lock`` and ``grow`` takes it too. It is reentrant, so a read inside
 ``Store.read()`` on the same thread does not deadlock.
 
+*A damaged file is refused before LMDB reads it* (``_check``): its size against its
+meta pages before it is mapped, then every page of the snapshot about to be read, under
+a read transaction. LMDB would otherwise read past the end of a truncated or damaged
+file and the process would die of SIGBUS. Both openings do it.
+
 A read-only opening (``open_read_only``, for ``StoreReader``) takes no ``flock`` and
 creates nothing, but joins LMDB's reader table (``lock=True``) so the owner never reuses
 pages its snapshots still read.
@@ -42,9 +47,11 @@ from typing import TYPE_CHECKING, Final, Literal
 import lmdb
 
 from ._batch import Table
+from ._check import check_file_size, check_pages
 from ._errors import (
     ForeignDataError,
     SchemaVersionError,
+    StoreCorruptedError,
     StoreLocationError,
     StoreLockedError,
 )
@@ -61,6 +68,15 @@ LOCK_FILE: Final = "actors.lock"
 STORE_FILES: Final = frozenset({"data.mdb", "lock.mdb", LOCK_FILE})
 MAX_KEY_SIZE: Final = 511  # LMDB's compiled-in limit
 _MAX_DBS: Final = len(Table) + 4
+_TABLE_NAMES: Final = frozenset(table.value.encode() for table in Table)
+#: What LMDB raises for a file it finds damaged while reading.
+CORRUPTION_ERRORS: Final = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.BadValsizeError,
+    lmdb.InvalidError,
+    lmdb.PanicError,
+)
 
 
 class Environment:
@@ -141,6 +157,7 @@ def open_read_only(root: Path) -> tuple[lmdb.Environment, dict[Table, lmdb._Data
     that were never created are left out of the mapping (they read as empty)."""
     if not (root / "data.mdb").is_file():
         raise StoreLocationError(f"no virtual-actors store in {root} (no data.mdb)")
+    _check_size(root)
     try:
         # lock=True: join LMDB's reader table, so the owner never reuses pages this
         # snapshot still reads. The map size comes from the file when it is larger.
@@ -152,8 +169,7 @@ def open_read_only(root: Path) -> tuple[lmdb.Environment, dict[Table, lmdb._Data
     except lmdb.Error as exc:
         raise StoreLocationError(f"cannot open LMDB environment in {root}: {exc}") from exc
     try:
-        with env.begin() as txn:
-            named = {bytes(key) for key, _ in txn.cursor()}
+        named = _checked_table_names(env, root, "read")
         _verify_format(env, root, named, "read")
         dbs = {
             table: env.open_db(table.value.encode(), create=False)
@@ -244,10 +260,43 @@ def _take_lock(root: Path) -> int:
     return fd
 
 
+def _check_size(root: Path) -> None:
+    try:
+        check_file_size(root)
+    except OSError as exc:
+        raise StoreLocationError(f"cannot read {root / 'data.mdb'}: {exc.strerror}") from exc
+
+
+def _checked_table_names(env: lmdb.Environment, root: Path, verb: str) -> set[bytes]:
+    """Walk the pages of the current snapshot (``_check``), holding it open so that an
+    owner writing beside us never reuses them; the names of its tables, all checked.
+
+    A name that is not one of our tables leaves the store unread: another program's
+    table or a newer schema's is for ``_verify_format`` to refuse (it reads only our
+    ``meta``, checked), and a store of ours holding one is damaged."""
+    try:
+        with env.begin() as txn:
+            named, odd = check_pages(root, txn.id(), _TABLE_NAMES)
+    except OSError as exc:
+        raise StoreLocationError(f"cannot read {root / 'data.mdb'}: {exc.strerror}") from exc
+    except CORRUPTION_ERRORS as exc:
+        raise StoreCorruptedError(f"store {root} is damaged: {exc}") from exc
+    if odd:
+        _verify_format(env, root, named, verb)
+        shown = ", ".join(repr(name.decode("utf-8", "backslashreplace")) for name in sorted(odd))
+        raise StoreCorruptedError(
+            f"store {root} is damaged: it holds tables virtual-actors never creates ({shown}) "
+            "(restore the directory from a backup)"
+        )
+    return named
+
+
 def _open_lmdb(
     root: Path, durability: Durability, map_size: int, max_map_size: int
 ) -> tuple[lmdb.Environment, dict[Table, lmdb._Database]]:
     is_new = not (root / "data.mdb").exists()
+    if not is_new:
+        _check_size(root)
     try:
         env = lmdb.open(
             str(root),
@@ -291,8 +340,7 @@ def _verify_format(env: lmdb.Environment, root: Path, named: set[bytes], verb: s
 
 def _check_schema(env: lmdb.Environment, root: Path, is_new: bool) -> dict[Table, lmdb._Database]:
     # Look before creating anything: a newer or foreign store must stay byte-identical.
-    with env.begin() as txn:
-        named = {key for key, _ in txn.cursor()}
+    named = _checked_table_names(env, root, "open")
     if not is_new or named:
         _verify_format(env, root, named, "open")
     with env.begin(write=True) as txn:

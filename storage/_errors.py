@@ -7,11 +7,13 @@ The tree::
     ├─ StoreLocationError            the path is a file, unreadable or read-only
     ├─ ForeignDataError              the directory holds something that is not ours
     ├─ SchemaVersionError            written by a newer (or unknown) schema version
+    ├─ StoreCorruptedError           the file is damaged (truncated, pages that do not parse)
     ├─ ValueTooLargeError            a key or value over the configured limit
     ├─ StoreFullError                the map reached its configured maximum size
     ├─ CommitFailedError             LMDB refused a commit (an I/O error)
     │  ├─ DiskFullError              ... because the disk (the filesystem) is full
     │  └─ StoreBrokenError           the store takes no more writes (its writer died)
+    ├─ ReadFailedError               LMDB refused a read for another reason
     ├─ StoreClosedError              used after close()
     └─ RecordDecodeError             stored bytes that do not decode as the record type
 
@@ -45,6 +47,19 @@ class ForeignDataError(StorageError):
 class SchemaVersionError(StorageError):
     """Raised by ``Store.open`` when the store was written with a schema version this
     code does not know (typically a newer release). Nothing is changed."""
+
+
+class StoreCorruptedError(StorageError):
+    """Raised by ``Store.open`` and ``StoreReader.open`` when ``data.mdb`` is damaged:
+    shorter than its meta pages say (truncated), or pages that LMDB could not read
+    safely; and by a read that meets damage LMDB itself detects. The file is checked
+    before LMDB reads it, so a damaged store is refused instead of crashing the
+    process, and nothing in the directory is changed."""
+
+
+class ReadFailedError(StorageError):
+    """Raised by a read that LMDB refused for a reason other than damage (its reader
+    table full, say). Nothing is changed; the read may succeed when tried again."""
 
 
 class ValueTooLargeError(StorageError, ValueError):

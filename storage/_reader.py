@@ -14,6 +14,12 @@ stop the writer reusing them and let the file grow (and, in a ``Store``, would h
 the environment read-only (``_environment.open_read_only``), never writes, and reads
 tables that an older store never created as empty instead of failing.
 
+*A read that LMDB refuses is a ``StorageError`` naming the directory* (``read_error``):
+damage LMDB detects (a page of the wrong type, a page number past the end) is
+``StoreCorruptedError``, anything else ``ReadFailedError``; no ``lmdb`` error leaves
+this layer. The opening checks have already walked every page, so such damage is
+damage done to the file after it was opened.
+
 Rejected: ``buffers=True`` views (zero-copy, but a buffer used after its transaction
 ends reads freed pages); a long-lived read transaction for the reader (it would pin
 every page the owner frees while the tool runs).
@@ -25,8 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._environment import open_read_only
-from ._errors import StoreClosedError
+import lmdb
+
+from ._environment import CORRUPTION_ERRORS, open_read_only
+from ._errors import ReadFailedError, StorageError, StoreClosedError, StoreCorruptedError
 from ._keys import prefix_end, tuple_prefix_end
 
 if TYPE_CHECKING:
@@ -34,23 +42,34 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import TracebackType
 
-    import lmdb
-
     from ._batch import Table
+
+
+def read_error(path: Path, exc: lmdb.Error) -> StorageError:
+    """The storage error for an LMDB error met while reading the store in ``path``."""
+    if isinstance(exc, CORRUPTION_ERRORS):
+        return StoreCorruptedError(
+            f"store {path} is damaged: {exc} (restore the directory from a backup)"
+        )
+    return ReadFailedError(f"cannot read store {path}: {exc}")
 
 
 class ReadView:
     """Reads inside one snapshot (one read transaction). Valid only inside ``Store.read``."""
 
-    __slots__ = ("_dbs", "_txn")
+    __slots__ = ("_dbs", "_path", "_txn")
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database]) -> None:
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], path: Path) -> None:
         self._txn = txn
         self._dbs = dbs
+        self._path = path
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         """The value of ``key`` in ``table``, or None."""
-        value = self._txn.get(key, db=self._dbs[table])
+        try:
+            value = self._txn.get(key, db=self._dbs[table])
+        except lmdb.Error as exc:
+            raise read_error(self._path, exc) from exc
         return None if value is None else bytes(value)
 
     def scan(
@@ -69,25 +88,31 @@ class ReadView:
         out: list[tuple[bytes, bytes]] = []
         if limit is not None and limit <= 0:
             return out
-        cursor = self._txn.cursor(db=self._dbs[table])
-        first = prefix if start is None or start < prefix else start
-        if not cursor.set_range(first):
-            return out
-        if children:
-            end: bytes | None = tuple_prefix_end(prefix)
-        else:
-            end = prefix_end(prefix) if prefix else None
-        for key, value in cursor.iternext():
-            if end is not None and bytes(key) >= end:
-                break
-            out.append((bytes(key), bytes(value)))
-            if limit is not None and len(out) >= limit:
-                break
+        try:
+            cursor = self._txn.cursor(db=self._dbs[table])
+            first = prefix if start is None or start < prefix else start
+            if not cursor.set_range(first):
+                return out
+            if children:
+                end: bytes | None = tuple_prefix_end(prefix)
+            else:
+                end = prefix_end(prefix) if prefix else None
+            for key, value in cursor.iternext():
+                if end is not None and bytes(key) >= end:
+                    break
+                out.append((bytes(key), bytes(value)))
+                if limit is not None and len(out) >= limit:
+                    break
+        except lmdb.Error as exc:
+            raise read_error(self._path, exc) from exc
         return out
 
     def count(self, table: Table) -> int:
         """Number of entries in ``table``."""
-        entries: int = self._txn.stat(self._dbs[table])["entries"]
+        try:
+            entries: int = self._txn.stat(self._dbs[table])["entries"]
+        except lmdb.Error as exc:
+            raise read_error(self._path, exc) from exc
         return entries
 
 
@@ -113,6 +138,8 @@ class StoreReader:
           StoreLocationError: there is no store in ``path``.
           ForeignDataError: ``path`` holds an LMDB environment virtual-actors did not write.
           SchemaVersionError: the store was written by a newer schema version.
+          StoreCorruptedError: the store's file is damaged (truncated, or pages that
+            do not parse); it is refused before anything reads them.
         """
         root = Path(path)
         env, dbs = open_read_only(root)
@@ -123,8 +150,12 @@ class StoreReader:
         """One snapshot of committed data for several reads."""
         if self._closed:
             raise StoreClosedError(f"store reader for {self.path} is closed")
-        with self._env.begin(buffers=False) as txn:
-            yield _ReaderView(txn, self._dbs)
+        try:
+            txn = self._env.begin(buffers=False)
+        except lmdb.Error as exc:
+            raise read_error(self.path, exc) from exc
+        with txn:
+            yield _ReaderView(txn, self._dbs, self.path)
 
     def close(self) -> None:
         """Release the environment. Idempotent."""

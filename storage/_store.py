@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 import attrs
+import lmdb
 
 from ._batch import _Op
 from ._environment import MAX_KEY_SIZE, Durability, open_environment
 from ._errors import StoreClosedError, ValueTooLargeError
-from ._reader import ReadView
+from ._reader import ReadView, read_error
 from ._writer import CommitMode, CommitTicket, FaultHook, Waker, Writer, current_waker
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ class Store:
           ForeignDataError: the directory holds files a virtual-actors store did not write.
           SchemaVersionError: the store was written by a newer schema version.
           StoreLockedError: another ``Store`` has the directory open.
+          StoreCorruptedError: the store's file is damaged (truncated, or pages that
+            do not parse); it is refused before anything reads them, and left as it is.
         """
         if durability not in ("fsync", "process"):
             raise ValueError(f"durability must be 'fsync' or 'process', not {durability!r}")
@@ -149,17 +152,25 @@ class Store:
     def read(self) -> Iterator[ReadView]:
         """A snapshot for several reads. Keep it short: never hold it across an await."""
         self._check_open()
-        with self._resize_lock, self._env.begin(buffers=False) as txn:
-            yield ReadView(txn, self._dbs)
+        with self._resize_lock:
+            try:
+                txn = self._env.begin(buffers=False)
+            except lmdb.Error as exc:
+                raise read_error(self.path, exc) from exc
+            with txn:
+                yield ReadView(txn, self._dbs, self.path)
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         """The committed value of ``key`` in ``table``, or None. One read transaction."""
         self._check_open()
         if not key or len(key) > MAX_KEY_SIZE:
             return None  # no such key can have been stored
-        with self._resize_lock, self._env.begin() as txn:
-            value: bytes | None = txn.get(key, db=self._dbs[table])
-            return value
+        try:
+            with self._resize_lock, self._env.begin() as txn:
+                value: bytes | None = txn.get(key, db=self._dbs[table])
+                return value
+        except lmdb.Error as exc:
+            raise read_error(self.path, exc) from exc
 
     def scan(
         self,
