@@ -2,14 +2,21 @@
 
 Capabilities are types: ``ObjectContext`` (exclusive handlers) has the writing methods;
 ``ObjectSharedContext`` (shared handlers) has none, so a shared handler that tries to
-write is a type error and, untyped, an ``AttributeError``; ``Context`` (services) has no
-key and no state. Contexts are created by the runtime only.
+write is a type error; ``Context`` (services) has no key and no state. Contexts are
+created by the runtime only.
+
+Untyped code that uses a method its context lacks gets a 500 ``TerminalError`` saying
+what to do instead (``ContextMisuseError``, also an ``AttributeError`` so ``hasattr``
+still answers False): no retry can fix the handler's code, so it fails at once rather
+than being retried and paused while its caller waits. ``__getattr__`` exists only at
+run time, so type checkers still refuse the attribute.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar, final, overload
 
+from ._errors import BadArgumentError, ContextMisuseError
 from ._util import NO_ARG, NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -29,6 +36,39 @@ T = TypeVar("T")
 OutT = TypeVar("OutT")
 
 
+_STATE_WRITES: Final = frozenset({"set", "clear", "clear_all"})
+_KEYED: Final = frozenset({"key", "get", "state_keys"}) | _STATE_WRITES
+
+
+def _misuse(ctx: Context, name: str) -> ContextMisuseError:
+    kind = type(ctx).__name__
+    where = f"{kind} of {ctx._inv.spec.qualname}"
+    if name in _STATE_WRITES and isinstance(ctx, ObjectSharedContext):
+        message = (
+            f"ctx.{name}() is not available in a shared handler ({where}): shared handlers "
+            "only read committed state. Write it from an @actors.exclusive handler (or a "
+            "workflow's @actors.main), for example one this handler calls with ctx.call"
+        )
+    elif name in _KEYED and not isinstance(ctx, ObjectSharedContext):
+        message = (
+            f"ctx.{name} is not available in a service handler ({where}): services are "
+            "stateless and have no key. Keep state in a VirtualObject or Workflow and "
+            "call it with ctx.call"
+        )
+    elif name == "promise":
+        message = (
+            f"ctx.promise() is not available here ({where}): durable promises belong to "
+            "workflows. Use ctx.awakeable() outside a workflow"
+        )
+    else:
+        api = ", ".join(n for n in dir(type(ctx)) if not n.startswith("_"))
+        message = f"{kind} has no attribute {name!r} ({where}); it has: {api}"
+    error = ContextMisuseError(message, 500)
+    error.name = name
+    error.obj = ctx
+    return error
+
+
 class Context(metaclass=NoPublicConstructor):
     """The context of a service handler (and the base of every context)."""
 
@@ -37,6 +77,14 @@ class Context(metaclass=NoPublicConstructor):
     def __init__(self, port: HandlerPort, invocation: Invocation) -> None:
         self._port = port
         self._inv = invocation
+
+    if not TYPE_CHECKING:  # at run time only: type checkers keep refusing unknown names
+
+        def __getattr__(self, name: str) -> NoReturn:
+            # Called only when normal lookup failed: no cost to the methods that exist.
+            if name.startswith("_"):  # private and dunder probes (copy, pickle...)
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            raise _misuse(self, name)
 
     @property
     def invocation_id(self) -> str:
@@ -297,7 +345,7 @@ class WorkflowSharedContext(ObjectSharedContext):
         """The durable promise ``name`` of this workflow id, whose value converts to
         ``type``."""
         if not isinstance(name, str) or not name:
-            raise TypeError("a promise needs a non-empty str name")
+            raise BadArgumentError("a promise needs a non-empty str name")
         return DurablePromise._create(self._port, self._inv, name, type)
 
 

@@ -51,7 +51,7 @@ from ._context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from ._control_flow import RUN_BODY, HandlerFailed, StepFailed, Suspended
+from ._control_flow import RUN_BODY, HandlerFailed, PausedInline, StepFailed, Suspended
 from ._errors import (
     NonDeterminismError,
     SerializationError,
@@ -59,6 +59,7 @@ from ._errors import (
     UnknownHandlerError,
     persistence_error,
 )
+from ._failures import cut, describe, passes_through
 from ._invocation import UNDECODED
 from ._kernel import logger
 from ._lifecycle import Action, Event, Phase
@@ -124,6 +125,7 @@ class Executor:
             self._graph.hold(key_node, ("inv", inv.invocation_id))
         finished = False
         parked = False
+        taken_over = False
         status = InvocationStatus.COMPLETED
         try:
             with anyio.CancelScope() as scope:  # kill() cancels it
@@ -180,11 +182,14 @@ class Executor:
             finished = True
             await self._completed(inv, ticket, outcome, status)
             return None
+        except PausedInline:
+            taken_over = True  # not finished: ``run_call`` hands it to a task of its own
+            raise
         finally:
             inv.run_scope = None
             if key_node is not None and life.phase is not Phase.SUSPENDED:
                 self._graph.release(key_node)
-            if parked:
+            if parked or taken_over:
                 pass
             elif finished or life.phase is not Phase.SUSPENDED:
                 self.finish(inv)
@@ -243,8 +248,10 @@ class Executor:
                 await self._back_off(inv)
                 life.apply(Event.RETRY)
             if inv.paused_reason is not None:  # paused in its record: wait for resume
-                life.apply(Event.PAUSE)
+                if life.phase is not Phase.PAUSED:  # (a task taking it over finds it so)
+                    life.apply(Event.PAUSE)
                 if life.phase is Phase.PAUSED:
+                    inv.done.pause(inv.paused_reason)  # callers outside are answered
                     await self.wait_resumed(inv)
                 else:
                     inv.paused_reason = None  # a cancel overrides the stored pause
@@ -271,7 +278,7 @@ class Executor:
                 self._unwound_no_more(inv)
                 if life.cancel_requested:  # cancelled: it is not retried or paused again
                     return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
-                await self.pause(inv, str(exc))
+                await self.pause(inv, describe(exc))
             except (HandlerFailed, StepFailed) as exc:
                 self._unwound_no_more(inv)
                 if life.cancel_requested and isinstance(exc, HandlerFailed):
@@ -357,23 +364,38 @@ class Executor:
             # A call to a handler that does not exist: retrying cannot help.
             return Failure(str(exc), exc.status_code)
         except Exception as exc:
-            logger.warning(
-                "handler %s of invocation %s raised %s: %s",
-                spec.qualname,
-                inv.invocation_id,
-                type(exc).__name__,
-                exc,
-            )
-            raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+            raise self._handler_failed(inv, exc) from exc
         except BaseExceptionGroup as group:
             # A task group of the handler's own carried one of our signals out of a
             # child task: act on the signal, not on its wrapper.
             signals = group.subgroup(lambda exc: isinstance(exc, StepFailed | Suspended))
             if signals is not None:
                 raise first_leaf(signals) from group
-            raise
+            if passes_through(group):
+                raise
+            raise self._handler_failed(inv, group) from group
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, GeneratorExit, a BaseException of the
+            # handler's own, a CancelledError nobody cancelled: a failure of this
+            # attempt like any other (``_failures``), never the end of the runtime.
+            if passes_through(exc):
+                raise
+            raise self._handler_failed(inv, exc) from exc
+
+    @staticmethod
+    def _handler_failed(inv: Invocation, exc: BaseException) -> HandlerFailed:
+        """The retryable failure of an attempt whose handler raised ``exc``."""
+        reason = describe(exc)
+        logger.warning(
+            "handler %s of invocation %s raised %s", inv.spec.qualname, inv.invocation_id, reason
+        )
+        return HandlerFailed(reason)
 
     async def pause(self, inv: Invocation, reason: str) -> None:
+        """Pause ``inv`` (durably), answer its callers outside the runtime, and wait for
+        its resume. Run in an outside caller's task, it unwinds to that caller instead
+        (``PausedInline``), and a task of the runtime waits."""
+        reason = cut(reason)  # the record must fit in the store, whatever was raised
         inv.paused_reason = reason
         inv.life.apply(Event.PAUSE)
         logger.error("invocation %s (%s) paused: %s", inv.invocation_id, inv.spec.qualname, reason)
@@ -390,6 +412,11 @@ class Executor:
                 await ticket.wait()
         except (StorageError, TerminalError) as exc:
             logger.error("could not record the pause of %s: %s", inv.invocation_id, exc)
+        if inv.life.phase is not Phase.PAUSED:
+            return  # cancelled meanwhile: it runs again to deliver the cancellation
+        inv.done.pause(reason)
+        if inv.invocation_id in self._scheduler.inline_calls:
+            raise PausedInline
         await self.wait_resumed(inv)
 
     async def wait_resumed(self, inv: Invocation) -> None:

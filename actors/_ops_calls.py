@@ -209,8 +209,8 @@ class CallOps:
         payload, value = self._resolver.check_input_in_handler(spec, arg)
         try:
             seconds = delay_seconds(delay)
-        except ValueError as exc:
-            raise TerminalError(str(exc), 400) from exc
+        except (ValueError, TypeError) as exc:
+            raise TerminalError(f"ctx.send(): {exc}", 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
         if spec.kind == "main":

@@ -31,13 +31,18 @@ from actors.storage import (
 )
 
 from ._control_flow import check_usable
-from ._errors import persistence_error
+from ._errors import BadArgumentError, persistence_error
 from ._rows import state_key
 from ._serde import decode_value, encode_value
 
 if TYPE_CHECKING:
     from ._invocation import Invocation
     from ._kernel import Kernel
+
+
+def bad_name(operation: str, name: object) -> BadArgumentError:
+    """A state name that is not a str: the handler's bug, which no retry fixes (400)."""
+    return BadArgumentError(f"{operation}: a state name is a str, not {type(name).__name__}")
 
 
 class StateOps:
@@ -51,6 +56,8 @@ class StateOps:
 
     async def get(self, inv: Invocation, name: str, annotation: Any) -> Any:
         check_usable("ctx.get()")
+        if not isinstance(name, str):
+            raise bad_name("ctx.get()", name)
         recorded = inv.next_replayed(GetStateEntry, name, f"get({name!r})")
         if recorded is not None:
             data = recorded.value
@@ -129,7 +136,7 @@ class StateOps:
     def set(self, inv: Invocation, name: str, value: object) -> None:
         check_usable("ctx.set()")
         if not isinstance(name, str):
-            raise TypeError(f"state names are str, not {type(name).__name__}")
+            raise bad_name("ctx.set()", name)
         if inv.next_replayed(SetStateEntry, name, f"set({name!r})") is not None:
             return  # written with the journal entry that recorded it
         annotation = type(value) if value is not None else object
@@ -138,6 +145,8 @@ class StateOps:
 
     def clear(self, inv: Invocation, name: str) -> None:
         check_usable("ctx.clear()")
+        if not isinstance(name, str):
+            raise bad_name("ctx.clear()", name)
         if inv.next_replayed(ClearStateEntry, name, f"clear({name!r})") is not None:
             return
         inv.writes[name] = None

@@ -26,7 +26,8 @@ import attrs
 
 from actors.mailbox import HOLD, Mailbox
 
-from ._errors import UnknownHandlerError
+from ._control_flow import PausedInline
+from ._errors import InvocationPausedError, UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
 from ._kernel import Parked, logger, noop
 from ._key_order import parse_row
@@ -68,6 +69,8 @@ class Scheduler:
         self.waiting: dict[str, Invocation] = {}
         #: Scopes of handlers running in their caller's task (closing cancels them).
         self.inline_scopes: set[anyio.CancelScope] = set()
+        #: Ids of the invocations running in their outside caller's task (``run_call``).
+        self.inline_calls: set[str] = set()
         self.runner: Runner = _not_wired
 
     def run_soon(self, inv: Invocation) -> None:
@@ -116,19 +119,24 @@ class Scheduler:
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
         scope = anyio.CancelScope()
         self.inline_scopes.add(scope)
+        self.inline_calls.add(inv.invocation_id)
         try:
             with scope:
                 outcome = await self.runner(inv, release)
-        except BaseException:
+        except BaseException as exc:
+            paused = isinstance(exc, PausedInline)
             life = inv.life
             if inv.inbox_key is not None and life.accepts(Event.DETACH) and not self._k.closed:
-                # The caller went away mid-run, but the invocation was recorded: it
-                # must still complete. Continue it in the background from its journal,
-                # still holding its key: work queued behind it must not overtake it.
-                # (Completing, it needs no new task: its batch lands by itself.)
+                # The caller went away mid-run (or is answered that it paused), but the
+                # invocation was recorded: it must still complete. Continue it in the
+                # background from its journal, still holding its key: work queued
+                # behind it must not overtake it. (Completing, it needs no new task:
+                # its batch lands by itself.) A paused one was not finished, so whoever
+                # else waits on its result keeps waiting on the same completion.
                 actions = life.apply(Event.DETACH)
                 if Action.RESPAWN in actions:
-                    successor = attrs.evolve(inv, done=Completion())  # the same lifecycle
+                    done = inv.done if paused else Completion()
+                    successor = attrs.evolve(inv, done=done)  # the same lifecycle
                     self._invocations[inv.invocation_id] = successor
                     holding = inv.activation
                     if holding is not None and holding.mailbox.running_exclusive is inv:
@@ -140,11 +148,26 @@ class Scheduler:
                     release()
             else:
                 release()
+                if paused:  # its pause was not recorded: nothing is left to resume
+                    self._drop(inv)
+            if paused:
+                reason = inv.paused_reason or "paused"
+                raise InvocationPausedError(inv.invocation_id, reason) from None
             raise
         finally:
             self.inline_scopes.discard(scope)
+            self.inline_calls.discard(inv.invocation_id)
         if scope.cancelled_caught or outcome != HOLD:
             release()
+
+    def _drop(self, inv: Invocation) -> None:
+        """End the life in memory of a paused invocation no task can take over (its
+        pause was not recorded, or the runtime is closing): storage decides at open."""
+        if Action.RELEASE_SLOT in inv.life.apply(Event.ABANDON):
+            self.slots.release()
+        if self._invocations.get(inv.invocation_id) is inv:
+            del self._invocations[inv.invocation_id]
+        inv.done.set()
 
     def activation(self, actor: str, key: str) -> Activation:
         activation = self.activations.get((actor, key))
