@@ -244,6 +244,8 @@ class Runtime(metaclass=NoPublicConstructor):
           SerializationError: ``arg`` does not convert to the handler's input type.
           TerminalError: the handler failed terminally; same message and status code.
             Also raised (409) when ``idempotency_key`` was used for a different request.
+          InvocationPausedError: the invocation paused (its attempts ran out): raised as
+            soon as it pauses; it stays paused, ``resume`` then ``attach`` for its result.
           PersistenceError: the data directory failed.
         """
         if idempotency_key is not None or (isinstance(target, Handler) and target.kind == "main"):
@@ -287,7 +289,9 @@ class Runtime(metaclass=NoPublicConstructor):
     async def attach(self, invocation_id: str) -> Any:
         """Wait for the result of the invocation ``invocation_id``.
 
-        Raises ``UnknownHandlerError`` for an id this data directory never accepted."""
+        Raises ``UnknownHandlerError`` for an id this data directory never accepted, the
+        invocation's ``TerminalError`` if it failed, and ``InvocationPausedError`` while
+        it is paused (at once, or as soon as it pauses)."""
         self._check_open()
         inv = self._invocations.get(invocation_id)
         spec = inv.spec if inv is not None else self._results.stored_spec(invocation_id)

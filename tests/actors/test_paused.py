@@ -182,6 +182,22 @@ async def test_a_cancel_of_a_paused_invocation_answers_its_waiters(tmp_path: Pat
         assert not isinstance(cancelled.value, actors.InvocationPausedError)
 
 
+async def test_a_kill_of_a_paused_call_taken_over_ends_it_and_frees_its_key(
+    tmp_path: Path,
+) -> None:
+    flaky = Flaky()
+    async with open_test_runtime([flaky], path=tmp_path) as rt:
+        with pytest.raises(actors.InvocationPausedError) as info:
+            await rt.call(Flaky.work, 5, key="k")  # inline: a runtime task took it over
+        await rt.kill(info.value.invocation_id)
+        with pytest.raises(actors.TerminalError, match="was killed") as killed:
+            await rt.attach(info.value.invocation_id)
+        assert killed.value.status_code == 409
+        assert rt.statistics().paused == 0
+        flaky.broken = False
+        assert await rt.call(Flaky.work, 1, key="k") == 1  # the key was handed on
+
+
 async def test_a_caller_inside_a_handler_keeps_waiting_durably(tmp_path: Path) -> None:
     flaky = Flaky()
     async with open_test_runtime([flaky, Relay()], path=tmp_path) as rt:
