@@ -210,7 +210,7 @@ class CallOps:
         try:
             seconds = delay_seconds(delay)
         except (ValueError, TypeError) as exc:
-            raise TerminalError(f"ctx.send(): {exc}", 400) from exc
+            raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
         if spec.kind == "main":

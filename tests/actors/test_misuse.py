@@ -179,7 +179,7 @@ async def test_state_in_a_service_is_a_terminal_error_at_once(
         ("run unnamed", 400, "ctx.run() needs a non-empty str name for its step, not 123"),
         ("run no function", 400, "ctx.run('step') needs a function to run, not str"),
         ("run bad retry", 400, "ctx.run('step', retry=...) takes an actors.RetryPolicy"),
-        ("send delay str", 400, "ctx.send(): a duration is a timedelta or a number of seconds"),
+        ("send delay str", 400, "a duration is a timedelta or a number of seconds, not str"),
         ("gather", 400, "gather() takes durable futures"),
     ],
 )
