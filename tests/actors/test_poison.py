@@ -158,6 +158,48 @@ async def test_a_handler_raising_anything_is_paused_and_the_runtime_and_reopen_l
         assert await rt.attach(handle.invocation_id) == f"cured of {kind}"
 
 
+class PillService(actors.Service):
+    def __init__(self) -> None:
+        self.cured = False
+
+    @actors.handler(retry=QUICK)
+    async def swallow(self, ctx: actors.Context) -> str:
+        if not self.cured:
+            raise KeyboardInterrupt("in a service")
+        return "cured"
+
+
+class PillObject(actors.VirtualObject):
+    def __init__(self) -> None:
+        self.cured = False
+
+    @actors.shared(retry=QUICK)
+    async def peek(self, ctx: actors.ObjectSharedContext) -> str:
+        if not self.cured:
+            raise SystemExit("in a shared handler")
+        return "cured"
+
+
+async def test_services_and_shared_handlers_called_inline_survive_pills_too(
+    tmp_path: Path,
+) -> None:
+    # ``rt.call`` runs these in the caller's own task: the pause unwinds to the caller.
+    service, shared = PillService(), PillObject()
+    async with open_test_runtime([service, shared], path=tmp_path) as rt:
+        with pytest.raises(actors.InvocationPausedError) as in_service:
+            await rt.call(PillService.swallow)
+        assert in_service.value.reason.endswith("KeyboardInterrupt: in a service")
+        with pytest.raises(actors.InvocationPausedError) as in_shared:
+            await rt.call(PillObject.peek, key="k")
+        assert in_shared.value.reason.endswith("SystemExit: in a shared handler")
+        assert rt.statistics().paused == 2
+    async with open_test_runtime([service, shared], path=tmp_path) as rt:
+        service.cured = shared.cured = True
+        for error in (in_service.value, in_shared.value):
+            await rt.resume(error.invocation_id)
+            assert await rt.attach(error.invocation_id) == "cured"
+
+
 @pytest.mark.parametrize("where", ["async", "thread"])
 @pytest.mark.parametrize("kind", list(PILLS))
 async def test_a_step_body_raising_anything_fails_the_step_and_the_runtime_lives(
