@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from actors._errors import TerminalError
+from actors._errors import BadArgumentError, TerminalError
 
 MAX_KEY_BYTES: Final = 256
 """An object key or workflow id, in UTF-8 bytes."""
@@ -36,7 +36,9 @@ MAX_FAILURE_MESSAGE_CHARS: Final = 4096
 
 def utf8_size(text: str, what: str) -> int:
     """The UTF-8 length of ``text``; a 400 ``TerminalError`` if it is not valid Unicode
-    (a lone surrogate cannot be stored or sent)."""
+    (a lone surrogate cannot be stored or sent), or not a str at all."""
+    if not isinstance(text, str):
+        raise BadArgumentError(f"the {what} must be a str, not {type(text).__name__}")
     try:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:

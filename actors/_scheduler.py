@@ -148,10 +148,12 @@ class Scheduler:
                     release()
             else:
                 release()
-                if paused:  # its pause was not recorded: nothing is left to resume
-                    self._drop(inv)
+                if paused:  # no task can take it over: the runtime is closing, or its
+                    self._drop(inv)  # pause (and acceptance) could not be recorded
             if paused:
                 reason = inv.paused_reason or "paused"
+                if inv.inbox_key is None:
+                    reason += " (its pause could not be recorded: it cannot be resumed)"
                 raise InvocationPausedError(inv.invocation_id, reason) from None
             raise
         finally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import actors
+from actors._limits import check_name
 from actors.storage import Table
 from actors.testing import open_test_runtime
 
@@ -226,3 +227,14 @@ async def test_outside_a_handler_a_wrong_delay_type_is_a_TypeError_and_stores_no
         assert not rt._store.scan(Table.INVOCATIONS)
         handle = await rt.send(Counter.add, 1, key="k", delay=0)
         assert await handle.result() == 1
+
+
+def test_the_shared_limit_checks_refuse_what_is_not_a_str_with_a_400() -> None:
+    # Whichever check meets a non-str first (a type check here, a size limit there), the
+    # handler gets a 400 TerminalError, never an AttributeError from ``.encode``.
+    with pytest.raises(
+        actors.TerminalError, match=r"^the state name must be a str, not int$"
+    ) as info:
+        check_name(5, "state name")  # type: ignore[arg-type]
+    assert info.value.status_code == 400
+    assert isinstance(info.value, TypeError)
