@@ -37,6 +37,7 @@ from actors.storage import (
 
 from ._definitions import Actor
 from ._errors import TerminalError, UnknownHandlerError, persistence_error
+from ._limits import check_idempotency_key, check_key
 from ._resolution import delay_seconds
 from ._results import InvocationHandle
 from ._util import NO_ARG, new_invocation_id
@@ -96,6 +97,12 @@ class Admission:
     ) -> InvocationHandle:
         """``Runtime.send``: accept an invocation, durably, without waiting for it."""
         entry, spec, tgt = self._resolver.resolve(target, key)
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str):
+                raise TypeError(
+                    f"idempotency_key must be a str, not {type(idempotency_key).__name__}"
+                )
+            check_idempotency_key(idempotency_key)
         payload, value = self._resolver.check_input(spec, arg)
         seconds = delay_seconds(delay)
         if spec.kind == "main":
@@ -224,6 +231,7 @@ class Admission:
             )
         if not isinstance(workflow_id, str):
             raise TypeError(f"workflow ids are str, not {type(workflow_id).__name__}")
+        check_key(workflow_id)
         invocation_id = self.workflow_invocation(entry.name, workflow_id)
         if invocation_id is None:
             raise UnknownHandlerError(f"no run of workflow {entry.name!r} with id {workflow_id!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar, final, overload
 
 from ._errors import BadArgumentError, ContextMisuseError
+from ._limits import check_name
 from ._util import NO_ARG, NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -346,6 +347,7 @@ class WorkflowSharedContext(ObjectSharedContext):
         ``type``."""
         if not isinstance(name, str) or not name:
             raise BadArgumentError("a promise needs a non-empty str name")
+        check_name(name, "promise name")
         return DurablePromise._create(self._port, self._inv, name, type)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from actors.storage import Failure, InvocationStatus, Table, WriteBatch, dumps
+from actors.storage import CallEntry, Failure, InvocationStatus, Table, WriteBatch, dumps
 
 from ._errors import ActorsError, RuntimeClosedError, TerminalError, UnknownHandlerError
 from ._kernel import logger
@@ -81,10 +81,24 @@ class Control:
         self._k.log("kill requested" if kill else "cancel requested", inv)
         for action in actions:
             await self._carry_out(inv, action)
+        if kill and Action.PROPAGATE_KILL in actions:
+            # A caller whose coroutine is gone (suspended, parked, rebuilt after a
+            # restart) awaits nothing in memory: its journal knows its open calls.
+            callees += [c for c in self._unanswered_calls(inv) if c not in callees]
         for callee_id in callees:
             self.cancel_later(callee_id, kill)
         if kill:
             await inv.done.wait()
+
+    def _unanswered_calls(self, inv: Invocation) -> list[str]:
+        """Callees of ``inv``'s journaled calls that have not answered yet."""
+        try:
+            journal = self._executor.load_journal(inv)
+        except ActorsError as exc:  # the kill goes on; only the propagation is lost
+            logger.error("kill of %s: cannot read its journal: %s", inv.invocation_id, exc)
+            return []
+        entries = [*journal.values(), *(entry for _, entry in inv.unflushed)]
+        return [e.callee_id for e in entries if isinstance(e, CallEntry) and e.outcome is None]
 
     async def _carry_out(self, inv: Invocation, action: Action) -> None:
         """One action of a cancel or kill, as the lifecycle table asked, in its order."""
@@ -118,7 +132,8 @@ class Control:
             outcome = Failure(f"invocation {inv.invocation_id} was {what}", 409)
             self._invocations[inv.invocation_id] = inv
             self._k.spawn(functools.partial(self._executor.end_without_running, inv, outcome))
-        # PROPAGATE_KILL: ``cancel`` passes the kill on to the calls it awaits.
+        # PROPAGATE_KILL: ``cancel`` passes the kill on to the calls it awaits, in
+        # memory or, for a caller without its coroutine, in its journal.
 
     async def resume(self, invocation_id: str) -> None:
         """Resume a paused invocation: its attempts start again from its journal.

@@ -10,6 +10,10 @@ and continues with ``resume``.
 
 Completion is one batch: the last entries and writes, the completed record, its
 retention timer, the inbox deletion and, for a ``ctx.call``, the caller's journal entry.
+Only when that would pass ``MAX_BATCH_BYTES`` do the last entries and writes go first, in
+a batch of their own (exactly what a ``ctx.run`` gate would have written), and an outcome
+that even then does not fit its record is recorded as a 413 failure: whatever is queued
+is what callers are told.
 An exclusive invocation releases its key as soon as that batch is queued (pipelining);
 callers are answered only once it is durable. A plain ``rt.call`` that recorded nothing
 before completing leaves no history (as in Restate, completed invocations are kept only
@@ -19,7 +23,7 @@ when someone can refer to them), so it costs one commit, or none for a pure read
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -54,18 +58,34 @@ from ._context import (
 from ._control_flow import RUN_BODY, HandlerFailed, PausedInline, StepFailed, Suspended
 from ._errors import (
     NonDeterminismError,
+    PersistenceError,
     SerializationError,
     TerminalError,
     UnknownHandlerError,
     persistence_error,
 )
-from ._failures import cut, describe, passes_through
+from ._failures import cut, describe, unwinding
 from ._invocation import UNDECODED
 from ._kernel import logger
-from ._lifecycle import Action, Event, Phase
+from ._lifecycle import Action, Cancel, Event, Phase
+from ._limits import MAX_VALUE_BYTES
 from ._results import failure
 from ._rows import journal_key, timer_key
 from ._serde import decode_value, encode_value
+
+# Read on every call. In Python 3.11 each ``Enum.MEMBER`` read goes through
+# ``EnumType.__getattr__``'s slot and is not specialised (~0.1 us; a module global
+# ~0.01 us), so the hot paths below read these names, bound once.
+_KILLING: Final = Phase.KILLING
+_SUSPENDED: Final = Phase.SUSPENDED
+_BACKING_OFF: Final = Phase.BACKING_OFF
+_START: Final = Event.START
+_COMPLETE: Final = Event.COMPLETE
+_DURABLE: Final = Event.DURABLE
+_RELEASE_SLOT: Final = Action.RELEASE_SLOT
+_NO_CANCEL: Final = Cancel.NONE
+_COMPLETED: Final = InvocationStatus.COMPLETED
+_KILLED: Final = InvocationStatus.KILLED
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,11 +99,6 @@ if TYPE_CHECKING:
     from ._port import HandlerPort
     from ._scheduler import Scheduler
     from ._timers import Timers
-
-
-def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 class Executor:
@@ -120,21 +135,21 @@ class Executor:
     async def run_handler(self, inv: Invocation, release: Callable[[], None]) -> object:
         life = inv.life
         key_node: Node | None = None
-        if inv.exclusive and not life.killing:
+        if inv.exclusive and life.phase is not _KILLING:
             key_node = ("key", f"{inv.target.actor}/{inv.target.key}")
             self._graph.hold(key_node, ("inv", inv.invocation_id))
         finished = False
         parked = False
         taken_over = False
-        status = InvocationStatus.COMPLETED
+        status = _COMPLETED
         try:
             with anyio.CancelScope() as scope:  # kill() cancels it
                 inv.run_scope = scope
                 outcome = await self.attempts(inv)
             inv.run_scope = None
-            if life.killing:
+            if life.phase is _KILLING:
                 outcome = Failure(f"invocation {inv.invocation_id} was killed", 409)
-                status = InvocationStatus.KILLED
+                status = _KILLED
                 self._k.log("killed", inv)
             if outcome is None:  # unwound: the coroutine is gone
                 # An object keeps its key while it waits; anything else is parked.
@@ -149,7 +164,7 @@ class Executor:
                 release()  # a parked main holds no key: nothing else may run on it anyway
                 self._scheduler.park(inv)
                 return None
-            life.apply(Event.COMPLETE)  # hands the key on (below), keeps its slot
+            life.apply(_COMPLETE)  # hands the key on (below), keeps its slot
             if self.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
@@ -170,16 +185,20 @@ class Executor:
                     self._act(inv, Event.ABANDON)
                     return None
                 inv.outcome = outcome
-                if Action.RELEASE_SLOT in life.apply(Event.DURABLE):
+                if _RELEASE_SLOT in life.apply(_DURABLE):
                     self._scheduler.slots.release()
                 self._k.log("completed", inv)
                 return None
-            ticket = self.submit_completion(inv, outcome, status)
+            # The outcome it records is the one every caller is told (maybe a 413).
+            ticket, outcome = self.submit_completion(inv, outcome, status)
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
             release()  # the next exclusive invocation may start on our queued writes
             finished = True
+            if ticket is None:
+                self._act(inv, Event.ABANDON)
+                return None
             await self._completed(inv, ticket, outcome, status)
             return None
         except PausedInline:
@@ -187,11 +206,11 @@ class Executor:
             raise
         finally:
             inv.run_scope = None
-            if key_node is not None and life.phase is not Phase.SUSPENDED:
+            if key_node is not None and life.phase is not _SUSPENDED:
                 self._graph.release(key_node)
             if parked or taken_over:
                 pass
-            elif finished or life.phase is not Phase.SUSPENDED:
+            elif finished or life.phase is not _SUSPENDED:
                 self.finish(inv)
 
     async def _completed(
@@ -212,8 +231,8 @@ class Executor:
                 self._k.spawn(functools.partial(self._completed, inv, ticket, outcome, status))
             raise
         inv.outcome = outcome
-        self._act(inv, Event.DURABLE)
-        if status is not InvocationStatus.KILLED:
+        self._act(inv, _DURABLE)
+        if status is not _KILLED:
             self._k.log("completed", inv)
         self.after_completion(inv)
 
@@ -221,17 +240,20 @@ class Executor:
         """End an invocation that never started (its lifecycle said END_CANCELLED or
         END_KILLED): one completion batch, no attempt, no key."""
         killed = inv.life.phase is Phase.KILL_COMPLETING
-        status = InvocationStatus.KILLED if killed else InvocationStatus.COMPLETED
+        status = _KILLED if killed else _COMPLETED
         try:
-            ticket = self.submit_completion(inv, outcome, status)
-            await self._completed(inv, ticket, outcome, status)
+            ticket, outcome = self.submit_completion(inv, outcome, status)
+            if ticket is None:
+                self._act(inv, Event.ABANDON)
+            else:
+                await self._completed(inv, ticket, outcome, status)
         finally:
             self.finish(inv)
 
     def _act(self, inv: Invocation, event: Event) -> tuple[Action, ...]:
         """Apply ``event`` to ``inv``'s lifecycle and give back the slot if it says so."""
         actions = inv.life.apply(event)
-        if Action.RELEASE_SLOT in actions:  # it no longer costs a coroutine
+        if _RELEASE_SLOT in actions:  # it no longer costs a coroutine
             self._scheduler.slots.release()
         return actions
 
@@ -242,9 +264,9 @@ class Executor:
         life = inv.life
         while True:
             phase = life.phase
-            if phase is Phase.KILLING:
+            if phase is _KILLING:
                 return None
-            if phase is Phase.BACKING_OFF:
+            if phase is _BACKING_OFF:
                 await self._back_off(inv)
                 life.apply(Event.RETRY)
             if inv.paused_reason is not None:  # paused in its record: wait for resume
@@ -258,11 +280,11 @@ class Executor:
             inv.not_before = None
             self._output.forget_failed_chain(inv)
             journal = self.load_journal(inv)
-            if life.cancel_requested and not journal:
+            if life.cancel is not _NO_CANCEL and not journal:
                 # Cancelled before it did anything: nothing to compensate, do not start.
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
             inv.start_attempt(journal)
-            life.apply(Event.START)
+            life.apply(_START)
             try:
                 return await self.attempt(inv)
             except Suspended:
@@ -297,6 +319,7 @@ class Executor:
                 inv.unflushed = []
                 inv.writes = {}
                 inv.cleared_all = False
+                inv.pending_bytes = 0
                 if inv.acceptance_ticket is not None and inv.acceptance_ticket.error is not None:
                     # The acceptance (or the move to its admitted row) never landed: the
                     # row is where it was before, and the next flush writes it again.
@@ -352,7 +375,15 @@ class Executor:
             result = await (
                 spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
             )
-            return Success(encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+            data = encode_value(result, spec.output_type, f"output of {spec.qualname}")
+            if len(data) > MAX_VALUE_BYTES:
+                # As if the handler raised it at its return: what it wrote is kept.
+                return Failure(
+                    f"the output of {spec.qualname} is {len(data)} bytes, over the limit "
+                    f"of {MAX_VALUE_BYTES} bytes",
+                    413,
+                )
+            return Success(data)
         except TerminalError as exc:
             # Restate semantics: a terminal failure keeps the state written before it.
             return failure(exc)
@@ -363,33 +394,21 @@ class Executor:
         except UnknownHandlerError as exc:
             # A call to a handler that does not exist: retrying cannot help.
             return Failure(str(exc), exc.status_code)
-        except Exception as exc:
-            raise self._handler_failed(inv, exc) from exc
-        except BaseExceptionGroup as group:
-            # A task group of the handler's own carried one of our signals out of a
-            # child task: act on the signal, not on its wrapper.
-            signals = group.subgroup(lambda exc: isinstance(exc, StepFailed | Suspended))
-            if signals is not None:
-                raise first_leaf(signals) from group
-            if passes_through(group):
-                raise
-            raise self._handler_failed(inv, group) from group
         except BaseException as exc:
-            # KeyboardInterrupt, SystemExit, GeneratorExit, a BaseException of the
-            # handler's own, a CancelledError nobody cancelled: a failure of this
-            # attempt like any other (``_failures``), never the end of the runtime.
-            if passes_through(exc):
+            # Anything else is a failure of this attempt, BaseException included
+            # (KeyboardInterrupt, SystemExit, a CancelledError nobody cancelled...), never
+            # the end of the runtime; only the runtime's signals and an outside
+            # cancellation unwind (``_failures``).
+            signal = unwinding(exc)
+            if signal is exc:
                 raise
-            raise self._handler_failed(inv, exc) from exc
-
-    @staticmethod
-    def _handler_failed(inv: Invocation, exc: BaseException) -> HandlerFailed:
-        """The retryable failure of an attempt whose handler raised ``exc``."""
-        reason = describe(exc)
-        logger.warning(
-            "handler %s of invocation %s raised %s", inv.spec.qualname, inv.invocation_id, reason
-        )
-        return HandlerFailed(reason)
+            if signal is not None:
+                raise signal from exc
+            reason = describe(exc)
+            logger.warning(
+                "handler %s of invocation %s raised %s", spec.qualname, inv.invocation_id, reason
+            )
+            raise HandlerFailed(reason) from exc
 
     async def pause(self, inv: Invocation, reason: str) -> None:
         """Pause ``inv`` (durably), answer its callers outside the runtime, and wait for
@@ -464,50 +483,82 @@ class Executor:
 
     def submit_completion(
         self, inv: Invocation, outcome: Outcome, status: InvocationStatus
-    ) -> CommitTicket:
+    ) -> tuple[CommitTicket | None, Outcome]:
         """Queue the completion: remaining entries and writes, the completed record (which
         is also the acceptance of a call never flushed before), the inbox deletion and
-        the caller's journal entry, in one batch."""
+        the caller's journal entry, in one batch.
+
+        Returns its ticket and the outcome it records, which is the one every caller is
+        told. When the step's buffered work and the completion do not fit one batch, the
+        buffered work goes first, on its own (a durable step, as at a ``ctx.run``); an
+        outcome that does not fit the record even then is recorded as a 413 failure
+        instead, and buffered work that fits no batch is dropped with it. The ticket is
+        None (and ``inv.error`` says why) when not even that could be queued."""
+        for _ in range(3):
+            try:
+                return self._queue_completion(inv, outcome, status), outcome
+            except TerminalError as exc:
+                too_large = exc
+            if inv.has_buffered():
+                try:
+                    self._output.flush(inv)  # the step's own work first: then try again
+                    continue
+                except TerminalError as exc:
+                    too_large = exc
+                    self._drop_buffered(inv)
+            outcome = failure(too_large)
+        try:
+            return self._queue_completion(inv, outcome, status), outcome
+        except TerminalError as exc:
+            inv.error = PersistenceError(f"cannot complete invocation {inv.invocation_id}: {exc}")
+            logger.error("%s", inv.error)
+            return None, outcome
+
+    def _drop_buffered(self, inv: Invocation) -> None:
+        """Forget the attempt's buffered work (no batch can hold it), with the calls it
+        made but had not delivered, and their workflow claims."""
+        for callee in inv.drop_buffered():
+            if callee.spec.kind == "main" and callee.target.key is not None:
+                claim = (callee.target.actor, callee.target.key)
+                if self._k.workflow_claims.get(claim) == callee.invocation_id:
+                    del self._k.workflow_claims[claim]
+
+    def _queue_completion(
+        self, inv: Invocation, outcome: Outcome, status: InvocationStatus
+    ) -> CommitTicket:
+        """Submit the completion batch for ``outcome``; ``TerminalError`` (413) when it
+        cannot be stored, with nothing queued."""
         # A plain ``call`` that recorded nothing before completing leaves no history
         # (as in Restate, completed invocations are kept only when someone can refer to
         # them: sends, idempotent requests, calls between actors). Its journal is moot.
         ephemeral = self.is_ephemeral(inv)
         if ephemeral:
             inv.unflushed = []
-        while True:
-            batch = WriteBatch()
-            if not ephemeral:
-                now = self._clock.now()
-                record = inv.record(status, outcome, now)
-                batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
-                expire_at = now + self._retention
-                expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
-                batch.put(
-                    Table.TIMERS,
-                    expiry,
-                    dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
-                )
-                inv.expiry = (expire_at, expiry)
-            for row in inv.timer_keys:  # sleeps that never fired (a lost select)
-                batch.delete(Table.TIMERS, row)
-            if inv.inbox_key is not None:
-                batch.delete(Table.INBOX, inv.inbox_key)
-            if inv.caller_id is not None and inv.caller_index is not None:
-                entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
-                batch.put(
-                    Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
-                )
-            try:
-                ticket = self._output.flush(inv, batch, accept=False)
-            except TerminalError as exc:
-                # Too large to store (state or result): complete with that error instead.
-                inv.unflushed = []
-                inv.writes = {}
-                inv.cleared_all = False
-                outcome = failure(exc)
-                continue
-            assert ticket is not None
-            return ticket
+        batch = WriteBatch()
+        if not ephemeral:
+            now = self._clock.now()
+            record = inv.record(status, outcome, now)
+            batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+            expire_at = now + self._retention
+            expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
+            batch.put(
+                Table.TIMERS,
+                expiry,
+                dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
+            )
+            inv.expiry = (expire_at, expiry)
+        for row in inv.timer_keys:  # sleeps that never fired (a lost select)
+            batch.delete(Table.TIMERS, row)
+        if inv.inbox_key is not None:
+            batch.delete(Table.INBOX, inv.inbox_key)
+        if inv.caller_id is not None and inv.caller_index is not None:
+            entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
+            batch.put(
+                Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
+            )
+        ticket = self._output.flush(inv, batch, accept=False, completion=True)
+        assert ticket is not None
+        return ticket
 
     def after_completion(self, inv: Invocation) -> None:
         """The completion is durable: deliver calls it left undelivered, schedule its

@@ -39,7 +39,7 @@ import math
 
 import anyio
 
-from ._control_flow import ControlFlow
+from ._control_flow import ControlFlow, StepFailed, Suspended
 from ._limits import MAX_FAILURE_MESSAGE_CHARS
 
 #: Ends a cut message. It names no original length: a message may be cut more than
@@ -128,3 +128,19 @@ def passes_through(exc: BaseException) -> bool:
 
 def _passes_through_leaf(exc: BaseException) -> bool:
     return isinstance(exc, ControlFlow) or is_outside_cancellation(exc)
+
+
+def unwinding(exc: BaseException) -> BaseException | None:
+    """What must unwind past the handler that raised ``exc`` (``exc`` itself, or the
+    signal a task group of the handler's own carried out of a child task: act on the
+    signal, not on its wrapper), or None when ``exc`` is a failure of the attempt."""
+    if isinstance(exc, BaseExceptionGroup):
+        signals = exc.subgroup(lambda leaf: isinstance(leaf, StepFailed | Suspended))
+        if signals is not None:
+            return _first_leaf(signals)
+    return exc if passes_through(exc) else None
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -30,6 +30,7 @@ from actors.storage import (
 
 from ._control_flow import StepFailed
 from ._errors import TerminalError
+from ._limits import batch_too_large
 from ._rows import journal_key, state_key
 
 if TYPE_CHECKING:
@@ -60,11 +61,20 @@ class OutputGate:
         return inv.last_ticket
 
     def flush(
-        self, inv: Invocation, batch: WriteBatch | None = None, *, accept: bool = True
+        self,
+        inv: Invocation,
+        batch: WriteBatch | None = None,
+        *,
+        accept: bool = True,
+        completion: bool = False,
     ) -> CommitTicket | None:
         """Submit the invocation's acceptance (if not yet written and ``accept``), new
         journal entries and state writes, followed by ``batch``'s operations, as one
-        batch. Returns its ticket, or None when there was nothing to write."""
+        batch. Returns its ticket, or None when there was nothing to write.
+
+        Raises ``TerminalError`` (413, nothing queued, the invocation's buffers as they
+        were) when the batch cannot be stored; ``completion`` says that ``batch`` is the
+        invocation's completion, for the message."""
         if batch is None:
             nothing_new = (
                 not inv.unflushed and not inv.writes and not inv.cleared_all and not inv.pending_ops
@@ -77,15 +87,15 @@ class OutputGate:
         moving_from: bytes | None = None
         if accepting:
             self._order.add_acceptance(inv, head, InvocationStatus.RUNNING)
-        elif accept:
+        elif accept and inv.position is not None:
             # Its first durable step: from now on it resumes at its admitted place.
             moving_from = self._order.move_to_admitted(inv, head)
         for index, entry in inv.unflushed:
             head.put(Table.JOURNAL, journal_key(inv.invocation_id, index), dumps_entry(entry))
-        if inv.pending_ops:
-            head.ops.extend(inv.pending_ops)
-            head.nbytes += sum(len(op[2]) + len(op[3] or b"") for op in inv.pending_ops)
-            inv.pending_ops = []
+        pending_ops = inv.pending_ops
+        if pending_ops:
+            head.ops.extend(pending_ops)
+            head.nbytes += sum(len(op[2]) + len(op[3] or b"") for op in pending_ops)
         if inv.exclusive:
             self.add_state_writes(inv, head)
         head.ops.extend(batch.ops)
@@ -93,14 +103,33 @@ class OutputGate:
         chain = self.chain(inv)
         head.depends_on = chain.seq if chain is not None else 0
         try:
+            if head.nbytes > self._store.max_value_size:
+                # Checked here too, not only by the store: its message names the data
+                # directory, which is no business of whoever reads the failure.
+                if completion:
+                    raise batch_too_large(
+                        head.nbytes,
+                        f"the completion of invocation {inv.invocation_id} (its record "
+                        "holds its argument and its result, and a ctx.call's caller "
+                        "journals them again)",
+                        "return a smaller result, or keep large data in state",
+                    )
+                raise batch_too_large(head.nbytes, f"what invocation {inv.invocation_id} wrote")
             ticket = self._store.submit(head)
-        except StorageError as exc:
+        except (StorageError, TerminalError) as exc:
+            # Nothing was queued: the invocation's buffers are as they were.
             if accepting:
                 inv.inbox_key = None
             elif moving_from is not None:
                 inv.inbox_key = moving_from
-            raise TerminalError(f"cannot store the invocation's data: {exc}", 413) from exc
+            if isinstance(exc, TerminalError):
+                raise
+            # The store's messages name the data directory: not the caller's business.
+            reason = str(exc).replace(str(self._store.path), "the data directory")
+            raise TerminalError(f"cannot store the invocation's data: {reason}", 413) from exc
         inv.unflushed = []
+        inv.pending_ops = []
+        inv.pending_bytes = 0
         if accepting:
             inv.acceptance_ticket = ticket
         elif moving_from is not None:

@@ -442,7 +442,16 @@ _STATES: Final = _link()
 class Lifecycle:
     """The state of one invocation: a phase, a cancel state, and a few counters."""
 
-    __slots__ = ("_state", "attempt", "evicting", "failures", "holds_slot", "revived")
+    __slots__ = (
+        "_state",
+        "attempt",
+        "cancel",
+        "evicting",
+        "failures",
+        "holds_slot",
+        "phase",
+        "revived",
+    )
 
     def __init__(
         self,
@@ -453,6 +462,10 @@ class Lifecycle:
         attempt: int = 0,
     ) -> None:
         self._state = _STATES[phase, cancel]
+        #: Where it is, and whether a cancel or kill was asked for: copies of ``_state``'s,
+        #: kept as plain attributes because the runtime reads them on every call.
+        self.phase = phase
+        self.cancel = cancel
         #: Attempts started, never reset: the epoch of the current attempt.
         self.attempt = attempt
         #: Failed attempts since the last resume: what the retry policy counts.
@@ -482,7 +495,9 @@ class Lifecycle:
             step = self._state.on[event]
         except KeyError:
             raise LifecycleError(self._refusal(event)) from None
-        self._state = step.target
+        target = self._state = step.target
+        self.phase = target.phase
+        self.cancel = target.cancel
         effect = step.effect
         if effect:
             if effect == _NEW_ATTEMPT:  # the common one, on every attempt: no call
@@ -523,47 +538,39 @@ class Lifecycle:
     # --- questions the runtime asks instead of reading flags ------------------------------
 
     @property
-    def phase(self) -> Phase:
-        return self._state.phase
-
-    @property
-    def cancel(self) -> Cancel:
-        return self._state.cancel
-
-    @property
     def is_live(self) -> bool:
         """Not ended (COMPLETED, KILLED) and not abandoned."""
-        return self._state.phase not in TERMINAL
+        return self.phase not in TERMINAL
 
     @property
     def holds_key(self) -> bool:
         """It holds its key's mailbox admission (for an exclusive: the key itself)."""
-        return self._state.phase in HOLDS_KEY
+        return self.phase in HOLDS_KEY
 
     @property
     def in_memory(self) -> bool:
         """The runtime holds it in memory (live and not parked)."""
-        phase = self._state.phase
+        phase = self.phase
         return phase not in TERMINAL and phase is not Phase.PARKED
 
     @property
     def may_run(self) -> bool:
         """An attempt is about to start (READY) or is executing (RUNNING, BLOCKED)."""
-        return self._state.phase in MAY_RUN
+        return self.phase in MAY_RUN
 
     @property
     def awaits_delivery(self) -> bool:
         """Not yet handed to its mailbox: a delivery for it is still due."""
-        return self._state.phase is Phase.ACCEPTED
+        return self.phase is Phase.ACCEPTED
 
     @property
     def killing(self) -> bool:
         """Killed, and its task has not queued the killed record yet."""
-        return self._state.phase is Phase.KILLING
+        return self.phase is Phase.KILLING
 
     @property
     def cancel_requested(self) -> bool:
-        return self._state.cancel is not Cancel.NONE
+        return self.cancel is not Cancel.NONE
 
     @property
     def cancel_due(self) -> bool:
@@ -578,6 +585,6 @@ class Lifecycle:
 
     def __repr__(self) -> str:
         return (
-            f"<Lifecycle {self._state.phase.name} cancel={self._state.cancel.value} "
+            f"<Lifecycle {self.phase.name} cancel={self.cancel.value} "
             f"attempt={self.attempt} failures={self.failures}>"
         )

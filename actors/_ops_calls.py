@@ -24,9 +24,14 @@ from actors.storage import CallEntry, InvocationStatus, SendEntry, TimerKind, Wr
 from ._control_flow import check_usable
 from ._errors import DeadlockError, NonDeterminismError, PersistenceError, TerminalError
 from ._futures import DurableFuture, settled
+from ._invocation import ENTRY_OVERHEAD, RECORD_OVERHEAD, ROW_OVERHEAD
 from ._resolution import delay_seconds
 from ._results import InvocationHandle, decode_outcome
 from ._util import derived_invocation_id
+
+#: A call's acceptance in its caller's batch: the callee's record, inbox row and (for a
+#: workflow run) its workflow row, besides the caller's journal entry.
+_ACCEPTANCE_OVERHEAD = ENTRY_OVERHEAD + RECORD_OVERHEAD + 3 * ROW_OVERHEAD
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -99,6 +104,9 @@ class CallOps:
             callee_id = recorded.callee_id
         else:
             payload, value = self._resolver.check_input_in_handler(spec, arg)
+            # The argument rides in the caller's journal entry and, for a new callee, in
+            # its record: both in the caller's next batch.
+            entry_bytes = len(payload) + _target_size(tgt)
             callee_id = derived_invocation_id(caller.invocation_id, index)
             existing = None
             if spec.kind == "main":
@@ -118,6 +126,7 @@ class CallOps:
                         f"deadlock: call of workflow run {tgt.actor}/{tgt.key} from "
                         f"{caller.spec.qualname} would wait forever: {self.describe_cycle(cycle)}"
                     )
+                caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.call", spec.qualname)
             else:
                 waited = self.wait_node(spec, tgt, callee_id)
                 cycle = self._graph.find_cycle(("inv", caller.invocation_id), waited)
@@ -126,6 +135,7 @@ class CallOps:
                         f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
                         f"{caller.spec.qualname} would wait forever: {self.describe_cycle(cycle)}"
                     )
+                caller.take_room(2 * entry_bytes, _ACCEPTANCE_OVERHEAD, "ctx.call", spec.qualname)
                 # The edge counts from now on, so a call created meanwhile sees the cycle.
                 self._graph.wait(("inv", caller.invocation_id), waited)
                 callee = self._resolver.new_invocation(
@@ -207,6 +217,7 @@ class CallOps:
             )
             return InvocationHandle._create(self._results, recorded.callee_id, status, spec)
         payload, value = self._resolver.check_input_in_handler(spec, arg)
+        entry_bytes = len(payload) + _target_size(tgt)
         try:
             seconds = delay_seconds(delay)
         except (ValueError, TypeError) as exc:
@@ -217,21 +228,32 @@ class CallOps:
             assert tgt.key is not None
             existing = self._admission.workflow_invocation(tgt.actor, tgt.key)
             if existing is not None and existing != callee_id:
+                caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.send", spec.qualname)
                 caller.append(SendEntry(existing, tgt, payload))
                 await anyio.lowlevel.checkpoint()
                 return InvocationHandle._create(self._results, existing, "PreviouslyAccepted", spec)
+        # Its journal entry and the callee's record both carry the argument, in one batch.
+        caller.take_room(2 * entry_bytes, _ACCEPTANCE_OVERHEAD, "ctx.send", spec.qualname)
         # One-way: no caller_id, nobody waits for it.
         callee = self._resolver.new_invocation(
             entry, spec, tgt, payload, value, invocation_id=callee_id
         )
         deliver_at = callee.accepted_at + seconds if seconds else None
         callee.not_before = deliver_at
-        caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
+        sent = SendEntry(callee_id, tgt, payload, deliver_at)
+        caller.append(sent)
         acceptance = WriteBatch()
         self._order.add_acceptance(callee, acceptance, InvocationStatus.PENDING)
         claim = self._admission.claim_workflow(callee)
         try:
-            self._output.flush(caller, acceptance)
+            try:
+                self._output.flush(caller, acceptance)
+            except TerminalError:
+                # Not stored (too large after all): the journal must not say it was sent.
+                caller.unflushed.remove((index, sent))
+                caller.index = index
+                caller.pending_bytes -= 2 * entry_bytes
+                raise
             await self._output.gate(caller)  # a delivered send is an effect
         finally:
             if claim is not None:
@@ -256,3 +278,8 @@ class CallOps:
             return f"{where}.{inv.spec.name}"
 
         return self._graph.describe(cycle, name)
+
+
+def _target_size(target: Target) -> int:
+    """The variable-size bytes a target adds to a record or journal entry."""
+    return len(target.actor) + len(target.handler) + len(target.key or "")

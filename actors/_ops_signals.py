@@ -38,7 +38,8 @@ from actors.storage import (
 from ._control_flow import check_usable
 from ._errors import BadArgumentError, NonDeterminismError, TerminalError, persistence_error
 from ._futures import DurableFuture, settled
-from ._results import decode_outcome, failure
+from ._limits import MAX_VALUE_BYTES, check_text, check_value
+from ._results import decode_outcome, failure, outcome_size
 from ._rows import journal_key
 from ._serde import encode_value
 
@@ -86,10 +87,14 @@ def _outcome_of(value: object, reason: str | None, annotation: Any, what: str) -
     if reason is not None:
         if not isinstance(reason, str):
             raise BadArgumentError(f"a rejection reason is a str, not {type(reason).__name__}")
+        check_text(reason, "rejection reason", MAX_VALUE_BYTES)
         return Failure(reason, 500)
     if annotation is object and value is not None:
         annotation = type(value)
-    return Success(encode_value(value, annotation, what))
+    data = encode_value(value, annotation, what)
+    if len(data) > MAX_VALUE_BYTES:
+        check_value(len(data), what)
+    return Success(data)
 
 
 class SignalOps:
@@ -210,9 +215,10 @@ class SignalOps:
         try:
             await complete()
         except TerminalError as exc:
-            if exc.status_code not in (400, 404, 409):
+            if exc.status_code not in (400, 404, 409, 413):
                 raise
             # Deterministic refusals are answers: journal them (their batch never ran).
+            inv.pending_bytes += len(exc.message)
             inv.record_at(index, ResolveEntry(target, failure(exc)))
             raise
 
@@ -247,6 +253,7 @@ class SignalOps:
                 await self._waits.block(inv, ready)
                 outcome = self.stored_promise(row)
                 assert outcome is not None
+            inv.pending_bytes += outcome_size(outcome)  # journaled with the entry
             inv.record_at(index, PromiseEntry(name, outcome))
             return decode_outcome(outcome, annotation, what)
 
@@ -260,6 +267,8 @@ class SignalOps:
             outcome = recorded.outcome
         else:
             outcome = self.stored_promise(row)
+            if outcome is not None:
+                inv.pending_bytes += outcome_size(outcome)  # journaled with the entry
             inv.append(PromisePeekEntry(name, outcome))
         await anyio.lowlevel.checkpoint()
         if outcome is None:

@@ -31,7 +31,8 @@ from ._control_flow import RUN_BODY, StepFailed, check_usable
 from ._errors import BadArgumentError, RuntimeClosedError, SerializationError, TerminalError
 from ._failures import cut, describe, passes_through
 from ._futures import DurableFuture, settled
-from ._results import decode_outcome, failure
+from ._limits import MAX_VALUE_BYTES, check_step_name
+from ._results import decode_outcome, failure, outcome_size
 from ._retry import RetryPolicy
 from ._serde import encode_value
 
@@ -122,6 +123,7 @@ class StepOps:
             raise BadArgumentError(
                 f"ctx.run() needs a non-empty str name for its step, not {name!r}"
             )
+        check_step_name(name)
         if not callable(fn):
             raise BadArgumentError(
                 f"ctx.run({name!r}) needs a function to run, not {type(fn).__name__}"
@@ -139,7 +141,7 @@ class StepOps:
             return settled(self._waits, inv, lambda: decode_outcome(outcome, annotation, what))
 
         body = RunBody()
-        attempt = inv.attempt
+        attempt = inv.life.attempt
 
         async def attempts() -> Outcome:
             """Run the body per its retry policy; the outcome to journal."""
@@ -170,9 +172,17 @@ class StepOps:
                     await self._clock.sleep_until(self._clock.now() + delay)
                     continue
                 try:
-                    return Success(encode_value(result, annotation, what))
+                    data = encode_value(result, annotation, what)
                 except SerializationError as exc:
                     return Failure(str(exc), 500)
+                if len(data) > MAX_VALUE_BYTES:
+                    # Journaled as the step's outcome: a replay raises the same 413.
+                    return Failure(
+                        f"the {what} is {len(data)} bytes, over the limit of "
+                        f"{MAX_VALUE_BYTES} bytes",
+                        413,
+                    )
+                return Success(data)
 
         async def execute(*, own_scope: bool) -> None:
             # In a task of its own, the body needs a scope that kill() can cancel; inline,
@@ -192,9 +202,10 @@ class StepOps:
             finally:
                 if scope is not None:
                     inv.body_scopes.discard(scope)
-                if inv.attempt == attempt:
+                if inv.life.attempt == attempt:
                     inv.runs_in_progress -= 1
                     if outcome is not None:
+                        inv.pending_bytes += len(name) + outcome_size(outcome)
                         inv.record_at(index, RunEntry(name, outcome))
                 body.outcome = outcome
                 body.done = True

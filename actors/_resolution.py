@@ -20,6 +20,8 @@ from ._definitions import Actor, Handler
 from ._errors import TerminalError, UnknownHandlerError
 from ._invocation import Invocation
 from ._lifecycle import Lifecycle
+from ._limits import MAX_VALUE_BYTES, check_key
+from ._limits import check_value as check_value_size
 from ._serde import check_value
 from ._util import NO_ARG, new_invocation_id
 
@@ -77,7 +79,12 @@ class Resolver:
         spec = entry.cls.handlers.get(target.name)
         if spec is None:
             raise UnknownHandlerError(f"actor {actor_name!r} has no handler {target.name!r}")
-        return entry, spec, self.target(entry, spec, key)
+        resolved = self.target(entry, spec, key)
+        if key is not None:
+            # A request's key, checked before anything is stored (400 bad text, 413
+            # too long). Not in ``target``: keys read back from storage need no check.
+            check_key(key)
+        return entry, spec, resolved
 
     def resolve_name(
         self, actor: str, handler: str, key: str | None
@@ -145,7 +152,10 @@ class Resolver:
             raise TypeError(
                 f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given"
             )
-        return check_value(arg, spec.input_type, f"input of {spec.qualname}")
+        payload, value = check_value(arg, spec.input_type, f"input of {spec.qualname}")
+        if len(payload) > MAX_VALUE_BYTES:
+            check_value_size(len(payload), f"input of {spec.qualname}")
+        return payload, value
 
     def resolve_in_handler(
         self, target: Handler[Any, Any], key: str | None

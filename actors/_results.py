@@ -46,6 +46,11 @@ def decode_outcome(outcome: Outcome, annotation: Any, what: str) -> Any:
     return decode_value(outcome.value, annotation, what)
 
 
+def outcome_size(outcome: Outcome) -> int:
+    """The variable-size bytes of a stored outcome: its value, or its message."""
+    return len(outcome.message) if isinstance(outcome, Failure) else len(outcome.value)
+
+
 def failure(exc: TerminalError) -> Failure:
     """The stored form of a terminal error: its kind is a field, never read from text.
     Whatever handler code put in it, it is stored as text that renders (cut to

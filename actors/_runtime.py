@@ -53,6 +53,7 @@ from ._gate import OutputGate
 from ._kernel import Kernel
 from ._key_order import KeyOrder
 from ._lifecycle import Phase
+from ._limits import MAX_BATCH_BYTES, utf8_size
 from ._operations import Operations
 from ._ops_calls import CallOps
 from ._ops_signals import SignalOps
@@ -243,7 +244,9 @@ class Runtime(metaclass=NoPublicConstructor):
             to a handler that takes none (or missing).
           SerializationError: ``arg`` does not convert to the handler's input type.
           TerminalError: the handler failed terminally; same message and status code.
-            Also raised (409) when ``idempotency_key`` was used for a different request.
+            Also raised (409) when ``idempotency_key`` was used for a different request,
+            (413) when the key, the idempotency key or ``arg`` is over its limit (README
+            "Limits"), and (400) when a key is not valid Unicode text; nothing is stored.
           InvocationPausedError: the invocation paused (its attempts ran out): raised as
             soon as it pauses; it stays paused, ``resume`` then ``attach`` for its result.
           PersistenceError: the data directory failed.
@@ -293,6 +296,7 @@ class Runtime(metaclass=NoPublicConstructor):
         invocation's ``TerminalError`` if it failed, and ``InvocationPausedError`` while
         it is paused (at once, or as soon as it pauses)."""
         self._check_open()
+        _check_id(invocation_id)
         inv = self._invocations.get(invocation_id)
         spec = inv.spec if inv is not None else self._results.stored_spec(invocation_id)
         return await self._results.await_result(invocation_id, spec)
@@ -310,6 +314,7 @@ class Runtime(metaclass=NoPublicConstructor):
         ``NotReadyError`` (470) while it runs, ``UnknownHandlerError`` for an unknown id,
         and the invocation's ``TerminalError`` if it failed."""
         self._check_open()
+        _check_id(invocation_id)
         inv = self._invocations.get(invocation_id)
         done = inv.done if inv is not None else None
         parked = self._parked.get(invocation_id)
@@ -358,6 +363,7 @@ class Runtime(metaclass=NoPublicConstructor):
         Raises ``UnknownHandlerError`` for an unknown id and ``TerminalError`` (409) if
         it has already completed."""
         self._check_open()
+        _check_id(invocation_id)
         await self._control.cancel(invocation_id, kill=False)
 
     async def kill(self, invocation_id: str) -> None:
@@ -369,6 +375,7 @@ class Runtime(metaclass=NoPublicConstructor):
 
         Raises like ``cancel``."""
         self._check_open()
+        _check_id(invocation_id)
         await self._control.cancel(invocation_id, kill=True)
 
     async def resume(self, invocation_id: str) -> None:
@@ -377,6 +384,7 @@ class Runtime(metaclass=NoPublicConstructor):
         Raises ``UnknownHandlerError`` for an unknown id and ``ValueError`` when the
         invocation is not paused."""
         self._check_open()
+        _check_id(invocation_id)
         await self._control.resume(invocation_id)
 
     @property
@@ -451,6 +459,15 @@ class Runtime(metaclass=NoPublicConstructor):
             raise RuntimeClosedError("the runtime is closed")
 
 
+def _check_id(invocation_id: object) -> None:
+    """An invocation id from a caller: a str (``TypeError``) of valid Unicode (a 400
+    ``TerminalError``); an id that names nothing is the lookup's to report."""
+    if not isinstance(invocation_id, str):
+        raise TypeError(f"invocation ids are str, not {type(invocation_id).__name__}")
+    if not invocation_id.isascii():
+        utf8_size(invocation_id, "invocation id")
+
+
 @asynccontextmanager
 async def open_runtime(
     path: str | PathLike[str],
@@ -514,6 +531,7 @@ async def open_runtime(
             durability=durability,
             commit_mode=commit_mode,
             extra_files=DATA_DIR_FILES,
+            max_value_size=MAX_BATCH_BYTES,
             _fault_hook=_fault_hook,
         )
     except StorageError as exc:

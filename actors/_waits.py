@@ -35,7 +35,7 @@ from actors.storage import (
 from ._control_flow import CancelRequested, StepFailed, Suspended, check_usable
 from ._errors import ActorsError, NonDeterminismError, TerminalError
 from ._futures import DurableFuture
-from ._lifecycle import Event, Phase
+from ._lifecycle import Cancel, Event, Phase
 from ._resolution import delay_seconds
 from ._rows import timer_key
 
@@ -53,6 +53,7 @@ T = TypeVar("T")
 
 _MAX_SLEEP_SECONDS = 100 * 365 * 86400.0
 _UNWINDING = (Phase.UNWINDING, Phase.WOKEN_UNWINDING)
+_NO_CANCEL = Cancel.NONE  # read at every durable await (Enum.MEMBER costs ~0.1 us in 3.11)
 
 
 def _cancel_not_wired(invocation_id: str) -> None:
@@ -81,7 +82,9 @@ class Waits:
         inv = future._inv
         if future._settled or future._journaled:  # no wait: no cancellation lands here
             return await future._result()
-        self.check_cancel(inv, [future])
+        if inv.life.cancel is not _NO_CANCEL or inv.index < inv.replay_end:
+            # A cancellation was asked for, or a recorded one may be next in the journal.
+            self.check_cancel(inv, [future])
         while True:
             try:
                 return await future._result(inline=True)

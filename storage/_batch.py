@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 import attrs
 
@@ -28,6 +29,12 @@ class _Op(enum.Enum):
     DELETE_CHILDREN = 4
 
 
+# Bound once: every put and delete reads one, and in Python 3.11 ``Enum.MEMBER`` goes
+# through ``EnumType.__getattr__``'s slot (~0.1 us a read; a module global ~0.01 us).
+_PUT: Final = _Op.PUT
+_DELETE: Final = _Op.DELETE
+
+
 @attrs.define(eq=False)
 class WriteBatch:
     """Puts and deletes applied together, atomically, in submission order.
@@ -44,12 +51,12 @@ class WriteBatch:
 
     def put(self, table: Table, key: bytes, value: bytes) -> None:
         """Set ``key`` to ``value`` in ``table``."""
-        self.ops.append((_Op.PUT, table, key, value))
+        self.ops.append((_PUT, table, key, value))
         self.nbytes += len(key) + len(value)
 
     def delete(self, table: Table, key: bytes) -> None:
         """Remove ``key`` from ``table`` (no error when absent)."""
-        self.ops.append((_Op.DELETE, table, key, None))
+        self.ops.append((_DELETE, table, key, None))
         self.nbytes += len(key)
 
     def delete_prefix(self, table: Table, prefix: bytes) -> None:

@@ -674,6 +674,54 @@ async def test_kill_propagates_to_the_callee_without_compensation(tmp_path: Path
     assert probe.caught == []
 
 
+@pytest.mark.parametrize("how", ["suspended", "restarted"])
+async def test_kill_of_a_caller_without_its_coroutine_reaches_the_callee(
+    tmp_path: Path, how: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A caller whose coroutine is gone (suspended while it waits, or rebuilt after a
+    restart) knows its unanswered calls only from its journal: a kill finds them there."""
+    probe = Probe()
+    suspend_after = 1.0 if how == "suspended" else 60.0
+    async with open_test_runtime(
+        [Napper(probe), Boss(probe)],
+        path=tmp_path,
+        suspend_after=suspend_after,
+        retention=YEAR,
+        idle_timeout=IDLE,
+    ) as rt:
+        handle = await rt.send(Boss.delegate, "n", key="boss")
+        await probe.arrived("nap n")
+        if how == "suspended":
+            await anyio.sleep(10)  # past suspend_after: both coroutines are dropped
+            assert rt.statistics().suspended == 2
+            await _kill_and_check(rt, handle.invocation_id, probe)
+            return
+    probe.reset("nap n")
+    async with open_test_runtime(
+        [Napper(probe), Boss(probe)],
+        path=tmp_path,
+        suspend_after=suspend_after,
+        retention=YEAR,
+        idle_timeout=IDLE,
+    ) as rt:
+        await probe.arrived("nap n")  # the callee runs again; the boss is rebuilt, waiting
+        await _kill_and_check(rt, handle.invocation_id, probe)
+
+
+async def _kill_and_check(rt: actors.Runtime, boss_id: str, probe: Probe) -> None:
+    await rt.kill(boss_id)
+    with pytest.raises(actors.TerminalError) as boss:
+        await rt.attach(boss_id)
+    assert "killed" in boss.value.message
+    with anyio.fail_after(60):
+        with pytest.raises(actors.TerminalError) as callee:
+            await rt.attach(probe.ids["nap n"])
+    assert callee.value.status_code == 409
+    assert "killed" in callee.value.message
+    assert await rt.call(Napper.ping, key="n") == "pong n"
+    assert probe.effects == []  # killed: no compensation anywhere
+
+
 class SlowUndo(actors.VirtualObject, name="slowUndo"):
     """Its compensation takes a month."""
 
