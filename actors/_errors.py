@@ -120,11 +120,11 @@ class InvocationPausedError(TerminalError):
 
 
 class ContextMisuseError(TerminalError, AttributeError):
-    """Raised in a handler that uses a method or attribute its context does not have (a
-    shared handler writing state, a service reading state, a typo): a 500
-    ``TerminalError`` that ends the invocation at once, since no retry can fix the
-    handler's code, and an ``AttributeError``, so ``hasattr`` still answers False.
-    Callers see a ``TerminalError``. Not exported: catch ``TerminalError``."""
+    """What a handler that used a method or attribute its context does not have (a
+    shared handler writing state, a service reading state, a typo) ends with: a 500
+    ``TerminalError`` recorded at once, since no retry can fix the handler's code (the
+    handler itself sees the plain ``AttributeError``). Callers see a ``TerminalError``.
+    Not exported: catch ``TerminalError``."""
 
 
 class BadArgumentError(TerminalError, TypeError):

@@ -54,6 +54,7 @@ from ._context import (
     ObjectSharedContext,
     WorkflowContext,
     WorkflowSharedContext,
+    context_misuse,
 )
 from ._control_flow import RUN_BODY, HandlerFailed, PausedInline, StepFailed, Suspended
 from ._errors import (
@@ -404,6 +405,9 @@ class Executor:
                 raise
             if signal is not None:
                 raise signal from exc
+            misuse = context_misuse(exc)
+            if misuse is not None:  # no retry fixes the handler's code: fail it now
+                return failure(misuse)
             reason = describe(exc)
             logger.warning(
                 "handler %s of invocation %s raised %s", spec.qualname, inv.invocation_id, reason
@@ -434,7 +438,7 @@ class Executor:
         if inv.life.phase is not Phase.PAUSED:
             return  # cancelled meanwhile: it runs again to deliver the cancellation
         inv.done.pause(reason)
-        if inv.invocation_id in self._scheduler.inline_calls:
+        if self._scheduler.runs_inline(inv.invocation_id):
             raise PausedInline
         await self.wait_resumed(inv)
 

@@ -27,6 +27,7 @@ import attrs
 
 from actors.storage import Failure, Outcome, RunEntry, Success
 
+from ._context import context_misuse
 from ._control_flow import RUN_BODY, StepFailed, check_usable
 from ._errors import BadArgumentError, RuntimeClosedError, SerializationError, TerminalError
 from ._failures import cut, describe, passes_through
@@ -161,6 +162,9 @@ class StepOps:
                     # from outside unwind.
                     if passes_through(exc):
                         raise
+                    misuse = context_misuse(exc)
+                    if misuse is not None:  # a body that touched its context: no retry fixes it
+                        return failure(misuse)
                     if policy.exhausted(tries):
                         return Failure(
                             cut(

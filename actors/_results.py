@@ -76,7 +76,11 @@ class Results:
         self._resolver = resolver
 
     async def result_of(self, inv: Invocation) -> Any:
-        return await self.answer(inv.done, inv.invocation_id, inv.spec)
+        done = inv.done
+        if not done.finished:
+            return await self.answer(done, inv.invocation_id, inv.spec)
+        await anyio.lowlevel.checkpoint()  # the common case: a call that ran inline
+        return self.completed_result(done, inv.invocation_id, inv.spec)
 
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         """The result for a caller outside the runtime: the outcome once it finished, or

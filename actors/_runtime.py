@@ -196,7 +196,7 @@ class Runtime(metaclass=NoPublicConstructor):
 
     def _close(self) -> None:
         self._k.closed = True
-        for scope in self._scheduler.inline_scopes:
+        for scope in list(self._scheduler.inline_scopes):
             scope.cancel()
 
     # --- public API ------------------------------------------------------------------------

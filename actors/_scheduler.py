@@ -72,10 +72,9 @@ class Scheduler:
         self.max_waiting = max(100, max_in_flight // 10)
         #: Invocations blocked in a durable wait: the ones to suspend under pressure.
         self.waiting: dict[str, Invocation] = {}
-        #: Scopes of handlers running in their caller's task (closing cancels them).
-        self.inline_scopes: set[anyio.CancelScope] = set()
-        #: Ids of the invocations running in their outside caller's task (``run_call``).
-        self.inline_calls: set[str] = set()
+        #: Scopes of handlers running in their caller's task (closing cancels them),
+        #: with the ids of their invocations.
+        self.inline_scopes: dict[anyio.CancelScope, str] = {}
         self.runner: Runner = _not_wired
 
     def run_soon(self, inv: Invocation) -> None:
@@ -123,8 +122,7 @@ class Scheduler:
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
         scope = anyio.CancelScope()
-        self.inline_scopes.add(scope)
-        self.inline_calls.add(inv.invocation_id)
+        self.inline_scopes[scope] = inv.invocation_id
         try:
             with scope:
                 outcome = await self.runner(inv, release)
@@ -162,10 +160,13 @@ class Scheduler:
                 raise InvocationPausedError(inv.invocation_id, reason) from None
             raise
         finally:
-            self.inline_scopes.discard(scope)
-            self.inline_calls.discard(inv.invocation_id)
+            del self.inline_scopes[scope]
         if scope.cancelled_caught or outcome != HOLD:
             release()
+
+    def runs_inline(self, invocation_id: str) -> bool:
+        """Whether the invocation runs in its outside caller's task (``run_call``)."""
+        return invocation_id in self.inline_scopes.values()  # rare: only when it pauses
 
     def _drop(self, inv: Invocation) -> None:
         """End the life in memory of a paused invocation no task can take over (its

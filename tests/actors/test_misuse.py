@@ -77,6 +77,12 @@ class Counter(actors.VirtualObject):
             await ctx.run("step", _noop, retry=3)  # type: ignore[call-overload]
         elif how == "send delay str":
             await ctx.send(Counter.add, 1, key="other", delay="soon")  # type: ignore[arg-type]
+        elif how == "typo in a step":
+
+            async def body() -> None:
+                untyped.sett("n", 1)
+
+            await ctx.run("step", body)
         elif how == "gather":
             await actors.gather(ctx.sleep(timedelta(0)), "soon")  # type: ignore[arg-type]
         return "accepted"
@@ -171,6 +177,7 @@ async def test_state_in_a_service_is_a_terminal_error_at_once(
     [
         ("typo", 500, "ObjectContext has no attribute 'sett' (ObjectContext of Counter.misuse)"),
         ("promise", 500, "ctx.promise() is not available here"),
+        ("typo in a step", 500, "ObjectContext has no attribute 'sett'"),
         ("sleep str", 400, "ctx.sleep(): a duration is a timedelta or a number of seconds"),
         ("sleep list", 400, "ctx.sleep(): a duration is a timedelta or a number of seconds"),
         ("get int", 400, "state names are str, not int"),
@@ -194,7 +201,7 @@ async def test_misusing_a_context_operation_is_a_terminal_error_at_once(
         assert counter.tries[how] == 1  # failed on its first attempt, not retried
         assert rt.statistics().paused == 0
         assert not rt._store.scan(Table.STATE)  # nothing it buffered was written
-        if how == "typo":  # the message lists what the context has
+        if how.startswith("typo"):  # the message lists what the context has
             assert "it has: " in info.value.message
             assert "clear_all" in info.value.message
 
