@@ -25,6 +25,7 @@ from ._definitions import (
 from ._errors import (
     ActorsError,
     DeadlockError,
+    InvocationPausedError,
     NonDeterminismError,
     NotReadyError,
     PersistenceError,
@@ -45,6 +46,7 @@ __all__ = [
     "DurablePromise",
     "Handler",
     "InvocationHandle",
+    "InvocationPausedError",
     "NonDeterminismError",
     "NotReadyError",
     "ObjectContext",

@@ -118,6 +118,7 @@ class Control:
                 scope.cancel()
         elif action is Action.WAKE_TASK:
             inv.paused_reason = None  # run it again, to deliver the cancellation
+            inv.done.paused = None  # callers wait for how the cancellation ends it
             if inv.resume is not None:
                 inv.resume.set()
         elif action is Action.RESPAWN:
@@ -146,6 +147,7 @@ class Control:
         if inv.paused_reason is None:
             raise ValueError(f"invocation {invocation_id} is not paused")
         inv.paused_reason = None
+        inv.done.paused = None  # callers from now on wait for its result
         if inv.life.phase is Phase.PAUSED:  # else its task has not reached the wait yet
             inv.life.apply(Event.RESUME)
         batch = WriteBatch()

@@ -10,7 +10,9 @@ The tree::
     ├─ NonDeterminismError           a replay diverged from the journal
     ├─ NotReadyError (470)           a non-blocking output lookup: still running
     └─ TerminalError (500)           ends an invocation without retry; reaches callers
-       └─ DeadlockError (409)        an exclusive call would close a wait-for cycle
+       ├─ DeadlockError (409)        an exclusive call would close a wait-for cycle
+       └─ InvocationPausedError (500)  a caller outside the runtime waited on an
+                                     invocation that paused (it is not ended)
 
 Lower-layer errors never reach users: the runtime translates ``StorageError`` into
 ``PersistenceError`` at its boundary (``persistence_error``).
@@ -18,7 +20,7 @@ Lower-layer errors never reach users: the runtime translates ``StorageError`` in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
     from actors.storage import StorageError
@@ -83,6 +85,56 @@ class DeadlockError(TerminalError):
     each other's keys. The message names the cycle. Status 409."""
 
     def __init__(self, message: str, status_code: int = 409) -> None:
+        super().__init__(message, status_code)
+
+
+@final
+class InvocationPausedError(TerminalError):
+    """Raised to a caller outside the runtime (``Runtime.call``,
+    ``InvocationHandle.result``, ``Runtime.attach``, the HTTP ingress: a 500) when the
+    invocation it waits on is paused: its attempts ran out, or its replay diverged from
+    its journal. Raised as soon as the invocation pauses, or at once if it already is.
+
+    The invocation is *not* ended: it stays paused (visible in ``actors invocations``,
+    holding its key), and ``Runtime.resume`` (``actors resume ID``) runs it again; attach
+    to it then for its real result. A caller inside a handler (``ctx.call``) is not
+    told: it keeps waiting, durably, for the callee's outcome.
+
+    Attributes:
+      invocation_id: the paused invocation.
+      reason: its last failure, as recorded.
+    """
+
+    def __init__(self, invocation_id: str, reason: str) -> None:
+        super().__init__(
+            f"invocation {invocation_id} is paused: {reason} (fix the cause, then resume "
+            f"it with Runtime.resume or `actors resume {invocation_id}` and attach to it "
+            "for its result)",
+            500,
+        )
+        self.invocation_id = invocation_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[InvocationPausedError], tuple[str, str]]:  # type: ignore[override]
+        return (type(self), (self.invocation_id, self.reason))
+
+
+class ContextMisuseError(TerminalError, AttributeError):
+    """What a handler that used a method or attribute its context does not have (a
+    shared handler writing state, a service reading state, a typo) ends with: a 500
+    ``TerminalError`` recorded at once, since no retry can fix the handler's code (the
+    handler itself sees the plain ``AttributeError``). Callers see a ``TerminalError``.
+    Not exported: catch ``TerminalError``."""
+
+
+class BadArgumentError(TerminalError, TypeError):
+    """Raised in a handler that passes a context operation an argument of the wrong type
+    (``ctx.sleep("5")``, a state name that is not a str, ``ctx.run`` without a function):
+    a 400 ``TerminalError`` that ends the invocation at once, and a ``TypeError``, as the
+    same mistake outside a handler would be. Callers see a ``TerminalError``. Not
+    exported: catch ``TerminalError`` (or ``TypeError``)."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
         super().__init__(message, status_code)
 
 

@@ -59,8 +59,9 @@ from ._context import (
     ObjectSharedContext,
     WorkflowContext,
     WorkflowSharedContext,
+    context_misuse,
 )
-from ._control_flow import RUN_BODY, HandlerFailed, StepFailed, Suspended
+from ._control_flow import RUN_BODY, HandlerFailed, PausedInline, StepFailed, Suspended
 from ._errors import (
     NonDeterminismError,
     PersistenceError,
@@ -69,6 +70,7 @@ from ._errors import (
     UnknownHandlerError,
     persistence_error,
 )
+from ._failures import cut, describe, unwinding
 from ._invocation import UNDECODED
 from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
@@ -104,11 +106,6 @@ if TYPE_CHECKING:
     from ._recommit import Recommits
     from ._scheduler import Scheduler
     from ._timers import Timers
-
-
-def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 class Executor:
@@ -152,6 +149,7 @@ class Executor:
             self._graph.hold(key_node, ("inv", inv.invocation_id))
         finished = False
         parked = False
+        taken_over = False
         status = _COMPLETED
         try:
             with anyio.CancelScope() as scope:  # kill() cancels it
@@ -213,11 +211,14 @@ class Executor:
                 return None
             await self._completed(inv, ticket, outcome, status)
             return None
+        except PausedInline:
+            taken_over = True  # not finished: ``run_call`` hands it to a task of its own
+            raise
         finally:
             inv.run_scope = None
             if key_node is not None and life.phase is not _SUSPENDED:
                 self._graph.release(key_node)
-            if parked:
+            if parked or taken_over:
                 pass
             elif finished or life.phase is not _SUSPENDED:
                 self.finish(inv)
@@ -311,8 +312,10 @@ class Executor:
                 await self._back_off(inv)
                 life.apply(Event.RETRY)
             if inv.paused_reason is not None:  # paused in its record: wait for resume
-                life.apply(Event.PAUSE)
+                if life.phase is not Phase.PAUSED:  # (a task taking it over finds it so)
+                    life.apply(Event.PAUSE)
                 if life.phase is Phase.PAUSED:
+                    inv.done.pause(inv.paused_reason)  # callers outside are answered
                     await self.wait_resumed(inv)
                 else:
                     inv.paused_reason = None  # a cancel overrides the stored pause
@@ -356,7 +359,7 @@ class Executor:
                 self._unwound_no_more(inv)
                 if life.cancel_requested:  # cancelled: it is not retried or paused again
                     return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
-                await self.pause(inv, str(exc))
+                await self.pause(inv, describe(exc))
             except (HandlerFailed, StepFailed) as exc:
                 self._unwound_no_more(inv)
                 if life.cancel_requested and isinstance(exc, HandlerFailed):
@@ -456,24 +459,30 @@ class Executor:
         except UnknownHandlerError as exc:
             # A call to a handler that does not exist: retrying cannot help.
             return Failure(str(exc), exc.status_code)
-        except Exception as exc:
+        except BaseException as exc:
+            # Anything else is a failure of this attempt, BaseException included
+            # (KeyboardInterrupt, SystemExit, a CancelledError nobody cancelled...), never
+            # the end of the runtime; only the runtime's signals and an outside
+            # cancellation unwind (``_failures``).
+            signal = unwinding(exc)
+            if signal is exc:
+                raise
+            if signal is not None:
+                raise signal from exc
+            misuse = context_misuse(exc)
+            if misuse is not None:  # no retry fixes the handler's code: fail it now
+                return failure(misuse)
+            reason = describe(exc)
             logger.warning(
-                "handler %s of invocation %s raised %s: %s",
-                spec.qualname,
-                inv.invocation_id,
-                type(exc).__name__,
-                exc,
+                "handler %s of invocation %s raised %s", spec.qualname, inv.invocation_id, reason
             )
-            raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
-        except BaseExceptionGroup as group:
-            # A task group of the handler's own carried one of our signals out of a
-            # child task: act on the signal, not on its wrapper.
-            signals = group.subgroup(lambda exc: isinstance(exc, StepFailed | Suspended))
-            if signals is not None:
-                raise first_leaf(signals) from group
-            raise
+            raise HandlerFailed(reason) from exc
 
     async def pause(self, inv: Invocation, reason: str) -> None:
+        """Pause ``inv`` (durably), answer its callers outside the runtime, and wait for
+        its resume. Run in an outside caller's task, it unwinds to that caller instead
+        (``PausedInline``), and a task of the runtime waits."""
+        reason = cut(reason)  # the record must fit in the store, whatever was raised
         inv.paused_reason = reason
         inv.life.apply(Event.PAUSE)
         logger.error("invocation %s (%s) paused: %s", inv.invocation_id, inv.spec.qualname, reason)
@@ -490,6 +499,11 @@ class Executor:
                 await ticket.wait()
         except (StorageError, TerminalError, StepFailed) as exc:
             logger.error("could not record the pause of %s: %s", inv.invocation_id, exc)
+        if inv.life.phase is not Phase.PAUSED:
+            return  # cancelled meanwhile: it runs again to deliver the cancellation
+        inv.done.pause(reason)
+        if self._scheduler.runs_inline(inv.invocation_id):
+            raise PausedInline
         await self.wait_resumed(inv)
 
     async def wait_resumed(self, inv: Invocation) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 import anyio.lowlevel
 
-from ._errors import ActorsError
+from ._errors import ActorsError, BadArgumentError
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -127,17 +127,18 @@ def settled(driver: FutureDriver, inv: Invocation, value: Callable[[], Any]) -> 
 
 
 def _check_futures(futures: list[Any], what: str) -> tuple[FutureDriver, Invocation]:
+    # Misuse in a handler that no retry can fix: a 400 TerminalError, at once.
     if not futures:
-        raise TypeError(f"{what} needs at least one durable future")
+        raise BadArgumentError(f"{what} needs at least one durable future")
     for future in futures:
         if not isinstance(future, DurableFuture):
-            raise TypeError(
+            raise BadArgumentError(
                 f"{what} takes durable futures (from ctx.run, ctx.sleep, ctx.call, "
                 f"promise.value(), ctx.awakeable), not {type(future).__name__}"
             )
     first = futures[0]
     if any(future._inv is not first._inv for future in futures):
-        raise TypeError(f"{what}: every future must belong to the same invocation")
+        raise BadArgumentError(f"{what}: every future must belong to the same invocation")
     return first._driver, first._inv
 
 

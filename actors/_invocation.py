@@ -59,26 +59,49 @@ class Completion:
     """Where an invocation's result lands. It outlives the in-memory ``Invocation``: a
     parked invocation is dropped from memory and rebuilt when woken, and whoever waits
     for its result keeps waiting on the same ``Completion``. The event is created only
-    when someone actually waits, so a parked invocation costs a few dozen bytes."""
+    when someone actually waits, so a parked invocation costs a few dozen bytes.
 
-    __slots__ = ("_event", "error", "finished", "outcome")
+    ``paused`` is the reason while the invocation is paused: callers outside the
+    runtime are answered with it (``wait_answer``), callers in handlers keep waiting."""
+
+    __slots__ = ("_event", "error", "finished", "outcome", "paused")
 
     def __init__(self) -> None:
         self._event: anyio.Event | None = None
         self.outcome: Outcome | None = None
         self.error: Exception | None = None
         self.finished = False
+        self.paused: str | None = None
 
     def is_set(self) -> bool:
         return self.finished
 
     def set(self) -> None:
         self.finished = True
+        self.paused = None
         if self._event is not None:
             self._event.set()
 
+    def pause(self, reason: str) -> None:
+        """The invocation paused: wake whoever waits, so outside callers can answer."""
+        self.paused = reason
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
     async def wait(self) -> None:
+        """Until the invocation finished (a pause does not end this wait)."""
         if self.finished:
+            await anyio.lowlevel.checkpoint()
+            return
+        while not self.finished:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+
+    async def wait_answer(self) -> None:
+        """Until the invocation finished or is paused (for callers outside the runtime)."""
+        if self.finished or self.paused is not None:
             await anyio.lowlevel.checkpoint()
             return
         if self._event is None:

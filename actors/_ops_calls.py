@@ -220,7 +220,7 @@ class CallOps:
         entry_bytes = len(payload) + _target_size(tgt)
         try:
             seconds = delay_seconds(delay)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)

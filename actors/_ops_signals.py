@@ -36,7 +36,7 @@ from actors.storage import (
 )
 
 from ._control_flow import check_usable
-from ._errors import NonDeterminismError, TerminalError, persistence_error
+from ._errors import BadArgumentError, NonDeterminismError, TerminalError, persistence_error
 from ._futures import DurableFuture, settled
 from ._limits import MAX_VALUE_BYTES, check_text, check_value
 from ._results import decode_outcome, failure, outcome_size
@@ -86,7 +86,7 @@ def _outcome_of(value: object, reason: str | None, annotation: Any, what: str) -
     completion converts the value by its own type."""
     if reason is not None:
         if not isinstance(reason, str):
-            raise TypeError(f"a rejection reason is a str, not {type(reason).__name__}")
+            raise BadArgumentError(f"a rejection reason is a str, not {type(reason).__name__}")
         check_text(reason, "rejection reason", MAX_VALUE_BYTES)
         return Failure(reason, 500)
     if annotation is object and value is not None:

@@ -31,7 +31,7 @@ from actors.storage import (
 )
 
 from ._control_flow import check_usable
-from ._errors import persistence_error
+from ._errors import BadArgumentError, persistence_error
 from ._invocation import ENTRY_OVERHEAD, ROW_OVERHEAD
 from ._limits import MAX_NAME_BYTES, MAX_VALUE_BYTES, check_name, check_value
 from ._rows import state_key
@@ -51,8 +51,8 @@ _SHORT_NAME = MAX_NAME_BYTES // 2
 
 
 def _check_state_name(name: object) -> None:
-    if not isinstance(name, str):
-        raise TypeError(f"state names are str, not {type(name).__name__}")
+    if not isinstance(name, str):  # the handler's bug, which no retry fixes: 400 at once
+        raise BadArgumentError(f"state names are str, not {type(name).__name__}")
     check_name(name, "state name")
 
 

@@ -27,11 +27,14 @@ import attrs
 
 from actors.storage import Failure, Outcome, RunEntry, Success
 
+from ._context import context_misuse
 from ._control_flow import RUN_BODY, StepFailed, check_usable
-from ._errors import RuntimeClosedError, SerializationError, TerminalError
+from ._errors import BadArgumentError, RuntimeClosedError, SerializationError, TerminalError
+from ._failures import cut, describe, passes_through
 from ._futures import DurableFuture, settled
 from ._limits import MAX_VALUE_BYTES, check_step_name
 from ._results import decode_outcome, failure, outcome_size
+from ._retry import RetryPolicy
 from ._serde import encode_value
 
 if TYPE_CHECKING:
@@ -40,7 +43,6 @@ if TYPE_CHECKING:
     from ._gate import OutputGate
     from ._invocation import Invocation
     from ._kernel import Kernel
-    from ._retry import RetryPolicy
     from ._waits import Waits
 
 
@@ -117,11 +119,21 @@ class StepOps:
         result_type: Any,
     ) -> DurableFuture[Any]:
         check_usable("ctx.run()")
+        # A malformed step is the handler's bug: no retry fixes it (400, at once).
         if not isinstance(name, str) or not name:
-            raise TypeError("ctx.run() needs a non-empty name for its step")
+            raise BadArgumentError(
+                f"ctx.run() needs a non-empty str name for its step, not {name!r}"
+            )
         check_step_name(name)
         if not callable(fn):
-            raise TypeError(f"ctx.run({name!r}) needs a function, not {fn!r}")
+            raise BadArgumentError(
+                f"ctx.run({name!r}) needs a function to run, not {type(fn).__name__}"
+            )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise BadArgumentError(
+                f"ctx.run({name!r}, retry=...) takes an actors.RetryPolicy, not "
+                f"{type(retry).__name__}"
+            )
         annotation = _result_annotation(fn, result_type)
         what = f"result of ctx.run({name!r})"
         index, recorded = inv.reserve(RunEntry, name, f"run({name!r})")
@@ -144,11 +156,20 @@ class StepOps:
                     result = await self.call_body(fn, args)
                 except TerminalError as exc:
                     return failure(exc)
-                except Exception as exc:
+                except BaseException as exc:
+                    # Anything the body raised, BaseException included, is a failure of
+                    # this try (``_failures``); the runtime's signals and a cancellation
+                    # from outside unwind.
+                    if passes_through(exc):
+                        raise
+                    misuse = context_misuse(exc)
+                    if misuse is not None:  # a body that touched its context: no retry fixes it
+                        return failure(misuse)
                     if policy.exhausted(tries):
                         return Failure(
-                            f"ctx.run({name!r}) failed after {tries} attempts: "
-                            f"{type(exc).__name__}: {exc}",
+                            cut(
+                                f"ctx.run({name!r}) failed after {tries} attempts: {describe(exc)}"
+                            ),
                             500,
                         )
                     delay = policy.delay(tries + 1)
@@ -214,7 +235,8 @@ class StepOps:
                     raise RuntimeClosedError(f"ctx.run({name!r}) was cancelled: shutting down")
                 if escaped is not None and not isinstance(escaped, Exception):
                     raise escaped  # e.g. actors.testing's SimulatedCrash
-                raise StepFailed(f"ctx.run({name!r}) was interrupted: {body.escaped!r}")
+                cause = describe(escaped) if escaped is not None else "no outcome"
+                raise StepFailed(f"ctx.run({name!r}) was interrupted: {cause}")
             # Return the stored form, so that live execution and replay see the same value.
             return decode_outcome(body.outcome, annotation, what)
 
@@ -251,7 +273,21 @@ class StepOps:
         if inspect.iscoroutinefunction(fn):
             return await fn(*args)
         # A plain function may block: run it on a worker thread, off the event loop.
-        result = await anyio.to_thread.run_sync(functools.partial(fn, *args))
+        # What it raises comes back as a value and is raised here: under asyncio, an
+        # exception that comes through the thread's future is *thrown* into the task, and
+        # a GeneratorExit thrown so closes the whole coroutine chain instead of failing
+        # this try.
+        ok, result = await anyio.to_thread.run_sync(functools.partial(_captured, fn, args))
+        if not ok:
+            raise result
         if inspect.isawaitable(result):
             return await result
         return result
+
+
+def _captured(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    """``(True, fn(*args))``, or ``(False, what it raised)``: run on a worker thread."""
+    try:
+        return True, fn(*args)
+    except BaseException as exc:
+        return False, exc

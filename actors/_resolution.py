@@ -33,10 +33,20 @@ if TYPE_CHECKING:
 
 
 def delay_seconds(delay: timedelta | float | None) -> float:
-    """A delay or duration in seconds; ``ValueError`` unless finite and non-negative."""
+    """A delay or duration in seconds; ``TypeError`` unless a ``timedelta`` or a number
+    (not a str such as ``"5"``, which ``float()`` would take), ``ValueError`` unless
+    finite and non-negative."""
     if delay is None:
         return 0.0
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise TypeError(
+            f"a duration is a timedelta or a number of seconds, not {type(delay).__name__} "
+            f"{delay!r}"
+        )
     if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
         raise ValueError(f"delay must be a finite, non-negative duration, not {delay!r}")
     return seconds

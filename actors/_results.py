@@ -16,11 +16,13 @@ from actors.storage import Failure
 
 from ._errors import (
     DeadlockError,
+    InvocationPausedError,
     PersistenceError,
     RuntimeClosedError,
     TerminalError,
     UnknownHandlerError,
 )
+from ._failures import safe_text, type_name
 from ._serde import decode_value
 from ._util import NoPublicConstructor
 
@@ -51,8 +53,18 @@ def outcome_size(outcome: Outcome) -> int:
 
 
 def failure(exc: TerminalError) -> Failure:
-    """The stored form of a terminal error: its kind is a field, never read from text."""
-    return Failure(exc.message, exc.status_code, deadlock=isinstance(exc, DeadlockError))
+    """The stored form of a terminal error: its kind is a field, never read from text.
+    Whatever handler code put in it, it is stored as text that renders (cut to
+    ``MAX_FAILURE_MESSAGE_CHARS``) and a status code of three digits at most (500 if it
+    was not one: a bigger int cannot even be encoded)."""
+    try:
+        message, code = exc.message, exc.status_code
+    except BaseException:  # a subclass's property that raises
+        message, code = None, 500
+    message = safe_text(message, type_name(exc))
+    if type(code) is not int or not 0 <= code <= 999:
+        code = 500
+    return Failure(message, code, deadlock=isinstance(exc, DeadlockError))
 
 
 class Results:
@@ -65,8 +77,23 @@ class Results:
         self._resolver = resolver
 
     async def result_of(self, inv: Invocation) -> Any:
-        await inv.done.wait()
-        return self.completed_result(inv.done, inv.invocation_id, inv.spec)
+        done = inv.done
+        if not done.finished:
+            return await self.answer(done, inv.invocation_id, inv.spec)
+        await anyio.lowlevel.checkpoint()  # the common case: a call that ran inline
+        return self.completed_result(done, inv.invocation_id, inv.spec)
+
+    async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:
+        """The result for a caller outside the runtime: the outcome once it finished, or
+        ``InvocationPausedError`` as soon as it is paused (it stays paused)."""
+        while True:
+            await done.wait_answer()
+            if done.finished:
+                return self.completed_result(done, invocation_id, spec)
+            reason = done.paused
+            if reason is not None:
+                raise InvocationPausedError(invocation_id, reason)
+            # Resumed before this task ran: wait for what comes next.
 
     def completed_result(
         self, done: Completion, invocation_id: str, spec: Handler[Any, Any]
@@ -97,8 +124,7 @@ class Results:
             raise RuntimeClosedError("the runtime is closed")
         done = self._k.completion_of(invocation_id)
         if done is not None:
-            await done.wait()
-            return self.completed_result(done, invocation_id, spec)
+            return await self.answer(done, invocation_id, spec)
         await anyio.lowlevel.checkpoint()
         record = self._k.load_record(invocation_id)
         if record is None:
@@ -136,7 +162,8 @@ class InvocationHandle(metaclass=NoPublicConstructor):
 
     async def result(self) -> Any:
         """Wait for the invocation's result. A ``TerminalError`` of the handler is
-        raised here with its message and status code."""
+        raised here with its message and status code; ``InvocationPausedError`` as soon
+        as the invocation is paused (it stays paused: resume it, then wait again)."""
         return await self._results.await_result(self.invocation_id, self._spec)
 
     def __repr__(self) -> str:

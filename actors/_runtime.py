@@ -198,7 +198,7 @@ class Runtime(metaclass=NoPublicConstructor):
 
     def _close(self) -> None:
         self._k.closed = True
-        for scope in self._scheduler.inline_scopes:
+        for scope in list(self._scheduler.inline_scopes):
             scope.cancel()
 
     # --- public API ------------------------------------------------------------------------
@@ -249,6 +249,8 @@ class Runtime(metaclass=NoPublicConstructor):
             Also raised (409) when ``idempotency_key`` was used for a different request,
             (413) when the key, the idempotency key or ``arg`` is over its limit (README
             "Limits"), and (400) when a key is not valid Unicode text; nothing is stored.
+          InvocationPausedError: the invocation paused (its attempts ran out): raised as
+            soon as it pauses; it stays paused, ``resume`` then ``attach`` for its result.
           PersistenceError: the data directory failed.
         """
         if idempotency_key is not None or (isinstance(target, Handler) and target.kind == "main"):
@@ -295,7 +297,9 @@ class Runtime(metaclass=NoPublicConstructor):
     async def attach(self, invocation_id: str) -> Any:
         """Wait for the result of the invocation ``invocation_id``.
 
-        Raises ``UnknownHandlerError`` for an id this data directory never accepted."""
+        Raises ``UnknownHandlerError`` for an id this data directory never accepted, the
+        invocation's ``TerminalError`` if it failed, and ``InvocationPausedError`` while
+        it is paused (at once, or as soon as it pauses)."""
         self._check_open()
         _check_id(invocation_id)
         inv = self._invocations.get(invocation_id)

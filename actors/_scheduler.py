@@ -26,7 +26,8 @@ import attrs
 
 from actors.mailbox import HOLD, Mailbox
 
-from ._errors import UnknownHandlerError
+from ._control_flow import PausedInline
+from ._errors import InvocationPausedError, UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
 from ._kernel import Parked, logger, noop
 from ._key_order import parse_row
@@ -71,8 +72,9 @@ class Scheduler:
         self.max_waiting = max(100, max_in_flight // 10)
         #: Invocations blocked in a durable wait: the ones to suspend under pressure.
         self.waiting: dict[str, Invocation] = {}
-        #: Scopes of handlers running in their caller's task (closing cancels them).
-        self.inline_scopes: set[anyio.CancelScope] = set()
+        #: Scopes of handlers running in their caller's task (closing cancels them),
+        #: with the ids of their invocations.
+        self.inline_scopes: dict[anyio.CancelScope, str] = {}
         self.runner: Runner = _not_wired
 
     def run_soon(self, inv: Invocation) -> None:
@@ -120,20 +122,24 @@ class Scheduler:
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
         scope = anyio.CancelScope()
-        self.inline_scopes.add(scope)
+        self.inline_scopes[scope] = inv.invocation_id
         try:
             with scope:
                 outcome = await self.runner(inv, release)
-        except BaseException:
+        except BaseException as exc:
+            paused = isinstance(exc, PausedInline)
             life = inv.life
             if inv.inbox_key is not None and life.accepts(Event.DETACH) and not self._k.closed:
-                # The caller went away mid-run, but the invocation was recorded: it
-                # must still complete. Continue it in the background from its journal,
-                # still holding its key: work queued behind it must not overtake it.
-                # (Completing, it needs no new task: its batch lands by itself.)
+                # The caller went away mid-run (or is answered that it paused), but the
+                # invocation was recorded: it must still complete. Continue it in the
+                # background from its journal, still holding its key: work queued
+                # behind it must not overtake it. (Completing, it needs no new task:
+                # its batch lands by itself.) A paused one was not finished, so whoever
+                # else waits on its result keeps waiting on the same completion.
                 actions = life.apply(Event.DETACH)
                 if Action.RESPAWN in actions:
-                    successor = attrs.evolve(inv, done=Completion())  # the same lifecycle
+                    done = inv.done if paused else Completion()
+                    successor = attrs.evolve(inv, done=done)  # the same lifecycle
                     self._invocations[inv.invocation_id] = successor
                     holding = inv.activation
                     if holding is not None and holding.mailbox.running_exclusive is inv:
@@ -145,11 +151,31 @@ class Scheduler:
                     release()
             else:
                 release()
+                if paused:  # no task can take it over: the runtime is closing, or its
+                    self._drop(inv)  # pause (and acceptance) could not be recorded
+            if paused:
+                reason = inv.paused_reason or "paused"
+                if inv.inbox_key is None:
+                    reason += " (its pause could not be recorded: it cannot be resumed)"
+                raise InvocationPausedError(inv.invocation_id, reason) from None
             raise
         finally:
-            self.inline_scopes.discard(scope)
+            del self.inline_scopes[scope]
         if scope.cancelled_caught or outcome != HOLD:
             release()
+
+    def runs_inline(self, invocation_id: str) -> bool:
+        """Whether the invocation runs in its outside caller's task (``run_call``)."""
+        return invocation_id in self.inline_scopes.values()  # rare: only when it pauses
+
+    def _drop(self, inv: Invocation) -> None:
+        """End the life in memory of a paused invocation no task can take over (its
+        pause was not recorded, or the runtime is closing): storage decides at open."""
+        if Action.RELEASE_SLOT in inv.life.apply(Event.ABANDON):
+            self.slots.release()
+        if self._invocations.get(inv.invocation_id) is inv:
+            del self._invocations[inv.invocation_id]
+        inv.done.set()
 
     def activation(self, actor: str, key: str) -> Activation:
         activation = self.activations.get((actor, key))

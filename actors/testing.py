@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, final
 import attrs
 
 from ._clock import LoopClock
+from ._control_flow import ControlFlow
 from ._errors import PersistenceError
 from ._runtime import Runtime, open_runtime
 
@@ -49,10 +50,12 @@ __all__ = [
 
 
 @final
-class SimulatedCrash(BaseException):
+class SimulatedCrash(ControlFlow):
     """Raised out of ``open_test_runtime`` when its ``CrashPlan`` fires. From that point
     no commit of the runtime succeeds, exactly as if the process had died there. It is a
-    BaseException so that handler code catching ``Exception`` cannot swallow it."""
+    BaseException so that handler code catching ``Exception`` cannot swallow it, and one
+    of the runtime's own signals, so that the runtime lets it end the runtime (any other
+    BaseException raised in handler code is recorded as that attempt's failure)."""
 
 
 @final
