@@ -35,8 +35,9 @@ from ._errors import (
     UnknownHandlerError,
 )
 from ._futures import DurableFuture, gather, select
+from ._open import open_runtime
 from ._retry import RetryPolicy
-from ._runtime import InvocationHandle, Runtime, RuntimeStatistics, open_runtime
+from ._runtime import InvocationHandle, Runtime, RuntimeStatistics
 
 __all__ = [
     "ActorsError",

@@ -310,7 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from ._definitions import registration_entry
     from ._http_connection import ServerOptions
-    from ._runtime import open_runtime
+    from ._open import open_runtime
 
     actors = load_actors(args.app)
     for item in actors:

@@ -8,21 +8,10 @@ with the retry policy's backoff, holding the key; when attempts run out, or a re
 diverges from the journal, the invocation is *paused*: it keeps its key, stays visible,
 and continues with ``resume``.
 
-Completion is one batch: the last entries and writes, the completed record, its
-retention timer, the inbox deletion and, for a ``ctx.call``, the caller's journal entry.
-Only when that would pass ``MAX_BATCH_BYTES`` do the last entries and writes go first, in
-a batch of their own (exactly what a ``ctx.run`` gate would have written), and an outcome
-that even then does not fit its record is recorded as a 413 failure: whatever is queued
-is what callers are told.
-An exclusive invocation releases its key as soon as that batch is queued (pipelining);
-callers are answered only once it is durable. A plain ``rt.call`` that recorded nothing
-before completing leaves no history (as in Restate, completed invocations are kept only
-when someone can refer to them), so it costs one commit, or none for a pure read.
-
-A failed commit is the store's failure, not the handler's: a step's retries the attempt
-with backoff and never pauses it; a completion's is committed again, unchanged, until it
-lands (``_recommit``); an attempt that ends after a batch it builds on failed runs
-again. Only a store that broke (it takes no more writes) ends this: the runtime stops.
+What a completion writes, and what its callers are told, is ``_completion``'s. A failed
+commit is the store's failure, not the handler's: a step's retries the attempt with
+backoff and never pauses it; a completion's is committed again, unchanged, until it lands
+(``_recommit``); an attempt that ends after a batch it builds on failed runs again. Only a store that broke (it takes no more writes) ends this: the runtime stops.
 """
 
 from __future__ import annotations
@@ -34,7 +23,6 @@ import anyio
 
 from actors.mailbox import HOLD
 from actors.storage import (
-    CallEntry,
     Failure,
     InvocationStatus,
     JournalEntry,
@@ -43,16 +31,14 @@ from actors.storage import (
     StorageError,
     Success,
     Table,
-    TimerKind,
-    TimerRecord,
     WriteBatch,
     decode_key,
     dumps,
-    dumps_entry,
     encode_key,
     loads_entry,
 )
 
+from ._completion import Completions
 from ._context import (
     Context,
     ObjectContext,
@@ -76,7 +62,6 @@ from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
 from ._limits import MAX_VALUE_BYTES
 from ._results import failure
-from ._rows import journal_key, timer_key
 from ._serde import decode_value, encode_value
 
 # Read on every call. In Python 3.11 each ``Enum.MEMBER`` read goes through
@@ -132,6 +117,7 @@ class Executor:
         self._retention = kernel.retention
         self._graph = kernel.graph
         self._invocations = kernel.invocations
+        self._completions = Completions(kernel, output, recommits, scheduler, timers)
 
     async def run(self, inv: Invocation, release: Callable[[], None]) -> object:
         # A call made from a step's body runs a handler of its own, in the same task.
@@ -174,7 +160,7 @@ class Executor:
                 self._scheduler.park(inv)
                 return None
             life.apply(_COMPLETE)  # hands the key on (below), keeps its slot
-            if self.is_pure_read(inv):
+            if self._completions.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
                 ticket = self._output.chain(inv)
@@ -197,7 +183,7 @@ class Executor:
                 return None
             try:
                 # The outcome it records is the one every caller is told (maybe a 413).
-                ticket, outcome = self.submit_completion(inv, outcome, status)
+                ticket, outcome = self._completions.submit(inv, outcome, status)
             except StepFailed as exc:  # the store takes no more writes
                 inv.error = PersistenceError(str(exc))
                 ticket = None
@@ -244,7 +230,7 @@ class Executor:
         self._act(inv, _DURABLE)
         if status is not _KILLED:
             self._k.log("completed", inv)
-        self.after_completion(inv)
+        self._completions.after(inv)
 
     async def _landed(self, inv: Invocation, ticket: CommitTicket) -> StorageError | None:
         """Wait until the completion's batch is durable, committed again as often as
@@ -281,7 +267,7 @@ class Executor:
         status = _KILLED if killed else _COMPLETED
         try:
             try:
-                ticket, outcome = self.submit_completion(inv, outcome, status)
+                ticket, outcome = self._completions.submit(inv, outcome, status)
             except StepFailed as exc:  # the store takes no more writes
                 inv.error = PersistenceError(str(exc))
                 ticket = None
@@ -538,114 +524,6 @@ class Executor:
             assert isinstance(index, int)
             journal[index] = loads_entry(value)
         return journal
-
-    @staticmethod
-    def is_ephemeral(inv: Invocation) -> bool:
-        """A ``call`` that never recorded anything: nobody can attach to it and no
-        journal refers to it, so its completion needs no record."""
-        return inv.inbox_key is None and inv.caller_id is None and inv.idempotency_key is None
-
-    def is_pure_read(self, inv: Invocation) -> bool:
-        """An ephemeral call that wrote nothing: completing it needs no commit at all."""
-        return self.is_ephemeral(inv) and not inv.writes and not inv.cleared_all
-
-    def submit_completion(
-        self, inv: Invocation, outcome: Outcome, status: InvocationStatus
-    ) -> tuple[CommitTicket | None, Outcome]:
-        """Queue the completion: remaining entries and writes, the completed record (which
-        is also the acceptance of a call never flushed before), the inbox deletion and
-        the caller's journal entry, in one batch.
-
-        Returns its ticket and the outcome it records, which is the one every caller is
-        told. When the step's buffered work and the completion do not fit one batch, the
-        buffered work goes first, on its own (a durable step, as at a ``ctx.run``); an
-        outcome that does not fit the record even then is recorded as a 413 failure
-        instead, and buffered work that fits no batch is dropped with it. The ticket is
-        None (and ``inv.error`` says why) when not even that could be queued."""
-        for _ in range(3):
-            try:
-                return self._queue_completion(inv, outcome, status), outcome
-            except TerminalError as exc:
-                too_large = exc
-            if inv.has_buffered():
-                try:
-                    self._output.flush(inv)  # the step's own work first: then try again
-                    continue
-                except TerminalError as exc:
-                    too_large = exc
-                    self._drop_buffered(inv)
-            outcome = failure(too_large)
-        try:
-            return self._queue_completion(inv, outcome, status), outcome
-        except TerminalError as exc:
-            inv.error = PersistenceError(f"cannot complete invocation {inv.invocation_id}: {exc}")
-            logger.error("%s", inv.error)
-            return None, outcome
-
-    def _drop_buffered(self, inv: Invocation) -> None:
-        """Forget the attempt's buffered work (no batch can hold it), with the calls it
-        made but had not delivered, and their workflow claims."""
-        for callee in inv.drop_buffered():
-            if callee.spec.kind == "main" and callee.target.key is not None:
-                claim = (callee.target.actor, callee.target.key)
-                if self._k.workflow_claims.get(claim) == callee.invocation_id:
-                    del self._k.workflow_claims[claim]
-
-    def _queue_completion(
-        self, inv: Invocation, outcome: Outcome, status: InvocationStatus
-    ) -> CommitTicket:
-        """Submit the completion batch for ``outcome``; ``TerminalError`` (413) when it
-        cannot be stored, with nothing queued."""
-        # A plain ``call`` that recorded nothing before completing leaves no history
-        # (as in Restate, completed invocations are kept only when someone can refer to
-        # them: sends, idempotent requests, calls between actors). Its journal is moot.
-        ephemeral = self.is_ephemeral(inv)
-        if ephemeral or (status is InvocationStatus.KILLED and self._output.chain_broken(inv)):
-            # Ephemeral: its journal is moot. Killed on a chain that failed: what it did
-            # may rest on writes that were lost, and its record must be safe to commit
-            # again (``_recommit``): it ends with nothing of its last attempt.
-            inv.unflushed = []
-            if not ephemeral:
-                inv.writes = {}
-                inv.cleared_all = False
-        batch = WriteBatch()
-        if not ephemeral:
-            now = self._clock.now()
-            record = inv.record(status, outcome, now)
-            batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
-            expire_at = now + self._retention
-            expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
-            batch.put(
-                Table.TIMERS,
-                expiry,
-                dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
-            )
-            inv.expiry = (expire_at, expiry)
-        for row in inv.timer_keys:  # sleeps that never fired (a lost select)
-            batch.delete(Table.TIMERS, row)
-        if inv.inbox_key is not None:
-            batch.delete(Table.INBOX, inv.inbox_key)
-        if inv.caller_id is not None and inv.caller_index is not None:
-            entry = CallEntry(inv.invocation_id, inv.target, inv.payload, outcome)
-            batch.put(
-                Table.JOURNAL, journal_key(inv.caller_id, inv.caller_index), dumps_entry(entry)
-            )
-        on_done = self._recommits.on_done(inv)  # a failure joins its key's queue
-        ticket = self._output.flush(inv, batch, accept=False, completion=True, on_done=on_done)
-        assert ticket is not None
-        return ticket
-
-    def after_completion(self, inv: Invocation) -> None:
-        """The completion is durable: deliver calls it left undelivered, schedule its
-        expiry and wake its caller."""
-        for callee in inv.pending_calls:
-            self._scheduler.dispatch(callee)
-        inv.pending_calls = []
-        if inv.expiry is not None and inv.expiry[0] <= self._timers.loaded_until:
-            # Later expiries are loaded from the timers table when their window comes.
-            self._timers.schedule(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])
-        if inv.caller_id is not None:
-            self._scheduler.wake(inv.caller_id)
 
     def finish(self, inv: Invocation) -> None:
         self._invocations.pop(inv.invocation_id, None)

@@ -5,7 +5,7 @@ re-executed handler never delivers the same call twice (a replayed ``send`` answ
 ``PreviouslyAccepted``). A call's acceptance rides in the caller's next batch and the
 callee is delivered once that batch is durable (a delivered call is an effect: the
 output gate). A callee's completion is written into the caller's journal in the same
-transaction that completes the callee (``Executor.submit_completion``).
+transaction that completes the callee (``Completions.submit``).
 
 Deadlocks: the wait-for graph (``_deadlock``) has an edge from every invocation to the
 key (exclusive callee) or invocation (shared or service callee) it waits on, and from

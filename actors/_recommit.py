@@ -1,6 +1,6 @@
 """Completions whose commit failed: kept in memory and committed again, in key order.
 
-A completion is one batch (``Executor.submit_completion``). When its commit fails (a
+A completion is one batch (``Completions.submit``). When its commit fails (a
 full disk, an I/O error), the invocation stays in memory, COMPLETING: its callers wait,
 ``attach`` finds it, and the same batch is submitted again, with the runtime's retry
 backoff and no limit, until the store takes it. Its callers are answered only then.

@@ -29,7 +29,7 @@ import attrs
 from ._clock import LoopClock
 from ._control_flow import ControlFlow
 from ._errors import PersistenceError
-from ._runtime import Runtime, open_runtime
+from ._open import open_runtime
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._definitions import Actor
     from ._retry import RetryPolicy
+    from ._runtime import Runtime
 
 __all__ = [
     "CrashPlan",
