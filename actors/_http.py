@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import attrs
 import msgspec
 
+from actors.storage import DiskFullError, StoreFullError
+
 from ._errors import (
     ActorsError,
+    PersistenceError,
     RuntimeClosedError,
     SerializationError,
     TerminalError,
@@ -81,6 +84,12 @@ def error_of(exc: ActorsError, private: tuple[str, ...]) -> Response:
     """The answer for an error the runtime raised (see ``public_message``)."""
     if isinstance(exc, RuntimeClosedError):
         return error_response(503, public_message(str(exc), private))
+    if isinstance(exc, PersistenceError) and isinstance(
+        exc.__cause__, DiskFullError | StoreFullError
+    ):
+        # 507 Insufficient Storage: nothing was stored, and the same request can succeed
+        # once there is room (the runtime itself keeps working).
+        return error_response(507, public_message(str(exc), private))
     if isinstance(exc, TerminalError):
         # A handler may pick any code; only an error status can be answered as one.
         code = exc.status_code

@@ -442,6 +442,30 @@ async def test_a_send_whose_acceptance_fails_is_told_the_disk_is_full(
         assert await handle.result() == 2
 
 
+@modes
+async def test_over_http_a_full_disk_is_507_naming_no_path(
+    tmp_path: Path, commit_mode: CommitMode
+) -> None:
+    import httpx
+
+    from actors._ingress import IngressApp
+
+    disk = Disk(acceptance)
+    async with _open(tmp_path / "db", commit_mode, disk) as rt:
+        transport = httpx.ASGITransport(app=IngressApp(rt))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as client:
+            disk.full = True
+            answer = await client.post("/Box/a/put/send", content=b"1")
+            assert answer.status_code == 507, answer.text
+            body = answer.json()
+            assert body["code"] == 507
+            assert "disk full" in body["message"]
+            assert str(tmp_path) not in body["message"]
+            disk.full = False
+            answer = await client.post("/Box/a/put", content=b"2")
+            assert (answer.status_code, answer.json()) == (200, 2)
+
+
 # --- a writer thread that dies ----------------------------------------------------------------
 
 
