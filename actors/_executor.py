@@ -214,7 +214,11 @@ class Executor:
     ) -> None:
         """Wait for a queued completion to be durable, then answer its callers."""
         try:
-            error = await self._landed(inv, ticket)
+            try:
+                await ticket.wait()
+                error = None
+            except StorageError as exc:
+                error = await self._recommitted(inv, exc)
             if error is not None:  # the store broke: it never will
                 inv.error = self._k.write_failed(error)
                 logger.error("completion of invocation %s failed: %s", inv.invocation_id, error)
@@ -232,20 +236,16 @@ class Executor:
             self._k.log("completed", inv)
         self._completions.after(inv)
 
-    async def _landed(self, inv: Invocation, ticket: CommitTicket) -> StorageError | None:
-        """Wait until the completion's batch is durable, committed again as often as
-        it takes (``_recommit``); None, or why it never will be."""
-        try:
-            await ticket.wait()
-            return None
-        except StorageError as exc:
-            self._act(inv, Event.COMMIT_FAILED)
-            logger.warning(
-                "completion of invocation %s failed, it is committed again: %s",
-                inv.invocation_id,
-                exc,
-            )
-            return await self._recommits.recommitted(inv, exc)
+    async def _recommitted(self, inv: Invocation, exc: StorageError) -> StorageError | None:
+        """The completion's batch failed with ``exc``: wait until it is committed again
+        (``_recommit``); None, or why it never will be."""
+        self._act(inv, Event.COMMIT_FAILED)
+        logger.warning(
+            "completion of invocation %s failed, it is committed again: %s",
+            inv.invocation_id,
+            exc,
+        )
+        return await self._recommits.recommitted(inv, exc)
 
     async def _read_settled(self, inv: Invocation, ticket: CommitTicket) -> StorageError | None:
         """A pure read answers once what it read is durable: the batch it read, or, if

@@ -169,7 +169,7 @@ class OutputGate:
             ticket = activation.last_ticket
         else:
             ticket = inv.last_ticket
-        return ticket is not None and ticket.done and ticket.error is not None
+        return ticket is not None and ticket.error is not None and ticket.done
 
     def forget_failed_chain(self, inv: Invocation) -> None:
         """At the start of an attempt: if the last batch this invocation's writes would
@@ -177,7 +177,7 @@ class OutputGate:
         after it failed too), so start a fresh chain and read storage, not the overlay.
         A batch still in flight stays a dependency: the attempt may read its writes."""
         ticket = self.chain(inv)
-        if ticket is None or not ticket.done or ticket.error is None:
+        if ticket is None or ticket.error is None or not ticket.done:
             return
         activation = inv.activation
         if inv.exclusive and activation is not None:

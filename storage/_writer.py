@@ -133,13 +133,13 @@ class CommitTicket:
     the ``StorageError`` that failed it. Cancelling the wait does not cancel the commit."""
 
     __slots__ = (
-        "_error",
         "_event",
         "_on_done",
         "_thread_event",
         "_waker",
         "_writer",
         "batch",
+        "error",
         "seq",
     )
 
@@ -156,7 +156,9 @@ class CommitTicket:
         self.batch = batch
         self._waker = waker
         self._on_done = on_done
-        self._error: StorageError | None = None
+        #: The error that failed the batch, once it failed (set by the writer before the
+        #: ticket is published). A plain attribute: the runtime reads it on every call.
+        self.error: StorageError | None = None
         # Created by the first ``wait()``: many tickets complete before anyone awaits
         # them (or are never awaited), and an event costs a backend lookup to make.
         self._event: anyio.Event | None = None
@@ -168,11 +170,6 @@ class CommitTicket:
         when the store's ``durable_seq`` has reached ``seq``."""
         return self._writer._durable_seq >= self.seq
 
-    @property
-    def error(self) -> StorageError | None:
-        """The error that failed the batch, if it failed."""
-        return self._error
-
     async def wait(self) -> None:
         """Wait until the batch is durable. Always a checkpoint."""
         if self._writer._durable_seq >= self.seq:
@@ -182,8 +179,8 @@ class CommitTicket:
             if self._event is None:
                 self._event = anyio.Event()
             await self._event.wait()
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
 
     def wait_blocking(self) -> None:
         """Block the calling thread until the batch is durable (sync callers): LMDB
@@ -192,8 +189,8 @@ class CommitTicket:
         caller never waits for a loop, since it may be blocking that loop's thread."""
         assert self._thread_event is not None, "an async ticket cannot block"
         self._thread_event.wait()
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
 
 
 class Writer:
@@ -269,8 +266,8 @@ class Writer:
             self.submitted_seq += 1
             ticket = CommitTicket(self, self.submitted_seq, batch, waker, on_done)
             if self._fail_dependents([ticket]):
-                ticket._error = self._apply([batch])
-                if ticket._error is None:
+                ticket.error = self._apply([batch])
+                if ticket.error is None:
                     self._count_commit(1)
                 else:
                     self._failed_seqs.add(ticket.seq)
@@ -317,7 +314,7 @@ class Writer:
             except queue.Empty:
                 break
             if ticket is not None:
-                ticket._error = error
+                ticket.error = error
                 pending.append(ticket)
         if pending:
             self._settled(pending)
@@ -337,8 +334,8 @@ class Writer:
             if group:
                 # What it committed before dying is in LMDB: published as committed.
                 for ticket in self._unsettled[self._unsettled_from :]:
-                    if ticket._error is None:
-                        ticket._error = broken
+                    if ticket.error is None:
+                        ticket.error = broken
                 self._settled(group)
             self.fail_queued(broken)
             # Not re-raised: the thread's end is reported here, with its traceback, and
@@ -389,7 +386,7 @@ class Writer:
             return
         if len(group) == 1 or self.broken is not None:
             for ticket in group:
-                ticket._error = error
+                ticket.error = error
                 self._failed_seqs.add(ticket.seq)
             self._unsettled_from = len(group)
             return
@@ -397,8 +394,8 @@ class Writer:
         for index, ticket in enumerate(group):
             self._unsettled_from = index
             if self._fail_dependents([ticket]):
-                ticket._error = self._apply([ticket.batch])
-                if ticket._error is None:
+                ticket.error = self._apply([ticket.batch])
+                if ticket.error is None:
                     self._count_commit(1)
                 else:
                     self._failed_seqs.add(ticket.seq)
@@ -410,7 +407,7 @@ class Writer:
         for ticket in group:
             depends_on = ticket.batch.depends_on
             if depends_on and depends_on in self._failed_seqs:
-                ticket._error = CommitFailedError(
+                ticket.error = CommitFailedError(
                     f"batch #{ticket.seq} for {self._path} was not committed: it depends on "
                     f"batch #{depends_on}, which failed"
                 )
