@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, final, overload
 
 import anyio
 import anyio.abc
-import attrs
 
 from actors.storage import StorageError, Store
 
@@ -50,7 +49,6 @@ from ._files import DATA_DIR_FILES
 from ._gate import OutputGate
 from ._kernel import Kernel
 from ._key_order import KeyOrder
-from ._lifecycle import Phase
 from ._limits import MAX_BATCH_BYTES
 from ._operations import Operations
 from ._ops_calls import CallOps
@@ -63,6 +61,7 @@ from ._resolution import Resolver, check_invocation_id, delay_seconds
 from ._results import InvocationHandle, Results
 from ._retry import RetryPolicy
 from ._scheduler import Scheduler
+from ._statistics import RuntimeStatistics, statistics_of
 from ._timers import Timers
 from ._util import NO_ARG, NoPublicConstructor
 from ._waits import Waits
@@ -80,24 +79,7 @@ if TYPE_CHECKING:
 
 OutT = TypeVar("OutT")
 
-#: Phases of an invocation held in memory without its coroutine (or giving it up).
-_SUSPENDED = frozenset({Phase.SUSPENDED, Phase.UNWINDING, Phase.WOKEN_UNWINDING})
-
 __all__ = ["InvocationHandle", "Runtime", "RuntimeStatistics", "open_runtime"]
-
-
-@final
-@attrs.frozen
-class RuntimeStatistics:
-    """A snapshot of the runtime's in-memory load."""
-
-    in_flight: int  #: invocations held in memory
-    activations: int  #: keys with a live mailbox
-    queued_exclusive: int  #: exclusive invocations waiting for their key
-    suspended: int  #: invocations whose coroutine was dropped while waiting
-    paused: int  #: invocations waiting for ``resume``
-    parked: int = 0  #: suspended invocations dropped from memory entirely
-    timers: int = 0  #: timers scheduled (sleeps, delayed sends, retention expiry)
 
 
 @final
@@ -179,7 +161,6 @@ class Runtime(metaclass=NoPublicConstructor):
         self._signals = signals
         self._control = control
         self._invocations = kernel.invocations
-        self._parked = kernel.parked
         self._store = store
         self._entries = kernel.entries
 
@@ -476,23 +457,7 @@ class Runtime(metaclass=NoPublicConstructor):
 
     def statistics(self) -> RuntimeStatistics:
         """In-memory load: invocations held, active keys, queued exclusive work."""
-        invocations = self._invocations.values()
-        return RuntimeStatistics(
-            parked=len(self._parked),
-            timers=len(self._timers.heap),
-            in_flight=len(self._invocations),
-            activations=len(self._scheduler.activations),
-            queued_exclusive=sum(
-                a.mailbox.statistics().queued_exclusive
-                for a in self._scheduler.activations.values()
-            )
-            + sum(
-                1 for inv in self._admission.accepted if inv.exclusive and inv.not_before is None
-            ),
-            suspended=sum(1 for inv in invocations if inv.life.phase in _SUSPENDED)
-            + len(self._parked),
-            paused=sum(1 for inv in invocations if inv.paused_reason is not None),
-        )
+        return statistics_of(self._k, self._scheduler, self._timers, self._admission)
 
     def _check_open(self) -> None:
         if self._k.closed:

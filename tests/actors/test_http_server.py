@@ -205,7 +205,7 @@ async def test_head_requests_get_headers_only(tmp_path: Path) -> None:
                 await connection.send(request("GET", "/restate/health"))
                 after = await connection.response()
                 assert after is not None
-                assert after.json() == {"status": "OK"}
+                assert after.json() == {"services": ["Echo", "Tally"]}
         finally:
             await connection.aclose()
 
