@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from clients_app import Approval, Counter, Greeter  # this folder: pytest puts it on sys.path
 
 import actors
 
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # clients_app, also importable by ``actors serve`` here
-from clients_app import Approval, Counter, Greeter  # noqa: E402
 
 #: Seconds one checks script may take (it bounds each of its requests at 10 s).
 SCRIPT_TIMEOUT = 90.0
