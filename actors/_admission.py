@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -173,7 +174,9 @@ class Admission:
         finally:
             if idempotency_key is not None:
                 self.idempotency_inflight.pop(idempotency_key, None)
-        return InvocationHandle._create(self._results, inv.invocation_id, "Accepted", spec)
+        # From the acceptance, not inv.not_before: a due timer may have cleared that.
+        due = datetime.fromtimestamp(inv.accepted_at + seconds, UTC) if seconds else None
+        return InvocationHandle._create(self._results, inv.invocation_id, "Accepted", spec, due)
 
     @staticmethod
     def request_digest(target: Target, payload: bytes) -> bytes:
@@ -203,6 +206,37 @@ class Admission:
                 409,
             )
         return invocation_id
+
+    def idempotent_invocation(
+        self, target: Handler[Any, Any], idempotency_key: str, key: str | None
+    ) -> str:
+        """The id of the invocation of ``target`` (on ``key``) that ``idempotency_key``
+        was accepted for (``Runtime.attach_idempotent``). A key names one target, as in
+        Restate: the same key on another handler or object key finds nothing. Only
+        durable acceptances count: one still committing is not accepted yet."""
+        _entry, spec, tgt = self._resolver.resolve(target, key)
+        if spec.kind == "main":
+            raise TypeError(
+                f"{spec.qualname} runs once per workflow id and takes no idempotency key: "
+                "use attach_workflow / workflow_output"
+            )
+        if not isinstance(idempotency_key, str):
+            raise TypeError(f"idempotency_key must be a str, not {type(idempotency_key).__name__}")
+        check_idempotency_key(idempotency_key)
+        try:
+            data = self._store.get(Table.IDEMPOTENCY, encode_key((idempotency_key,)))
+        except StorageError as exc:
+            raise persistence_error(exc) from exc
+        if data is not None:
+            invocation_id = loads(IdempotencyRecord, data).invocation_id
+            record = self._k.load_record(invocation_id)
+            if record is not None and record.target == tgt:
+                return invocation_id
+        on = f" on {tgt.key!r}" if tgt.key is not None else ""
+        raise UnknownHandlerError(
+            f"no invocation of {spec.qualname}{on} with idempotency key {idempotency_key!r} "
+            "(never accepted, or expired after its retention)"
+        )
 
     def workflow_invocation(self, actor: str, workflow_id: str) -> str | None:
         """The invocation id of the run of ``actor`` on ``workflow_id``, if submitted."""

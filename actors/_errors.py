@@ -71,6 +71,12 @@ class TerminalError(ActorsError):
       status_code: an HTTP-style status code; 500 unless given.
     """
 
+    #: True on an error that is an invocation's recorded outcome, as opposed to a request
+    #: refused before anything ran (a reused idempotency key, a key over its limit...).
+    #: Set by the runtime; the HTTP ingress tells clients which it is
+    #: (``x-restate-error-source``), so that they never retry an outcome.
+    _outcome: bool = False
+
     def __init__(self, message: str, status_code: int = 500) -> None:
         super().__init__(message)
         self.message = message

@@ -36,6 +36,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+#: Restate's header on every error answer: ``invocation`` when the error is the
+#: invocation's outcome (a client never retries it), ``ingress`` when the ingress refused
+#: the request (its status code says whether a retry may help).
+ERROR_SOURCE: Final = b"x-restate-error-source"
+FROM_INGRESS: Final = ((ERROR_SOURCE, b"ingress"),)
+FROM_INVOCATION: Final = ((ERROR_SOURCE, b"invocation"),)
 
 
 @attrs.frozen
@@ -66,7 +72,8 @@ def json_response(status: int, value: object) -> Response:
 def error_response(
     status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> Response:
-    return Response(status, msgspec.json.encode({"code": status, "message": message}), headers)
+    body = msgspec.json.encode({"code": status, "message": message})
+    return Response(status, body, (*headers, *FROM_INGRESS))
 
 
 def public_message(message: str, private: tuple[str, ...]) -> str:
@@ -95,7 +102,11 @@ def error_of(exc: ActorsError, private: tuple[str, ...]) -> Response:
         code = exc.status_code
         status = code if 400 <= code <= 599 else 500
         message = public_message(exc.message, private)
-        return Response(status, msgspec.json.encode({"code": code, "message": message}))
+        if exc._outcome:  # the invocation's result, as Restate answers it
+            body = {"code": code, "message": message, "source": "invocation"}
+            return Response(status, msgspec.json.encode(body), FROM_INVOCATION)
+        body = {"code": code, "message": message}
+        return Response(status, msgspec.json.encode(body), FROM_INGRESS)
     return error_response(exc.status_code, public_message(str(exc), private))
 
 
@@ -140,9 +151,11 @@ MAX_DELAY: Final = timedelta(days=36500)
 def parse_delay(text: str) -> timedelta:
     """A ``?delay=`` value as Restate's ingress takes it: humantime (``500ms``, ``10s``,
     ``1m 30s``, ``2h``, ``1d``) or an ISO-8601 duration (``PT1S``, ``PT1M30S``,
-    ``P1DT2H``), at most ``MAX_DELAY`` (100 years). Raises ``ValueError`` naming the
-    value otherwise; a bare number is refused because its unit would be a guess."""
+    ``P1DT2H``), or a bare number of milliseconds (what Restate's Python client sends),
+    at most ``MAX_DELAY`` (100 years). Raises ``ValueError`` naming the value otherwise."""
     value = text.strip()
+    if value.isascii() and value.isdigit():
+        value += "ms"
     iso = _ISO_DURATION.fullmatch(value)
     if iso is not None and any(iso.groups()) and not value.upper().endswith("T"):
         weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())

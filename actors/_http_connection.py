@@ -47,6 +47,9 @@ _LINGER_BYTES: Final = 1024 * 1024
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 _JSON: Final = (b"content-type", b"application/json")
+# As on every error answer of the ingress (``_http.FROM_INGRESS``): the server refused
+# the request itself, so the status code alone says whether a client may retry.
+_FROM_INGRESS: Final = (b"x-restate-error-source", b"ingress")
 _CLOSE: Final = (b"connection", b"close")
 _REFUSED_CODINGS: Final = 501  # h11's hint for a transfer-coding it does not implement
 
@@ -457,6 +460,7 @@ class Connection:
                 (b"content-length", str(len(body)).encode()),
                 (b"date", _date()),
                 _CLOSE,
+                _FROM_INGRESS,
                 *refusal.headers,
             ]
             response = h11.Response(

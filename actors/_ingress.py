@@ -8,14 +8,20 @@ Paths (as Restate's ingress answers them, so Restate clients and the seed page's
     POST  /{Object}/{key}/{handler}[/send]        the same on an object key
     POST  /{Workflow}/{id}/{handler}[/send]       main (e.g. ``run``) or a shared handler
     GET   /restate/invocation/{id}/attach|output  wait for / peek at a result (470: running)
+    GET   /restate/invocation/{Service}/{handler}/{idempotency key}/attach|output
+    GET   /restate/invocation/{Object}/{key}/{handler}/{idempotency key}/attach|output
     GET   /restate/workflow/{name}/{id}/attach|output
     POST  /restate/awakeables/{id}/resolve|reject JSON value / text reason (202)
+    POST  /restate/a/{id}/resolve|reject          the same (Restate's clients use it)
     PATCH /restate/invocation/{id}/cancel|kill|resume   admin (the ``actors`` CLI)
     GET   /restate/health
 
 A send answers ``{"invocationId", "status": "Accepted" | "PreviouslyAccepted"}``;
-``?delay=`` (``500ms``, ``10s``, ``1m 30s``, ``PT1M30S``) postpones it. Errors are
-``{"code", "message"}``: 400 bad input (JSON, type, key, delay), 401 missing bearer
+``?delay=`` (``500ms``, ``10s``, ``1m 30s``, ``PT1M30S``, or bare milliseconds)
+postpones it, and the answer then says when in ``executionTime``. A None result is an
+empty 200 without content type (``_wire`` has Restate's wire rules). Errors are
+``{"code", "message"}`` with ``x-restate-error-source: ingress`` or, for an
+invocation's own failure, ``invocation`` (and ``"source": "invocation"``): 400 bad input (JSON, type, key, delay), 401 missing bearer
 token, 404 unknown actor, handler, invocation or path, 405 wrong method, 409 already
 completed / cancelled / idempotency key reused for another request, 413 body too
 large, 470 not ready, 503 runtime closed or server stopping, and a handler's
@@ -32,8 +38,8 @@ Decisions
   ignored: main already runs once per workflow id, and a resubmission answers
   ``PreviouslyAccepted`` with the same invocation id (what Restate does); refusing the
   header would break clients that send one on every request.
-* A ``None`` result is answered as the JSON ``null`` (not an empty body), so clients can
-  always decode the body as JSON.
+* A ``None`` result is answered as an empty body, as Restate does: a client declaring a
+  void output refuses any body, and JSON clients read empty as undefined/None.
 * Results of ``attach``/``output`` are encoded from their runtime type (the stored
   handler's output type was already applied when the runtime decoded them).
 * Keys and ids are taken from ``raw_path`` and percent-decoded per segment, so a key may
@@ -86,8 +92,9 @@ from ._http import (
     require,
 )
 from ._limits import check_idempotency_key, check_key
-from ._serde import ANY, encode_value
+from ._serde import ANY
 from ._server import HttpServer
+from ._wire import by_idempotency_key, health_response, result_response, send_response
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -142,6 +149,12 @@ class Runtime(Protocol):
     async def attach(self, invocation_id: str) -> Any: ...
     async def output(self, invocation_id: str) -> Any: ...
     async def attach_workflow(self, workflow: type[Actor], workflow_id: str) -> Any: ...
+    async def attach_idempotent(
+        self, target: Handler[Any, Any], /, idempotency_key: str, *, key: str | None = None
+    ) -> Any: ...
+    async def idempotent_output(
+        self, target: Handler[Any, Any], /, idempotency_key: str, *, key: str | None = None
+    ) -> Any: ...
     async def workflow_output(self, workflow: type[Actor], workflow_id: str) -> Any: ...
     async def resolve_awakeable(self, awakeable_id: str, value: object) -> None: ...
     async def reject_awakeable(self, awakeable_id: str, reason: str) -> None: ...
@@ -348,9 +361,7 @@ class IngressApp:
                     handle = await self._rt.send(
                         spec, key=key, delay=delay, idempotency_key=idempotency_key
                     )
-                return json_response(
-                    202, {"invocationId": handle.invocation_id, "status": handle.status}
-                )
+                return send_response(handle)
             if args:
                 result = await self._rt.call(
                     spec, args[0], key=key, idempotency_key=idempotency_key
@@ -362,7 +373,7 @@ class IngressApp:
         except (TypeError, ValueError) as exc:
             # The runtime's documented answers to a malformed request (key, input, delay).
             raise HttpError(400, str(exc)) from None
-        return Response(200, encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+        return result_response(result, spec.output_type, f"output of {spec.qualname}")
 
     # --- /restate/... ---
 
@@ -372,17 +383,19 @@ class IngressApp:
         match parts:
             case ["health"]:
                 require(method, "GET")
-                return json_response(200, {"status": "OK"})
+                return health_response(self._rt._entries)
             case ["invocation", invocation_id, ("attach" | "output") as what]:
                 require(method, "GET")
                 if what == "attach":
                     value = await self._rt.attach(invocation_id)
                 else:
                     value = await self._rt.output(invocation_id)
-                return Response(200, encode_value(value, ANY, f"result of {invocation_id}"))
+                return result_response(value, ANY, f"result of {invocation_id}")
             case ["invocation", invocation_id, ("cancel" | "kill" | "resume") as what]:
                 require(method, "PATCH")
                 return await self._admin(invocation_id, what)
+            case ["invocation", *path] if len(path) in (4, 5) and path[-1] in ("attach", "output"):
+                return await by_idempotency_key(self._rt, self._rt._entries, method, path)
             case ["workflow", name, workflow_id, ("attach" | "output") as what]:
                 require(method, "GET")
                 entry = self._rt._entries.get(name)
@@ -395,8 +408,8 @@ class IngressApp:
                     value = await self._rt.attach_workflow(entry.cls, workflow_id)
                 else:
                     value = await self._rt.workflow_output(entry.cls, workflow_id)
-                return Response(200, encode_value(value, ANY, f"result of {name}/{workflow_id}"))
-            case ["awakeables", awakeable_id, ("resolve" | "reject") as what]:
+                return result_response(value, ANY, f"result of {name}/{workflow_id}")
+            case [("awakeables" | "a"), awakeable_id, ("resolve" | "reject") as what]:
                 require(method, "POST")
                 body = await read_body(receive, scope, self._max_body)
                 if what == "resolve":

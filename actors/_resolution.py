@@ -20,7 +20,7 @@ from ._definitions import Actor, Handler
 from ._errors import TerminalError, UnknownHandlerError
 from ._invocation import Invocation
 from ._lifecycle import Lifecycle
-from ._limits import MAX_VALUE_BYTES, check_key
+from ._limits import MAX_VALUE_BYTES, check_key, utf8_size
 from ._limits import check_value as check_value_size
 from ._serde import check_value
 from ._util import NO_ARG, new_invocation_id
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 
     from ._clock import Clock
     from ._definitions import ActorEntry
+
+
+def check_invocation_id(invocation_id: object) -> None:
+    """An invocation id from a caller: a str (``TypeError``) of valid Unicode (a 400
+    ``TerminalError``); an id that names nothing is the lookup's to report."""
+    if not isinstance(invocation_id, str):
+        raise TypeError(f"invocation ids are str, not {type(invocation_id).__name__}")
+    if not invocation_id.isascii():
+        utf8_size(invocation_id, "invocation id")
 
 
 def delay_seconds(delay: timedelta | float | None) -> float:

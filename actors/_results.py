@@ -17,6 +17,7 @@ from actors.storage import Failure
 from ._errors import (
     DeadlockError,
     InvocationPausedError,
+    NotReadyError,
     PersistenceError,
     RuntimeClosedError,
     TerminalError,
@@ -27,6 +28,8 @@ from ._serde import decode_value
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from actors.storage import Outcome
 
     from ._definitions import Handler
@@ -41,9 +44,10 @@ InvocationStatusName = Literal["Accepted", "PreviouslyAccepted"]
 def decode_outcome(outcome: Outcome, annotation: Any, what: str) -> Any:
     """The value of a successful outcome, or its failure raised."""
     if isinstance(outcome, Failure):
-        if outcome.deadlock:
-            raise DeadlockError(outcome.message, outcome.status_code)
-        raise TerminalError(outcome.message, outcome.status_code)
+        error_type = DeadlockError if outcome.deadlock else TerminalError
+        error = error_type(outcome.message, outcome.status_code)
+        error._outcome = True
+        raise error
     return decode_value(outcome.value, annotation, what)
 
 
@@ -133,6 +137,23 @@ class Results:
             raise RuntimeClosedError(f"invocation {invocation_id} is not running in this runtime")
         return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
 
+    def output(self, invocation_id: str) -> Any:
+        """``Runtime.output``: the result of a finished invocation, without waiting."""
+        inv = self._k.invocations.get(invocation_id)
+        done = inv.done if inv is not None else None
+        parked = self._k.parked.get(invocation_id)
+        if parked is not None:
+            done = parked.done
+        if done is not None and not done.finished:
+            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
+        record = self._k.load_record(invocation_id)
+        if record is None:
+            raise UnknownHandlerError(f"no invocation {invocation_id!r}")
+        if record.outcome is None:
+            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
+        spec = self._resolver.spec_of(record)
+        return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+
     def stored_spec(self, invocation_id: str) -> Handler[Any, Any]:
         record = self._k.load_record(invocation_id)
         if record is None:
@@ -144,9 +165,11 @@ class Results:
 class InvocationHandle(metaclass=NoPublicConstructor):
     """A durably accepted invocation. ``status`` is ``"Accepted"`` for a new invocation
     and ``"PreviouslyAccepted"`` when the same id (or idempotency key) was accepted
-    before."""
+    before. ``execution_time`` is when a delayed ``rt.send`` that accepted a new
+    invocation is due (an aware UTC ``datetime``; the HTTP ingress answers it as
+    ``executionTime``); None for every other send."""
 
-    __slots__ = ("_results", "_spec", "invocation_id", "status")
+    __slots__ = ("_results", "_spec", "execution_time", "invocation_id", "status")
 
     def __init__(
         self,
@@ -154,11 +177,13 @@ class InvocationHandle(metaclass=NoPublicConstructor):
         invocation_id: str,
         status: InvocationStatusName,
         spec: Handler[Any, Any],
+        execution_time: datetime | None = None,
     ) -> None:
         self._results = results
         self._spec = spec
         self.invocation_id = invocation_id
         self.status: InvocationStatusName = status
+        self.execution_time = execution_time
 
     async def result(self) -> Any:
         """Wait for the invocation's result. A ``TerminalError`` of the handler is

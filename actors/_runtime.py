@@ -31,22 +31,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import anyio
 import anyio.abc
-import attrs
 
 from ._admission import Admission
 from ._control import Control
 from ._definitions import Handler
 from ._errors import (
-    NotReadyError,
     RuntimeClosedError,
-    UnknownHandlerError,
 )
 from ._executor import Executor
 from ._gate import OutputGate
 from ._kernel import Kernel
 from ._key_order import KeyOrder
-from ._lifecycle import Phase
-from ._limits import utf8_size
 from ._operations import Operations
 from ._ops_calls import CallOps
 from ._ops_signals import SignalOps
@@ -54,9 +49,10 @@ from ._ops_state import StateOps
 from ._ops_steps import StepOps
 from ._recommit import Recommits
 from ._recovery import recover
-from ._resolution import Resolver
-from ._results import InvocationHandle, Results, decode_outcome
+from ._resolution import Resolver, check_invocation_id
+from ._results import InvocationHandle, Results
 from ._scheduler import Scheduler
+from ._statistics import RuntimeStatistics, statistics_of
 from ._timers import Timers
 from ._util import NO_ARG, NoPublicConstructor
 from ._waits import Waits
@@ -75,24 +71,7 @@ if TYPE_CHECKING:
 
 OutT = TypeVar("OutT")
 
-#: Phases of an invocation held in memory without its coroutine (or giving it up).
-_SUSPENDED = frozenset({Phase.SUSPENDED, Phase.UNWINDING, Phase.WOKEN_UNWINDING})
-
 __all__ = ["InvocationHandle", "Runtime", "RuntimeStatistics"]
-
-
-@final
-@attrs.frozen
-class RuntimeStatistics:
-    """A snapshot of the runtime's in-memory load."""
-
-    in_flight: int  #: invocations held in memory
-    activations: int  #: keys with a live mailbox
-    queued_exclusive: int  #: exclusive invocations waiting for their key
-    suspended: int  #: invocations whose coroutine was dropped while waiting
-    paused: int  #: invocations waiting for ``resume``
-    parked: int = 0  #: suspended invocations dropped from memory entirely
-    timers: int = 0  #: timers scheduled (sleeps, delayed sends, retention expiry)
 
 
 @final
@@ -174,7 +153,6 @@ class Runtime(metaclass=NoPublicConstructor):
         self._signals = signals
         self._control = control
         self._invocations = kernel.invocations
-        self._parked = kernel.parked
         self._store = store
         self._entries = kernel.entries
 
@@ -294,7 +272,7 @@ class Runtime(metaclass=NoPublicConstructor):
         invocation's ``TerminalError`` if it failed, and ``InvocationPausedError`` while
         it is paused (at once, or as soon as it pauses)."""
         self._check_open()
-        _check_id(invocation_id)
+        check_invocation_id(invocation_id)
         inv = self._invocations.get(invocation_id)
         spec = inv.spec if inv is not None else self._results.stored_spec(invocation_id)
         return await self._results.await_result(invocation_id, spec)
@@ -312,27 +290,40 @@ class Runtime(metaclass=NoPublicConstructor):
         ``NotReadyError`` (470) while it runs, ``UnknownHandlerError`` for an unknown id,
         and the invocation's ``TerminalError`` if it failed."""
         self._check_open()
-        _check_id(invocation_id)
-        inv = self._invocations.get(invocation_id)
-        done = inv.done if inv is not None else None
-        parked = self._parked.get(invocation_id)
-        if parked is not None:
-            done = parked.done
-        if done is not None and not done.finished:
-            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
-        record = self._k.load_record(invocation_id)
-        if record is None:
-            raise UnknownHandlerError(f"no invocation {invocation_id!r}")
-        if record.outcome is None:
-            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
-        spec = self._resolver.spec_of(record)
-        return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+        check_invocation_id(invocation_id)
+        return self._results.output(invocation_id)
 
     async def workflow_output(self, workflow: type[Actor], workflow_id: str) -> Any:
         """``output`` of ``workflow``'s run on ``workflow_id``: the result if it finished,
         else ``NotReadyError``."""
         self._check_open()
         return await self.output(self._admission.workflow_run_id(workflow, workflow_id))
+
+    async def attach_idempotent(
+        self, target: Handler[Any, OutT], /, idempotency_key: str, *, key: str | None = None
+    ) -> OutT:
+        """Wait for the result of the invocation of ``target`` (on ``key`` for an object
+        or a workflow's shared handler) accepted with ``idempotency_key``: what Restate's
+        ``/restate/invocation/{target}/{idempotency key}/attach`` does.
+
+        Raises ``UnknownHandlerError`` when that target has no invocation with that key
+        (never accepted, or expired after its retention), ``TypeError`` for a workflow's
+        ``main`` (use ``attach_workflow``) or a key where none belongs (or missing), and
+        the invocation's ``TerminalError`` if it failed."""
+        self._check_open()
+        invocation_id = self._admission.idempotent_invocation(target, idempotency_key, key)
+        result: OutT = await self.attach(invocation_id)
+        return result
+
+    async def idempotent_output(
+        self, target: Handler[Any, OutT], /, idempotency_key: str, *, key: str | None = None
+    ) -> OutT:
+        """``output`` of the invocation ``attach_idempotent`` names: its result if it
+        finished, else ``NotReadyError`` (470). Raises like ``attach_idempotent``."""
+        self._check_open()
+        invocation_id = self._admission.idempotent_invocation(target, idempotency_key, key)
+        result: OutT = await self.output(invocation_id)
+        return result
 
     async def resolve_awakeable(self, awakeable_id: str, value: object) -> None:
         """Complete the awakeable ``awakeable_id`` with ``value``; durable before this
@@ -361,7 +352,7 @@ class Runtime(metaclass=NoPublicConstructor):
         Raises ``UnknownHandlerError`` for an unknown id and ``TerminalError`` (409) if
         it has already completed."""
         self._check_open()
-        _check_id(invocation_id)
+        check_invocation_id(invocation_id)
         await self._control.cancel(invocation_id, kill=False)
 
     async def kill(self, invocation_id: str) -> None:
@@ -373,7 +364,7 @@ class Runtime(metaclass=NoPublicConstructor):
 
         Raises like ``cancel``."""
         self._check_open()
-        _check_id(invocation_id)
+        check_invocation_id(invocation_id)
         await self._control.cancel(invocation_id, kill=True)
 
     async def resume(self, invocation_id: str) -> None:
@@ -382,7 +373,7 @@ class Runtime(metaclass=NoPublicConstructor):
         Raises ``UnknownHandlerError`` for an unknown id and ``ValueError`` when the
         invocation is not paused."""
         self._check_open()
-        _check_id(invocation_id)
+        check_invocation_id(invocation_id)
         await self._control.resume(invocation_id)
 
     @property
@@ -458,35 +449,10 @@ class Runtime(metaclass=NoPublicConstructor):
 
     def statistics(self) -> RuntimeStatistics:
         """In-memory load: invocations held, active keys, queued exclusive work."""
-        invocations = self._invocations.values()
-        return RuntimeStatistics(
-            parked=len(self._parked),
-            timers=len(self._timers.heap),
-            in_flight=len(self._invocations),
-            activations=len(self._scheduler.activations),
-            queued_exclusive=sum(
-                a.mailbox.statistics().queued_exclusive
-                for a in self._scheduler.activations.values()
-            )
-            + sum(
-                1 for inv in self._admission.accepted if inv.exclusive and inv.not_before is None
-            ),
-            suspended=sum(1 for inv in invocations if inv.life.phase in _SUSPENDED)
-            + len(self._parked),
-            paused=sum(1 for inv in invocations if inv.paused_reason is not None),
-        )
+        return statistics_of(self._k, self._scheduler, self._timers, self._admission)
 
     def _check_open(self) -> None:
         if self._k.closed:
             if self._k.fatal is not None:  # it stopped by itself: say why
                 raise self._k.fatal_error()
             raise RuntimeClosedError("the runtime is closed")
-
-
-def _check_id(invocation_id: object) -> None:
-    """An invocation id from a caller: a str (``TypeError``) of valid Unicode (a 400
-    ``TerminalError``); an id that names nothing is the lookup's to report."""
-    if not isinstance(invocation_id, str):
-        raise TypeError(f"invocation ids are str, not {type(invocation_id).__name__}")
-    if not invocation_id.isascii():
-        utf8_size(invocation_id, "invocation id")

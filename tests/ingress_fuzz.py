@@ -9,7 +9,8 @@ headers (idempotency keys, tokens, ``expect: 100-continue``, junk, invalid ones)
 random pieces). It sends them and reads every answer, and reports a *finding* for:
 
 * an answer of status 500 or more (the server is not stopping while it runs);
-* an error answer whose body is not JSON ``{"code", "message"}`` with the status as code;
+* an error answer whose body is not JSON ``{"code", "message"}`` with the status as code
+  (an invocation's own failure adds ``"source": "invocation"``, as Restate's does);
 * a success whose body is neither empty nor JSON;
 * bytes from the server that are not an HTTP/1.1 response;
 * a well-framed request left without an answer, or a malformed one without a 4xx.
@@ -435,7 +436,8 @@ async def run_script(port: int, script: Script, generator: Generator, report: Fu
                 value = json.loads(answer.body)
                 ok = (
                     isinstance(value, dict)
-                    and set(value) == {"code", "message"}
+                    and set(value) - {"source"} == {"code", "message"}
+                    and value.get("source", "invocation") == "invocation"
                     and value["code"] == answer.status
                     and isinstance(value["message"], str)
                 )

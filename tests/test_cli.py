@@ -512,7 +512,11 @@ def test_serve_then_steer_it_from_the_command_line(
                 "GET", f"{url}/restate/invocation/{invocation_id}/attach", token=token
             )
             assert status == 409
-            assert answer == {"code": 409, "message": f"invocation {invocation_id} was cancelled"}
+            assert answer == {
+                "code": 409,
+                "message": f"invocation {invocation_id} was cancelled",
+                "source": "invocation",  # the invocation's outcome, not the ingress's refusal
+            }
 
             status, _, err = run_cli(capsys, "kill", "-d", str(data), invocation_id)
             assert status == 1

@@ -205,7 +205,7 @@ async def test_head_requests_get_headers_only(tmp_path: Path) -> None:
                 await connection.send(request("GET", "/restate/health"))
                 after = await connection.response()
                 assert after is not None
-                assert after.json() == {"status": "OK"}
+                assert after.json() == {"services": ["Echo", "Tally"]}
         finally:
             await connection.aclose()
 
@@ -303,6 +303,8 @@ async def test_connections_over_the_cap_are_answered_503(
             assert (status, code) == (503, 503)
             assert "3 connections" in message
             assert refused.headers["retry-after"] == "1"
+            # The server's own refusal: a client may retry it (Restate's error source).
+            assert refused.headers["x-restate-error-source"] == "ingress"
             await held.pop().aclose()
             await trio.testing.wait_all_tasks_blocked()
             assert (await health(port)).status == 200

@@ -197,8 +197,14 @@ async def serving(
 
 
 def error(response: httpx.Response) -> tuple[int, int, str]:
-    """(HTTP status, body code, body message) of an error answer."""
+    """(HTTP status, body code, body message) of an error answer. Its source is checked
+    too: an invocation's own failure says so (header and body), any other error is the
+    ingress's (header only); tests/actors/test_ingress_wire.py has the details."""
     body = response.json()
+    source = response.headers["x-restate-error-source"]
+    assert source in ("ingress", "invocation")
+    if source == "invocation":
+        assert body.pop("source") == "invocation"
     assert set(body) == {"code", "message"}
     return response.status_code, body["code"], body["message"]
 
@@ -215,10 +221,10 @@ async def test_service_call_answers_the_json_output() -> None:
         assert made.greeter.greeted == ["ada"]
 
 
-async def test_handler_without_input_takes_an_empty_body_and_none_is_null() -> None:
+async def test_handler_without_input_takes_an_empty_body_and_none_is_empty() -> None:
     async with serving() as (_made, _rt, client):
         response = await client.post("/Greeter/nothing")
-        assert (response.status_code, response.content) == (200, b"null")
+        assert (response.status_code, response.content) == (200, b"")
         # A JSON null body is "no input" too.
         response = await client.post("/Greeter/nothing", content=b"null")
         assert response.status_code == 200
@@ -226,7 +232,7 @@ async def test_handler_without_input_takes_an_empty_body_and_none_is_null() -> N
 
 async def test_optional_input_accepts_an_empty_body_as_null() -> None:
     async with serving() as (_made, _rt, client):
-        assert (await client.post("/Greeter/maybe")).json() is None
+        assert (await client.post("/Greeter/maybe")).content == b""  # None
         assert (await client.post("/Greeter/maybe", json=41)).json() == 42
 
 
@@ -274,7 +280,7 @@ async def test_service_send_without_input() -> None:
         assert response.status_code == 202
         invocation_id = response.json()["invocationId"]
         attached = await client.get(f"/restate/invocation/{invocation_id}/attach")
-        assert (attached.status_code, attached.content) == (200, b"null")
+        assert (attached.status_code, attached.content) == (200, b"")
 
 
 async def test_output_of_a_running_invocation_is_470_then_the_result() -> None:
@@ -333,7 +339,9 @@ def test_parse_delay_accepts_units_and_iso_8601(text: str, seconds: float) -> No
     assert parse_delay(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "10", "PT", "P", "ten seconds", "5 fortnights", "-1s", "P1Y"])
+@pytest.mark.parametrize(
+    "text", ["", "-10", "PT", "P", "ten seconds", "5 fortnights", "-1s", "P1Y"]
+)
 def test_parse_delay_refuses_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError, match=r"^delay "):
         parse_delay(text)
@@ -370,7 +378,7 @@ async def test_seed_page_signup_flow() -> None:
 
         secret = made.mailer.secrets["user@user.com"]
         approved = await client.post("/signupWorkflow/myUser123/approveEmail", json=secret)
-        assert (approved.status_code, approved.json()) == (200, None)
+        assert (approved.status_code, approved.content) == (200, b"")  # None
 
         attached = await client.get("/restate/workflow/signupWorkflow/myUser123/attach")
         assert (attached.status_code, attached.json()) == (200, True)
@@ -828,7 +836,8 @@ async def test_bearer_token_guards_every_path() -> None:
 async def test_health() -> None:
     async with serving() as (_made, _rt, client):
         response = await client.get("/restate/health")
-        assert (response.status_code, response.json()) == (200, {"status": "OK"})
+        assert response.status_code == 200
+        assert response.json() == {"services": ["Counter", "Greeter", "signupWorkflow"]}
 
 
 async def test_closed_runtime_is_503() -> None:
