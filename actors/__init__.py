@@ -36,6 +36,7 @@ from ._errors import (
 from ._futures import DurableFuture, gather, select
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics, open_runtime
+from ._types import allow_extra_fields
 
 __all__ = [
     "ActorsError",
@@ -62,6 +63,7 @@ __all__ = [
     "Workflow",
     "WorkflowContext",
     "WorkflowSharedContext",
+    "allow_extra_fields",
     "exclusive",
     "gather",
     "handler",

@@ -19,7 +19,8 @@ from ._errors import (
     SerializationError,
     TerminalError,
 )
-from ._serde import decode_value, structure_value
+from ._serde import ANY, decode_input, encode_value, structure_value
+from ._types import RAW_BYTES, raw_bytes
 
 if TYPE_CHECKING:
     from ._definitions import Handler
@@ -30,6 +31,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+JSON: Final = b"application/json"
+OCTET_STREAM: Final = b"application/octet-stream"
 
 
 @attrs.frozen
@@ -37,6 +40,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    #: Sent with a non-empty body, or with any body that is raw bytes (OCTET_STREAM).
+    content_type: bytes = JSON
 
 
 class HttpError(Exception):
@@ -192,6 +197,8 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
 def handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
     """The arguments for ``spec`` from a request body: () or (value,)."""
     what = f"input of {spec.qualname}"
+    if spec.input_type is RAW_BYTES:
+        return (body,)  # the body as it is, empty or not
     empty = not body.strip()
     if not spec.has_input:
         if empty or body.strip() == b"null":
@@ -205,7 +212,16 @@ def handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
             raise HttpError(
                 400, f"{spec.qualname} takes an input of type {name}; the request body is empty"
             ) from None
-    return (decode_value(body, spec.input_type, what),)
+    return (decode_input(body, spec.input_type, what),)
+
+
+def result_response(value: object, annotation: Any, what: str) -> Response:
+    """200 with a handler's result: JSON, or the bytes as they are for a handler
+    annotated ``bytes``. A result read back by invocation id has no annotation here
+    (``ANY``); it is raw when it is ``bytes``, which JSON decoding never gives."""
+    if annotation is RAW_BYTES or (annotation is ANY and type(value) is bytes):
+        return Response(200, raw_bytes(value, what), content_type=OCTET_STREAM)
+    return Response(200, encode_value(value, annotation, what))
 
 
 def require(method: str, allowed: str) -> None:

@@ -25,7 +25,8 @@ Decisions
 ---------
 * Request bodies go through the same cattrs converter as ``rt.call`` arguments
   (``_serde``): the JSON is structured into the handler's annotated input type, so a
-  wrong type is a 400 naming the field, and nothing is stored for it. An empty body is
+  wrong type, or a field the input's class does not declare, is a 400 naming the field,
+  and nothing is stored for it. An empty body is
   "no input" (Restate's clients send none for a handler without input); for a handler
   with an input it is read as JSON ``null`` (fine for an ``Optional`` input, else 400).
 * ``idempotency-key`` maps to ``idempotency_key=``. On a workflow's ``main`` it is
@@ -34,6 +35,12 @@ Decisions
   header would break clients that send one on every request.
 * A ``None`` result is answered as the JSON ``null`` (not an empty body), so clients can
   always decode the body as JSON.
+* A handler annotated ``bytes`` (input or output) takes the body as it is and is answered
+  its bytes as ``application/octet-stream`` (``_types``: raw payloads). ``attach`` and
+  ``output`` read a result by id, without its handler's annotation, so they answer raw
+  whenever the result is ``bytes``: always for a ``bytes`` handler, never for a result
+  that JSON gave. One case differs: a handler declared ``bytes | None`` is answered raw
+  on attach but as base64 JSON on the call itself.
 * Results of ``attach``/``output`` are encoded from their runtime type (the stored
   handler's output type was already applied when the runtime decoded them).
 * Keys and ids are taken from ``raw_path`` and percent-decoded per segment, so a key may
@@ -66,7 +73,7 @@ from ._errors import (
 )
 from ._files import INGRESS_FILE
 from ._http import (
-    JSON_HEADERS,
+    JSON,
     Disconnected,
     HttpError,
     Receive,
@@ -82,8 +89,9 @@ from ._http import (
     path_segments,
     read_body,
     require,
+    result_response,
 )
-from ._serde import ANY, decode_value, encode_value
+from ._serde import ANY, decode_value
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -198,8 +206,9 @@ class IngressApp:
             response = await self._respond(scope, receive)
         except Disconnected:
             return
+        raw = response.content_type != JSON
         headers = [
-            *(JSON_HEADERS if response.body else []),
+            *([(b"content-type", response.content_type)] if response.body or raw else []),
             (b"content-length", str(len(response.body)).encode()),
             *response.headers,
         ]
@@ -345,7 +354,7 @@ class IngressApp:
         except (TypeError, ValueError) as exc:
             # The runtime's documented answers to a malformed request (key, input, delay).
             raise HttpError(400, str(exc)) from None
-        return Response(200, encode_value(result, spec.output_type, f"output of {spec.qualname}"))
+        return result_response(result, spec.output_type, f"output of {spec.qualname}")
 
     # --- /restate/... ---
 
@@ -362,7 +371,7 @@ class IngressApp:
                     value = await self._rt.attach(invocation_id)
                 else:
                     value = await self._rt.output(invocation_id)
-                return Response(200, encode_value(value, ANY, f"result of {invocation_id}"))
+                return result_response(value, ANY, f"result of {invocation_id}")
             case ["invocation", invocation_id, ("cancel" | "kill" | "resume") as what]:
                 require(method, "PATCH")
                 return await self._admin(invocation_id, what)
@@ -377,7 +386,7 @@ class IngressApp:
                     value = await self._rt.attach_workflow(entry.cls, workflow_id)
                 else:
                     value = await self._rt.workflow_output(entry.cls, workflow_id)
-                return Response(200, encode_value(value, ANY, f"result of {name}/{workflow_id}"))
+                return result_response(value, ANY, f"result of {name}/{workflow_id}")
             case ["awakeables", awakeable_id, ("resolve" | "reject") as what]:
                 require(method, "POST")
                 body = await read_body(receive, scope, self._max_body)

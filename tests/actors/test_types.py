@@ -108,6 +108,11 @@ class Settings(TypedDict):
     size: int
 
 
+@actors.allow_extra_fields
+class LooseSettings(TypedDict):
+    theme: str
+
+
 @dataclass
 class Basket:
     """A dataclass holding pydantic models and a msgspec Struct."""
@@ -206,6 +211,10 @@ class Echo(actors.Service):
 
     @actors.handler
     async def settings(self, ctx: actors.Context, s: Settings) -> Settings:
+        return s
+
+    @actors.handler
+    async def loose_settings(self, ctx: actors.Context, s: LooseSettings) -> LooseSettings:
         return s
 
     @actors.handler
@@ -495,6 +504,8 @@ async def test_http_classes_marked_allow_extra_fields_ignore_unknown_fields() ->
         assert loose.json() == {"x": 1, "y": 2}
         label = await client.post("/Echo/loose_label", json={"text": "t", "colour": "red"})
         assert label.json() == {"text": "t"}
+        settings = await client.post("/Echo/loose_settings", json={"theme": "d", "size": 1})
+        assert settings.json() == {"theme": "d", "size": 1}  # a dict keeps what it got
         # Extra fields are allowed; a missing one is still an error.
         missing = await client.post("/Echo/loose", json={"x": 1, "z": 3})
         assert "required field missing @ $.y" in error_message(missing, 400)
@@ -509,6 +520,8 @@ def test_allow_extra_fields_marks_only_the_class_itself() -> None:
     from actors._types import extra_fields_allowed
 
     assert extra_fields_allowed(LoosePoint)
+    assert extra_fields_allowed(LooseSettings)
+    assert not extra_fields_allowed(Settings)
     assert not extra_fields_allowed(Child)
     assert not extra_fields_allowed(Point)
     with pytest.raises(TypeError, match=r"dataclass, an attrs class or a TypedDict"):
