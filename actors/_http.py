@@ -20,7 +20,7 @@ from ._errors import (
     TerminalError,
 )
 from ._serde import ANY, decode_input, encode_value, structure_value
-from ._types import RAW_BYTES, raw_bytes
+from ._types import RAW_BYTES
 
 if TYPE_CHECKING:
     from ._definitions import Handler
@@ -220,7 +220,7 @@ def result_response(value: object, annotation: Any, what: str) -> Response:
     annotated ``bytes``. A result read back by invocation id has no annotation here
     (``ANY``); it is raw when it is ``bytes``, which JSON decoding never gives."""
     if annotation is RAW_BYTES or (annotation is ANY and type(value) is bytes):
-        return Response(200, raw_bytes(value, what), content_type=OCTET_STREAM)
+        return Response(200, encode_value(value, RAW_BYTES, what), content_type=OCTET_STREAM)
     return Response(200, encode_value(value, annotation, what))
 
 

@@ -77,19 +77,27 @@ _decode = msgspec.json.Decoder().decode
 # encoder is msgspec's, called directly. cattrs caches the same hooks without a bound;
 # these dicts are cleared when they reach ``_MAX_CACHED`` annotations (classes made at
 # run time, e.g. in a loop, cannot grow them for ever). Raw ``bytes`` payloads
-# (``RAW_BYTES``) are never cached: they take the miss path, which checks for them first.
+# (``RAW_BYTES``) have ``_RAW`` as their structure: no JSON at all.
 
 _MAX_CACHED: Final = 4096
 _Encoder = Callable[[Any], bytes]
 _Structure = Callable[[Any, Any], Any] | None  # None: no conversion (``object``, ``Any``)
-_encoders: dict[Any, _Encoder] = {}
-_structures: dict[Any, _Structure] = {}
-_input_structures: dict[Any, _Structure] = {}
+
+
+def _RAW(raw: object, annotation: Any) -> Any:
+    raise AssertionError("a raw payload is never structured")  # checked for by identity
+
+
+_encoders: dict[Any, _Encoder] = {RAW_BYTES: raw_bytes}
+_structures: dict[Any, _Structure] = {RAW_BYTES: _RAW}
+_input_structures: dict[Any, _Structure] = {RAW_BYTES: _RAW}
 
 
 def _remember(cache: dict[Any, Any], annotation: Any, hook: Any) -> None:
     if len(cache) >= _MAX_CACHED:
+        raw = cache[RAW_BYTES]
         cache.clear()
+        cache[RAW_BYTES] = raw
     try:
         cache[annotation] = hook
     except TypeError:  # an unhashable annotation (Annotated metadata): looked up each time
@@ -139,8 +147,6 @@ def encode_value(value: object, annotation: Any, what: str) -> bytes:
     try:
         encoder = _encoders[annotation]
     except (KeyError, TypeError):
-        if annotation is RAW_BYTES:
-            return raw_bytes(value, what)
         encoder = _encoder_for(annotation)
     try:
         return encoder(value)
@@ -154,9 +160,9 @@ def decode_value(data: bytes, annotation: Any, what: str) -> Any:
     try:
         structure = _structures[annotation]
     except (KeyError, TypeError):
-        if annotation is RAW_BYTES:
-            return bytes(data)
         structure = _structure_for(_converter, _structures, annotation)
+    if structure is _RAW:
+        return bytes(data)
     try:
         raw = _decode(data)
     except msgspec.DecodeError as exc:
@@ -204,9 +210,6 @@ def check_value(value: object, annotation: Any, what: str) -> tuple[bytes, Any]:
         encoder = _encoders[annotation]
         structure = _input_structures[annotation]
     except (KeyError, TypeError):
-        if annotation is RAW_BYTES:
-            data = raw_bytes(value, what)
-            return data, data
         encoder = _encoder_for(annotation)
         structure = _structure_for(_input_converter, _input_structures, annotation)
     try:
@@ -215,6 +218,8 @@ def check_value(value: object, annotation: Any, what: str) -> tuple[bytes, Any]:
         raise SerializationError(f"cannot serialize {what}: {exc}") from exc
     if structure is None:
         return data, value
+    if structure is _RAW:
+        return data, data
     try:
         return data, structure(_decode(data), annotation)
     except Exception as exc:

@@ -73,8 +73,6 @@ from cattrs.gen.typeddicts import make_dict_structure_fn as make_typeddict_struc
 from cattrs.preconf import msgspec as preset
 from cattrs.v import format_exception
 
-from ._errors import SerializationError
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -138,15 +136,13 @@ def payload_type(annotation: Any) -> Any:
     return RAW_BYTES if annotation is bytes else annotation
 
 
-def raw_bytes(value: object, what: str) -> bytes:
-    """``value`` as the bytes of a raw payload, or ``SerializationError``."""
+def raw_bytes(value: object) -> bytes:
+    """``value`` as the bytes of a raw payload; ``TypeError`` unless it is bytes-like."""
     if type(value) is bytes:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
-    raise SerializationError(
-        f"{what} must be bytes (its handler is annotated bytes), not {type(value).__name__}"
-    )
+    raise TypeError(f"expected bytes (the handler is annotated bytes), got {type(value).__name__}")
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -289,7 +285,7 @@ def _structure_uuid(value: object, _: Any) -> uuid.UUID:
 
 
 def _structure_raw(value: object, _: Any) -> bytes:
-    return raw_bytes(value, "the value")
+    return raw_bytes(value)
 
 
 # --- installing ----------------------------------------------------------------------------

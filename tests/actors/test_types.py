@@ -68,6 +68,15 @@ class AliasOnly(BaseModel):
     item_id: Annotated[str, Field(alias="itemId")]
 
 
+class NamesOnly(BaseModel):
+    """Accepts field names only (pydantic 2.11): so it is encoded with field names."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_alias=False, validate_by_name=True
+    )
+    item_id: str
+
+
 class Order(msgspec.Struct, rename="camel"):
     order_id: str
     quantity: int
@@ -328,6 +337,32 @@ async def test_pydantic_input_survives_a_restart(tmp_path: Path, autojump_clock:
     async with open_test_runtime(ACTORS, path=path) as rt:
         assert await rt.attach(handle.invocation_id) == customer("KEPT")
         assert await rt.call(Shop.customer, key="k") == customer("Kept")
+
+
+def test_pydantic_model_that_accepts_only_field_names_is_encoded_with_them() -> None:
+    data = encode_value(NamesOnly(item_id="x"), NamesOnly, "state")
+    assert data == b'{"item_id":"x"}'
+    assert decode_value(data, NamesOnly, "state") == NamesOnly(item_id="x")
+
+
+def test_pydantic_models_inside_untyped_values_are_encoded_by_alias() -> None:
+    """A model inside a dict, list or dataclass that msgspec encodes itself."""
+    value = {"who": [customer("a", 1)], "point": Point(1, 2)}
+    data = encode_value(value, type(value), "state")
+    assert decode_value(data, object, "state") == {
+        "who": [
+            {
+                "fullName": "a",
+                "age": 1,
+                "address": {"streetName": "Main", "zipCode": "1"},
+                "joined": None,
+            }
+        ],
+        "point": {"x": 1, "y": 2},
+    }
+    assert decode_value(data, dict[str, object], "state")["point"] == {"x": 1, "y": 2}
+    with pytest.raises(actors.SerializationError, match=r"cannot serialize state: .*object"):
+        encode_value({"x": object()}, dict, "state")
 
 
 # --- msgspec, dataclasses, attrs, TypedDicts, embedded ------------------------------------
