@@ -1,10 +1,11 @@
 """Handler inputs, outputs and state values <-> JSON bytes.
 
-One cattrs converter for user values (separate from the storage converter): cattrs'
+cattrs converters for user values (separate from the storage converter), from cattrs'
 msgspec preset, encoded as JSON so that payloads are what Restate clients and the HTTP
 ingress send. Primitives are structured strictly (``"5"`` is not an int, ``True`` is not
 an int), because silently coercing a caller's input hides bugs; every conversion error
-becomes ``SerializationError`` naming the failing field (``cattrs.transform_error``).
+becomes ``SerializationError`` naming the failing field (``cattrs.transform_error``'s
+form, ``_types.describe``).
 
 ``ANY`` (``object``) means "no declared type": values round-trip as plain JSON.
 
