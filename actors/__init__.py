@@ -38,6 +38,7 @@ from ._futures import DurableFuture, gather, select
 from ._open import open_runtime
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics
+from ._types import allow_extra_fields
 
 __all__ = [
     "ActorsError",
@@ -65,6 +66,7 @@ __all__ = [
     "Workflow",
     "WorkflowContext",
     "WorkflowSharedContext",
+    "allow_extra_fields",
     "exclusive",
     "gather",
     "handler",

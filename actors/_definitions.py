@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, over
 
 import attrs
 
+from ._types import payload_type
+
 if TYPE_CHECKING:
     from ._retry import RetryPolicy
 
@@ -132,11 +134,11 @@ class Handler(Generic[InT_contra, OutT_co]):
                 f"handler {where}: cannot resolve its type annotations ({exc}); define the "
                 "types before registering the actor"
             ) from exc
+        # ``bytes`` becomes the raw-payload annotation (``_types.RAW_BYTES``): no JSON.
         if self._input_param is not None:
-            self.input_type = hints[self._input_param.name]
-        self.output_type = hints.get("return", type(None))
-        if self.output_type is None:
-            self.output_type = type(None)
+            self.input_type = payload_type(hints[self._input_param.name])
+        output_type = hints.get("return", type(None))
+        self.output_type = type(None) if output_type is None else payload_type(output_type)
         self._annotations_resolved = True
 
     @property

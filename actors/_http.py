@@ -25,7 +25,8 @@ from ._errors import (
     TerminalError,
 )
 from ._limits import MAX_FAILURE_MESSAGE_CHARS, MAX_JSON_DEPTH
-from ._serde import ANY, decode_value, structure_value
+from ._serde import ANY, decode_input, structure_value
+from ._types import RAW_BYTES
 
 if TYPE_CHECKING:
     from ._definitions import Handler
@@ -42,6 +43,8 @@ JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 ERROR_SOURCE: Final = b"x-restate-error-source"
 FROM_INGRESS: Final = ((ERROR_SOURCE, b"ingress"),)
 FROM_INVOCATION: Final = ((ERROR_SOURCE, b"invocation"),)
+JSON: Final = b"application/json"
+OCTET_STREAM: Final = b"application/octet-stream"
 
 
 @attrs.frozen
@@ -49,6 +52,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    #: Sent with a non-empty body, or with any body that is raw bytes (OCTET_STREAM).
+    content_type: bytes = JSON
 
 
 class HttpError(Exception):
@@ -257,9 +262,9 @@ def decode_json(body: bytes, annotation: Any, what: str) -> Any:
     JSON or a wrong type, 400 ``HttpError`` past ``MAX_JSON_DEPTH``. A body with at most
     that many brackets cannot be deeper: two ``bytes.count`` and no other cost."""
     if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return decode_value(body, annotation, what)
+        return decode_input(body, annotation, what)
     try:
-        raw = decode_value(body, ANY, what)  # valid JSON first, so the depth scan is exact
+        raw = decode_input(body, ANY, what)  # valid JSON first, so the depth scan is exact
     except RecursionError:
         raise HttpError(400, f"{what}: {_TOO_DEEP}") from None
     if _json_depth(body) > MAX_JSON_DEPTH:
@@ -270,6 +275,8 @@ def decode_json(body: bytes, annotation: Any, what: str) -> Any:
 def handler_input(spec: Handler[Any, Any], body: bytes) -> tuple[object, ...]:
     """The arguments for ``spec`` from a request body: () or (value,)."""
     what = f"input of {spec.qualname}"
+    if spec.input_type is RAW_BYTES:
+        return (body,)  # the body as it is, empty or not
     empty = not body.strip()
     if not spec.has_input:
         if empty or body.strip() == b"null":

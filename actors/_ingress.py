@@ -31,7 +31,8 @@ Decisions
 ---------
 * Request bodies go through the same cattrs converter as ``rt.call`` arguments
   (``_serde``): the JSON is structured into the handler's annotated input type, so a
-  wrong type is a 400 naming the field, and nothing is stored for it. An empty body is
+  wrong type, or a field the input's class does not declare, is a 400 naming the field,
+  and nothing is stored for it. An empty body is
   "no input" (Restate's clients send none for a handler without input); for a handler
   with an input it is read as JSON ``null`` (fine for an ``Optional`` input, else 400).
 * ``idempotency-key`` maps to ``idempotency_key=``. On a workflow's ``main`` it is
@@ -40,6 +41,12 @@ Decisions
   header would break clients that send one on every request.
 * A ``None`` result is answered as an empty body, as Restate does: a client declaring a
   void output refuses any body, and JSON clients read empty as undefined/None.
+* A handler annotated ``bytes`` (input or output) takes the body as it is and is answered
+  its bytes as ``application/octet-stream`` (``_types``: raw payloads). ``attach`` and
+  ``output`` read a result by id, without its handler's annotation, so they answer raw
+  whenever the result is ``bytes``: always for a ``bytes`` handler, never for a result
+  that JSON gave. One case differs: a handler declared ``bytes | None`` is answered raw
+  on attach but as base64 JSON on the call itself.
 * Results of ``attach``/``output`` are encoded from their runtime type (the stored
   handler's output type was already applied when the runtime decoded them).
 * Keys and ids are taken from ``raw_path`` and percent-decoded per segment, so a key may
@@ -72,7 +79,7 @@ from ._errors import (
 )
 from ._files import remove_ingress_file, write_ingress_file
 from ._http import (
-    JSON_HEADERS,
+    JSON,
     Disconnected,
     HttpError,
     Receive,
@@ -215,8 +222,9 @@ class IngressApp:
             response = await self._respond(scope, receive)
         except Disconnected:
             return
+        raw = response.content_type != JSON
         headers = [
-            *(JSON_HEADERS if response.body else []),
+            *([(b"content-type", response.content_type)] if response.body or raw else []),
             (b"content-length", str(len(response.body)).encode()),
             *response.headers,
         ]

@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import UnknownHandlerError
-from ._http import HttpError, Response, json_response, require
-from ._serde import encode_value
+from ._http import OCTET_STREAM, HttpError, Response, json_response, require
+from ._serde import ANY, encode_value
+from ._types import RAW_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -52,9 +53,13 @@ class IdempotentLookups(Protocol):
 
 
 def result_response(value: object, annotation: Any, what: str) -> Response:
-    """The 200 answer for a result: empty for None, else its JSON."""
+    """The 200 answer for a result: empty for None; the bytes as they are for a handler
+    annotated ``bytes`` (a result read back by id has no annotation here, ``ANY``: it is
+    raw when it is ``bytes``, which JSON decoding never gives); else its JSON."""
     if value is None:
         return Response(200)
+    if annotation is RAW_BYTES or (annotation is ANY and type(value) is bytes):
+        return Response(200, encode_value(value, RAW_BYTES, what), content_type=OCTET_STREAM)
     return Response(200, encode_value(value, annotation, what))
 
 
