@@ -99,13 +99,17 @@ class Resolver:
         self, actor: str, handler: str, key: str | None
     ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
         """Resolve a target by names (HTTP ingress, CLI, recovery)."""
+        entry, spec = self._named(actor, handler)
+        return entry, spec, self.target(entry, spec, key)
+
+    def _named(self, actor: str, handler: str) -> tuple[ActorEntry, Handler[Any, Any]]:
         entry = self._entries.get(actor)
         if entry is None:
             raise UnknownHandlerError(f"actor {actor!r} is not registered with this runtime")
         spec = entry.cls.handlers.get(handler)
         if spec is None:
             raise UnknownHandlerError(f"actor {actor!r} has no handler {handler!r}")
-        return entry, spec, self.target(entry, spec, key)
+        return entry, spec
 
     @staticmethod
     def target(entry: ActorEntry, spec: Handler[Any, Any], key: str | None) -> Target:
@@ -182,7 +186,6 @@ class Resolver:
             raise TerminalError(str(exc), 400) from exc
 
     def spec_of(self, record: InvocationRecord) -> Handler[Any, Any]:
-        _, spec, _ = self.resolve_name(
-            record.target.actor, record.target.handler, record.target.key
-        )
-        return spec
+        """The handler of a stored invocation. Its key is not checked: it was checked at
+        acceptance, and a record damaged in a way that still decodes must still answer."""
+        return self._named(record.target.actor, record.target.handler)[1]

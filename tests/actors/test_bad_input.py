@@ -327,3 +327,26 @@ def test_TerminalError_defaults() -> None:
     deadlock = actors.DeadlockError("cycle")
     assert isinstance(deadlock, actors.TerminalError)
     assert deadlock.status_code == 409
+
+
+async def test_a_stored_record_whose_key_was_lost_is_still_attachable(tmp_path: Path) -> None:
+    """A damaged record that still decodes (LMDB keeps no checksums): a keyed object's
+    invocation whose key reads back as null. Finding its handler needs no key, so attach
+    answers from the record instead of raising a raw ``TypeError`` ("needs key=")."""
+    import attrs
+
+    from actors.storage import InvocationRecord, Table, WriteBatch, dumps, loads
+
+    async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
+        handle = await rt.send(Counter.add, 5, key="k")
+        assert await handle.result() == 5
+        row = handle.invocation_id.encode()
+        stored = rt._store.get(Table.INVOCATIONS, row)
+        assert stored is not None
+        record = loads(InvocationRecord, stored)
+        damaged = attrs.evolve(record, target=attrs.evolve(record.target, key=None))
+        batch = WriteBatch()
+        batch.put(Table.INVOCATIONS, row, dumps(damaged))
+        await rt._store.commit(batch)
+    async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
+        assert await rt.attach(handle.invocation_id) == 5
