@@ -36,7 +36,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 #: Restate's header on every error answer: ``invocation`` when the error is the
 #: invocation's outcome (a client never retries it), ``ingress`` when the ingress refused
 #: the request (its status code says whether a retry may help).

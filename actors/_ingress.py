@@ -171,7 +171,6 @@ class Runtime(Protocol):
 
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
-NOT_READY: Final = 470
 
 
 # --- the application -----------------------------------------------------------------------

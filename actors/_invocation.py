@@ -276,11 +276,6 @@ class Invocation:
     def error(self, value: Exception | None) -> None:
         self.done.error = value
 
-    @property
-    def replaying(self) -> bool:
-        """Whether the cursor is still inside the durable journal."""
-        return self.index < self.replay_end
-
     def start_attempt(self, journal: dict[int, JournalEntry]) -> None:
         """Reset the per-attempt state and position the cursor at the journal's start."""
         self.replay = journal
