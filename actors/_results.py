@@ -134,7 +134,7 @@ class Results:
         if record is None:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
         if record.outcome is None:
-            raise RuntimeClosedError(f"invocation {invocation_id} is not running in this runtime")
+            raise self._lost(invocation_id)
         return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
 
     def output(self, invocation_id: str) -> Any:
@@ -150,9 +150,21 @@ class Results:
         if record is None:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
         if record.outcome is None:
+            if done is None:
+                self._resolver.spec_of(record)  # an unregistered handler's: not damage
+                raise self._lost(invocation_id)
             raise NotReadyError(f"invocation {invocation_id} has not completed yet")
         spec = self._resolver.spec_of(record)
         return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+
+    def _lost(self, invocation_id: str) -> PersistenceError:
+        # Open and not holding it: recovery resumes every unfinished invocation that has
+        # an inbox row, so this record lost its outcome or its row to damage.
+        return PersistenceError(
+            f"store {self._k.store.path} is damaged: invocation {invocation_id} is "
+            "recorded as unfinished but nothing resumes it (restore the directory from a "
+            "backup)"
+        )
 
     def stored_spec(self, invocation_id: str) -> Handler[Any, Any]:
         record = self._k.load_record(invocation_id)

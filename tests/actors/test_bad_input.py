@@ -350,3 +350,30 @@ async def test_a_stored_record_whose_key_was_lost_is_still_attachable(tmp_path: 
         await rt._store.commit(batch)
     async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
         assert await rt.attach(handle.invocation_id) == 5
+
+
+async def test_a_stored_record_that_lost_its_outcome_is_refused_as_damage(tmp_path: Path) -> None:
+    """A damaged record that still decodes: a finished invocation whose outcome reads back
+    as null, with no inbox row (so nothing resumes it). Attach names the damaged store
+    (``PersistenceError``) instead of saying the runtime is closed, which it is not."""
+    import attrs
+
+    from actors.storage import InvocationRecord, Table, WriteBatch, dumps, loads
+
+    async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
+        handle = await rt.send(Counter.add, 5, key="k")
+        assert await handle.result() == 5
+        row = handle.invocation_id.encode()
+        stored = rt._store.get(Table.INVOCATIONS, row)
+        assert stored is not None
+        damaged = attrs.evolve(loads(InvocationRecord, stored), outcome=None)
+        batch = WriteBatch()
+        batch.put(Table.INVOCATIONS, row, dumps(damaged))
+        await rt._store.commit(batch)
+    async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
+        with pytest.raises(actors.PersistenceError, match="damaged") as caught:
+            await rt.attach(handle.invocation_id)
+        assert str(tmp_path / "db") in str(caught.value)
+        with pytest.raises(actors.PersistenceError, match="damaged"):
+            await rt.output(handle.invocation_id)
+        assert await rt.call(Counter.add, 1, key="k") == 6  # the rest still serves
