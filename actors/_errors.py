@@ -151,7 +151,7 @@ def persistence_error(exc: StorageError) -> PersistenceError:
     return error
 
 
-def damaged_record_error(path: object, exc: StorageError) -> PersistenceError:
+def damaged_record_error(path: object, exc: Exception) -> PersistenceError:
     """A stored record that does not decode (``RecordDecodeError``, whose decoder cannot
     know the directory), as a ``PersistenceError`` naming the directory."""
     error = PersistenceError(

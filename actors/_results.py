@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import anyio.lowlevel
+import msgspec
 
 from actors.storage import Failure
 
@@ -20,8 +21,10 @@ from ._errors import (
     NotReadyError,
     PersistenceError,
     RuntimeClosedError,
+    SerializationError,
     TerminalError,
     UnknownHandlerError,
+    damaged_record_error,
 )
 from ._failures import safe_text, type_name
 from ._serde import decode_value
@@ -118,7 +121,7 @@ class Results:
                     f"invocation {invocation_id} did not finish: the runtime is shutting down"
                 )
             done.outcome = record.outcome  # finished by kill while parked
-        return decode_outcome(done.outcome, spec.output_type, f"output of {spec.qualname}")
+        return self._stored_output(done.outcome, spec)
 
     async def await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         """Wait for the result of ``invocation_id`` (held in memory, parked, or stored)."""
@@ -135,7 +138,7 @@ class Results:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
         if record.outcome is None:
             raise self._lost(invocation_id)
-        return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+        return self._stored_output(record.outcome, spec)
 
     def output(self, invocation_id: str) -> Any:
         """``Runtime.output``: the result of a finished invocation, without waiting."""
@@ -155,7 +158,16 @@ class Results:
                 raise self._lost(invocation_id)
             raise NotReadyError(f"invocation {invocation_id} has not completed yet")
         spec = self._resolver.spec_of(record)
-        return decode_outcome(record.outcome, spec.output_type, f"output of {spec.qualname}")
+        return self._stored_output(record.outcome, spec)
+
+    def _stored_output(self, outcome: Outcome, spec: Handler[Any, Any]) -> Any:
+        try:
+            return decode_outcome(outcome, spec.output_type, f"output of {spec.qualname}")
+        except SerializationError as exc:
+            if not isinstance(exc.__cause__, msgspec.DecodeError):
+                raise  # valid JSON of another shape: the output type changed, not damage
+            # We stored valid JSON: bytes that no longer parse were changed on disk.
+            raise damaged_record_error(self._k.store.path, exc) from exc
 
     def _lost(self, invocation_id: str) -> PersistenceError:
         # Open and not holding it: recovery resumes every unfinished invocation that has

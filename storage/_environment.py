@@ -63,6 +63,10 @@ Durability = Literal["fsync", "process"]
 
 SCHEMA_VERSION: Final = 1
 FORMAT_NAME: Final = b"virtual-actors"
+#: Table names no other program's LMDB store plausibly holds (``meta`` is too generic).
+_OUR_DATA_TABLES: Final = frozenset(
+    table.value.encode() for table in Table if table is not Table.META
+)
 LOCK_FILE: Final = "actors.lock"
 #: The files a store itself keeps in its directory.
 STORE_FILES: Final = frozenset({"data.mdb", "lock.mdb", LOCK_FILE})
@@ -323,13 +327,21 @@ def _open_lmdb(
 def _verify_format(env: lmdb.Environment, root: Path, named: set[bytes], verb: str) -> None:
     """Raise unless ``env`` (whose named databases are ``named``) is a store of ours
     with a schema version this release can ``verb`` (open, read)."""
-    if Table.META.value.encode() not in named:
-        raise ForeignDataError(f"{root} holds an LMDB store that virtual-actors did not write")
-    meta = env.open_db(Table.META.value.encode(), create=False)
-    with env.begin(db=meta) as txn:
-        fmt = txn.get(b"format")
-        version = txn.get(b"schema_version")
+    fmt = version = None
+    if Table.META.value.encode() in named:
+        meta = env.open_db(Table.META.value.encode(), create=False)
+        with env.begin(db=meta) as txn:
+            fmt = txn.get(b"format")
+            version = txn.get(b"schema_version")
     if fmt != FORMAT_NAME or version is None or not version.isdigit():
+        if named & _OUR_DATA_TABLES:
+            # Tables only we create, without a readable format record: a bit flip in
+            # the meta page, not another program's store. Say "backup", not "foreign".
+            raise StoreCorruptedError(
+                f"store {root} is damaged: its format record is missing or unreadable "
+                f"(format {fmt!r}, schema version {version!r}) (restore the directory "
+                "from a backup)"
+            )
         raise ForeignDataError(f"{root} holds an LMDB store that virtual-actors did not write")
     if int(version) > SCHEMA_VERSION:
         raise SchemaVersionError(

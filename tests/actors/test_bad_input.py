@@ -377,3 +377,29 @@ async def test_a_stored_record_that_lost_its_outcome_is_refused_as_damage(tmp_pa
         with pytest.raises(actors.PersistenceError, match="damaged"):
             await rt.output(handle.invocation_id)
         assert await rt.call(Counter.add, 1, key="k") == 6  # the rest still serves
+
+
+async def test_a_stored_output_that_is_no_longer_json_is_refused_as_damage(tmp_path: Path) -> None:
+    """A finished invocation whose stored output bytes were changed (a bit flip in a data
+    page): attach and output name the damaged store (``PersistenceError``), where before
+    they answered a 400 ``SerializationError`` as if the caller had sent bad input."""
+    import attrs
+
+    from actors.storage import InvocationRecord, Success, Table, WriteBatch, dumps, loads
+
+    async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
+        handle = await rt.send(Counter.add, 5, key="k")
+        assert await handle.result() == 5
+        row = handle.invocation_id.encode()
+        stored = rt._store.get(Table.INVOCATIONS, row)
+        assert stored is not None
+        damaged = attrs.evolve(loads(InvocationRecord, stored), outcome=Success(b"5x"))
+        batch = WriteBatch()
+        batch.put(Table.INVOCATIONS, row, dumps(damaged))
+        await rt._store.commit(batch)
+    async with actors.open_runtime(tmp_path / "db", [Counter()], commit_mode="inline") as rt:
+        for lookup in (rt.attach, rt.output):
+            with pytest.raises(actors.PersistenceError, match="damaged") as caught:
+                await lookup(handle.invocation_id)
+            assert str(tmp_path / "db") in str(caught.value)
+            assert "output of Counter.add" in str(caught.value)

@@ -117,3 +117,32 @@ def test_lmdb_errors_on_read_are_storage_errors_naming_the_directory(tmp_path: P
     error = read_error(tmp_path, lmdb.ReadersFullError("readers full"))
     assert isinstance(error, ReadFailedError)
     assert str(error) == f"cannot read store {tmp_path}: readers full"
+
+
+@pytest.mark.parametrize(
+    ("key", "old", "new"),
+    [(b"format", None, None), (b"schema_version", None, b"1\x00")],
+    ids=["format-record-lost", "schema-version-garbled"],
+)
+def test_a_damaged_format_record_beside_our_tables_is_damage_not_foreign(
+    tmp_path: Path, key: bytes, old: bytes | None, new: bytes | None
+) -> None:
+    """Our tables are there, the format record is gone or garbled (a bit flip in the meta
+    page). Before: ``ForeignDataError`` ("virtual-actors did not write"), which sends the
+    user looking for another program instead of their backup."""
+    make_store(tmp_path)
+    env = lmdb.open(str(tmp_path), max_dbs=len(Table) + 4)
+    with env.begin(write=True) as txn:
+        meta = env.open_db(b"meta", txn=txn)
+        if new is None:
+            txn.delete(key, db=meta)
+        else:
+            txn.put(key, new, db=meta)
+    env.close()
+    before = (tmp_path / "data.mdb").read_bytes()
+    pattern = rf"^store {tmp_path} is damaged: its format record .* \(restore the directory"
+    with pytest.raises(StoreCorruptedError, match=pattern):
+        Store.open(tmp_path)
+    with pytest.raises(StoreCorruptedError, match=pattern):
+        StoreReader.open(tmp_path)
+    assert (tmp_path / "data.mdb").read_bytes() == before
