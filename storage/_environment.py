@@ -176,7 +176,7 @@ def open_read_only(root: Path) -> tuple[lmdb.Environment, dict[Table, lmdb._Data
         named = _checked_table_names(env, root, "read")
         _verify_format(env, root, named, "read")
         dbs = {
-            table: env.open_db(table.value.encode(), create=False)
+            table: _open_table(env, root, table, create=False)
             for table in Table
             if table.value.encode() in named
         }
@@ -324,12 +324,31 @@ def _open_lmdb(
     return env, dbs
 
 
+def _open_table(
+    env: lmdb.Environment,
+    root: Path,
+    table: Table,
+    *,
+    create: bool = True,
+    txn: lmdb.Transaction | None = None,
+) -> lmdb._Database:
+    """``env.open_db``, with LMDB's refusal of a damaged table record (a changed byte in
+    its flags or page numbers, which the page walk cannot judge) as damage."""
+    try:
+        return env.open_db(table.value.encode(), txn=txn, create=create)
+    except (*CORRUPTION_ERRORS, lmdb.IncompatibleError) as exc:
+        raise StoreCorruptedError(
+            f"store {root} is damaged: table {table.value!r}: {exc} (restore the directory "
+            "from a backup)"
+        ) from exc
+
+
 def _verify_format(env: lmdb.Environment, root: Path, named: set[bytes], verb: str) -> None:
     """Raise unless ``env`` (whose named databases are ``named``) is a store of ours
     with a schema version this release can ``verb`` (open, read)."""
     fmt = version = None
     if Table.META.value.encode() in named:
-        meta = env.open_db(Table.META.value.encode(), create=False)
+        meta = _open_table(env, root, Table.META, create=False)
         with env.begin(db=meta) as txn:
             fmt = txn.get(b"format")
             version = txn.get(b"schema_version")
@@ -356,7 +375,7 @@ def _check_schema(env: lmdb.Environment, root: Path, is_new: bool) -> dict[Table
     if not is_new or named:
         _verify_format(env, root, named, "open")
     with env.begin(write=True) as txn:
-        dbs = {table: env.open_db(table.value.encode(), txn=txn) for table in Table}
+        dbs = {table: _open_table(env, root, table, txn=txn) for table in Table}
         if txn.get(b"format", db=dbs[Table.META]) is None:
             txn.put(b"format", FORMAT_NAME, db=dbs[Table.META])
             txn.put(b"schema_version", str(SCHEMA_VERSION).encode(), db=dbs[Table.META])

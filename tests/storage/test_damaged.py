@@ -146,3 +146,39 @@ def test_a_damaged_format_record_beside_our_tables_is_damage_not_foreign(
     with pytest.raises(StoreCorruptedError, match=pattern):
         StoreReader.open(tmp_path)
     assert (tmp_path / "data.mdb").read_bytes() == before
+
+
+def test_a_bit_flip_in_a_table_record_is_an_answer_or_a_clean_error(tmp_path: Path) -> None:
+    """Every single bit of the ``meta`` and ``invocations`` table records (in the main
+    table, and in its stale copies), flipped in turn: each opening works or raises a
+    ``StorageError``. Before: a raw ``lmdb.InvalidError`` or ``lmdb.CorruptedError`` from
+    ``mdb_dbi_open`` escaped for about 1 flip in 7 (found by CI's random damage)."""
+    import re
+    import shutil
+
+    from actors.storage import StorageError
+
+    pristine = tmp_path / "pristine"
+    make_store(pristine)
+    data = (pristine / "data.mdb").read_bytes()
+    outcomes: dict[str, int] = {}
+    for name in (b"meta", b"invocations"):
+        records = [2 * 4096 + m.end() for m in re.finditer(re.escape(name), data[2 * 4096 :])]
+        assert records
+        for bit in range(48 * 8):  # an MDB_db record is 48 bytes
+            damaged = bytearray(data)
+            for start in records:
+                damaged[start + bit // 8] ^= 1 << (bit % 8)
+            copy = tmp_path / "copy"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(pristine, copy)
+            (copy / "data.mdb").write_bytes(bytes(damaged))
+            for opener in (Store.open, StoreReader.open):
+                try:
+                    with opener(copy):
+                        outcome = "ok"
+                except StorageError as exc:
+                    outcome = type(exc).__name__
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("StoreCorruptedError", 0) > 0, outcomes
+    assert outcomes.get("ok", 0) > 0, outcomes
