@@ -75,6 +75,10 @@ class InvocationRecord:
     pause_reason: str | None = None
     cancel_requested: bool = False  # set by cancel(); raised at the next durable await
     kill_requested: bool = False  # set offline (the ``actors kill`` command); done at open
+    #: When each retry cycle in progress began, for a ``max_duration`` retry limit that
+    #: must hold across restarts: (journal index of the ``ctx.run`` step, or -1 for the
+    #: invocation itself, wall-clock seconds). Empty unless such a limit is in use.
+    retry_since: tuple[tuple[int, float], ...] = ()
 
 
 # --- journal entries -----------------------------------------------------------------
