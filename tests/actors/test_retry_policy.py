@@ -452,6 +452,9 @@ async def test_on_max_attempts_kill_ends_it_as_killed(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not paused"):
             await rt.resume(handle.invocation_id)
         assert await rt.call(Ledger.touched, key="a") is False
+        # So does a caller whose task runs it (rt.call).
+        with pytest.raises(actors.TerminalError, match="was killed: gave up after 3 attempts"):
+            await rt.call(Ledger.kill_me, key="c")
         # A caller inside a handler gets the failure too.
         relayed = await rt.call(Caller.relay, "b")
         assert relayed == (
