@@ -380,7 +380,14 @@ _KIND_ADVICE: dict[ActorKind, str] = {
 
 
 class Actor:
-    """Common base of ``VirtualObject``, ``Service`` and ``Workflow``. Not used directly."""
+    """Common base of ``VirtualObject``, ``Service`` and ``Workflow``. Not used directly.
+
+    Subclasses take the class keywords ``name=`` (the actor name; the class name by
+    default) and ``retention=``, ``inactivity_timeout=``, ``ingress_private=``: the
+    defaults of every handler of the class, which a decorator's own value overrides
+    (see the decorators). Those three are inherited by subclasses unless they give
+    their own; a bad value raises ``TypeError`` or ``ValueError`` in the class
+    statement."""
 
     actor_name: ClassVar[str]
     actor_kind: ClassVar[ActorKind]
