@@ -41,7 +41,8 @@ A value given on the decorator wins over the one given as a class keyword
 the runtime's; class keywords are inherited by subclasses unless they give their own.
 Bad values are refused where they are written, when the decorator or the class
 statement runs: ``TypeError`` for a wrong type, ``ValueError`` for a duration that is
-not finite and positive (a retention may be zero: nothing is kept once finished).
+not finite and positive. A retention may be zero: callers waiting when the invocation
+finishes are answered, and nothing is kept for anyone asking later (as in Restate).
 """
 
 from __future__ import annotations

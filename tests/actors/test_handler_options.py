@@ -519,3 +519,44 @@ async def test_inactivity_timeout_overrides_suspend_after_both_ways() -> None:
         assert await keeps.result() == 1
         assert await at_once.result() == 2
     assert fast.starts == {"keeps": 1, "at_once": 2}
+
+
+class Once(actors.Service):
+    @actors.handler(retention=0)
+    async def fire(self, ctx: actors.Context, n: int) -> int:
+        return n
+
+    @actors.handler(retention=0)
+    async def slow(self, ctx: actors.Context, n: int) -> int:
+        await ctx.sleep(timedelta(seconds=30))
+        return n
+
+
+async def test_zero_retention_forgets_a_result_once_it_was_answered() -> None:
+    clock = ManualClock()
+    async with open_test_runtime([Once], clock=clock) as rt:
+        handle = await rt.send(Once.fire, 7, idempotency_key="k")
+        assert await handle.result() == 7
+        slow = await rt.send(Once.slow, 8)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(actors.UnknownHandlerError):
+            await rt.attach(handle.invocation_id)
+        again = await rt.send(Once.fire, 9, idempotency_key="k")  # the key is free again
+        assert again.status == "Accepted"
+        assert await again.result() == 9
+        results: list[int] = []
+
+        async def wait_for_slow() -> None:
+            results.append(await slow.result())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_slow)
+            await anyio.wait_all_tasks_blocked()
+            await clock.advance(30)
+        assert results == [8]  # a caller waiting when it finished is answered
+        # Anyone asking after that finds nothing, as in Restate with a zero retention.
+        for ask in (rt.output, rt.attach):
+            with pytest.raises(actors.UnknownHandlerError):
+                await ask(slow.invocation_id)
+        with pytest.raises(actors.UnknownHandlerError):
+            await slow.result()
