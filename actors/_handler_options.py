@@ -23,11 +23,12 @@ server, under one name each:
     same timer (``idle_timeout`` is another thing: it drops an idle key's activation,
     which holds no invocation). This is Restate's graceful half: when its inactivity
     timeout expires Restate asks the invocation to suspend, which it can only do at a
-    durable await. Restate's ``abort_timeout`` (interrupt user code that does not
-    suspend, and retry it) has no counterpart: an embedded handler runs in the caller's
-    own process, where interrupting a ``ctx.run`` body mid-way could leave its effect
-    half done with nothing journaled; a hung step is the retry policy's and the user's
-    (``anyio.fail_after`` inside the step) to bound.
+    durable await. Restate's ``abort_timeout`` (interrupt code that cannot suspend,
+    such as a hung ``ctx.run`` body, and retry the attempt) has no counterpart yet:
+    embedded, the only interruption is a cancellation of the handler's coroutine,
+    which the runtime reserves for ``kill`` and the runtime's own shutdown, and which
+    user code can shield. Until then a hung step is bounded inside it
+    (``anyio.fail_after``), which fails the step and lets its retry policy act.
 ``ingress_private``
     The HTTP ingress (``actors serve``, ``rt.serve_http``) treats the handler as if it
     did not exist: 404 with the unknown handler's message, on calls, sends, attach and
