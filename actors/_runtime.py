@@ -36,6 +36,7 @@ from ._admission import Admission
 from ._control import Control
 from ._definitions import Handler
 from ._errors import (
+    ActorsError,
     RuntimeClosedError,
 )
 from ._executor import Executor
@@ -167,6 +168,17 @@ class Runtime(metaclass=NoPublicConstructor):
         task_group.start_soon(self._scheduler.reap_idle)
         task_group.start_soon(self._timers.run)
         task_group.start_soon(self._admission.dispatch_accepted)
+
+    def _handler_of(self, invocation_id: str) -> Handler[Any, Any] | None:
+        """The handler ``invocation_id`` runs (for the ingress to hide ingress-private
+        ones), or None when it is unknown or unreadable: then attach says why."""
+        inv = self._invocations.get(invocation_id)
+        if inv is not None:
+            return inv.spec
+        try:
+            return self._results.stored_spec(invocation_id)
+        except ActorsError:
+            return None
 
     def _close(self) -> None:
         self._k.closed = True

@@ -171,7 +171,11 @@ class Waits:
                 if inv.wake_event is None or inv.wake_event.is_set():
                     inv.wake_event = anyio.Event()
                 waiting = inv.wake_event.wait
-            scope = anyio.CancelScope(deadline=anyio.current_time() + self._suspend_after)
+            # The handler's ``inactivity_timeout``, else the runtime's ``suspend_after``.
+            after = inv.spec.inactivity_timeout
+            if after is None:
+                after = self._suspend_after
+            scope = anyio.CancelScope(deadline=anyio.current_time() + after)
             inv.wait_scopes.add(scope)
             self._scheduler.waiting[inv.invocation_id] = inv
             if len(self._scheduler.waiting) > self._scheduler.max_waiting:
