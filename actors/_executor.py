@@ -4,9 +4,10 @@ An attempt runs the handler from the start against the durable journal: recorded
 operations return their recorded values, later ones run live (``_invocation``). A
 ``TerminalError`` completes the invocation with that error (Restate's semantics: state
 written before it is kept). Any other exception retries the attempt from the journal
-with the retry policy's backoff, holding the key; when attempts run out, or a replay
-diverges from the journal, the invocation is *paused*: it keeps its key, stays visible,
-and continues with ``resume``.
+with the retry policy's backoff, holding the key (by default until it succeeds). When a
+limit of the policy is reached, or a replay diverges from the journal, the invocation is
+*paused*: it keeps its key, stays visible, and continues with ``resume``; or, if its
+policy says ``on_max_attempts="kill"``, it is killed.
 
 What a completion writes, and what its callers are told, is ``_completion``'s. A failed
 commit is the store's failure, not the handler's: a step's retries the attempt with

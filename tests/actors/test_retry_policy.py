@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
+    from actors._definitions import Actor
     from actors._runtime import Runtime
 
 START = 1_700_000_000.0
@@ -86,7 +87,7 @@ class JumpClock:
 @asynccontextmanager
 async def runtime(
     path: Path,
-    members: Sequence[type[actors.Actor] | actors.Actor],
+    members: Sequence[type[Actor] | Actor],
     clock: JumpClock,
     crash: CrashPlan | None = None,
 ) -> AsyncIterator[Runtime]:
