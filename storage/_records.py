@@ -176,6 +176,14 @@ class SelectEntry:
 
 
 @attrs.frozen
+class CompletedEntry:
+    """Which futures of a ``wait_completed`` had finished when it returned: their
+    positions in its argument list, in that order."""
+
+    done: tuple[int, ...]
+
+
+@attrs.frozen
 class PromisePeekEntry:
     """What a non-blocking ``peek()`` of a durable promise observed (None: pending)."""
 
@@ -215,6 +223,7 @@ JournalEntry = (
     | PromisePeekEntry
     | ResolveEntry
     | CancelledEntry
+    | CompletedEntry
 )
 
 # Written to disk: never change a value, only add new ones.
@@ -234,6 +243,7 @@ JOURNAL_TAGS: dict[type, str] = {
     PromisePeekEntry: "peek",
     ResolveEntry: "resolve",
     CancelledEntry: "cancelled",
+    CompletedEntry: "completed",
 }
 
 OUTCOME_TAGS: dict[type, str] = {Success: "ok", Failure: "err"}

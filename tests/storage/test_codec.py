@@ -16,6 +16,7 @@ from actors.storage import (
     CallEntry,
     CancelledEntry,
     ClearStateEntry,
+    CompletedEntry,
     Failure,
     GetStateEntry,
     IdempotencyRecord,
@@ -83,6 +84,9 @@ JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     PromisePeekEntry: st.builds(PromisePeekEntry, name=texts, outcome=opt_outcomes),
     ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
     CancelledEntry: st.builds(CancelledEntry, message=texts),
+    CompletedEntry: st.builds(
+        CompletedEntry, done=st.lists(st.integers(0, 1000), max_size=5).map(tuple)
+    ),
 }
 journal_entries: st.SearchStrategy[JournalEntry] = st.one_of(*JOURNAL_STRATEGIES.values())
 
@@ -228,6 +232,7 @@ def test_journal_tags_are_frozen() -> None:
         PromisePeekEntry: "peek",
         ResolveEntry: "resolve",
         CancelledEntry: "cancelled",
+        CompletedEntry: "completed",
     }
     assert set(_records.JOURNAL_TAGS) == set(JOURNAL_STRATEGIES)
 
@@ -277,6 +282,7 @@ def test_loads_entry_reads_the_stored_format() -> None:
         "time": ({"t": "time", "now": 1.5}, TimeEntry(1.5)),
         "sleep": ({"t": "sleep", "wake_at": 2.0, "fired": True}, SleepEntry(2.0, fired=True)),
         "select": ({"t": "select", "winner": "a"}, SelectEntry("a")),
+        "completed": ({"t": "completed", "done": [2, 0]}, CompletedEntry((2, 0))),
     }
     for name, (raw, expected) in stored.items():
         assert loads_entry(msgspec.msgpack.encode(raw)) == expected, name
