@@ -167,8 +167,8 @@ async def gather(*futures: DurableFuture[Any]) -> list[Any]:
 
 
 async def wait_completed(
-    *futures: DurableFuture[T],
-) -> tuple[list[DurableFuture[T]], list[DurableFuture[T]]]:
+    *futures: DurableFuture[Any],
+) -> tuple[list[DurableFuture[Any]], list[DurableFuture[Any]]]:
     """Wait until at least one of ``futures`` has finished; return ``(done, pending)``,
     each in argument order. A future that failed is done too: awaiting it raises its
     ``TerminalError``. Returns at once if some future has already finished.
@@ -191,7 +191,7 @@ async def wait_completed(
     return done, pending
 
 
-async def as_completed(*futures: DurableFuture[T]) -> AsyncIterator[DurableFuture[T]]:
+async def as_completed(*futures: DurableFuture[Any]) -> AsyncIterator[DurableFuture[Any]]:
     """Yield ``futures`` as they finish, in the order they finish (futures that finish
     together come in argument order). Each step is a ``wait_completed``, journaled, so a
     replay yields the same order. Await each yielded future for its result (it does not

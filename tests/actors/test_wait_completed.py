@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 import trio
 import trio.testing
@@ -15,6 +16,7 @@ import actors
 from actors.testing import CrashPlan, SimulatedCrash, open_test_runtime
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 HOUR = 3600.0
@@ -24,11 +26,14 @@ NAMES = ("a", "b", "c")
 class Race(actors.Workflow):
     """Waits on three promises with ``wait_completed`` or ``as_completed``."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
         self.after: list[Any] = []
+        self.partitioned = anyio.Event()  # set by the step after wait_completed
 
     async def _after(self, seen: list[Any]) -> None:
         self.after.append(list(seen))
+        self.partitioned.set()
 
     @actors.main
     async def partition(self, ctx: actors.WorkflowContext) -> list[Any]:
@@ -44,7 +49,8 @@ class Race(actors.Workflow):
                 results.append(f"failed {exc.status_code}: {exc.message}")
         seen.append(results)
         ctx.set("seen", seen)
-        await ctx.sleep(timedelta(hours=2))  # the other promises may arrive meanwhile
+        if self.pause:
+            await ctx.sleep(timedelta(hours=self.pause))  # the others may arrive meanwhile
         await ctx.run("after", self._after, seen)
         # The pending ones are still usable futures.
         seen.append([await future for future in pending])
@@ -63,16 +69,14 @@ class Race(actors.Workflow):
         return await ctx.get("seen", list[Any])
 
 
-async def test_wait_completed_returns_once_one_future_finished(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_wait_completed_returns_once_one_future_finished() -> None:
     race = Race()
     async with open_test_runtime([race]) as rt:
         handle = await rt.send(Race.partition, key="w")
-        await trio.sleep(HOUR)
+        await anyio.wait_all_tasks_blocked()
         assert await rt.call(Race.seen, key="w") is None  # nothing finished yet
         await rt.call(Race.resolve, "b", key="w")
-        await trio.testing.wait_all_tasks_blocked()
+        await race.partitioned.wait()
         assert await rt.call(Race.seen, key="w") == [["b"], ["a", "c"], ["value b"]]
         await rt.call(Race.resolve, "c", key="w")
         await rt.call(Race.resolve, "a", key="w")
@@ -80,16 +84,14 @@ async def test_wait_completed_returns_once_one_future_finished(
     assert result == [["b"], ["a", "c"], ["value b"], ["value a", "value c"]]
 
 
-async def test_wait_completed_returns_every_future_already_finished(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_wait_completed_returns_every_future_already_finished() -> None:
     # Promises resolved before main starts: all three are done at once, in argument order.
     race = Race()
     async with open_test_runtime([race]) as rt:
         for name in ("c", "a"):
             await rt.call(Race.resolve, name, key="w")
         handle = await rt.send(Race.partition, key="w")
-        await trio.testing.wait_all_tasks_blocked()
+        await race.partitioned.wait()
         assert await rt.call(Race.seen, key="w") == [
             ["a", "c"],
             ["b"],
@@ -99,15 +101,13 @@ async def test_wait_completed_returns_every_future_already_finished(
         assert (await handle.result())[-1] == ["value b"]
 
 
-async def test_a_failed_future_is_done_and_raises_when_awaited(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_a_failed_future_is_done_and_raises_when_awaited() -> None:
     race = Race()
     async with open_test_runtime([race]) as rt:
         handle = await rt.send(Race.partition, key="w")
-        await trio.testing.wait_all_tasks_blocked()
+        await anyio.wait_all_tasks_blocked()
         await rt.call(Race.reject, "a", key="w")
-        await trio.testing.wait_all_tasks_blocked()
+        await race.partitioned.wait()
         for name in ("b", "c"):
             await rt.call(Race.resolve, name, key="w")
         result = await handle.result()
@@ -119,7 +119,7 @@ async def test_replay_after_a_crash_returns_the_journaled_partition(
 ) -> None:
     # First life: only "b" has finished when wait_completed returns; "a" and "c" arrive
     # during the two-hour sleep; the step after it crashes the runtime.
-    race = Race()
+    race = Race(pause=2)
     with pytest.raises(SimulatedCrash):
         async with open_test_runtime([race], path=tmp_path, crash=CrashPlan(in_run="after")) as rt:
             handle = await rt.send(Race.partition, key="w")
@@ -143,9 +143,11 @@ class Arrivals(actors.Workflow):
 
     def __init__(self) -> None:
         self.order: list[str] = []
+        self.noted = {name: anyio.Event() for name in NAMES}
 
     async def _note(self, name: str) -> None:
         self.order.append(name)
+        self.noted[name].set()
 
     @actors.main
     async def run(self, ctx: actors.WorkflowContext) -> list[str]:
@@ -162,22 +164,18 @@ class Arrivals(actors.Workflow):
         await ctx.promise(name, str).resolve(name)
 
 
-async def test_as_completed_yields_in_completion_order(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_as_completed_yields_in_completion_order() -> None:
     arrivals = Arrivals()
     async with open_test_runtime([arrivals]) as rt:
         handle = await rt.send(Arrivals.run, key="w")
         for name in ("c", "a", "b"):
-            await trio.testing.wait_all_tasks_blocked()
             await rt.call(Arrivals.resolve, name, key="w")
+            await arrivals.noted[name].wait()
         assert await handle.result() == ["c", "a", "b"]
     assert arrivals.order == ["c", "a", "b"]
 
 
-async def test_as_completed_replays_the_same_order_after_a_crash(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
+async def test_as_completed_replays_the_same_order_after_a_crash(tmp_path: Path) -> None:
     # "c" then "a" arrive; "b" arrives too, and the step noting "b" crashes. On replay
     # all three are resolved (argument order would be a, b, c); the journal says c, a, b.
     arrivals = Arrivals()
@@ -186,9 +184,10 @@ async def test_as_completed_replays_the_same_order_after_a_crash(
             [arrivals], path=tmp_path, crash=CrashPlan(in_run="note b")
         ) as rt:
             handle = await rt.send(Arrivals.run, key="w")
-            for name in ("c", "a", "b"):
-                await trio.testing.wait_all_tasks_blocked()
+            for name in ("c", "a"):
                 await rt.call(Arrivals.resolve, name, key="w")
+                await arrivals.noted[name].wait()
+            await rt.call(Arrivals.resolve, "b", key="w")
             await handle.result()
     assert arrivals.order == ["c", "a"]
     async with open_test_runtime([arrivals], path=tmp_path) as rt:
@@ -224,17 +223,19 @@ class Misuse(actors.Service):
     async def errors(self, ctx: actors.Context) -> list[str]:
         messages = []
         bad: Any = [5]
-        for attempt in (
+        attempts: tuple[Callable[[], Awaitable[object]], ...] = (
             lambda: actors.wait_completed(),
             lambda: actors.wait_completed(*bad),
-        ):
+        )
+        for attempt in attempts:
             try:
                 await attempt()
             except actors.TerminalError as exc:
                 messages.append(f"{exc.status_code} {exc.message}")
-        for args in ((), (ctx.sleep(1), "x")):
+        arguments: tuple[tuple[Any, ...], ...] = ((), (ctx.sleep(1), "x"))
+        for args in arguments:
             try:
-                async for _ in actors.as_completed(*args):  # type: ignore[arg-type]
+                async for _ in actors.as_completed(*args):
                     pass
             except actors.TerminalError as exc:
                 messages.append(f"{exc.status_code} {exc.message}")
@@ -261,10 +262,10 @@ class Cancelled(actors.Workflow):
         return "finished"
 
 
-async def test_cancel_lands_in_wait_completed(autojump_clock: trio.testing.MockClock) -> None:
+async def test_cancel_lands_in_wait_completed() -> None:
     async with open_test_runtime([Cancelled()]) as rt:
         handle = await rt.send(Cancelled.run, key="w")
-        await trio.testing.wait_all_tasks_blocked()
+        await anyio.wait_all_tasks_blocked()
         await rt.cancel(handle.invocation_id)
         assert await handle.result() == "409 cancelled"
 
@@ -289,15 +290,13 @@ class Shrinking(actors.Workflow):
         await ctx.promise(name, str).resolve(name)
 
 
-async def test_replay_that_waits_on_fewer_futures_is_a_divergence(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
+async def test_replay_that_waits_on_fewer_futures_is_a_divergence(tmp_path: Path) -> None:
     with pytest.raises(SimulatedCrash):
         async with open_test_runtime(
             [Shrinking()], path=tmp_path, crash=CrashPlan(in_run="after")
         ) as rt:
             handle = await rt.send(Shrinking.run, key="w")
-            await trio.testing.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()
             await rt.call(Shrinking.resolve, "c", key="w")  # position 2 is journaled
             await handle.result()
     changed = Shrinking()
