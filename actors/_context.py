@@ -174,10 +174,11 @@ class Context(metaclass=NoPublicConstructor):
         unknown id, 400 for a malformed one and 409 if it was already completed."""
         await self._port.complete_awakeable(self._inv, awakeable_id, value, None)
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str, /) -> None:
-        """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
-        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason)
+    async def reject_awakeable(self, awakeable_id: str, reason: str, /, code: int = 500) -> None:
+        """Fail an awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason, code)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
@@ -329,10 +330,11 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
         ``TerminalError`` (409) if it was already completed."""
         await self._port.complete_promise(self._inv, self._name, self._type, value, None)
 
-    async def reject(self, reason: str) -> None:
-        """Fail the promise: waiters get ``TerminalError(reason)``. Raises
-        ``TerminalError`` (409) if it was already completed."""
-        await self._port.complete_promise(self._inv, self._name, self._type, None, reason)
+    async def reject(self, reason: str, code: int = 500) -> None:
+        """Fail the promise: waiters get ``TerminalError(reason, code)``, also after a
+        crash. Raises ``TerminalError`` (409) if it was already completed, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        await self._port.complete_promise(self._inv, self._name, self._type, None, reason, code)
 
 
 class WorkflowSharedContext(ObjectSharedContext):

@@ -334,11 +334,12 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         await self._signals.complete_awakeable(None, awakeable_id, value, None)
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
-        """Fail the awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
+    async def reject_awakeable(self, awakeable_id: str, reason: str, code: int = 500) -> None:
+        """Fail the awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
+        ``code`` that is not an int from 100 to 999."""
         self._check_open()
-        await self._signals.complete_awakeable(None, awakeable_id, None, reason)
+        await self._signals.complete_awakeable(None, awakeable_id, None, reason, code)
 
     async def cancel(self, invocation_id: str) -> None:
         """Cancel an invocation. Durable before this returns.

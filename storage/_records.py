@@ -42,6 +42,9 @@ class Failure:
     status_code: int = 500
     #: The failure is a ``DeadlockError`` (a wait-for cycle), whatever its message says.
     deadlock: bool = False
+    #: The ``TerminalError``'s metadata, as (name, value) pairs in its order. Left out
+    #: of the stored form when empty, so failures without it are stored as before.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 Outcome = Success | Failure

@@ -60,7 +60,13 @@ ints = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 
 targets = st.builds(Target, actor=texts, handler=texts, key=opt_texts)
 successes = st.builds(Success, value=payloads)
-failures = st.builds(Failure, message=texts, status_code=ints)
+failures = st.builds(
+    Failure,
+    message=texts,
+    status_code=ints,
+    deadlock=st.booleans(),
+    metadata=st.lists(st.tuples(texts, texts), max_size=3).map(tuple),
+)
 outcomes = st.one_of(successes, failures)
 opt_outcomes = st.none() | outcomes
 
