@@ -70,6 +70,16 @@ class HandlerPort(Protocol):
         code: int = 500,
     ) -> None: ...
     def promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
+    def signal(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
+    async def complete_signal(
+        self,
+        inv: Invocation,
+        invocation_id: str,
+        name: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
+    ) -> None: ...
     async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any: ...
     async def complete_promise(
         self,

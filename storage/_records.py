@@ -179,6 +179,14 @@ class SelectEntry:
 
 
 @attrs.frozen
+class SignalEntry:
+    """A wait on a named signal of the invocation itself; ``outcome`` once received."""
+
+    name: str
+    outcome: Outcome | None = None
+
+
+@attrs.frozen
 class CompletedEntry:
     """Which futures of a ``wait_completed`` had finished when it returned: their
     positions in its argument list, in that order."""
@@ -227,6 +235,7 @@ JournalEntry = (
     | ResolveEntry
     | CancelledEntry
     | CompletedEntry
+    | SignalEntry
 )
 
 # Written to disk: never change a value, only add new ones.
@@ -247,6 +256,7 @@ JOURNAL_TAGS: dict[type, str] = {
     ResolveEntry: "resolve",
     CancelledEntry: "cancelled",
     CompletedEntry: "completed",
+    SignalEntry: "signal",
 }
 
 OUTCOME_TAGS: dict[type, str] = {Success: "ok", Failure: "err"}

@@ -32,6 +32,7 @@ from actors.storage import (
     SelectEntry,
     SendEntry,
     SetStateEntry,
+    SignalEntry,
     SleepEntry,
     StateKeysEntry,
     Success,
@@ -90,6 +91,7 @@ JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     PromisePeekEntry: st.builds(PromisePeekEntry, name=texts, outcome=opt_outcomes),
     ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
     CancelledEntry: st.builds(CancelledEntry, message=texts),
+    SignalEntry: st.builds(SignalEntry, name=texts, outcome=opt_outcomes),
     CompletedEntry: st.builds(
         CompletedEntry, done=st.lists(st.integers(0, 1000), max_size=5).map(tuple)
     ),
@@ -239,6 +241,7 @@ def test_journal_tags_are_frozen() -> None:
         ResolveEntry: "resolve",
         CancelledEntry: "cancelled",
         CompletedEntry: "completed",
+        SignalEntry: "signal",
     }
     assert set(_records.JOURNAL_TAGS) == set(JOURNAL_STRATEGIES)
 
