@@ -34,7 +34,7 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
-from ._futures import DurableFuture, gather, select
+from ._futures import DurableFuture, as_completed, gather, select, wait_completed
 from ._open import open_runtime
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics
@@ -67,6 +67,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowSharedContext",
     "allow_extra_fields",
+    "as_completed",
     "exclusive",
     "gather",
     "handler",
@@ -74,4 +75,5 @@ __all__ = [
     "open_runtime",
     "select",
     "shared",
+    "wait_completed",
 ]

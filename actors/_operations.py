@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
     from ._ops_calls import CallOps
+    from ._ops_invocation_signals import InvocationSignals
     from ._ops_signals import SignalOps
     from ._ops_state import StateOps
     from ._ops_steps import StepOps
@@ -29,6 +30,7 @@ class Operations:
         "clear_state",
         "complete_awakeable",
         "complete_promise",
+        "complete_signal",
         "get_state",
         "promise_peek",
         "promise_value",
@@ -36,6 +38,7 @@ class Operations:
         "run",
         "send",
         "set_state",
+        "signal",
         "sleep",
         "state_keys",
         "time",
@@ -43,7 +46,13 @@ class Operations:
     )
 
     def __init__(
-        self, state: StateOps, steps: StepOps, calls: CallOps, waits: Waits, signals: SignalOps
+        self,
+        state: StateOps,
+        steps: StepOps,
+        calls: CallOps,
+        waits: Waits,
+        signals: SignalOps,
+        invocation_signals: InvocationSignals,
     ) -> None:
         self.get_state = state.get
         self.state_keys = state.keys
@@ -62,3 +71,5 @@ class Operations:
         self.promise_value = signals.promise_value
         self.promise_peek = signals.promise_peek
         self.complete_promise = signals.promise_complete
+        self.signal = invocation_signals.signal
+        self.complete_signal = invocation_signals.ctx_complete

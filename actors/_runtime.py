@@ -45,6 +45,7 @@ from ._kernel import Kernel
 from ._key_order import KeyOrder
 from ._operations import Operations
 from ._ops_calls import CallOps
+from ._ops_invocation_signals import InvocationSignals
 from ._ops_signals import SignalOps
 from ._ops_state import StateOps
 from ._ops_steps import StepOps
@@ -125,6 +126,7 @@ class Runtime(metaclass=NoPublicConstructor):
         admission = Admission(kernel, order, resolver, scheduler, timers, results)
         waits = Waits(kernel, output, scheduler, timers)
         signals = SignalOps(kernel, output, scheduler, waits)
+        invocation_signals = InvocationSignals(kernel, output, scheduler, waits, signals)
         calls = CallOps(
             kernel,
             order=order,
@@ -136,7 +138,14 @@ class Runtime(metaclass=NoPublicConstructor):
             results=results,
             waits=waits,
         )
-        port = Operations(StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals)
+        port = Operations(
+            StateOps(kernel),
+            StepOps(kernel, output, waits),
+            calls,
+            waits,
+            signals,
+            invocation_signals,
+        )
         executor = Executor(kernel, output, scheduler, timers, port, Recommits(kernel))
         control = Control(kernel, scheduler, results, executor)
         # The upward references: the scheduler runs what the executor executes, a
@@ -153,6 +162,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._timers = timers
         self._admission = admission
         self._signals = signals
+        self._invocation_signals = invocation_signals
         self._control = control
         self._invocations = kernel.invocations
         self._store = store
@@ -347,11 +357,33 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         await self._signals.complete_awakeable(None, awakeable_id, value, None)
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
-        """Fail the awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
+    async def reject_awakeable(self, awakeable_id: str, reason: str, code: int = 500) -> None:
+        """Fail the awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
+        ``code`` that is not an int from 100 to 999."""
         self._check_open()
-        await self._signals.complete_awakeable(None, awakeable_id, None, reason)
+        await self._signals.complete_awakeable(None, awakeable_id, None, reason, code)
+
+    async def resolve_signal(self, invocation_id: str, name: str, value: object) -> None:
+        """Complete the signal ``name`` of invocation ``invocation_id`` (what its
+        ``ctx.signal(name)`` returns) with ``value``. Durable before this returns; kept
+        if the invocation is not waiting for it yet; its waiter is woken (rebuilt by
+        replay if it was parked).
+
+        Raises ``TerminalError`` with 404 for an unknown invocation, 409 if it has
+        already completed or the signal was already completed (its value is kept), and
+        400 for a name that is not a non-empty str."""
+        self._check_open()
+        await self._invocation_signals.complete(None, invocation_id, name, value, None)
+
+    async def reject_signal(
+        self, invocation_id: str, name: str, reason: str, code: int = 500
+    ) -> None:
+        """Fail the signal ``name`` of invocation ``invocation_id``: its waiter gets
+        ``TerminalError(reason, code)``. Errors as ``resolve_signal``, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        self._check_open()
+        await self._invocation_signals.complete(None, invocation_id, name, None, reason, code)
 
     async def cancel(self, invocation_id: str) -> None:
         """Cancel an invocation. Durable before this returns.

@@ -18,6 +18,10 @@ and what its clients rely on (``@restatedev/restate-sdk-clients``, ``restate.cli
   enabled never repeats it; ``ingress`` on the ingress's own refusals. (Restate's
   ingress errors also say ``"source": "ingress"`` in the body; ours keep the documented
   ``{"code", "message"}``, and no client reads that field.)
+* A ``TerminalError`` raised with ``metadata`` answers it in the error body as a JSON
+  object of strings (``"metadata": {"reason": "card_declined"}``), beside ``code`` and
+  ``message``, as Restate's ingress carries a failure's metadata; it is left out when
+  empty, so a body without metadata is exactly what it was before.
 * ``GET /restate/health`` answers ``{"services": [names]}``, the actors it serves.
 * Ingress-private handlers (``ingress_private=True``) are not served: every route
   answers for them exactly what it answers for a handler that does not exist, and an
