@@ -29,10 +29,13 @@ class Operations:
         "clear_state",
         "complete_awakeable",
         "complete_promise",
+        "generic_call",
+        "generic_send",
         "get_state",
         "promise_peek",
         "promise_value",
         "random",
+        "request",
         "run",
         "send",
         "set_state",
@@ -56,6 +59,9 @@ class Operations:
         self.run = steps.run
         self.call = calls.call
         self.send = calls.send
+        self.generic_call = calls.generic_call
+        self.generic_send = calls.generic_send
+        self.request = calls.request
         self.sleep = waits.sleep
         self.awakeable = signals.awakeable
         self.complete_awakeable = signals.ctx_complete_awakeable
