@@ -34,7 +34,7 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
-from ._futures import DurableFuture, gather, select
+from ._futures import DurableFuture, as_completed, gather, select, wait_completed
 from ._open import open_runtime
 from ._request import Request
 from ._retry import RetryPolicy
@@ -69,6 +69,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowSharedContext",
     "allow_extra_fields",
+    "as_completed",
     "exclusive",
     "gather",
     "handler",
@@ -76,4 +77,5 @@ __all__ = [
     "open_runtime",
     "select",
     "shared",
+    "wait_completed",
 ]

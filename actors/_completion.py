@@ -141,7 +141,9 @@ class Completions:
             now = self._clock.now()
             record = inv.record(status, outcome, now)
             batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
-            expire_at = now + self._retention
+            # The handler's own retention (decorator or class keyword), else the runtime's.
+            retention = inv.spec.retention
+            expire_at = now + (self._retention if retention is None else retention)
             expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
             batch.put(
                 Table.TIMERS,

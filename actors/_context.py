@@ -175,10 +175,44 @@ class Context(metaclass=NoPublicConstructor):
         unknown id, 400 for a malformed one and 409 if it was already completed."""
         await self._port.complete_awakeable(self._inv, awakeable_id, value, None)
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str, /) -> None:
-        """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
-        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason)
+    async def reject_awakeable(self, awakeable_id: str, reason: str, /, code: int = 500) -> None:
+        """Fail an awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason, code)
+
+    @overload
+    def signal(self, name: str, /) -> DurableFuture[object]: ...
+    @overload
+    def signal(self, name: str, type: type[T], /) -> DurableFuture[T]: ...
+    def signal(self, name: str, type: Any = object, /) -> DurableFuture[Any]:
+        """A durable future of this invocation's signal ``name``, completed by whoever
+        knows ``ctx.invocation_id``: ``rt.resolve_signal(id, name, value)`` /
+        ``rt.reject_signal(id, name, reason, code)``, or another handler's
+        ``ctx.resolve_signal`` / ``ctx.reject_signal``.
+
+        A signal sent before this invocation waits for it is kept; it completes once,
+        and what the invocation received is journaled, so a replay gets the same. The
+        value converts to ``type`` when awaited; a rejection raises ``TerminalError``
+        with its reason and code. A name that is not a non-empty str (at most 64 bytes)
+        raises ``TerminalError`` (400)."""
+        return self._port.signal(self._inv, name, type)
+
+    async def resolve_signal(self, invocation_id: str, name: str, value: object, /) -> None:
+        """Complete the signal ``name`` of the invocation ``invocation_id`` with
+        ``value``: durable before this returns, journaled in call order, so a replay
+        does not send it twice. Raises ``TerminalError`` 404 for an unknown invocation,
+        409 if it has completed or the signal was already completed, 400 for bad
+        arguments."""
+        await self._port.complete_signal(self._inv, invocation_id, name, value, None)
+
+    async def reject_signal(
+        self, invocation_id: str, name: str, reason: str, /, code: int = 500
+    ) -> None:
+        """Fail the signal ``name`` of ``invocation_id``: its waiter gets
+        ``TerminalError(reason, code)``. Errors as ``resolve_signal``, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        await self._port.complete_signal(self._inv, invocation_id, name, None, reason, code)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
@@ -420,10 +454,11 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
         ``TerminalError`` (409) if it was already completed."""
         await self._port.complete_promise(self._inv, self._name, self._type, value, None)
 
-    async def reject(self, reason: str) -> None:
-        """Fail the promise: waiters get ``TerminalError(reason)``. Raises
-        ``TerminalError`` (409) if it was already completed."""
-        await self._port.complete_promise(self._inv, self._name, self._type, None, reason)
+    async def reject(self, reason: str, code: int = 500) -> None:
+        """Fail the promise: waiters get ``TerminalError(reason, code)``, also after a
+        crash. Raises ``TerminalError`` (409) if it was already completed, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        await self._port.complete_promise(self._inv, self._name, self._type, None, reason, code)
 
 
 class WorkflowSharedContext(ObjectSharedContext):

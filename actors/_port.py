@@ -93,10 +93,31 @@ class HandlerPort(Protocol):
 
     def awakeable(self, inv: Invocation, annotation: Any) -> tuple[str, DurableFuture[Any]]: ...
     async def complete_awakeable(
-        self, inv: Invocation, awakeable_id: str, value: object, reason: str | None
+        self,
+        inv: Invocation,
+        awakeable_id: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> None: ...
     def promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
+    def signal(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
+    async def complete_signal(
+        self,
+        inv: Invocation,
+        invocation_id: str,
+        name: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
+    ) -> None: ...
     async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any: ...
     async def complete_promise(
-        self, inv: Invocation, name: str, annotation: Any, value: object, reason: str | None
+        self,
+        inv: Invocation,
+        name: str,
+        annotation: Any,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> None: ...

@@ -37,6 +37,7 @@ from ._admission import Admission
 from ._control import Control
 from ._definitions import Handler
 from ._errors import (
+    ActorsError,
     RuntimeClosedError,
 )
 from ._executor import Executor
@@ -45,6 +46,7 @@ from ._kernel import Kernel
 from ._key_order import KeyOrder
 from ._operations import Operations
 from ._ops_calls import CallOps
+from ._ops_invocation_signals import InvocationSignals
 from ._ops_signals import SignalOps
 from ._ops_state import StateOps
 from ._ops_steps import StepOps
@@ -126,6 +128,7 @@ class Runtime(metaclass=NoPublicConstructor):
         admission = Admission(kernel, order, resolver, scheduler, timers, results)
         waits = Waits(kernel, output, scheduler, timers)
         signals = SignalOps(kernel, output, scheduler, waits)
+        invocation_signals = InvocationSignals(kernel, output, scheduler, waits, signals)
         calls = CallOps(
             kernel,
             order=order,
@@ -137,7 +140,14 @@ class Runtime(metaclass=NoPublicConstructor):
             results=results,
             waits=waits,
         )
-        port = Operations(StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals)
+        port = Operations(
+            StateOps(kernel),
+            StepOps(kernel, output, waits),
+            calls,
+            waits,
+            signals,
+            invocation_signals,
+        )
         executor = Executor(kernel, output, scheduler, timers, port, Recommits(kernel))
         control = Control(kernel, scheduler, results, executor)
         # The two upward references: the scheduler runs what the executor executes,
@@ -153,6 +163,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._timers = timers
         self._admission = admission
         self._signals = signals
+        self._invocation_signals = invocation_signals
         self._control = control
         self._invocations = kernel.invocations
         self._store = store
@@ -168,6 +179,17 @@ class Runtime(metaclass=NoPublicConstructor):
         task_group.start_soon(self._scheduler.reap_idle)
         task_group.start_soon(self._timers.run)
         task_group.start_soon(self._admission.dispatch_accepted)
+
+    def _handler_of(self, invocation_id: str) -> Handler[Any, Any] | None:
+        """The handler ``invocation_id`` runs (for the ingress to hide ingress-private
+        ones), or None when it is unknown or unreadable: then attach says why."""
+        inv = self._invocations.get(invocation_id)
+        if inv is not None:
+            return inv.spec
+        try:
+            return self._results.stored_spec(invocation_id)
+        except ActorsError:
+            return None
 
     def _close(self) -> None:
         self._k.closed = True
@@ -430,11 +452,33 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         await self._signals.complete_awakeable(None, awakeable_id, value, None)
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
-        """Fail the awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
+    async def reject_awakeable(self, awakeable_id: str, reason: str, code: int = 500) -> None:
+        """Fail the awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
+        ``code`` that is not an int from 100 to 999."""
         self._check_open()
-        await self._signals.complete_awakeable(None, awakeable_id, None, reason)
+        await self._signals.complete_awakeable(None, awakeable_id, None, reason, code)
+
+    async def resolve_signal(self, invocation_id: str, name: str, value: object) -> None:
+        """Complete the signal ``name`` of invocation ``invocation_id`` (what its
+        ``ctx.signal(name)`` returns) with ``value``. Durable before this returns; kept
+        if the invocation is not waiting for it yet; its waiter is woken (rebuilt by
+        replay if it was parked).
+
+        Raises ``TerminalError`` with 404 for an unknown invocation, 409 if it has
+        already completed or the signal was already completed (its value is kept), and
+        400 for a name that is not a non-empty str."""
+        self._check_open()
+        await self._invocation_signals.complete(None, invocation_id, name, value, None)
+
+    async def reject_signal(
+        self, invocation_id: str, name: str, reason: str, code: int = 500
+    ) -> None:
+        """Fail the signal ``name`` of invocation ``invocation_id``: its waiter gets
+        ``TerminalError(reason, code)``. Errors as ``resolve_signal``, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        self._check_open()
+        await self._invocation_signals.complete(None, invocation_id, name, None, reason, code)
 
     async def cancel(self, invocation_id: str) -> None:
         """Cancel an invocation. Durable before this returns.

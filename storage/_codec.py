@@ -19,7 +19,14 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
 
 from ._errors import RecordDecodeError
-from ._records import JOURNAL_TAGS, OUTCOME_TAGS, InvocationRecord, JournalEntry, Outcome
+from ._records import (
+    JOURNAL_TAGS,
+    OUTCOME_TAGS,
+    Failure,
+    InvocationRecord,
+    JournalEntry,
+    Outcome,
+)
 
 T = TypeVar("T")
 
@@ -27,6 +34,12 @@ T = TypeVar("T")
 def make_converter() -> cattrs.Converter:
     """Build the storage converter. Exposed so tests can check it in isolation."""
     converter = cattrs.Converter(detailed_validation=False)
+    # Before the unions, which take their members' hooks: a failure without metadata
+    # is stored exactly as before the field existed.
+    converter.register_unstructure_hook(
+        Failure,
+        make_dict_unstructure_fn(Failure, converter, metadata=override(omit_if_default=True)),
+    )
     # Tuples are written as msgpack arrays and must come back as tuples.
     configure_tagged_union(
         Outcome,
