@@ -19,7 +19,14 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
 
 from ._errors import RecordDecodeError
-from ._records import JOURNAL_TAGS, OUTCOME_TAGS, Failure, JournalEntry, Outcome
+from ._records import (
+    JOURNAL_TAGS,
+    OUTCOME_TAGS,
+    Failure,
+    InvocationRecord,
+    JournalEntry,
+    Outcome,
+)
 
 T = TypeVar("T")
 
@@ -55,6 +62,14 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda t: t == optional_outcome,
         lambda value, _: None if value is None else converter.structure(value, Outcome),  # type: ignore[arg-type]
+    )
+    # Headers are rare: a record without them stores no key for them at all (its bytes
+    # are what they were before the field existed).
+    converter.register_unstructure_hook(
+        InvocationRecord,
+        make_dict_unstructure_fn(
+            InvocationRecord, converter, headers=override(omit_if_default=True)
+        ),
     )
     return converter
 

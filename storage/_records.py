@@ -78,6 +78,10 @@ class InvocationRecord:
     pause_reason: str | None = None
     cancel_requested: bool = False  # set by cancel(); raised at the next durable await
     kill_requested: bool = False  # set offline (the ``actors kill`` command); done at open
+    #: The headers it was called with (``ctx.request().headers``); None when it had none.
+    #: Written only when present (``_codec``), so records without headers are as
+    #: before, and records written before this field existed read back as None.
+    headers: dict[str, str] | None = None
 
 
 # --- journal entries -----------------------------------------------------------------
