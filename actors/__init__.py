@@ -36,6 +36,7 @@ from ._errors import (
 )
 from ._futures import DurableFuture, as_completed, gather, select, wait_completed
 from ._open import open_runtime
+from ._request import Request
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics
 from ._types import allow_extra_fields
@@ -54,6 +55,7 @@ __all__ = [
     "ObjectContext",
     "ObjectSharedContext",
     "PersistenceError",
+    "Request",
     "RetryPolicy",
     "Runtime",
     "RuntimeClosedError",

@@ -108,6 +108,7 @@ from ._http import (
     require,
 )
 from ._limits import check_idempotency_key, check_key
+from ._request import http_headers
 from ._serde import ANY
 from ._server import HttpServer
 from ._wire import (
@@ -148,6 +149,7 @@ class Runtime(Protocol):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any: ...
     @overload
     async def call(
@@ -158,6 +160,7 @@ class Runtime(Protocol):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any: ...
     async def send(
         self,
@@ -168,6 +171,7 @@ class Runtime(Protocol):
         key: str | None = None,
         delay: timedelta | float | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> InvocationHandle: ...
     async def attach(self, invocation_id: str) -> Any: ...
     async def output(self, invocation_id: str) -> Any: ...
@@ -383,23 +387,34 @@ class IngressApp:
         if spec.kind == "main":
             idempotency_key = None  # once per workflow id already (module docstring)
         args = handler_input(spec, await read_body(receive, scope, self._max_body))
+        # The invocation's ``ctx.request().headers`` (``_request``: hop-by-hop dropped).
+        headers = http_headers(
+            scope.get("headers", ()), drop_authorization=self._expected_auth is not None
+        )
         try:
             if send:
                 if args:
                     handle = await self._rt.send(
-                        spec, args[0], key=key, delay=delay, idempotency_key=idempotency_key
+                        spec,
+                        args[0],
+                        key=key,
+                        delay=delay,
+                        idempotency_key=idempotency_key,
+                        headers=headers,
                     )
                 else:
                     handle = await self._rt.send(
-                        spec, key=key, delay=delay, idempotency_key=idempotency_key
+                        spec, key=key, delay=delay, idempotency_key=idempotency_key, headers=headers
                     )
                 return send_response(handle)
             if args:
                 result = await self._rt.call(
-                    spec, args[0], key=key, idempotency_key=idempotency_key
+                    spec, args[0], key=key, idempotency_key=idempotency_key, headers=headers
                 )
             else:
-                result = await self._rt.call(spec, key=key, idempotency_key=idempotency_key)
+                result = await self._rt.call(
+                    spec, key=key, idempotency_key=idempotency_key, headers=headers
+                )
         except ActorsError:
             raise
         except (TypeError, ValueError) as exc:

@@ -31,10 +31,13 @@ class Operations:
         "complete_awakeable",
         "complete_promise",
         "complete_signal",
+        "generic_call",
+        "generic_send",
         "get_state",
         "promise_peek",
         "promise_value",
         "random",
+        "request",
         "run",
         "send",
         "set_state",
@@ -65,6 +68,9 @@ class Operations:
         self.run = steps.run
         self.call = calls.call
         self.send = calls.send
+        self.generic_call = calls.generic_call
+        self.generic_send = calls.generic_send
+        self.request = calls.request
         self.sleep = waits.sleep
         self.awakeable = signals.awakeable
         self.complete_awakeable = signals.ctx_complete_awakeable

@@ -78,9 +78,14 @@ class InvocationRecord:
     pause_reason: str | None = None
     cancel_requested: bool = False  # set by cancel(); raised at the next durable await
     kill_requested: bool = False  # set offline (the ``actors kill`` command); done at open
+    #: The headers it was called with (``ctx.request().headers``); None when it had none.
+    #: Written only when present (``_codec``), so records without headers are as
+    #: before, and records written before this field existed read back as None.
+    headers: dict[str, str] | None = None
     #: When each retry cycle in progress began, for a ``max_duration`` retry limit that
     #: must hold across restarts: (journal index of the ``ctx.run`` step, or -1 for the
-    #: invocation itself, wall-clock seconds). Empty unless such a limit is in use.
+    #: invocation itself, wall-clock seconds). Empty unless such a limit is in use;
+    #: not written when empty (``_codec``), so other records are as before.
     retry_since: tuple[tuple[int, float], ...] = ()
 
 
