@@ -1,0 +1,486 @@
+"""Our context operations, carried out by a Restate SDK context.
+
+``RestatePort`` implements ``actors._port.HandlerPort``, the one interface our contexts
+talk to, on top of ``restate.Context``: a handler served by the endpoint gets a real
+``actors.ObjectContext`` (or ``Context``, ``WorkflowContext``...), whose every method
+lands here and becomes the Restate operation of the same meaning. Restate journals,
+replays, retries and suspends; this module only translates names, values (through our
+converter) and errors (``restate.TerminalError`` <-> ``actors.TerminalError``).
+
+Durable futures stay ``actors.DurableFuture``: each one is created with an
+``EndpointInvocation`` as its driver, which keeps the Restate future behind it.
+``actors.gather``/``select``/``wait_completed`` dispatch on the futures' driver, so on
+the endpoint they become ``restate.gather``/``select``/``wait_completed`` over those
+Restate futures (Restate journals which future won), with no change to user code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio.to_thread
+import restate
+from restate.serde import BytesSerde
+
+from actors import DurableFuture, Request, TerminalError
+from actors._errors import BadArgumentError, SerializationError, UnknownHandlerError
+from actors._limits import check_idempotency_key, check_key, check_name
+from actors._request import check_headers_in_handler
+from actors._resolution import delay_seconds
+from actors._results import InvocationHandle
+from actors._serde import ANY, check_value, decode_value, encode_value
+from actors._types import payload_type
+from actors._util import NO_ARG
+
+from ._serde import ConverterSerde
+
+if TYPE_CHECKING:
+    import random
+    import uuid
+    from collections.abc import Callable
+
+    from actors import Handler, RetryPolicy
+
+_BYTES: Any = BytesSerde()
+_MAX_SLEEP_SECONDS = 100 * 365 * 24 * 3600.0
+
+
+def to_actors_error(exc: restate.TerminalError) -> TerminalError:
+    """Restate's terminal failure as ours: same message, code and metadata."""
+    return TerminalError(exc.message, exc.status_code, exc.metadata or None)
+
+
+def to_restate_error(exc: BaseException) -> restate.TerminalError | None:
+    """Ours as Restate's, for the errors that end an invocation without retry (a
+    ``TerminalError``, a value that does not convert, an unknown handler); None for
+    any other exception, which Restate retries."""
+    if isinstance(exc, TerminalError):
+        return restate.TerminalError(exc.message, exc.status_code, dict(exc.metadata) or None)
+    if isinstance(exc, SerializationError | UnknownHandlerError):
+        return restate.TerminalError(str(exc), exc.status_code)
+    return None
+
+
+class _Target:
+    __slots__ = ("key",)
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+
+
+class EndpointInvocation:
+    """One invocation on the endpoint: what our contexts read (``invocation_id``,
+    ``spec``, ``target.key``) and the driver of its durable futures."""
+
+    __slots__ = ("_backing", "invocation_id", "restate", "spec", "target")
+
+    def __init__(self, ctx: restate.Context, spec: Handler[Any, Any], key: str | None) -> None:
+        self.restate = ctx
+        self.spec = spec
+        self.target = _Target(key)
+        self.invocation_id: str = ctx.request().id
+        #: id(DurableFuture) -> (the future, the Restate future behind it). The future
+        #: is kept so its id is not reused while the invocation runs.
+        self._backing: dict[int, tuple[DurableFuture[Any], Any]] = {}
+
+    # --- making futures ------------------------------------------------------------------
+
+    def future(
+        self, backing: Any, convert: Callable[[Any], Any] | None = None
+    ) -> DurableFuture[Any]:
+        """Our durable future over the Restate future ``backing``; ``convert`` maps
+        its value (bytes, mostly) to what the handler gets."""
+
+        async def produce() -> Any:
+            try:
+                value = await backing
+            except restate.TerminalError as exc:
+                raise to_actors_error(exc) from None
+            return value if convert is None else convert(value)
+
+        future: DurableFuture[Any] = DurableFuture._create(self, cast("Any", self), produce)
+        self._backing[id(future)] = (future, backing)
+        return future
+
+    def _restate_futures(self, futures: list[DurableFuture[Any]]) -> list[Any]:
+        try:
+            return [self._backing[id(future)][1] for future in futures]
+        except KeyError:
+            raise BadArgumentError(
+                "a durable future of another invocation was passed to gather/select"
+            ) from None
+
+    # --- the FutureDriver protocol (actors._futures) ---------------------------------------
+
+    async def await_future(self, future: DurableFuture[Any]) -> Any:
+        return await future._result()
+
+    async def select(self, inv: object, futures: dict[str, DurableFuture[Any]]) -> tuple[str, Any]:
+        names = list(futures)
+        backing = self._restate_futures(list(futures.values()))
+        done, _ = await restate.wait_completed(*backing)
+        first = next(i for i, f in enumerate(backing) if any(f is d for d in done))
+        return names[first], await futures[names[first]]
+
+    async def gather(self, inv: object, futures: list[DurableFuture[Any]]) -> list[Any]:
+        await restate.gather(*self._restate_futures(futures))
+        results = []
+        for future in futures:  # all finished: the first failure, in argument order
+            results.append(await future)
+        return results
+
+    async def wait_completed(self, inv: object, futures: list[DurableFuture[Any]]) -> list[int]:
+        backing = self._restate_futures(futures)
+        done, _ = await restate.wait_completed(*backing)
+        return [i for i, f in enumerate(backing) if any(f is d for d in done)]
+
+
+def _target_of(spec: object, key: str | None) -> tuple[Handler[Any, Any], str, str | None]:
+    from actors import Handler
+
+    if not isinstance(spec, Handler) or spec.owner is None:
+        raise BadArgumentError(
+            f"ctx.call/ctx.send take a handler such as Counter.add, not {spec!r}"
+        )
+    spec.resolve_annotations(getattr(spec.owner, "_localns", None))
+    keyed = spec.owner.actor_kind != "service"
+    if keyed and key is None:
+        raise TerminalError(f"{spec.qualname} needs key=", 400)
+    if not keyed and key is not None:
+        raise TerminalError(f"{spec.qualname} is a service handler; it takes no key", 400)
+    if key is not None:
+        if not isinstance(key, str):
+            raise TerminalError(f"key must be a str, not {type(key).__name__}", 400)
+        check_key(key)
+    return spec, spec.owner.actor_name, key
+
+
+def _payload(spec: Handler[Any, Any], arg: object) -> bytes:
+    if not spec.has_input:
+        if arg is not NO_ARG:
+            raise TerminalError(f"{spec.qualname} takes no input", 400)
+        return b""
+    if arg is NO_ARG:
+        raise TerminalError(f"{spec.qualname} takes an input", 400)
+    data, _ = check_value(arg, spec.input_type, f"input of {spec.qualname}")
+    return data
+
+
+def _options(idempotency_key: str | None, headers: object) -> tuple[str | None, Any]:
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise TerminalError("idempotency_key must be a non-empty str", 400)
+        check_idempotency_key(idempotency_key)
+    return idempotency_key, check_headers_in_handler(headers)
+
+
+def _delay(delay: timedelta | float | None, what: str) -> timedelta | None:
+    try:
+        seconds = delay_seconds(delay)
+    except (ValueError, TypeError) as exc:
+        raise TerminalError(f"{what}: {exc}", 400) from exc
+    if seconds > _MAX_SLEEP_SECONDS:
+        raise TerminalError(f"{what}: {seconds:.0f} s is beyond 100 years", 400)
+    return timedelta(seconds=seconds) if delay is not None else None
+
+
+def _result_type(fn: Callable[..., Any], given: Any) -> Any:
+    if given is not None:
+        return payload_type(given)
+    try:
+        hint = typing.get_type_hints(fn).get("return", ANY)
+    except Exception:  # an unresolvable or absent annotation: plain JSON
+        hint = ANY
+    if hint is None:
+        return type(None)
+    return payload_type(hint)
+
+
+class _Results:
+    """What an ``InvocationHandle`` from ``ctx.send`` awaits: Restate's attach."""
+
+    __slots__ = ("_inv", "_raw")
+
+    def __init__(self, inv: EndpointInvocation, *, raw: bool = False) -> None:
+        self._inv = inv
+        self._raw = raw  # generic_send: the output bytes as they are
+
+    async def await_result(self, invocation_id: str, spec: Handler[Any, Any] | None) -> Any:
+        try:
+            data = await self._inv.restate.attach_invocation(invocation_id, serde=_BYTES)
+        except restate.TerminalError as exc:
+            raise to_actors_error(exc) from None
+        if self._raw or spec is None:
+            return bytes(data)
+        return ConverterSerde[Any](spec.output_type, f"output of {spec.qualname}").deserialize(data)
+
+
+class RestatePort:
+    """``HandlerPort`` on Restate: one instance serves every invocation."""
+
+    __slots__ = ()
+
+    # --- state ---------------------------------------------------------------------------
+
+    async def get_state(self, inv: EndpointInvocation, name: str, annotation: Any) -> Any:
+        data = await cast("Any", inv.restate).get(name, serde=_BYTES)
+        if data is None or data == b"":
+            return None
+        return decode_value(data, annotation, f"state {name!r}")
+
+    async def state_keys(self, inv: EndpointInvocation) -> list[str]:
+        return sorted(await cast("Any", inv.restate).state_keys())
+
+    def set_state(self, inv: EndpointInvocation, name: str, value: object) -> None:
+        if not isinstance(name, str) or not name:
+            raise BadArgumentError("a state name is a non-empty str")
+        check_name(name, "state name")
+        data = encode_value(value, ANY, f"state {name!r}")
+        cast("Any", inv.restate).set(name, data, serde=_BYTES)
+
+    def clear_state(self, inv: EndpointInvocation, name: str) -> None:
+        cast("Any", inv.restate).clear(name)
+
+    def clear_all_state(self, inv: EndpointInvocation) -> None:
+        cast("Any", inv.restate).clear_all()
+
+    # --- time, randomness, the request ------------------------------------------------------
+
+    async def time(self, inv: EndpointInvocation) -> float:
+        return float(await inv.restate.time())
+
+    def random(self, inv: EndpointInvocation) -> random.Random:
+        return inv.restate.random()
+
+    def uuid(self, inv: EndpointInvocation) -> uuid.UUID:
+        return inv.restate.uuid()
+
+    def request(self, inv: EndpointInvocation) -> Request:
+        req = inv.restate.request()
+        # Restate does not tell a handler its attempt number: 0 says "unknown".
+        return Request._create(req.id, dict(req.headers), bytes(req.body), 0, req.idempotency_key)
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        inv: EndpointInvocation,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        retry: RetryPolicy | None,
+        result_type: Any,
+    ) -> DurableFuture[Any]:
+        if not isinstance(name, str) or not name:
+            raise BadArgumentError("ctx.run needs a non-empty str name")
+        annotation = _result_type(fn, result_type)
+        serde: Any = ConverterSerde(annotation, f"result of step {name!r}")
+        options = restate.RunOptions(serde=serde)
+        if retry is not None:
+            options.max_attempts = retry.max_attempts
+            if retry.max_duration is not None:
+                options.max_duration = timedelta(seconds=retry.max_duration)
+            options.initial_retry_interval = timedelta(seconds=retry.initial_interval)
+            options.max_retry_interval = timedelta(seconds=retry.max_interval)
+            options.retry_interval_factor = retry.factor
+        is_async = inspect.iscoroutinefunction(fn)
+
+        async def body() -> Any:
+            try:
+                if is_async:
+                    return await fn(*args)
+                return await anyio.to_thread.run_sync(lambda: fn(*args))
+            except BaseException as exc:
+                terminal = to_restate_error(exc)
+                if terminal is None:
+                    raise
+                raise terminal from exc
+
+        return inv.future(inv.restate.run_typed(name, body, options))
+
+    # --- calls and sends ------------------------------------------------------------------
+
+    def call(
+        self,
+        inv: EndpointInvocation,
+        target: Handler[Any, Any],
+        arg: object,
+        key: str | None,
+        idempotency_key: str | None = None,
+        headers: object = None,
+    ) -> DurableFuture[Any]:
+        spec, actor, key = _target_of(target, key)
+        data = _payload(spec, arg)
+        idem, hdrs = _options(idempotency_key, headers)
+        backing = inv.restate.generic_call(
+            actor, spec.name, data, key=key, idempotency_key=idem, headers=hdrs
+        )
+        serde = ConverterSerde[Any](spec.output_type, f"output of {spec.qualname}")
+        return inv.future(backing, serde.deserialize)
+
+    async def send(
+        self,
+        inv: EndpointInvocation,
+        target: Handler[Any, Any],
+        arg: object,
+        key: str | None,
+        delay: timedelta | float | None,
+        idempotency_key: str | None = None,
+        headers: object = None,
+    ) -> InvocationHandle:
+        spec, actor, key = _target_of(target, key)
+        data = _payload(spec, arg)
+        idem, hdrs = _options(idempotency_key, headers)
+        handle = inv.restate.generic_send(
+            actor,
+            spec.name,
+            data,
+            key=key,
+            send_delay=_delay(delay, "ctx.send(delay=)"),
+            idempotency_key=idem,
+            headers=hdrs,
+        )
+        invocation_id = await handle.invocation_id()
+        return InvocationHandle._create(cast("Any", _Results(inv)), invocation_id, "Accepted", spec)
+
+    def generic_call(
+        self,
+        inv: EndpointInvocation,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        key: str | None,
+        idempotency_key: str | None,
+        headers: object,
+    ) -> DurableFuture[Any]:
+        if not isinstance(payload, bytes | bytearray):
+            raise TerminalError("generic_call takes the payload as bytes", 400)
+        idem, hdrs = _options(idempotency_key, headers)
+        backing = inv.restate.generic_call(
+            actor, handler, bytes(payload), key=key, idempotency_key=idem, headers=hdrs
+        )
+        return inv.future(backing, bytes)
+
+    async def generic_send(
+        self,
+        inv: EndpointInvocation,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        key: str | None,
+        delay: timedelta | float | None,
+        idempotency_key: str | None,
+        headers: object,
+    ) -> InvocationHandle:
+        if not isinstance(payload, bytes | bytearray):
+            raise TerminalError("generic_send takes the payload as bytes", 400)
+        idem, hdrs = _options(idempotency_key, headers)
+        handle = inv.restate.generic_send(
+            actor,
+            handler,
+            bytes(payload),
+            key=key,
+            send_delay=_delay(delay, "ctx.generic_send(delay=)"),
+            idempotency_key=idem,
+            headers=hdrs,
+        )
+        invocation_id = await handle.invocation_id()
+        results = cast("Any", _Results(inv, raw=True))
+        return InvocationHandle._create(results, invocation_id, "Accepted", None)
+
+    # --- durable waits --------------------------------------------------------------------
+
+    def sleep(self, inv: EndpointInvocation, duration: timedelta | float) -> DurableFuture[Any]:
+        delta = _delay(duration, "ctx.sleep()")
+        assert delta is not None
+        return inv.future(inv.restate.sleep(delta), lambda _: None)
+
+    # --- awakeables, signals and promises -----------------------------------------------------
+
+    def awakeable(self, inv: EndpointInvocation, annotation: Any) -> tuple[str, DurableFuture[Any]]:
+        awakeable_id, backing = inv.restate.awakeable(serde=_BYTES)
+        serde = ConverterSerde[Any](annotation, "awakeable value")
+        return awakeable_id, inv.future(backing, serde.deserialize)
+
+    async def complete_awakeable(
+        self,
+        inv: EndpointInvocation,
+        awakeable_id: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
+    ) -> None:
+        if reason is None:
+            data = encode_value(value, ANY, "awakeable value")
+            inv.restate.resolve_awakeable(awakeable_id, data, serde=_BYTES)
+        else:
+            inv.restate.reject_awakeable(awakeable_id, reason, _code(code))
+
+    def signal(self, inv: EndpointInvocation, name: str, annotation: Any) -> DurableFuture[Any]:
+        if not isinstance(name, str) or not name:
+            raise BadArgumentError("a signal needs a non-empty str name")
+        backing = inv.restate.signal(name, serde=_BYTES)
+        return inv.future(backing, ConverterSerde[Any](annotation, f"signal {name!r}").deserialize)
+
+    async def complete_signal(
+        self,
+        inv: EndpointInvocation,
+        invocation_id: str,
+        name: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
+    ) -> None:
+        if reason is None:
+            data = encode_value(value, ANY, f"signal {name!r}")
+            inv.restate.resolve_signal(invocation_id, name, data, serde=_BYTES)
+        else:
+            inv.restate.reject_signal(invocation_id, name, reason, _code(code))
+
+    def promise_value(
+        self, inv: EndpointInvocation, name: str, annotation: Any
+    ) -> DurableFuture[Any]:
+        backing = _promise(inv, name).value()
+        serde = ConverterSerde[Any](annotation, f"promise {name!r}")
+        return inv.future(backing, serde.deserialize)
+
+    async def promise_peek(self, inv: EndpointInvocation, name: str, annotation: Any) -> Any:
+        try:
+            data = await _promise(inv, name).peek()
+        except restate.TerminalError as exc:
+            raise to_actors_error(exc) from None
+        if data is None:
+            return None
+        return ConverterSerde[Any](annotation, f"promise {name!r}").deserialize(data)
+
+    async def complete_promise(
+        self,
+        inv: EndpointInvocation,
+        name: str,
+        annotation: Any,
+        value: object,
+        reason: str | None,
+        code: int = 500,
+    ) -> None:
+        promise = _promise(inv, name)
+        try:
+            if reason is None:
+                data, _ = check_value(value, annotation, f"value of promise {name!r}")
+                await promise.resolve(data)
+            else:
+                await promise.reject(reason, _code(code))
+        except restate.TerminalError as exc:
+            raise to_actors_error(exc) from None
+
+
+def _promise(inv: EndpointInvocation, name: str) -> Any:
+    return cast("Any", inv.restate).promise(name, serde=_BYTES)
+
+
+def _code(code: object) -> int:
+    if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 999:
+        raise TerminalError(f"a rejection code is an int from 100 to 999, not {code!r}", 400)
+    return code
