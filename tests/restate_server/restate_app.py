@@ -174,12 +174,17 @@ class Trip(actors.Workflow):
     @actors.main
     async def run(self, ctx: actors.WorkflowContext) -> str:
         await ctx.run("reserve", record, ctx.key, "reserve")
+        ctx.set("stage", "reserved")  # visible once the reservation is journaled
         try:
             await ctx.sleep(3600)
         except actors.TerminalError as exc:
             await ctx.run("compensate", record, ctx.key, f"compensate {exc.status_code}")
             raise
         return "slept"
+
+    @actors.shared
+    async def stage(self, ctx: actors.WorkflowSharedContext) -> str | None:
+        return await ctx.get("stage", str)
 
 
 def _blocking_step(key: str) -> str:
