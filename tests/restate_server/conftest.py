@@ -68,3 +68,41 @@ def single(namespace: str | None, session_dir: Path) -> Iterator[Single]:
         raise
     finally:
         procs.close()
+
+
+class Cluster:
+    """Three Restate nodes (replication 2) with one endpoint registered."""
+
+    def __init__(self, nodes: list[RestateNode], endpoint: Endpoint) -> None:
+        self.nodes = nodes
+        self.endpoint = endpoint
+
+
+@pytest.fixture(scope="module")
+def cluster(namespace: str | None, session_dir: Path) -> Iterator[Cluster]:
+    base = session_dir / "cluster"
+    base.mkdir()
+    procs = Processes(base)
+    effects = base / "effects"
+    effects.mkdir()
+    try:
+        nodes: list[RestateNode] = []
+        for i in range(3):
+            nodes.append(
+                RestateNode(
+                    procs, base, f"n{i + 1}", cluster=nodes, provision=i == 0, replication=2
+                )
+            )
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.wait_healthy(90)
+        endpoint = Endpoint(procs, effects)
+        endpoint.start()
+        endpoint.register(nodes[0].admin)
+        yield Cluster(nodes, endpoint)
+    except BaseException:
+        print(procs.tails())
+        raise
+    finally:
+        procs.close()

@@ -197,7 +197,6 @@ class RestateNode:
             env |= {
                 "RESTATE_CLUSTER_NAME": "va-test",
                 "RESTATE_METADATA_CLIENT__ADDRESSES": f"[{peers}]",
-                "RESTATE_ROLES": '["worker", "admin", "log-server", "metadata-server", "http-ingress"]',
             }
         return env
 

@@ -64,6 +64,21 @@ class Counter(actors.VirtualObject):
         raise actors.TerminalError(f"refused by {ctx.key}", code)
 
 
+class Ledger(actors.VirtualObject):
+    """Appends each entry it is given: an entry applied twice would show twice."""
+
+    @actors.exclusive
+    async def append(self, ctx: actors.ObjectContext, entry: int) -> int:
+        items = (await ctx.get("items", list[int])) or []
+        items.append(entry)
+        ctx.set("items", items)
+        return len(items)
+
+    @actors.shared
+    async def items(self, ctx: actors.ObjectSharedContext) -> list[int]:
+        return (await ctx.get("items", list[int])) or []
+
+
 class Box(actors.VirtualObject):
     """Holds one string per key: where a handler leaves an awakeable id for the test."""
 
@@ -209,4 +224,4 @@ class Steps(actors.Workflow):
         return done
 
 
-ACTORS = [Counter, Box, Greeter, Orchestrator, Signup, Trip, Steps]
+ACTORS = [Counter, Ledger, Box, Greeter, Orchestrator, Signup, Trip, Steps]
