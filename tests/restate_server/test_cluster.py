@@ -4,9 +4,10 @@ accepted invocation completes exactly once."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,9 +22,15 @@ LEDGERS = 10
 
 def test_cluster_node_sigkill_every_invocation_once(cluster: Cluster) -> None:
     nodes = cluster.nodes
+
+    def post(base: str, path: str) -> Any:
+        response = httpx.post(f"{base}{path}", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
     for node in nodes:  # every node's ingress serves the endpoint's actors
         eventually(
-            lambda node=node: httpx.post(f"{node.ingress}/Ledger/warm/items", timeout=10).json(),
+            functools.partial(post, node.ingress, "/Ledger/warm/items"),
             120,
             f"ingress of {node.name}",
             every=0.5,
@@ -89,9 +96,7 @@ def test_cluster_node_sigkill_every_invocation_once(cluster: Cluster) -> None:
     assert all(1 <= n <= INVOCATIONS // LEDGERS for n in lengths)
     for ledger in range(LEDGERS):
         items = eventually(
-            lambda ledger=ledger: httpx.post(
-                f"{live[0].ingress}/Ledger/l{ledger}/items", timeout=10
-            ).json(),
+            functools.partial(post, live[0].ingress, f"/Ledger/l{ledger}/items"),
             60,
             "ledger items",
         )
