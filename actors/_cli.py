@@ -392,6 +392,19 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load_state(args: argparse.Namespace) -> int:
+    """Load an ``actors export`` document into a Restate cluster's state."""
+    from actors.endpoint._load import load_state
+
+    try:
+        document = json.loads(Path(args.file).read_text())
+        written = load_state(document, args.admin)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"loaded the state of {written} key(s) into {args.admin}")
+    return 0
+
+
 # --- the parser --------------------------------------------------------------------------
 
 
@@ -492,6 +505,19 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     endpoint.add_argument("--port", type=int, default=9080, help="port (default 9080)")
     endpoint.set_defaults(run=cmd_endpoint, needs_data=False)
+    from ._cli_export import cmd_export
+
+    exporting = commands.add_parser(
+        "export", parents=[data], help="every object's state and workflow outputs, as JSON"
+    )
+    exporting.add_argument("--out", type=Path, help="write here instead of stdout")
+    exporting.set_defaults(run=cmd_export)
+    loading = commands.add_parser(
+        "load-state", help="load an `actors export` file into a Restate cluster (admin API)"
+    )
+    loading.add_argument("file", help="the file `actors export --out` wrote")
+    loading.add_argument("--admin", default="http://127.0.0.1:9070", help="admin API URL")
+    loading.set_defaults(run=cmd_load_state, needs_data=False)
     return parser
 
 

@@ -48,7 +48,16 @@ class Tuned(actors.VirtualObject, name="tuned", retention=60):
 def test_endpoint_discovery_lists_every_actor_and_handler() -> None:
     manifest = _discover(actors.endpoint.app(restate_app.ACTORS))
     services = {s["name"]: s for s in manifest["services"]}
-    assert set(services) == {"Counter", "Ledger", "Box", "Greeter", "Orchestrator", "Signup", "Trip", "Steps"}
+    assert set(services) == {
+        "Counter",
+        "Ledger",
+        "Box",
+        "Greeter",
+        "Orchestrator",
+        "Signup",
+        "Trip",
+        "Steps",
+    }
     kinds = {name: s["ty"] for name, s in services.items()}
     assert kinds["Counter"] == "VIRTUAL_OBJECT"
     assert kinds["Greeter"] == "SERVICE"
