@@ -25,7 +25,7 @@ import anyio.to_thread
 import restate
 from restate.serde import BytesSerde
 
-from actors import DurableFuture, Request, TerminalError
+from actors import DeadlockError, DurableFuture, Handler, Request, TerminalError
 from actors._errors import BadArgumentError, SerializationError, UnknownHandlerError
 from actors._limits import check_idempotency_key, check_key, check_name
 from actors._request import check_headers_in_handler
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Callable
 
-    from actors import Handler, RetryPolicy
+    from actors import RetryPolicy
 
 _BYTES: Any = BytesSerde()
 _MAX_SLEEP_SECONDS = 100 * 365 * 24 * 3600.0
@@ -75,16 +75,21 @@ class EndpointInvocation:
     """One invocation on the endpoint: what our contexts read (``invocation_id``,
     ``spec``, ``target.key``) and the driver of its durable futures."""
 
-    __slots__ = ("_backing", "invocation_id", "restate", "spec", "target")
+    __slots__ = ("_backing", "restate", "spec", "target")
 
     def __init__(self, ctx: restate.Context, spec: Handler[Any, Any], key: str | None) -> None:
         self.restate = ctx
         self.spec = spec
         self.target = _Target(key)
-        self.invocation_id: str = ctx.request().id
         #: id(DurableFuture) -> (the future, the Restate future behind it). The future
         #: is kept so its id is not reused while the invocation runs.
         self._backing: dict[int, tuple[DurableFuture[Any], Any]] = {}
+
+    @property
+    def invocation_id(self) -> str:
+        # Asked for when used: Restate builds a whole Request (headers copied) for it.
+        invocation_id: str = self.restate.request().id
+        return invocation_id
 
     # --- making futures ------------------------------------------------------------------
 
@@ -139,8 +144,6 @@ class EndpointInvocation:
 
 
 def _target_of(spec: object, key: str | None) -> tuple[Handler[Any, Any], str, str | None]:
-    from actors import Handler
-
     if not isinstance(spec, Handler) or spec.owner is None:
         raise BadArgumentError(
             f"ctx.call/ctx.send take a handler such as Counter.add, not {spec!r}"
@@ -156,6 +159,26 @@ def _target_of(spec: object, key: str | None) -> tuple[Handler[Any, Any], str, s
             raise TerminalError(f"key must be a str, not {type(key).__name__}", 400)
         check_key(key)
     return spec, spec.owner.actor_name, key
+
+
+def _check_self_call(
+    inv: EndpointInvocation, spec: Handler[Any, Any], actor: str, key: str | None
+) -> None:
+    """The one wait-for cycle the endpoint can see alone: an exclusive handler calling an
+    exclusive handler of its own key waits for itself forever on Restate. Longer cycles
+    (A -> B -> A) span invocations the endpoint cannot see; Restate lets them wait."""
+    caller = inv.spec
+    if (
+        caller.kind == "exclusive"
+        and spec.kind == "exclusive"
+        and caller.owner is not None
+        and caller.owner.actor_name == actor
+        and inv.target.key == key
+    ):
+        raise DeadlockError(
+            f"{caller.qualname} on key {key!r} calls {spec.qualname} on the same key: an "
+            "exclusive handler would wait for itself (use ctx.send, or a shared handler)"
+        )
 
 
 def _payload(spec: Handler[Any, Any], arg: object) -> bytes:
@@ -313,6 +336,7 @@ class RestatePort:
         headers: object = None,
     ) -> DurableFuture[Any]:
         spec, actor, key = _target_of(target, key)
+        _check_self_call(inv, spec, actor, key)
         data = _payload(spec, arg)
         idem, hdrs = _options(idempotency_key, headers)
         backing = inv.restate.generic_call(

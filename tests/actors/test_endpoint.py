@@ -67,6 +67,7 @@ def test_endpoint_discovery_lists_every_actor_and_handler() -> None:
         "add": "EXCLUSIVE",
         "value": "SHARED",
         "reset": "EXCLUSIVE",
+        "add_twice": "EXCLUSIVE",
         "fail": "EXCLUSIVE",
     }
     workflow = {h["name"]: h.get("ty") for h in services["Signup"]["handlers"]}

@@ -100,6 +100,13 @@ def loopback_namespace() -> Iterator[str | None]:
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the test process dies, so not even a
+    SIGKILLed pytest leaves servers behind (Linux ``PR_SET_PDEATHSIG``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Processes:
     """The processes a test session started, each with its log file."""
 
@@ -111,7 +118,12 @@ class Processes:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                **kw,
             )
         self.started.append((proc, log))
         return proc

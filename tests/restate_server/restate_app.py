@@ -60,8 +60,17 @@ class Counter(actors.VirtualObject):
         return keys
 
     @actors.exclusive
+    async def add_twice(self, ctx: actors.ObjectContext, delta: int) -> int:
+        """Calls its own key's exclusive handler: a deadlock, refused at the call."""
+        try:
+            await ctx.call(Counter.add, delta, key=ctx.key)
+        except actors.DeadlockError as exc:
+            return -exc.status_code
+        return 0
+
+    @actors.exclusive
     async def fail(self, ctx: actors.ObjectContext, code: int) -> int:
-        raise actors.TerminalError(f"refused by {ctx.key}", code)
+        raise actors.TerminalError(f"refused by {ctx.key}", code, {"key": ctx.key})
 
 
 class Ledger(actors.VirtualObject):
@@ -142,6 +151,52 @@ class Orchestrator(actors.Service):
         return [name, value, len(done), len(pending), await done[0]]
 
     @actors.handler
+    async def parity(self, ctx: actors.Context, key: str) -> dict[str, object]:
+        """Issue 13's context features: request headers, idempotency keys and headers on
+        calls, generic calls, failure metadata, as_completed, rejection codes."""
+        request = ctx.request()
+        first = await ctx.call(Counter.add, 1, key=key, idempotency_key=f"{key}-once")
+        again = await ctx.call(Counter.add, 1, key=key, idempotency_key=f"{key}-once")
+        raw = await ctx.generic_call("Counter", "add", b"10", key=key)
+        handle = await ctx.send(Counter.add, 0, key=key)
+        sent = [handle.status, await handle.result()]
+        echoed = await ctx.call(Echo.headers, headers={"x-trace": key})
+        try:
+            await ctx.call(Counter.fail, 409, key=key)
+            metadata: object = None
+        except actors.TerminalError as exc:
+            metadata = dict(exc.metadata)
+        order = []
+        async for future in actors.as_completed(ctx.run("a", _double, 1), ctx.sleep(0.05)):
+            order.append(await future)
+        awakeable_id, rejected = ctx.awakeable(str)
+        await ctx.reject_awakeable(awakeable_id, "no thanks", code=451)
+        try:
+            await rejected
+            code = 0
+        except actors.TerminalError as exc:
+            code = exc.status_code
+        return {
+            "header": request.headers.get("x-test"),
+            "idempotent": [first, again],
+            "generic": raw.decode(),
+            "sent": sent,
+            "echoed": echoed,
+            "metadata": metadata,
+            "completed": sorted(map(repr, order)),
+            "rejected": code,
+        }
+
+    @actors.handler
+    async def wait_signal(self, ctx: actors.Context, box: str) -> str:
+        await ctx.send(Box.put, ctx.invocation_id, key=box)
+        return await ctx.signal("go", str)
+
+    @actors.handler
+    async def give_signal(self, ctx: actors.Context, invocation_id: str) -> None:
+        await ctx.resolve_signal(invocation_id, "go", "signalled")
+
+    @actors.handler
     async def later(self, ctx: actors.Context, key: str) -> float:
         await ctx.send(Counter.add, 1, key=key, delay=1.5)
         return await ctx.time()
@@ -158,6 +213,12 @@ class Orchestrator(actors.Service):
         await ctx.send(Box.put, awakeable_id, key=box)
         user = await future
         return Greeting(f"woken by {user.name}", user)
+
+
+class Echo(actors.Service):
+    @actors.handler
+    async def headers(self, ctx: actors.Context) -> str | None:
+        return ctx.request().headers.get("x-trace")
 
 
 class Signup(actors.Workflow):
@@ -224,4 +285,4 @@ class Steps(actors.Workflow):
         return done
 
 
-ACTORS = [Counter, Ledger, Box, Greeter, Orchestrator, Signup, Trip, Steps]
+ACTORS = [Counter, Ledger, Box, Greeter, Echo, Orchestrator, Signup, Trip, Steps]

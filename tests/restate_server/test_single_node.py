@@ -60,6 +60,36 @@ def test_calls_between_actors_and_gather(single: Single) -> None:
     assert "refused by f2" in response.text
 
 
+def test_parity_features_of_issue_13(single: Single) -> None:
+    answer = _ok(single.ingress.post("/Orchestrator/parity", json="p1", headers={"x-test": "yes"}))
+    assert answer == {
+        "header": "yes",
+        "idempotent": [1, 1],
+        "generic": "11",
+        "sent": ["Accepted", 11],
+        "echoed": "p1",
+        "metadata": {"key": "p1"},
+        "completed": ["2", "None"],
+        "rejected": 451,
+    }
+    assert _ok(single.ingress.post("/Counter/p1/value")) == 11
+
+
+def test_signal_between_invocations(single: Single) -> None:
+    waiting = _send(single, "/Orchestrator/wait_signal", "sig1")
+    invocation_id = eventually(
+        lambda: _ok(single.ingress.post("/Box/sig1/get")), 30, "the waiting invocation's id"
+    )
+    assert invocation_id == waiting
+    assert _ok(single.ingress.post("/Orchestrator/give_signal", json=invocation_id)) is None
+    assert _ok(_attach(single, waiting)) == "signalled"
+
+
+def test_self_call_deadlock_is_refused(single: Single) -> None:
+    assert _ok(single.ingress.post("/Counter/dl/add_twice", json=1)) == -409
+    assert _ok(single.ingress.post("/Counter/dl/value")) == 0
+
+
 def test_steps_select_wait_completed_random_time(single: Single) -> None:
     assert _ok(single.ingress.post("/Orchestrator/steps", json=21)) == [21, 42]
     assert _ok(single.ingress.post("/Orchestrator/race")) == ["nap", None, 1, 1, 42]
