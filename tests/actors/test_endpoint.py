@@ -53,6 +53,7 @@ def test_endpoint_discovery_lists_every_actor_and_handler() -> None:
         "Ledger",
         "Box",
         "Greeter",
+        "Echo",
         "Orchestrator",
         "Signup",
         "Trip",
