@@ -178,9 +178,9 @@ class StepThreads:
             self._start_thread()
 
     async def _run_trio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        await trio.lowlevel.checkpoint_if_cancelled()  # as trio's to_thread: not run then
         job = self._job(fn, args)
         job.waiter = trio.lowlevel.current_task()
-        await trio.lowlevel.checkpoint_if_cancelled()
         self._submit(job)
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
@@ -196,6 +196,7 @@ class StepThreads:
         return job.ok, job.result
 
     async def _run_asyncio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        await anyio.lowlevel.checkpoint_if_cancelled()  # as anyio's to_thread: not run then
         job = self._job(fn, args)
         future = asyncio.get_running_loop().create_future()
         job.waiter = future
