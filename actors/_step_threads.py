@@ -66,6 +66,13 @@ if TYPE_CHECKING:
 IDLE_SECONDS: Final = 10.0
 
 _ASYNC_LIBRARY = sniffio.current_async_library_cvar
+# Bound once: the loop's side runs once per body (see _executor.py on hot paths).
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_reschedule = trio.lowlevel.reschedule
+_ABORT_FAILED: Final = trio.lowlevel.Abort.FAILED
+_ABORT_SUCCEEDED: Final = trio.lowlevel.Abort.SUCCEEDED
 
 # A job's state: waiting in the deque, taken by a worker, withdrawn by a cancellation.
 _QUEUED: Final = 0
@@ -77,7 +84,11 @@ class _Job:
     __slots__ = ("args", "context", "fn", "ok", "result", "state", "waiter")
 
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], context: contextvars.Context
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        context: contextvars.Context,
+        waiter: object,
     ) -> None:
         self.fn = fn
         self.args = args
@@ -86,7 +97,7 @@ class _Job:
         self.result: Any = None
         self.state = _QUEUED
         #: What the drain resumes: a trio task, or an asyncio future.
-        self.waiter: Any = None
+        self.waiter: Any = waiter
 
 
 class _Worker:
@@ -115,6 +126,7 @@ class StepThreads:
         "_idle",
         "_jobs",
         "_limit",
+        "_loop_future",
         "_mutex",
         "_notify",
         "_seeking",
@@ -154,6 +166,7 @@ class StepThreads:
             self.run = self._run_trio
         else:
             loop = asyncio.get_running_loop()
+            self._loop_future = loop.create_future
             self._notify = lambda: loop.call_soon_threadsafe(self._drain_asyncio)
             self.run = self._run_asyncio
         current_token = getattr(anyio.lowlevel, "current_token", None)
@@ -162,13 +175,13 @@ class StepThreads:
 
     # --- the loop's side ------------------------------------------------------------------
 
-    def _job(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Job:
+    def _job(self, fn: Callable[..., Any], args: tuple[Any, ...], waiter: object) -> _Job:
         if self._closing:
             raise RuntimeError("the runtime's step threads are closed")
         context = contextvars.copy_context()
         if context.get(_ASYNC_LIBRARY) is not None:
             context.run(_ASYNC_LIBRARY.set, None)  # a worker thread is not on a loop
-        return _Job(fn, args, context)
+        return _Job(fn, args, context, waiter)
 
     def _submit(self, job: _Job) -> None:
         with self._mutex:
@@ -178,28 +191,26 @@ class StepThreads:
             self._start_thread()
 
     async def _run_trio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
-        await trio.lowlevel.checkpoint_if_cancelled()  # as trio's to_thread: not run then
-        job = self._job(fn, args)
-        job.waiter = trio.lowlevel.current_task()
+        await _checkpoint_if_cancelled()  # as trio's to_thread: not run then
+        job = self._job(fn, args, _current_task())
         self._submit(job)
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
             # Withdraw a body that has not started; one that has is waited for.
             with self._mutex:
                 if job.state != _QUEUED:
-                    return trio.lowlevel.Abort.FAILED
+                    return _ABORT_FAILED
                 job.state = _WITHDRAWN
                 self._jobs.remove(job)
-            return trio.lowlevel.Abort.SUCCEEDED
+            return _ABORT_SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        await _wait_task_rescheduled(abort)
         return job.ok, job.result
 
     async def _run_asyncio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         await anyio.lowlevel.checkpoint_if_cancelled()  # as anyio's to_thread: not run then
-        job = self._job(fn, args)
-        future = asyncio.get_running_loop().create_future()
-        job.waiter = future
+        future = self._loop_future()
+        job = self._job(fn, args, future)
         self._submit(job)
         # Shielded, as anyio's to_thread.run_sync is under asyncio: a started body is
         # waited for, and the cancellation comes at the next checkpoint.
@@ -208,7 +219,7 @@ class StepThreads:
         return job.ok, job.result
 
     def _drain_trio(self) -> None:
-        reschedule = trio.lowlevel.reschedule
+        reschedule = _reschedule
         for job in self._take_done():
             reschedule(job.waiter)
 
