@@ -58,8 +58,10 @@ import anyio.to_thread
 import sniffio
 import trio
 
+from ._errors import RuntimeClosedError
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
 #: Seconds a parked worker waits for a job before its thread exits (trio's thread cache
 #: and anyio's asyncio workers use the same).
@@ -158,7 +160,9 @@ class StepThreads:
         self._exited = threading.Event()  # set when the last thread exits after aclose
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self._anyio_token: object = None
-        self.run: Callable[[Callable[..., Any], tuple[Any, ...]], Any]
+        self.run: Callable[
+            [Callable[..., Any], tuple[Any, ...]], Coroutine[Any, Any, tuple[bool, Any]]
+        ]
         if sniffio.current_async_library() == "trio":
             token = trio.lowlevel.current_trio_token()
             self._trio_token = token
@@ -177,7 +181,7 @@ class StepThreads:
 
     def _job(self, fn: Callable[..., Any], args: tuple[Any, ...], waiter: object) -> _Job:
         if self._closing:
-            raise RuntimeError("the runtime's step threads are closed")
+            raise RuntimeClosedError("the runtime is closed: its step threads take no body")
         context = contextvars.copy_context()
         if context.get(_ASYNC_LIBRARY) is not None:
             context.run(_ASYNC_LIBRARY.set, None)  # a worker thread is not on a loop
@@ -187,8 +191,12 @@ class StepThreads:
         with self._mutex:
             self._jobs.append(job)
             start = self._seeking == 0 and self._recruit()
-        if start:
-            self._start_thread()
+        if start and not self._start_thread():
+            with self._mutex:
+                # No thread could start and none is coming: the body fails this try.
+                if job.state == _QUEUED and self._threads == 0:
+                    self._jobs.remove(job)
+                    raise RuntimeError("no thread could be started for a ctx.run body")
 
     async def _run_trio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         await _checkpoint_if_cancelled()  # as trio's to_thread: not run then
@@ -273,12 +281,23 @@ class StepThreads:
             return True
         return False  # at the limit: a worker that finishes its body takes the job
 
-    def _start_thread(self) -> None:
+    def _start_thread(self) -> bool:
+        """Start a worker counted by ``_recruit``; False (uncounted again) if the OS
+        refuses a thread: the workers there are take the job when they are free."""
         thread = threading.Thread(target=self._work, name="actors ctx.run body", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread"
+            with self._mutex:
+                self._threads -= 1
+                self._seeking -= 1
+                if self._threads == 0 and self._closing:
+                    self._exited.set()
+            return False
         with self._mutex:  # kept for aclose to join; threads that exited are dropped
             self._started = [t for t in self._started if t.is_alive()]
             self._started.append(thread)
-        thread.start()
+        return True
 
     def _work(self) -> None:
         self._adopt_thread()

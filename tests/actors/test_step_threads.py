@@ -443,7 +443,9 @@ async def test_the_pool_returns_results_and_exceptions_as_values() -> None:
 async def test_a_closed_pool_takes_no_body_and_a_pool_needs_a_thread() -> None:
     threads = StepThreads()
     await threads.aclose()
-    with pytest.raises(RuntimeError, match=r"^the runtime's step threads are closed$"):
+    with pytest.raises(
+        actors.RuntimeClosedError, match=r"^the runtime is closed: its step threads take no body$"
+    ):
         await threads.run(print, ())
     with pytest.raises(ValueError, match=r"^a step thread pool needs a limit of at least 1, "):
         StepThreads(limit=0)
@@ -458,5 +460,25 @@ async def test_an_idle_thread_exits_by_itself(monkeypatch: pytest.MonkeyPatch) -
             await anyio.to_thread.run_sync(thread.join, HANG)
         assert threads.statistics() == (0, 0)
         assert await threads.run(str, (6,)) == (True, "6")  # a new thread starts
+    finally:
+        await threads.aclose()
+
+
+async def test_a_body_no_thread_can_be_started_for_fails_and_the_pool_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    threads = StepThreads()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", refuse)
+            with pytest.raises(
+                RuntimeError, match=r"^no thread could be started for a ctx.run body$"
+            ):
+                await threads.run(str, (1,))
+            assert threads.statistics() == (0, 0)
+        assert await threads.run(str, (2,)) == (True, "2")
     finally:
         await threads.aclose()
