@@ -207,6 +207,8 @@ class OutputGate:
                 self._k.log("accepted", callee)
                 if callee.spec.kind == "main" and callee.target.key is not None:
                     self._workflow_claims.pop((callee.target.actor, callee.target.key), None)
+                elif callee.idempotency_key is not None:  # its key's row is durable now
+                    self._k.idempotency_inflight.pop(callee.idempotency_key, None)
 
     def add_state_writes(self, inv: Invocation, batch: WriteBatch) -> None:
         if not inv.writes and not inv.cleared_all:

@@ -71,6 +71,12 @@ class Kernel:
     graph: WaitForGraph = attrs.field(factory=WaitForGraph)
     #: Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
     workflow_claims: dict[tuple[str, str], str] = attrs.field(factory=dict)
+    #: Idempotency keys whose acceptance is not durable yet: key -> (digest, invocation).
+    idempotency_inflight: dict[str, tuple[bytes, str]] = attrs.field(factory=dict)
+    #: Callers waiting on an invocation that does not complete into their journal (an
+    #: idempotent or workflow call answered by an existing invocation), by its id: its
+    #: completion wakes them (``_ops_calls``).
+    call_watchers: dict[str, set[str]] = attrs.field(factory=dict)
     closed: bool = False
     #: Why the runtime stopped by itself (its store broke); ``open_runtime`` raises it.
     fatal: PersistenceError | None = None

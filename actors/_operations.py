@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
     from ._ops_calls import CallOps
+    from ._ops_invocation_signals import InvocationSignals
     from ._ops_signals import SignalOps
     from ._ops_state import StateOps
     from ._ops_steps import StepOps
@@ -29,13 +30,18 @@ class Operations:
         "clear_state",
         "complete_awakeable",
         "complete_promise",
+        "complete_signal",
+        "generic_call",
+        "generic_send",
         "get_state",
         "promise_peek",
         "promise_value",
         "random",
+        "request",
         "run",
         "send",
         "set_state",
+        "signal",
         "sleep",
         "state_keys",
         "time",
@@ -43,7 +49,13 @@ class Operations:
     )
 
     def __init__(
-        self, state: StateOps, steps: StepOps, calls: CallOps, waits: Waits, signals: SignalOps
+        self,
+        state: StateOps,
+        steps: StepOps,
+        calls: CallOps,
+        waits: Waits,
+        signals: SignalOps,
+        invocation_signals: InvocationSignals,
     ) -> None:
         self.get_state = state.get
         self.state_keys = state.keys
@@ -56,9 +68,14 @@ class Operations:
         self.run = steps.run
         self.call = calls.call
         self.send = calls.send
+        self.generic_call = calls.generic_call
+        self.generic_send = calls.generic_send
+        self.request = calls.request
         self.sleep = waits.sleep
         self.awakeable = signals.awakeable
         self.complete_awakeable = signals.ctx_complete_awakeable
         self.promise_value = signals.promise_value
         self.promise_peek = signals.promise_peek
         self.complete_promise = signals.promise_complete
+        self.signal = invocation_signals.signal
+        self.complete_signal = invocation_signals.ctx_complete
