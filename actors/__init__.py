@@ -34,7 +34,7 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
-from ._futures import DurableFuture, gather, select
+from ._futures import DurableCallFuture, DurableFuture, gather, select
 from ._open import open_runtime
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics
@@ -44,6 +44,7 @@ __all__ = [
     "ActorsError",
     "Context",
     "DeadlockError",
+    "DurableCallFuture",
     "DurableFuture",
     "DurablePromise",
     "Handler",

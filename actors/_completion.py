@@ -61,6 +61,7 @@ class Completions:
         self._timers = timers
         self._clock = kernel.clock
         self._retention = kernel.retention
+        self._attachers = kernel.attachers
 
     @staticmethod
     def is_ephemeral(inv: Invocation) -> bool:
@@ -69,8 +70,16 @@ class Completions:
         return inv.inbox_key is None and inv.caller_id is None and inv.idempotency_key is None
 
     def is_pure_read(self, inv: Invocation) -> bool:
-        """An ephemeral call that wrote nothing: completing it needs no commit at all."""
-        return self.is_ephemeral(inv) and not inv.writes and not inv.cleared_all
+        """An ephemeral call that wrote nothing and asked for no effect (a call, a send,
+        a completion, a cancel left un-awaited: invariant 14): completing it needs no
+        commit at all."""
+        return (
+            self.is_ephemeral(inv)
+            and not inv.writes
+            and not inv.cleared_all
+            and not inv.pending_ops
+            and not inv.pending_effects
+        )
 
     def submit(
         self, inv: Invocation, outcome: Outcome, status: InvocationStatus
@@ -164,8 +173,13 @@ class Completions:
         for callee in inv.pending_calls:
             self._scheduler.dispatch(callee)
         inv.pending_calls = []
+        if inv.pending_effects:  # journaled effects (invariant 14): durable now
+            inv.settle_effects()
         if inv.expiry is not None and inv.expiry[0] <= self._timers.loaded_until:
             # Later expiries are loaded from the timers table when their window comes.
             self._timers.schedule(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])
         if inv.caller_id is not None:
             self._scheduler.wake(inv.caller_id)
+        if self._attachers:  # ``ctx.attach_invocation`` waiters
+            for attacher in self._attachers.pop(inv.invocation_id, ()):
+                self._scheduler.wake(attacher)

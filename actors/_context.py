@@ -26,11 +26,11 @@ from ._util import NO_ARG, NoPublicConstructor
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine
     from datetime import timedelta
 
     from ._definitions import Handler
-    from ._futures import DurableFuture
+    from ._futures import DurableCallFuture, DurableFuture
     from ._invocation import Invocation
     from ._port import HandlerPort
     from ._results import InvocationHandle
@@ -168,16 +168,59 @@ class Context(metaclass=NoPublicConstructor):
         rejection is raised as ``TerminalError``."""
         return self._port.awakeable(self._inv, type)
 
-    async def resolve_awakeable(self, awakeable_id: str, value: object, /) -> None:
-        """Complete an awakeable with ``value`` (durable before this returns; journaled,
-        so a replay does not complete it twice). Raises ``TerminalError`` 404 for an
-        unknown id, 400 for a malformed one and 409 if it was already completed."""
-        await self._port.complete_awakeable(self._inv, awakeable_id, value, None)
+    def resolve_awakeable(self, awakeable_id: str, value: object, /) -> Awaitable[None]:
+        """Complete an awakeable with ``value``.
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str, /) -> None:
-        """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
-        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason)
+        An effect (invariant 14): journaled when called, in call order, whether or not
+        the result is awaited, so a replay does not complete it twice and forgetting the
+        ``await`` loses nothing. The waiter is woken once this invocation's next batch
+        is durable (its next durable await, or its completion); ``await`` the result to
+        wait for that.
+
+        Raises, here at the call (also on replay, as journaled): ``TerminalError`` 404
+        for an unknown id, 400 for a malformed one, 409 if it was already completed;
+        ``SerializationError`` for a value that does not convert."""
+        return self._port.complete_awakeable(self._inv, awakeable_id, value, None)
+
+    def reject_awakeable(self, awakeable_id: str, reason: str, /) -> Awaitable[None]:
+        """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Journaled when
+        called and errors as ``resolve_awakeable`` (a reason that is not a str: 400)."""
+        return self._port.complete_awakeable(self._inv, awakeable_id, None, reason)
+
+    def cancel_invocation(self, invocation_id: str, /) -> Awaitable[None]:
+        """Cancel another invocation (as ``rt.cancel``: a 409 ``TerminalError`` in its
+        handler at its next durable await, so its compensations run).
+
+        An effect (invariant 14): journaled when called, whether or not awaited; the
+        cancel is requested once this invocation's next batch is durable (its next
+        durable await, or its completion). ``await`` the result to wait for that; it
+        does not wait for the cancelled invocation to end (attach to it for that).
+
+        Raises, here at the call (also on replay, as journaled): ``TerminalError`` 404
+        for an id nobody accepted, 409 if it already completed, 400 for a malformed id.
+        """
+        return self._port.cancel_invocation(self._inv, invocation_id)
+
+    @overload
+    def attach_invocation(self, invocation_id: str, /) -> DurableFuture[Any]: ...
+    @overload
+    def attach_invocation(self, invocation_id: str, /, *, type: type[T]) -> DurableFuture[T]: ...
+    def attach_invocation(self, invocation_id: str, /, *, type: Any = None) -> DurableFuture[Any]:
+        """A durable future of another invocation's result (as ``rt.attach``), for an
+        id from a handle (``ctx.send(...).invocation_id``, a call future's
+        ``invocation_id``) or from outside.
+
+        The result is journaled: a replay returns the recorded result without waiting,
+        even after the attached invocation expired. It is converted to ``type``, by
+        default the attached handler's output type. Its ``TerminalError`` (a failure,
+        a cancellation) is raised when awaited, with the same message and status code.
+
+        Raises, here at the call: ``TerminalError`` 404 for an id nobody accepted (or
+        that expired), 400 for a malformed one; ``DeadlockError`` when waiting would
+        never end: an attach to itself, or to an invocation that waits on this one
+        (directly, through calls, or queued behind this one's key).
+        """
+        return self._port.attach_invocation(self._inv, invocation_id, type)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
@@ -195,14 +238,14 @@ class Context(metaclass=NoPublicConstructor):
     @overload
     def call(
         self, target: Handler[Any, OutT], /, *, key: str | None = None
-    ) -> DurableFuture[OutT]: ...
+    ) -> DurableCallFuture[OutT]: ...
     @overload
     def call(
         self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
-    ) -> DurableFuture[OutT]: ...
+    ) -> DurableCallFuture[OutT]: ...
     def call(
         self, target: Handler[Any, OutT], arg: object = NO_ARG, /, *, key: str | None = None
-    ) -> DurableFuture[OutT]:
+    ) -> DurableCallFuture[OutT]:
         """Call another handler and wait for its result.
 
         The callee's id is derived from this invocation's id and the call's position,
@@ -219,12 +262,14 @@ class Context(metaclass=NoPublicConstructor):
             input given to a handler that takes none (or missing).
 
         Returns a durable future; the call is delivered when the future (or any later
-        durable operation) is first awaited. Calling a workflow's ``main`` on an id that
+        durable operation) is first awaited, or with this invocation's completion. The
+        future's ``invocation_id`` is the callee's, and its ``cancel()`` cancels the
+        callee (``cancel_invocation``). Calling a workflow's ``main`` on an id that
         already ran waits for that run's result instead of running it again.
         """
         return self._port.call(self._inv, target, arg, key)
 
-    async def send(
+    def send(
         self,
         target: Handler[Any, Any],
         arg: object = NO_ARG,
@@ -233,10 +278,19 @@ class Context(metaclass=NoPublicConstructor):
         key: str | None = None,
         delay: timedelta | float | None = None,
     ) -> InvocationHandle:
-        """Send a one-way invocation, optionally delivered after ``delay``. Returns once
-        it is durably recorded; its id is derived like ``call``'s, so a re-executed
-        handler does not send twice (the second handle says ``PreviouslyAccepted``)."""
-        return await self._port.send(self._inv, target, arg, key, delay)
+        """Send a one-way invocation, optionally delivered after ``delay``.
+
+        An effect (invariant 14): journaled when called, in call order, whether or not
+        the handle is awaited; the callee is delivered once this invocation's next batch
+        is durable (its next durable await, or its completion). Its id is derived like
+        ``call``'s, so a re-executed handler does not send twice (the second handle says
+        ``PreviouslyAccepted``).
+
+        Returns the handle at once (``invocation_id``, ``status``, ``cancel()``);
+        ``await`` it, as before, to wait until the send is durable (it gives the handle
+        back). Raises at the call, before anything is journaled, as ``call`` does for
+        bad targets and input, and a 400 ``TerminalError`` for a bad ``delay``."""
+        return self._port.send(self._inv, target, arg, key, delay)
 
 
 class ObjectSharedContext(Context):
@@ -324,15 +378,23 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
         value: T | None = await self._port.promise_peek(self._inv, self._name, self._type)
         return value
 
-    async def resolve(self, value: T) -> None:
-        """Complete the promise with ``value``; durable before this returns. Raises
-        ``TerminalError`` (409) if it was already completed."""
-        await self._port.complete_promise(self._inv, self._name, self._type, value, None)
+    def resolve(self, value: T) -> Awaitable[None]:
+        """Complete the promise with ``value``.
 
-    async def reject(self, reason: str) -> None:
-        """Fail the promise: waiters get ``TerminalError(reason)``. Raises
-        ``TerminalError`` (409) if it was already completed."""
-        await self._port.complete_promise(self._inv, self._name, self._type, None, reason)
+        An effect (invariant 14): journaled when called, in call order, whether or not
+        awaited; waiters see the value once this invocation's next batch is durable
+        (its next durable await, or its completion); ``await`` the result to wait for
+        that (a ``peek`` right after an un-awaited ``resolve`` may still see None).
+        Raises ``TerminalError`` (409) here, at the call, if it was already completed
+        (also on replay, as journaled), and ``SerializationError`` for a value that
+        does not convert to the promise's type."""
+        return self._port.complete_promise(self._inv, self._name, self._type, value, None)
+
+    def reject(self, reason: str) -> Awaitable[None]:
+        """Fail the promise: waiters get ``TerminalError(reason)``. Journaled when
+        called, like ``resolve``; raises ``TerminalError`` (409) at the call if it was
+        already completed, 400 for a reason that is not a str."""
+        return self._port.complete_promise(self._inv, self._name, self._type, None, reason)
 
 
 class WorkflowSharedContext(ObjectSharedContext):

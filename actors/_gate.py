@@ -137,6 +137,11 @@ class OutputGate:
         inv.unflushed = []
         inv.pending_ops = []
         inv.pending_bytes = 0
+        effects = inv.pending_effects
+        if effects:  # they become visible when this batch is durable (``settle_effects``)
+            for effect in effects:
+                if effect.ticket is None:
+                    effect.ticket = ticket
         if accepting:
             inv.acceptance_ticket = ticket
         elif moving_from is not None:
@@ -207,6 +212,8 @@ class OutputGate:
                 self._k.log("accepted", callee)
                 if callee.spec.kind == "main" and callee.target.key is not None:
                     self._workflow_claims.pop((callee.target.actor, callee.target.key), None)
+        if inv.pending_effects:  # journaled effects (invariant 14): durable now
+            inv.settle_effects()
 
     def add_state_writes(self, inv: Invocation, batch: WriteBatch) -> None:
         if not inv.writes and not inv.cleared_all:

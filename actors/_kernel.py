@@ -70,6 +70,9 @@ class Kernel:
     graph: WaitForGraph = attrs.field(factory=WaitForGraph)
     #: Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
     workflow_claims: dict[tuple[str, str], str] = attrs.field(factory=dict)
+    #: Invocations waiting in ``ctx.attach_invocation`` for another's result, by the
+    #: id they wait for (ordered sets of ids): its completion wakes them.
+    attachers: dict[str, dict[str, None]] = attrs.field(factory=dict)
     closed: bool = False
     #: Why the runtime stopped by itself (its store broke); ``open_runtime`` raises it.
     fatal: PersistenceError | None = None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
     from ._ops_calls import CallOps
+    from ._ops_handles import HandleOps
     from ._ops_signals import SignalOps
     from ._ops_state import StateOps
     from ._ops_steps import StepOps
@@ -23,8 +24,10 @@ class Operations:
     no forwarding call."""
 
     __slots__ = (
+        "attach_invocation",
         "awakeable",
         "call",
+        "cancel_invocation",
         "clear_all_state",
         "clear_state",
         "complete_awakeable",
@@ -36,6 +39,7 @@ class Operations:
         "run",
         "send",
         "set_state",
+        "settle_cancels",
         "sleep",
         "state_keys",
         "time",
@@ -43,7 +47,13 @@ class Operations:
     )
 
     def __init__(
-        self, state: StateOps, steps: StepOps, calls: CallOps, waits: Waits, signals: SignalOps
+        self,
+        state: StateOps,
+        steps: StepOps,
+        calls: CallOps,
+        waits: Waits,
+        signals: SignalOps,
+        handles: HandleOps,
     ) -> None:
         self.get_state = state.get
         self.state_keys = state.keys
@@ -62,3 +72,6 @@ class Operations:
         self.promise_value = signals.promise_value
         self.promise_peek = signals.promise_peek
         self.complete_promise = signals.promise_complete
+        self.cancel_invocation = handles.cancel_invocation
+        self.attach_invocation = handles.attach_invocation
+        self.settle_cancels = handles.settle_cancels

@@ -15,6 +15,7 @@ with ``DeadlockError`` (invariant 12), before the callee exists.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
@@ -22,9 +23,10 @@ import anyio.lowlevel
 from actors.storage import CallEntry, InvocationStatus, SendEntry, TimerKind, WriteBatch
 
 from ._control_flow import check_usable
+from ._effects import Journaled
 from ._errors import DeadlockError, NonDeterminismError, PersistenceError, TerminalError
-from ._futures import DurableFuture, settled
-from ._invocation import ENTRY_OVERHEAD, RECORD_OVERHEAD, ROW_OVERHEAD
+from ._futures import DurableCallFuture, settled
+from ._invocation import ENTRY_OVERHEAD, RECORD_OVERHEAD, ROW_OVERHEAD, Effect
 from ._resolution import delay_seconds
 from ._results import InvocationHandle, decode_outcome
 from ._util import derived_invocation_id
@@ -34,6 +36,7 @@ from ._util import derived_invocation_id
 _ACCEPTANCE_OVERHEAD = ENTRY_OVERHEAD + RECORD_OVERHEAD + 3 * ROW_OVERHEAD
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from datetime import timedelta
 
     from actors.storage import Target
@@ -50,6 +53,10 @@ if TYPE_CHECKING:
     from ._scheduler import Scheduler
     from ._timers import Timers
     from ._waits import Waits
+
+
+def _not_wired(caller: Invocation, invocation_id: str) -> Awaitable[None]:
+    raise AssertionError("CallOps.cancel_invocation was not wired")  # pragma: no cover
 
 
 class CallOps:
@@ -80,10 +87,13 @@ class CallOps:
         self._graph = kernel.graph
         self._invocations = kernel.invocations
         self._workflow_claims = kernel.workflow_claims
+        #: ``ctx.cancel_invocation`` (``_ops_handles``, wired later: it is built on
+        #: this module), what the handles of calls and sends cancel with.
+        self.cancel_invocation: Callable[[Invocation, str], Awaitable[None]] = _not_wired
 
     def call(
         self, caller: Invocation, target: Handler[Any, Any], arg: object, key: str | None
-    ) -> DurableFuture[Any]:
+    ) -> DurableCallFuture[Any]:
         check_usable("ctx.call()")
         entry, spec, tgt = self._resolver.resolve_in_handler(target, key)
         what = f"output of {spec.qualname}"
@@ -98,9 +108,16 @@ class CallOps:
                 )
             if recorded.outcome is not None:
                 outcome = recorded.outcome
-                return settled(
-                    self._waits, caller, lambda: decode_outcome(outcome, spec.output_type, what)
+                done = settled(
+                    self._waits,
+                    caller,
+                    lambda: decode_outcome(outcome, spec.output_type, what),
+                    DurableCallFuture,
                 )
+                assert isinstance(done, DurableCallFuture)
+                done._callee_id = recorded.callee_id
+                done._cancel_op = functools.partial(self.cancel_invocation, caller)
+                return done
             callee_id = recorded.callee_id
         else:
             payload, value = self._resolver.check_input_in_handler(spec, arg)
@@ -163,8 +180,11 @@ class CallOps:
             done = self._k.completion_of(callee_id)
             return done is not None and done.finished
 
-        future = DurableFuture._create(self._waits, caller, produce, ready)
+        future: DurableCallFuture[Any] = DurableCallFuture._create(
+            self._waits, caller, produce, ready
+        )
         future._callee_id = callee_id
+        future._cancel_op = functools.partial(self.cancel_invocation, caller)
         return future
 
     @staticmethod
@@ -198,7 +218,7 @@ class CallOps:
             self._graph.unwait(waiter, waited)
             caller.awaiting_calls.discard(callee_id)
 
-    async def send(
+    def send(
         self,
         caller: Invocation,
         target: Handler[Any, Any],
@@ -206,16 +226,18 @@ class CallOps:
         key: str | None,
         delay: timedelta | float | None,
     ) -> InvocationHandle:
+        """Journal a send at once (invariant 14, ``_effects``): the callee's acceptance
+        rides in the caller's next batch and it is delivered once that is durable,
+        whether or not the handle is awaited. Every refusal is raised here."""
         check_usable("ctx.send()")
         entry, spec, tgt = self._resolver.resolve_in_handler(target, key)
         recorded = caller.next_replayed(SendEntry, None, f"send({spec.qualname})")
         if recorded is not None:
-            await anyio.lowlevel.checkpoint()
             own = derived_invocation_id(caller.invocation_id, caller.index - 1)
             status: InvocationStatusName = (
                 "Accepted" if recorded.callee_id == own else "PreviouslyAccepted"
             )
-            return InvocationHandle._create(self._results, recorded.callee_id, status, spec)
+            return self._handle(caller, recorded.callee_id, status, spec, None)
         payload, value = self._resolver.check_input_in_handler(spec, arg)
         entry_bytes = len(payload) + _target_size(tgt)
         try:
@@ -224,14 +246,14 @@ class CallOps:
             raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
+        durable = Journaled(self._output, caller, None)
         if spec.kind == "main":
             assert tgt.key is not None
             existing = self._admission.workflow_invocation(tgt.actor, tgt.key)
             if existing is not None and existing != callee_id:
                 caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.send", spec.qualname)
                 caller.append(SendEntry(existing, tgt, payload))
-                await anyio.lowlevel.checkpoint()
-                return InvocationHandle._create(self._results, existing, "PreviouslyAccepted", spec)
+                return self._handle(caller, existing, "PreviouslyAccepted", spec, durable)
         # Its journal entry and the callee's record both carry the argument, in one batch.
         caller.take_room(2 * entry_bytes, _ACCEPTANCE_OVERHEAD, "ctx.send", spec.qualname)
         # One-way: no caller_id, nobody waits for it.
@@ -240,31 +262,52 @@ class CallOps:
         )
         deliver_at = callee.accepted_at + seconds if seconds else None
         callee.not_before = deliver_at
-        sent = SendEntry(callee_id, tgt, payload, deliver_at)
-        caller.append(sent)
+        caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
         acceptance = WriteBatch()
         self._order.add_acceptance(callee, acceptance, InvocationStatus.PENDING)
-        claim = self._admission.claim_workflow(callee)
-        try:
-            try:
-                self._output.flush(caller, acceptance)
-            except TerminalError:
-                # Not stored (too large after all): the journal must not say it was sent.
-                caller.unflushed.remove((index, sent))
-                caller.index = index
-                caller.pending_bytes -= 2 * entry_bytes
-                raise
-            await self._output.gate(caller)  # a delivered send is an effect
-        finally:
-            if claim is not None:
-                self._workflow_claims.pop(claim, None)
-        self._k.log("accepted", callee)
-        if deliver_at is not None:
-            self._invocations[callee_id] = callee
-            self._timers.schedule(deliver_at, TimerKind.DELIVER, callee_id, None)
+        caller.pending_ops.extend(acceptance.ops)
+        self._admission.claim_workflow(callee)
+        if deliver_at is None:
+            # Delivered like a call's callee, in call order with them (``OutputGate.gate``).
+            caller.pending_calls.append(callee)
         else:
-            self._scheduler.dispatch(callee)
-        return InvocationHandle._create(self._results, callee_id, "Accepted", spec)
+            caller.add_effect(
+                Effect(
+                    functools.partial(self._deliver_later, callee, deliver_at),
+                    functools.partial(self._release_claim, callee),
+                )
+            )
+        return self._handle(caller, callee_id, "Accepted", spec, durable)
+
+    def _handle(
+        self,
+        caller: Invocation,
+        callee_id: str,
+        status: InvocationStatusName,
+        spec: Handler[Any, Any],
+        durable: Journaled[None] | None,
+    ) -> InvocationHandle:
+        return InvocationHandle._create(
+            self._results,
+            callee_id,
+            status,
+            spec,
+            durable=durable,
+            cancel=functools.partial(self.cancel_invocation, caller),
+        )
+
+    def _deliver_later(self, callee: Invocation, deliver_at: float) -> None:
+        """A delayed send's acceptance is durable: its timer delivers it when due."""
+        self._release_claim(callee)
+        self._k.log("accepted", callee)
+        self._invocations[callee.invocation_id] = callee
+        self._timers.schedule(deliver_at, TimerKind.DELIVER, callee.invocation_id, None)
+
+    def _release_claim(self, callee: Invocation) -> None:
+        if callee.spec.kind == "main" and callee.target.key is not None:
+            claim = (callee.target.actor, callee.target.key)
+            if self._workflow_claims.get(claim) == callee.invocation_id:
+                del self._workflow_claims[claim]
 
     def describe_cycle(self, cycle: list[Node]) -> str:
         def name(node: Node) -> str:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from datetime import timedelta
 
     from ._definitions import Handler
-    from ._futures import DurableFuture
+    from ._futures import DurableCallFuture, DurableFuture
     from ._invocation import Invocation
     from ._results import InvocationHandle
     from ._retry import RetryPolicy
@@ -48,8 +48,8 @@ class HandlerPort(Protocol):
 
     def call(
         self, inv: Invocation, target: Handler[Any, Any], arg: object, key: str | None
-    ) -> DurableFuture[Any]: ...
-    async def send(
+    ) -> DurableCallFuture[Any]: ...
+    def send(
         self,
         inv: Invocation,
         target: Handler[Any, Any],
@@ -61,11 +61,17 @@ class HandlerPort(Protocol):
     def sleep(self, inv: Invocation, duration: timedelta | float) -> DurableFuture[Any]: ...
 
     def awakeable(self, inv: Invocation, annotation: Any) -> tuple[str, DurableFuture[Any]]: ...
-    async def complete_awakeable(
+    def complete_awakeable(
         self, inv: Invocation, awakeable_id: str, value: object, reason: str | None
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
     def promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
     async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any: ...
-    async def complete_promise(
+    def complete_promise(
         self, inv: Invocation, name: str, annotation: Any, value: object, reason: str | None
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
+
+    def cancel_invocation(self, inv: Invocation, invocation_id: str) -> Awaitable[None]: ...
+    async def settle_cancels(self, inv: Invocation) -> None: ...
+    def attach_invocation(
+        self, inv: Invocation, invocation_id: str, annotation: Any
+    ) -> DurableFuture[Any]: ...

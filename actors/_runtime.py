@@ -13,7 +13,8 @@ answers; the parts (DESIGN.md section 5) each hold one concern:
 ``_timers``         the timer heap (sleeps, delayed sends, retention expiry)
 ``_admission``      durable acceptance, idempotency keys, one run per workflow id
 ``_waits``          durable waits, cancellation delivery, select and gather, sleep
-``_ops_*``          the context operations by family: state, steps, calls, signals
+``_ops_*``          the context operations by family: state, steps, calls, signals, handles
+``_effects``        effects journaled when asked for, delivered once durable (inv. 14)
 ``_operations``     the handler port the contexts talk to (``_port``)
 ``_executor``       attempts, retries, pauses and completion
 ``_control``        cancel, kill and resume
@@ -44,6 +45,7 @@ from ._kernel import Kernel
 from ._key_order import KeyOrder
 from ._operations import Operations
 from ._ops_calls import CallOps
+from ._ops_handles import HandleOps
 from ._ops_signals import SignalOps
 from ._ops_state import StateOps
 from ._ops_steps import StepOps
@@ -135,13 +137,21 @@ class Runtime(metaclass=NoPublicConstructor):
             results=results,
             waits=waits,
         )
-        port = Operations(StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals)
+        handles = HandleOps(
+            kernel, output=output, waits=waits, signals=signals, calls=calls, resolver=resolver
+        )
+        calls.cancel_invocation = handles.cancel_invocation
+        port = Operations(
+            StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals, handles
+        )
         executor = Executor(kernel, output, scheduler, timers, port, Recommits(kernel))
         control = Control(kernel, scheduler, results, executor)
         # The two upward references: the scheduler runs what the executor executes,
         # and a cancelled wait cancels what it waited on.
         scheduler.runner = executor.run
         waits.cancel_later = control.cancel_later
+        handles.cancel_quietly = control.cancel_quietly
+        results.cancel = self.cancel  # ``InvocationHandle.cancel`` of an rt.send handle
         kernel.on_stop = self._close  # the store broke: the runtime stops (Kernel.stop)
         self._k = kernel
         self._order = order

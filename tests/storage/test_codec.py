@@ -12,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from actors.storage import (
+    AttachEntry,
     AwakeableEntry,
     CallEntry,
     CancelledEntry,
@@ -83,6 +84,7 @@ JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     PromisePeekEntry: st.builds(PromisePeekEntry, name=texts, outcome=opt_outcomes),
     ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
     CancelledEntry: st.builds(CancelledEntry, message=texts),
+    AttachEntry: st.builds(AttachEntry, invocation_id=texts, outcome=opt_outcomes),
 }
 journal_entries: st.SearchStrategy[JournalEntry] = st.one_of(*JOURNAL_STRATEGIES.values())
 
@@ -228,6 +230,7 @@ def test_journal_tags_are_frozen() -> None:
         PromisePeekEntry: "peek",
         ResolveEntry: "resolve",
         CancelledEntry: "cancelled",
+        AttachEntry: "attach",
     }
     assert set(_records.JOURNAL_TAGS) == set(JOURNAL_STRATEGIES)
 
