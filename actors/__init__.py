@@ -34,8 +34,9 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
-from ._futures import DurableCallFuture, DurableFuture, gather, select
+from ._futures import DurableCallFuture, DurableFuture, as_completed, gather, select, wait_completed
 from ._open import open_runtime
+from ._request import Request
 from ._retry import RetryPolicy
 from ._runtime import InvocationHandle, Runtime, RuntimeStatistics
 from ._types import allow_extra_fields
@@ -55,6 +56,7 @@ __all__ = [
     "ObjectContext",
     "ObjectSharedContext",
     "PersistenceError",
+    "Request",
     "RetryPolicy",
     "Runtime",
     "RuntimeClosedError",
@@ -68,6 +70,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowSharedContext",
     "allow_extra_fields",
+    "as_completed",
     "exclusive",
     "gather",
     "handler",
@@ -75,4 +78,5 @@ __all__ = [
     "open_runtime",
     "select",
     "shared",
+    "wait_completed",
 ]

@@ -40,11 +40,13 @@ from actors.storage import (
 from ._definitions import Actor
 from ._errors import TerminalError, UnknownHandlerError, damaged_record_error, persistence_error
 from ._limits import check_idempotency_key, check_key
+from ._request import check_headers
 from ._resolution import delay_seconds
 from ._results import InvocationHandle
 from ._util import NO_ARG, new_invocation_id
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import timedelta
 
     from actors.storage import CommitTicket, Target
@@ -81,7 +83,7 @@ class Admission:
         self._entries = kernel.entries
         self._invocations = kernel.invocations
         self._workflow_claims = kernel.workflow_claims
-        self.idempotency_inflight: dict[str, tuple[bytes, str]] = {}
+        self.idempotency_inflight = kernel.idempotency_inflight
         # Accepted invocations waiting for the dispatcher task, in acceptance order.
         # Commit callbacks run outside any task, where anyio cannot spawn one.
         self.accepted: deque[Invocation] = deque()
@@ -96,16 +98,29 @@ class Admission:
         key: str | None = None,
         delay: timedelta | float | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        generic: tuple[ActorEntry, Handler[Any, Any], Target] | None = None,
     ) -> InvocationHandle:
-        """``Runtime.send``: accept an invocation, durably, without waiting for it."""
-        entry, spec, tgt = self._resolver.resolve(target, key)
+        """``Runtime.send``: accept an invocation, durably, without waiting for it. With
+        ``generic`` (``Runtime.generic_send``), the resolved callee, and ``arg`` its
+        checked ``(payload, value)``; the handle then answers the output's bytes."""
+        if generic is None:
+            entry, spec, tgt = self._resolver.resolve(target, key)
+            answer = spec
+        else:
+            entry, spec, tgt = generic
+            answer = self._resolver.raw_view(spec)
         if idempotency_key is not None:
             if not isinstance(idempotency_key, str):
                 raise TypeError(
                     f"idempotency_key must be a str, not {type(idempotency_key).__name__}"
                 )
             check_idempotency_key(idempotency_key)
-        payload, value = self._resolver.check_input(spec, arg)
+        checked_headers = check_headers(headers) if headers is not None else None
+        if generic is None:
+            payload, value = self._resolver.check_input(spec, arg)
+        else:
+            payload, value = arg  # type: ignore[misc]
         seconds = delay_seconds(delay)
         if spec.kind == "main":
             if idempotency_key is not None:
@@ -117,7 +132,9 @@ class Admission:
             existing = self.workflow_invocation(tgt.actor, tgt.key)
             if existing is not None:
                 await anyio.lowlevel.checkpoint()
-                return InvocationHandle._create(self._results, existing, "PreviouslyAccepted", spec)
+                return InvocationHandle._create(
+                    self._results, existing, "PreviouslyAccepted", answer
+                )
             invocation_id = new_invocation_id()
             claim: tuple[str, str] | None = (tgt.actor, tgt.key)
             self._workflow_claims[(tgt.actor, tgt.key)] = invocation_id  # before any await
@@ -126,7 +143,16 @@ class Admission:
             claim = None
         try:
             return await self.send_new(
-                entry, spec, tgt, payload, value, seconds, idempotency_key, invocation_id
+                entry,
+                spec,
+                tgt,
+                payload,
+                value,
+                seconds,
+                idempotency_key,
+                invocation_id,
+                headers=checked_headers,
+                answer=answer,
             )
         finally:
             if claim is not None:
@@ -142,14 +168,20 @@ class Admission:
         seconds: float,
         idempotency_key: str | None,
         invocation_id: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        answer: Handler[Any, Any] | None = None,
     ) -> InvocationHandle:
+        answer = spec if answer is None else answer  # what the handle decodes with
         digest = b""
         if idempotency_key is not None:
             digest = self.request_digest(tgt, payload)
             previous = self.idempotent_previous(idempotency_key, digest)
             if previous is not None:
                 await anyio.lowlevel.checkpoint()
-                return InvocationHandle._create(self._results, previous, "PreviouslyAccepted", spec)
+                return InvocationHandle._create(
+                    self._results, previous, "PreviouslyAccepted", answer
+                )
         await self._scheduler.acquire_slot()
         inv = self._resolver.new_invocation(
             entry,
@@ -160,6 +192,7 @@ class Admission:
             invocation_id=invocation_id,
             idempotency_key=idempotency_key,
             holds_slot=True,
+            headers=headers,
         )
         batch = WriteBatch()
         if idempotency_key is not None:
@@ -176,7 +209,17 @@ class Admission:
                 self.idempotency_inflight.pop(idempotency_key, None)
         # From the acceptance, not inv.not_before: a due timer may have cleared that.
         due = datetime.fromtimestamp(inv.accepted_at + seconds, UTC) if seconds else None
-        return InvocationHandle._create(self._results, inv.invocation_id, "Accepted", spec, due)
+        return InvocationHandle._create(self._results, inv.invocation_id, "Accepted", answer, due)
+
+    def add_idempotency(
+        self, idempotency_key: str, digest: bytes, inv: Invocation, batch: WriteBatch
+    ) -> None:
+        """Map ``idempotency_key`` to ``inv`` in ``batch`` (its acceptance), and in memory
+        until that is durable (``forget_idempotency``), so a concurrent request with the
+        same key finds it."""
+        record = IdempotencyRecord(inv.invocation_id, digest)
+        batch.put(Table.IDEMPOTENCY, encode_key((idempotency_key,)), dumps(record))
+        self.idempotency_inflight[idempotency_key] = (digest, inv.invocation_id)
 
     @staticmethod
     def request_digest(target: Target, payload: bytes) -> bytes:

@@ -71,7 +71,10 @@ def _outcome(outcome: Outcome | None) -> dict[str, object] | None:
     if isinstance(outcome, Success):
         return {"value": _payload(outcome.value)}
     assert isinstance(outcome, Failure)
-    return {"error": outcome.message, "code": outcome.status_code}
+    error: dict[str, object] = {"error": outcome.message, "code": outcome.status_code}
+    if outcome.metadata:
+        error["metadata"] = dict(outcome.metadata)
+    return error
 
 
 def _timestamp(seconds: float | None) -> str | None:

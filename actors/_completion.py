@@ -58,10 +58,10 @@ class Completions:
         self._output = output
         self._recommits = recommits
         self._scheduler = scheduler
+        self._watchers = kernel.call_watchers
         self._timers = timers
         self._clock = kernel.clock
         self._retention = kernel.retention
-        self._attachers = kernel.attachers
 
     @staticmethod
     def is_ephemeral(inv: Invocation) -> bool:
@@ -122,6 +122,10 @@ class Completions:
                 claim = (callee.target.actor, callee.target.key)
                 if self._k.workflow_claims.get(claim) == callee.invocation_id:
                     del self._k.workflow_claims[claim]
+            elif callee.idempotency_key is not None:
+                inflight = self._k.idempotency_inflight.get(callee.idempotency_key)
+                if inflight is not None and inflight[1] == callee.invocation_id:
+                    del self._k.idempotency_inflight[callee.idempotency_key]
 
     def _queue_completion(
         self, inv: Invocation, outcome: Outcome, status: InvocationStatus
@@ -145,7 +149,9 @@ class Completions:
             now = self._clock.now()
             record = inv.record(status, outcome, now)
             batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
-            expire_at = now + self._retention
+            # The handler's own retention (decorator or class keyword), else the runtime's.
+            retention = inv.spec.retention
+            expire_at = now + (self._retention if retention is None else retention)
             expiry = timer_key(expire_at, inv.invocation_id, TimerKind.EXPIRE, 0)
             batch.put(
                 Table.TIMERS,
@@ -172,6 +178,8 @@ class Completions:
         expiry and wake its caller."""
         for callee in inv.pending_calls:
             self._scheduler.dispatch(callee)
+            if callee.idempotency_key is not None:  # its key's row is durable now
+                self._k.idempotency_inflight.pop(callee.idempotency_key, None)
         inv.pending_calls = []
         if inv.pending_effects:  # journaled effects (invariant 14): durable now
             inv.settle_effects()
@@ -180,6 +188,6 @@ class Completions:
             self._timers.schedule(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])
         if inv.caller_id is not None:
             self._scheduler.wake(inv.caller_id)
-        if self._attachers:  # ``ctx.attach_invocation`` waiters
-            for attacher in self._attachers.pop(inv.invocation_id, ()):
-                self._scheduler.wake(attacher)
+        if self._watchers:  # callers waiting on it that it does not complete into
+            for waiter in self._watchers.pop(inv.invocation_id, ()):
+                self._scheduler.wake(waiter)

@@ -26,13 +26,14 @@ from ._util import NO_ARG, NoPublicConstructor
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
     from datetime import timedelta
 
     from ._definitions import Handler
     from ._futures import DurableCallFuture, DurableFuture
     from ._invocation import Invocation
     from ._port import HandlerPort
+    from ._request import Request
     from ._results import InvocationHandle
     from ._retry import RetryPolicy
 
@@ -182,10 +183,14 @@ class Context(metaclass=NoPublicConstructor):
         ``SerializationError`` for a value that does not convert."""
         return self._port.complete_awakeable(self._inv, awakeable_id, value, None)
 
-    def reject_awakeable(self, awakeable_id: str, reason: str, /) -> Awaitable[None]:
-        """Fail an awakeable: its waiter gets ``TerminalError(reason)``. Journaled when
-        called and errors as ``resolve_awakeable`` (a reason that is not a str: 400)."""
-        return self._port.complete_awakeable(self._inv, awakeable_id, None, reason)
+    def reject_awakeable(
+        self, awakeable_id: str, reason: str, /, code: int = 500
+    ) -> Awaitable[None]:
+        """Fail an awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Journaled when called and errors as ``resolve_awakeable`` (a
+        reason that is not a str, or a ``code`` that is not an int from 100 to 999:
+        400)."""
+        return self._port.complete_awakeable(self._inv, awakeable_id, None, reason, code)
 
     def cancel_invocation(self, invocation_id: str, /) -> Awaitable[None]:
         """Cancel another invocation (as ``rt.cancel``: a 409 ``TerminalError`` in its
@@ -222,6 +227,40 @@ class Context(metaclass=NoPublicConstructor):
         """
         return self._port.attach_invocation(self._inv, invocation_id, type)
 
+    @overload
+    def signal(self, name: str, /) -> DurableFuture[object]: ...
+    @overload
+    def signal(self, name: str, type: type[T], /) -> DurableFuture[T]: ...
+    def signal(self, name: str, type: Any = object, /) -> DurableFuture[Any]:
+        """A durable future of this invocation's signal ``name``, completed by whoever
+        knows ``ctx.invocation_id``: ``rt.resolve_signal(id, name, value)`` /
+        ``rt.reject_signal(id, name, reason, code)``, or another handler's
+        ``ctx.resolve_signal`` / ``ctx.reject_signal``.
+
+        A signal sent before this invocation waits for it is kept; it completes once,
+        and what the invocation received is journaled, so a replay gets the same. The
+        value converts to ``type`` when awaited; a rejection raises ``TerminalError``
+        with its reason and code. A name that is not a non-empty str (at most 64 bytes)
+        raises ``TerminalError`` (400)."""
+        return self._port.signal(self._inv, name, type)
+
+    def resolve_signal(self, invocation_id: str, name: str, value: object, /) -> Awaitable[None]:
+        """Complete the signal ``name`` of the invocation ``invocation_id`` with
+        ``value``. An effect (invariant 14), like ``resolve_awakeable``: journaled when
+        called, in call order, whether or not awaited (a replay does not send it twice);
+        delivered once this invocation's next batch is durable. Raises, at the call, ``TerminalError`` 404 for an unknown invocation,
+        409 if it has completed or the signal was already completed, 400 for bad
+        arguments."""
+        return self._port.complete_signal(self._inv, invocation_id, name, value, None)
+
+    def reject_signal(
+        self, invocation_id: str, name: str, reason: str, /, code: int = 500
+    ) -> Awaitable[None]:
+        """Fail the signal ``name`` of ``invocation_id``: its waiter gets
+        ``TerminalError(reason, code)``. Errors as ``resolve_signal``, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        return self._port.complete_signal(self._inv, invocation_id, name, None, reason, code)
+
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
         return await self._port.time(self._inv)
@@ -235,16 +274,44 @@ class Context(metaclass=NoPublicConstructor):
         """A version-4 UUID drawn from ``random()``: stable across replays."""
         return self._port.uuid(self._inv)
 
+    def request(self) -> Request:
+        """What this invocation was called with: its id, headers, input bytes and
+        attempt number (``actors.Request``). Headers and body are the same after a crash
+        and resume; on an attempt after the first, the attempt number is made durable
+        before anything the handler does next is visible outside, so it never repeats
+        after a crash."""
+        return self._port.request(self._inv)
+
     @overload
     def call(
-        self, target: Handler[Any, OutT], /, *, key: str | None = None
+        self,
+        target: Handler[Any, OutT],
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> DurableCallFuture[OutT]: ...
     @overload
     def call(
-        self, target: Handler[Any, OutT], arg: object, /, *, key: str | None = None
+        self,
+        target: Handler[Any, OutT],
+        arg: object,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> DurableCallFuture[OutT]: ...
     def call(
-        self, target: Handler[Any, OutT], arg: object = NO_ARG, /, *, key: str | None = None
+        self,
+        target: Handler[Any, OutT],
+        arg: object = NO_ARG,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> DurableCallFuture[OutT]:
         """Call another handler and wait for its result.
 
@@ -252,14 +319,24 @@ class Context(metaclass=NoPublicConstructor):
         so a re-executed handler does not deliver the same call twice. A callee's
         ``TerminalError`` is raised here with the same message and status code.
 
+        With ``idempotency_key``, the call maps to one invocation as ``rt.send``'s key
+        does: if the key was already accepted (by any caller, in this runtime, within
+        retention) for the same target and input, this waits for that invocation's
+        result instead of starting another. ``headers`` reach the callee's
+        ``ctx.request().headers`` (they are not part of the key's request).
+
         Raises, at the call site and before anything is sent (left uncaught, each ends
         this invocation with a terminal failure: retrying cannot fix them):
           DeadlockError: the call is to an exclusive handler and would close a cycle of
             invocations waiting on each other's keys.
           UnknownHandlerError: no such actor or handler is registered.
           SerializationError: ``arg`` does not convert to the callee's input type.
-          TerminalError (400): a key given to a service or missing for an object, or an
-            input given to a handler that takes none (or missing).
+          TerminalError (400): a key given to a service or missing for an object, an
+            input given to a handler that takes none (or missing), malformed
+            ``headers`` (not str to str, a name with ``:`` or a line break), an
+            ``idempotency_key`` that is not a non-empty str or is given to a workflow's
+            ``main``; (409) the ``idempotency_key`` was used for another request;
+            (413) the key or the headers are over their limits.
 
         Returns a durable future; the call is delivered when the future (or any later
         durable operation) is first awaited, or with this invocation's completion. The
@@ -267,7 +344,7 @@ class Context(metaclass=NoPublicConstructor):
         callee (``cancel_invocation``). Calling a workflow's ``main`` on an id that
         already ran waits for that run's result instead of running it again.
         """
-        return self._port.call(self._inv, target, arg, key)
+        return self._port.call(self._inv, target, arg, key, idempotency_key, headers)
 
     def send(
         self,
@@ -277,6 +354,8 @@ class Context(metaclass=NoPublicConstructor):
         *,
         key: str | None = None,
         delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> InvocationHandle:
         """Send a one-way invocation, optionally delivered after ``delay``.
 
@@ -289,8 +368,59 @@ class Context(metaclass=NoPublicConstructor):
         Returns the handle at once (``invocation_id``, ``status``, ``cancel()``);
         ``await`` it, as before, to wait until the send is durable (it gives the handle
         back). Raises at the call, before anything is journaled, as ``call`` does for
-        bad targets and input, and a 400 ``TerminalError`` for a bad ``delay``."""
-        return self._port.send(self._inv, target, arg, key, delay)
+        bad targets and input, and a 400 ``TerminalError`` for a bad ``delay``.
+        ``idempotency_key`` and ``headers`` as for ``call``: a key already accepted for
+        the same request answers that invocation's handle (``PreviouslyAccepted``).
+        """
+        return self._port.send(self._inv, target, arg, key, delay, idempotency_key, headers)
+
+    def generic_call(
+        self,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> DurableCallFuture[bytes]:
+        """``call`` by actor and handler name, with the input as bytes: ``payload`` is
+        what the callee's input decoder reads (JSON, or the raw bytes of a ``bytes``
+        handler; empty or ``null`` for a handler without input), kept as given (the
+        callee's ``ctx.request().body``). The future's result is the callee's output as
+        it was encoded (JSON bytes, or its raw bytes; ``null`` for None). Journaled and
+        idempotent like ``call``.
+
+        Raises, at the call site and before anything is sent:
+          UnknownHandlerError (404): no such actor or handler is registered.
+          SerializationError (400): ``payload`` is not what the callee's input decoder
+            accepts (not JSON, or not of its input type).
+          TerminalError: as ``call`` (400 for a bad key, a ``payload`` that is not
+            bytes, input for a handler without any; 409 and 413 the same).
+        """
+        return self._port.generic_call(
+            self._inv, actor, handler, payload, key, idempotency_key, headers
+        )
+
+    def generic_send(
+        self,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        /,
+        *,
+        key: str | None = None,
+        delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InvocationHandle:
+        """``send`` by actor and handler name, with the input as bytes (as
+        ``generic_call``); the handle's ``result()`` is the callee's output bytes.
+        Journaled when called, like ``send``. Raises like ``generic_call``."""
+        return self._port.generic_send(
+            self._inv, actor, handler, payload, key, delay, idempotency_key, headers
+        )
 
 
 class ObjectSharedContext(Context):
@@ -390,11 +520,12 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
         does not convert to the promise's type."""
         return self._port.complete_promise(self._inv, self._name, self._type, value, None)
 
-    def reject(self, reason: str) -> Awaitable[None]:
-        """Fail the promise: waiters get ``TerminalError(reason)``. Journaled when
-        called, like ``resolve``; raises ``TerminalError`` (409) at the call if it was
-        already completed, 400 for a reason that is not a str."""
-        return self._port.complete_promise(self._inv, self._name, self._type, None, reason)
+    def reject(self, reason: str, code: int = 500) -> Awaitable[None]:
+        """Fail the promise: waiters get ``TerminalError(reason, code)``, also after a
+        crash. Journaled when called, like ``resolve``; raises ``TerminalError`` (409)
+        at the call if it was already completed, 400 for a reason that is not a str or
+        a ``code`` that is not an int from 100 to 999."""
+        return self._port.complete_promise(self._inv, self._name, self._type, None, reason, code)
 
 
 class WorkflowSharedContext(ObjectSharedContext):

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, over
 
 import attrs
 
+from ._handler_options import NO_OPTIONS, HandlerOptions, handler_options
 from ._types import payload_type
 
 if TYPE_CHECKING:
+    from ._handler_options import Duration
     from ._retry import RetryPolicy
 
 InT = TypeVar("InT")
@@ -53,11 +55,15 @@ class Handler(Generic[InT_contra, OutT_co]):
         "_input_param",
         "declared_kind",
         "fn",
+        "inactivity_timeout",
+        "ingress_private",
         "input_type",
         "kind",
         "name",
+        "options",
         "output_type",
         "owner",
+        "retention",
         "retry",
     )
 
@@ -67,6 +73,7 @@ class Handler(Generic[InT_contra, OutT_co]):
         declared_kind: DeclaredKind,
         name: str | None,
         retry: RetryPolicy | None,
+        options: HandlerOptions = NO_OPTIONS,
     ) -> None:
         where = getattr(fn, "__qualname__", repr(fn))
         if not inspect.iscoroutinefunction(fn):
@@ -91,6 +98,13 @@ class Handler(Generic[InT_contra, OutT_co]):
         if not self.name or "/" in self.name:
             raise TypeError(f"handler name {self.name!r} of {where} must be non-empty, without '/'")
         self.retry = retry
+        #: The options given on the decorator; the three below are what applies, the
+        #: actor's class keywords filled in when the class statement finishes
+        #: (``_handler_options``). None: the runtime's ``retention`` / ``suspend_after``.
+        self.options = options
+        self.retention: float | None = options.retention
+        self.inactivity_timeout: float | None = options.inactivity_timeout
+        self.ingress_private: bool = bool(options.ingress_private)
         self._has_input = len(params) == 3
         self._input_param = params[2] if self._has_input else None
         if self._input_param is not None and self._input_param.annotation is _NO_INPUT:
@@ -117,7 +131,7 @@ class Handler(Generic[InT_contra, OutT_co]):
     def copy_for(self, owner: type[Actor]) -> Handler[InT_contra, OutT_co]:
         """This handler, as inherited by ``owner``."""
         clone: Handler[InT_contra, OutT_co] = Handler(
-            self.fn, self.declared_kind, self.name, self.retry
+            self.fn, self.declared_kind, self.name, self.retry, self.options
         )
         clone.owner = owner
         return clone
@@ -151,6 +165,13 @@ class Handler(Generic[InT_contra, OutT_co]):
         )
         return f"{actor}.{self.name}"
 
+    def apply_actor_options(self, actor: HandlerOptions) -> None:
+        """Fill in what the decorator left unset from the actor's class keywords."""
+        effective = self.options.over(actor)
+        self.retention = effective.retention
+        self.inactivity_timeout = effective.inactivity_timeout
+        self.ingress_private = bool(effective.ingress_private)
+
     def __repr__(self) -> str:
         return f"<handler {self.qualname} ({self.kind or self.declared_kind})>"
 
@@ -171,82 +192,176 @@ def _decorator(kind: DeclaredKind) -> Callable[..., Any]:
         *,
         name: str | None = None,
         retry: RetryPolicy | None = None,
+        retention: Duration | None = None,
+        inactivity_timeout: Duration | None = None,
+        ingress_private: bool | None = None,
     ) -> Any:
-        if fn is not None:
-            return Handler(fn, kind, name, retry)
-
         def apply(f: Callable[..., Awaitable[Any]]) -> Handler[Any, Any]:
-            return Handler(f, kind, name, retry)
+            where = f"handler {getattr(f, '__qualname__', repr(f))}"
+            options = handler_options(
+                where,
+                retention=retention,
+                inactivity_timeout=inactivity_timeout,
+                ingress_private=ingress_private,
+            )
+            return Handler(f, kind, name, retry, options)
 
-        return apply
+        return apply(fn) if fn is not None else apply
 
     return decorate
+
+
+_OPTIONS_DOC = """
+
+    Keywords (all optional): ``name=`` (the public handler name), ``retry=`` (its
+    ``RetryPolicy``), ``retention=`` (how long a finished invocation's result, journal,
+    idempotency key and, for ``main``, the workflow's run-once record and state are
+    kept; overrides ``open_runtime(retention=)``), ``inactivity_timeout=`` (how long it
+    may block in a durable wait before it is suspended; overrides
+    ``open_runtime(suspend_after=)``) and ``ingress_private=True`` (the HTTP ingress
+    answers 404 for it, as for a handler that does not exist; actors and the embedded
+    ``rt`` still call it). Durations are a ``timedelta`` or seconds. Raises
+    ``TypeError`` or ``ValueError`` for a bad value, when the decorator runs."""
 
 
 @overload
 def exclusive(fn: Callable[..., Awaitable[OutT]], /) -> Handler[Any, OutT]: ...
 @overload
-def exclusive(*, name: str | None = None, retry: RetryPolicy | None = None) -> _Decorator: ...
+def exclusive(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
+) -> _Decorator: ...
 def exclusive(
     fn: Callable[..., Awaitable[Any]] | None = None,
     /,
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
 ) -> Any:
     """Declare an exclusive handler of a ``VirtualObject``: per key, exclusive handlers
     run one at a time, in the order their invocations were accepted, and may write state.
-    Use bare or with ``name=`` (the public handler name) and ``retry=``."""
-    return _decorator("exclusive")(fn, name=name, retry=retry)
+    Use bare or with keywords."""
+    return _decorator("exclusive")(
+        fn,
+        name=name,
+        retry=retry,
+        retention=retention,
+        inactivity_timeout=inactivity_timeout,
+        ingress_private=ingress_private,
+    )
 
 
 @overload
 def shared(fn: Callable[..., Awaitable[OutT]], /) -> Handler[Any, OutT]: ...
 @overload
-def shared(*, name: str | None = None, retry: RetryPolicy | None = None) -> _Decorator: ...
+def shared(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
+) -> _Decorator: ...
 def shared(
     fn: Callable[..., Awaitable[Any]] | None = None,
     /,
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
 ) -> Any:
     """Declare a shared handler of a ``VirtualObject`` or ``Workflow``: it starts at once,
     runs concurrently with every other handler of the key (the exclusive one included),
     never waits for them, and reads only committed state. It cannot write state."""
-    return _decorator("shared")(fn, name=name, retry=retry)
+    return _decorator("shared")(
+        fn,
+        name=name,
+        retry=retry,
+        retention=retention,
+        inactivity_timeout=inactivity_timeout,
+        ingress_private=ingress_private,
+    )
 
 
 @overload
 def handler(fn: Callable[..., Awaitable[OutT]], /) -> Handler[Any, OutT]: ...
 @overload
-def handler(*, name: str | None = None, retry: RetryPolicy | None = None) -> _Decorator: ...
+def handler(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
+) -> _Decorator: ...
 def handler(
     fn: Callable[..., Awaitable[Any]] | None = None,
     /,
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
 ) -> Any:
     """Declare a handler: on a ``Service`` a stateless, fully concurrent handler; on a
     ``VirtualObject`` the same as ``exclusive``; on a ``Workflow`` the same as ``shared``."""
-    return _decorator("handler")(fn, name=name, retry=retry)
+    return _decorator("handler")(
+        fn,
+        name=name,
+        retry=retry,
+        retention=retention,
+        inactivity_timeout=inactivity_timeout,
+        ingress_private=ingress_private,
+    )
 
 
 @overload
 def main(fn: Callable[..., Awaitable[OutT]], /) -> Handler[Any, OutT]: ...
 @overload
-def main(*, name: str | None = None, retry: RetryPolicy | None = None) -> _Decorator: ...
+def main(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
+) -> _Decorator: ...
 def main(
     fn: Callable[..., Awaitable[Any]] | None = None,
     /,
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
+    retention: Duration | None = None,
+    inactivity_timeout: Duration | None = None,
+    ingress_private: bool | None = None,
 ) -> Any:
     """Declare the one ``main`` handler of a ``Workflow``: it runs at most once per
-    workflow id."""
-    return _decorator("main")(fn, name=name, retry=retry)
+    workflow id within its retention (``retention=`` here is Restate's
+    ``workflow_retention``)."""
+    return _decorator("main")(
+        fn,
+        name=name,
+        retry=retry,
+        retention=retention,
+        inactivity_timeout=inactivity_timeout,
+        ingress_private=ingress_private,
+    )
+
+
+for _fn in (exclusive, shared, handler, main):
+    _fn.__doc__ = (_fn.__doc__ or "") + _OPTIONS_DOC
+del _fn
 
 
 # --- actor base classes ------------------------------------------------------------------
@@ -265,20 +380,44 @@ _KIND_ADVICE: dict[ActorKind, str] = {
 
 
 class Actor:
-    """Common base of ``VirtualObject``, ``Service`` and ``Workflow``. Not used directly."""
+    """Common base of ``VirtualObject``, ``Service`` and ``Workflow``. Not used directly.
+
+    Subclasses take the class keywords ``name=`` (the actor name; the class name by
+    default) and ``retention=``, ``inactivity_timeout=``, ``ingress_private=``: the
+    defaults of every handler of the class, which a decorator's own value overrides
+    (see the decorators). Those three are inherited by subclasses unless they give
+    their own; a bad value raises ``TypeError`` or ``ValueError`` in the class
+    statement."""
 
     actor_name: ClassVar[str]
     actor_kind: ClassVar[ActorKind]
     handlers: ClassVar[dict[str, Handler[Any, Any]]]
     _localns: ClassVar[dict[str, Any]]
+    #: The class keywords ``retention=``, ``inactivity_timeout=``, ``ingress_private=``
+    #: (inherited unless a subclass gives its own): defaults for every handler.
+    actor_options: ClassVar[HandlerOptions] = NO_OPTIONS
 
-    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        retention: Duration | None = None,
+        inactivity_timeout: Duration | None = None,
+        ingress_private: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         if "actor_kind" in cls.__dict__:
             return  # one of the three bases below
         cls.actor_name = name if name is not None else cls.__name__
         if not cls.actor_name or "/" in cls.actor_name:
             raise TypeError(f"actor name {cls.actor_name!r} must be non-empty, without '/'")
+        cls.actor_options = handler_options(
+            f"actor {cls.actor_name}",
+            retention=retention,
+            inactivity_timeout=inactivity_timeout,
+            ingress_private=ingress_private,
+        ).over(cls.actor_options)  # the base class's, inherited
         # The scope running the class statement: lets annotations name local classes.
         frame = sys._getframe(1)
         cls._localns = {**frame.f_locals, cls.__name__: cls}
@@ -306,6 +445,7 @@ class Actor:
                 raise TypeError(f"{cls.actor_name} declares two handlers named {h.name!r}")
             if h.kind is None:
                 h.kind = allowed[h.declared_kind]
+            h.apply_actor_options(cls.actor_options)
             by_name[h.name] = h
         if cls.actor_kind == "workflow":
             mains = [h.name for h in by_name.values() if h.kind == "main"]

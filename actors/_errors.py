@@ -20,7 +20,8 @@ Lower-layer errors never reach users: the runtime translates ``StorageError`` in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, final
 
 if TYPE_CHECKING:
     from actors.storage import StorageError
@@ -62,14 +63,59 @@ class NonDeterminismError(ActorsError):
     The invocation is paused; nothing stored is changed."""
 
 
+#: At most this many characters of keys and values, all entries together, in the
+#: ``metadata`` of a ``TerminalError`` (it is stored with the failure).
+MAX_METADATA_CHARS: Final = 4096
+
+
+def check_metadata(metadata: object) -> dict[str, str]:
+    """A copy of ``metadata`` as a ``dict[str, str]`` (empty for None). Raises
+    ``TypeError`` for anything but a mapping of str to str and ``ValueError`` for one
+    over ``MAX_METADATA_CHARS``."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(
+            f"TerminalError metadata is a dict of str to str, not {type(metadata).__name__}"
+        )
+    checked: dict[str, str] = {}
+    size = 0
+    for name, value in metadata.items():
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(
+                "TerminalError metadata is a dict of str to str, but it maps "
+                f"{type(name).__name__} {name!r} to {type(value).__name__}"
+            )
+        size += len(name) + len(value)
+        checked[name] = value
+    if size > MAX_METADATA_CHARS:
+        raise ValueError(
+            f"TerminalError metadata holds {size} characters, over the limit of "
+            f"{MAX_METADATA_CHARS}"
+        )
+    return checked
+
+
 class TerminalError(ActorsError):
     """Ends an invocation without retry. Raised by handler code, it reaches every caller
-    (through any chain of calls) as a ``TerminalError`` with the same message and code.
+    (through any chain of calls) as a ``TerminalError`` with the same message, code and
+    metadata: ``rt.call``, ``ctx.call``, ``attach``, and the HTTP error body
+    (``"metadata"``, as Restate's ingress answers it).
 
     Args:
       message: what went wrong, shown to callers.
       status_code: an HTTP-style status code; 500 unless given.
+      metadata: string pairs stored with the failure (an error code of your domain, a
+        retry hint...); at most ``MAX_METADATA_CHARS`` characters in all. Nothing is
+        stored when it is empty.
+
+    Raises:
+      TypeError: ``metadata`` is not a mapping of str to str.
+      ValueError: ``metadata`` is over ``MAX_METADATA_CHARS``.
     """
+
+    #: The metadata it was raised with (empty if none): a copy, as a plain dict.
+    metadata: dict[str, str]
 
     #: True on an error that is an invocation's recorded outcome, as opposed to a request
     #: refused before anything ran (a reused idempotency key, a key over its limit...).
@@ -77,13 +123,18 @@ class TerminalError(ActorsError):
     #: (``x-restate-error-source``), so that they never retry an outcome.
     _outcome: bool = False
 
-    def __init__(self, message: str, status_code: int = 500) -> None:
+    def __init__(
+        self, message: str, status_code: int = 500, metadata: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        self.metadata = check_metadata(metadata)
 
-    def __reduce__(self) -> tuple[type[TerminalError], tuple[str, int]]:
-        return (type(self), (self.message, self.status_code))
+    def __reduce__(self) -> tuple[Any, ...]:
+        if not self.metadata:
+            return (type(self), (self.message, self.status_code))
+        return (type(self), (self.message, self.status_code, self.metadata))
 
 
 class DeadlockError(TerminalError):
@@ -121,7 +172,7 @@ class InvocationPausedError(TerminalError):
         self.invocation_id = invocation_id
         self.reason = reason
 
-    def __reduce__(self) -> tuple[type[InvocationPausedError], tuple[str, str]]:  # type: ignore[override]
+    def __reduce__(self) -> tuple[type[InvocationPausedError], tuple[str, str]]:
         return (type(self), (self.invocation_id, self.reason))
 
 

@@ -4,7 +4,9 @@ A durable future is what ``ctx.run``, ``ctx.sleep``, ``ctx.call``, a promise's
 ``value()`` and an awakeable hand back. Creating one takes its place in the journal at
 once (so its entry has the same index however the futures finish), and awaiting it
 waits for the result, which the journal records. ``select`` records which future won, so
-a replay picks the same branch even when, this time, another one is ready first.
+a replay picks the same branch even when, this time, another one is ready first;
+``wait_completed`` (and ``as_completed``, built on it) records which futures had
+finished, for the same reason.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ._errors import ActorsError, BadArgumentError
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 
     from ._invocation import Invocation
 
@@ -35,6 +37,10 @@ class FutureDriver(Protocol):
     ) -> tuple[str, Any]: ...
 
     async def gather(self, inv: Invocation, futures: list[DurableFuture[Any]]) -> list[Any]: ...
+
+    async def wait_completed(
+        self, inv: Invocation, futures: list[DurableFuture[Any]]
+    ) -> list[int]: ...
 
 
 def _never_ready() -> bool:
@@ -188,3 +194,50 @@ async def gather(*futures: DurableFuture[Any]) -> list[Any]:
     first failure is raised once every future has finished or been cancelled."""
     driver, invocation = _check_futures(list(futures), "gather()")
     return await driver.gather(invocation, list(futures))
+
+
+async def wait_completed(
+    *futures: DurableFuture[Any],
+) -> tuple[list[DurableFuture[Any]], list[DurableFuture[Any]]]:
+    """Wait until at least one of ``futures`` has finished; return ``(done, pending)``,
+    each in argument order. A future that failed is done too: awaiting it raises its
+    ``TerminalError``. Returns at once if some future has already finished.
+
+    Which futures were done is journaled: on replay the same partition comes back,
+    whatever is ready this time. Awaiting a done future never blocks; the pending ones
+    keep running and can be awaited or waited on again later.
+
+    Raises:
+      TerminalError (400): no futures, something that is not a durable future, or
+        futures of different invocations.
+      TerminalError (409): the invocation was cancelled while waiting.
+    """
+    listed = list(futures)
+    driver, invocation = _check_futures(listed, "wait_completed()")
+    positions = await driver.wait_completed(invocation, listed)
+    finished = set(positions)
+    done = [listed[position] for position in positions]
+    pending = [future for position, future in enumerate(listed) if position not in finished]
+    return done, pending
+
+
+async def as_completed(*futures: DurableFuture[Any]) -> AsyncIterator[DurableFuture[Any]]:
+    """Yield ``futures`` as they finish, in the order they finish (futures that finish
+    together come in argument order). Each step is a ``wait_completed``, journaled, so a
+    replay yields the same order. Await each yielded future for its result (it does not
+    block)::
+
+        async for future in actors.as_completed(a, b, c):
+            try:
+                print(await future)
+            except actors.TerminalError as exc:
+                print("failed:", exc.message)
+
+    Raises as ``wait_completed``; the argument checks happen at the first iteration.
+    """
+    remaining = list(futures)
+    _check_futures(remaining, "as_completed()")
+    while remaining:
+        done, remaining = await wait_completed(*remaining)
+        for future in done:
+            yield future

@@ -212,6 +212,8 @@ class OutputGate:
                 self._k.log("accepted", callee)
                 if callee.spec.kind == "main" and callee.target.key is not None:
                     self._workflow_claims.pop((callee.target.actor, callee.target.key), None)
+                elif callee.idempotency_key is not None:  # its key's row is durable now
+                    self._k.idempotency_inflight.pop(callee.idempotency_key, None)
         if inv.pending_effects:  # journaled effects (invariant 14): durable now
             inv.settle_effects()
 

@@ -106,10 +106,13 @@ def error_of(exc: ActorsError, private: tuple[str, ...]) -> Response:
         code = exc.status_code
         status = code if 400 <= code <= 599 else 500
         message = public_message(exc.message, private)
+        body: dict[str, object] = {"code": code, "message": message}
+        metadata = getattr(exc, "metadata", None)
+        if metadata:  # the handler's own pairs, as it raised them; absent when empty
+            body["metadata"] = metadata
         if exc._outcome:  # the invocation's result, as Restate answers it
-            body = {"code": code, "message": message, "source": "invocation"}
+            body["source"] = "invocation"
             return Response(status, msgspec.json.encode(body), FROM_INVOCATION)
-        body = {"code": code, "message": message}
         return Response(status, msgspec.json.encode(body), FROM_INGRESS)
     return error_response(exc.status_code, public_message(str(exc), private))
 

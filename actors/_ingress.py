@@ -49,6 +49,15 @@ Decisions
   on attach but as base64 JSON on the call itself.
 * Results of ``attach``/``output`` are encoded from their runtime type (the stored
   handler's output type was already applied when the runtime decoded them).
+* Ingress-private handlers (``ingress_private=True``) are not served: calls, sends,
+  attach/output by idempotency key or by invocation id, and the workflow routes answer
+  for them what they answer for what does not exist (same status, same message); an
+  actor left with no served handler is absent from health too (``_wire.PublicActors``).
+  Attach by id is hidden too because ids of calls are derived from their caller's, so
+  a public invocation's id leads to its callees'. The admin routes (cancel, kill,
+  resume, as the ``actors`` CLI sends them) and awakeable completions still act on
+  them: they are the operator's and the outside world's answers, like Restate's admin
+  API and its awakeable endpoints, not invocations of the handler.
 * Keys and ids are taken from ``raw_path`` and percent-decoded per segment, so a key may
   contain ``/`` (as ``%2F``).
 * Shutdown: requests still waiting (a call on a long handler, an attach) are cancelled
@@ -99,9 +108,16 @@ from ._http import (
     require,
 )
 from ._limits import check_idempotency_key, check_key
+from ._request import http_headers
 from ._serde import ANY
 from ._server import HttpServer
-from ._wire import by_idempotency_key, health_response, result_response, send_response
+from ._wire import (
+    PublicActors,
+    by_idempotency_key,
+    health_response,
+    result_response,
+    send_response,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -124,6 +140,7 @@ class Runtime(Protocol):
     def path(self) -> Path: ...
     @property
     def _entries(self) -> Mapping[str, ActorEntry]: ...
+    def _handler_of(self, invocation_id: str) -> Handler[Any, Any] | None: ...
     @overload
     async def call(
         self,
@@ -132,6 +149,7 @@ class Runtime(Protocol):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any: ...
     @overload
     async def call(
@@ -142,6 +160,7 @@ class Runtime(Protocol):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any: ...
     async def send(
         self,
@@ -152,6 +171,7 @@ class Runtime(Protocol):
         key: str | None = None,
         delay: timedelta | float | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> InvocationHandle: ...
     async def attach(self, invocation_id: str) -> Any: ...
     async def output(self, invocation_id: str) -> Any: ...
@@ -200,6 +220,7 @@ class IngressApp:
         self._requests: set[anyio.CancelScope] = set()
         self._closed = False
         self._private: tuple[str, ...] | None = None  # the data directory, hidden in answers
+        self._served: PublicActors | None = None  # built on first use (``_public``)
 
     def close(self) -> None:
         """Answer every waiting request 503 and refuse new ones (server shutdown)."""
@@ -291,19 +312,28 @@ class IngressApp:
 
     # --- invocations ---
 
-    def _entry(self, name: str) -> ActorEntry:
-        # The registry is the runtime's own; the ingress resolves names the way
-        # ``Runtime.resolve_name`` does, and needs the actor's kind to parse the path.
-        entry = self._rt._entries.get(name)
-        if entry is None:
-            raise UnknownHandlerError(f"actor {name!r} is not registered with this runtime")
-        return entry
+    def _public(self) -> PublicActors:
+        # The registry is the runtime's own, less what is ingress-private; the ingress
+        # resolves names the way ``Runtime.resolve_name`` does, and needs the actor's
+        # kind to parse the path.
+        if self._served is None:
+            self._served = PublicActors(self._rt._entries)
+        return self._served
+
+    def _hide_private(self, invocation_id: str) -> None:
+        """An invocation of an ingress-private handler is answered as an unknown one (its
+        id may be derived from a public caller's: ids of calls are deterministic)."""
+        spec = self._rt._handler_of(invocation_id)
+        if spec is not None and spec.ingress_private:
+            raise UnknownHandlerError(f"no invocation {invocation_id!r}")
 
     @staticmethod
-    def _parse_target(entry: ActorEntry, rest: list[str]) -> tuple[str | None, str, bool]:
-        """(key, handler name, is_send) from the path segments after the actor name."""
+    def _parse_target(
+        entry: ActorEntry, handlers: Mapping[str, Handler[Any, Any]], rest: list[str]
+    ) -> tuple[str | None, str, bool]:
+        """(key, handler name, is_send) from the path segments after the actor name;
+        ``handlers`` are the served ones (their names shape the advice in errors)."""
         keyed = entry.cls.actor_kind != "service"
-        handlers = entry.cls.handlers
         want = 2 if keyed else 1
         send = len(rest) == want + 1 and rest[-1] == "send"
         if send:
@@ -333,15 +363,14 @@ class IngressApp:
         parts: list[str],
         query: dict[str, list[str]],
     ) -> Response:
-        entry = self._entry(parts[0])
+        served = self._public()
+        entry, handlers = served.actor(parts[0])
         if method != "POST":
             raise HttpError(405, f"use POST to invoke a handler, not {method}", _ALLOW_POST)
-        key, name, send = self._parse_target(entry, parts[1:])
+        key, name, send = self._parse_target(entry, handlers, parts[1:])
         if key is not None:
             check_key(key)
-        spec = entry.cls.handlers.get(name)
-        if spec is None:
-            raise UnknownHandlerError(f"actor {entry.name!r} has no handler {name!r}")
+        spec = served.handler(entry, handlers, name)
         delay: timedelta | None = None
         if "delay" in query:
             if not send:
@@ -358,23 +387,34 @@ class IngressApp:
         if spec.kind == "main":
             idempotency_key = None  # once per workflow id already (module docstring)
         args = handler_input(spec, await read_body(receive, scope, self._max_body))
+        # The invocation's ``ctx.request().headers`` (``_request``: hop-by-hop dropped).
+        headers = http_headers(
+            scope.get("headers", ()), drop_authorization=self._expected_auth is not None
+        )
         try:
             if send:
                 if args:
                     handle = await self._rt.send(
-                        spec, args[0], key=key, delay=delay, idempotency_key=idempotency_key
+                        spec,
+                        args[0],
+                        key=key,
+                        delay=delay,
+                        idempotency_key=idempotency_key,
+                        headers=headers,
                     )
                 else:
                     handle = await self._rt.send(
-                        spec, key=key, delay=delay, idempotency_key=idempotency_key
+                        spec, key=key, delay=delay, idempotency_key=idempotency_key, headers=headers
                     )
                 return send_response(handle)
             if args:
                 result = await self._rt.call(
-                    spec, args[0], key=key, idempotency_key=idempotency_key
+                    spec, args[0], key=key, idempotency_key=idempotency_key, headers=headers
                 )
             else:
-                result = await self._rt.call(spec, key=key, idempotency_key=idempotency_key)
+                result = await self._rt.call(
+                    spec, key=key, idempotency_key=idempotency_key, headers=headers
+                )
         except ActorsError:
             raise
         except (TypeError, ValueError) as exc:
@@ -390,9 +430,10 @@ class IngressApp:
         match parts:
             case ["health"]:
                 require(method, "GET")
-                return health_response(self._rt._entries)
+                return health_response(self._public())
             case ["invocation", invocation_id, ("attach" | "output") as what]:
                 require(method, "GET")
+                self._hide_private(invocation_id)
                 if what == "attach":
                     value = await self._rt.attach(invocation_id)
                 else:
@@ -402,15 +443,21 @@ class IngressApp:
                 require(method, "PATCH")
                 return await self._admin(invocation_id, what)
             case ["invocation", *path] if len(path) in (4, 5) and path[-1] in ("attach", "output"):
-                return await by_idempotency_key(self._rt, self._rt._entries, method, path)
+                return await by_idempotency_key(self._rt, self._public(), method, path)
             case ["workflow", name, workflow_id, ("attach" | "output") as what]:
                 require(method, "GET")
-                entry = self._rt._entries.get(name)
-                if entry is None or entry.cls.actor_kind != "workflow":
+                served = self._public().get(name)
+                if served is None or served[0].cls.actor_kind != "workflow":
                     raise UnknownHandlerError(
                         f"workflow {name!r} is not registered with this runtime"
                     )
+                entry, handlers = served
                 check_key(workflow_id)
+                if not any(h.kind == "main" for h in handlers.values()):
+                    # Its main is ingress-private: as if no run was ever submitted.
+                    raise UnknownHandlerError(
+                        f"no run of workflow {entry.name!r} with id {workflow_id!r}"
+                    )
                 if what == "attach":
                     value = await self._rt.attach_workflow(entry.cls, workflow_id)
                 else:

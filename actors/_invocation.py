@@ -208,6 +208,11 @@ class Invocation:
     caller_id: str | None = None
     caller_index: int | None = None
     idempotency_key: str | None = None
+    #: The headers it was called with (``ctx.request()``); None for none (the usual case).
+    headers: dict[str, str] | None = None
+    #: The attempt number its record holds: ``ctx.request()`` writes a higher one before
+    #: telling it to the handler (``_request``), so a resumed attempt never repeats it.
+    recorded_attempt: int = 0
     #: The inbox key once the acceptance was submitted; None while the invocation is
     #: known only in memory (a ``call`` not yet past its first flush).
     inbox_key: bytes | None = None
@@ -436,8 +441,11 @@ class Invocation:
         """The invocation ``record`` describes, rebuilt to run again (at open, or when a
         parked one is woken). The inverse of ``record``: the two keep one mapping.
         ``started``: it had made a durable step (it must run again, even to be cancelled)."""
+        # One that had started ran at least one attempt, even if its record never said
+        # so (the first attempt's number is not written: ``_request``).
+        attempt = record.attempt or (1 if started else 0)
         life = Lifecycle.rebuilt(
-            started=started, cancel_requested=record.cancel_requested, attempt=record.attempt
+            started=started, cancel_requested=record.cancel_requested, attempt=attempt
         )
         return cls(
             invocation_id=record.invocation_id,
@@ -450,6 +458,8 @@ class Invocation:
             caller_id=record.caller_id,
             caller_index=record.caller_index,
             idempotency_key=record.idempotency_key,
+            headers=record.headers,
+            recorded_attempt=record.attempt,
             inbox_key=inbox_key,
             position=position,
             done=done,
@@ -474,6 +484,7 @@ class Invocation:
             caller_id=self.caller_id,
             caller_index=self.caller_index,
             idempotency_key=self.idempotency_key,
+            headers=self.headers,
             outcome=outcome,
             completed_at=now if outcome is not None else None,
             next_attempt_at=self.not_before,

@@ -70,12 +70,18 @@ class Kernel:
     graph: WaitForGraph = attrs.field(factory=WaitForGraph)
     #: Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
     workflow_claims: dict[tuple[str, str], str] = attrs.field(factory=dict)
-    #: Invocations waiting in ``ctx.attach_invocation`` for another's result, by the
-    #: id they wait for (ordered sets of ids): its completion wakes them.
-    attachers: dict[str, dict[str, None]] = attrs.field(factory=dict)
+    #: Idempotency keys whose acceptance is not durable yet: key -> (digest, invocation).
+    idempotency_inflight: dict[str, tuple[bytes, str]] = attrs.field(factory=dict)
+    #: Callers waiting on an invocation that does not complete into their journal (an
+    #: idempotent or workflow call answered by an existing invocation), by its id: its
+    #: completion wakes them (``_ops_calls``).
+    call_watchers: dict[str, set[str]] = attrs.field(factory=dict)
     closed: bool = False
     #: Why the runtime stopped by itself (its store broke); ``open_runtime`` raises it.
     fatal: PersistenceError | None = None
+    #: ``Control.cancel_quietly``, wired by control (built above the operations that
+    #: make cancel requests durable before completing: ``HandleOps.settle_cancels``).
+    cancel_quietly: Callable[[str], Coroutine[Any, Any, None]] = attrs.field(default=None)
     #: Closes the runtime (``Runtime._close``), wired by the runtime: ``stop`` calls it.
     on_stop: Callable[[], None] = attrs.field(default=lambda: None)
     #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.

@@ -68,14 +68,16 @@ async def open_runtime(
       idle_timeout: seconds after which an idle key's activation is dropped.
       suspend_after: seconds an invocation blocks in any durable wait (a call, sleep,
         promise, awakeable, or a select/gather of them) before its coroutine is dropped;
-        it resumes by replay when what it waits for completes.
+        it resumes by replay when what it waits for completes. A handler's
+        ``inactivity_timeout=`` (decorator or class keyword) overrides it.
       max_in_flight: invocations held in memory at most; ``call``/``send`` wait beyond
         (and invocations blocked in durable waits are suspended to make room). Once a
         tenth of it (at least 100) are blocked in durable waits, they are suspended
         before ``suspend_after``.
       retention: how long a completed invocation's result and journal, a workflow's
         state, promises and result, and an idempotency key are kept (default one day);
-        a background task removes them afterwards.
+        a background task removes them afterwards. A handler's ``retention=``
+        (decorator or class keyword) overrides it.
       commit_mode: ``"inline"`` commits without the writer thread, for tests under
         ``trio.testing.MockClock(autojump_threshold=0)``.
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
 
+from ._ops_handles import HandleOps
+
 if TYPE_CHECKING:
     from ._ops_calls import CallOps
-    from ._ops_handles import HandleOps
+    from ._ops_invocation_signals import InvocationSignals
     from ._ops_signals import SignalOps
     from ._ops_state import StateOps
     from ._ops_steps import StepOps
@@ -32,14 +34,19 @@ class Operations:
         "clear_state",
         "complete_awakeable",
         "complete_promise",
+        "complete_signal",
+        "generic_call",
+        "generic_send",
         "get_state",
         "promise_peek",
         "promise_value",
         "random",
+        "request",
         "run",
         "send",
         "set_state",
         "settle_cancels",
+        "signal",
         "sleep",
         "state_keys",
         "time",
@@ -53,8 +60,9 @@ class Operations:
         calls: CallOps,
         waits: Waits,
         signals: SignalOps,
-        handles: HandleOps,
+        invocation_signals: InvocationSignals,
     ) -> None:
+        handles = HandleOps(calls, waits, signals)  # ctx.cancel_invocation, attach_invocation
         self.get_state = state.get
         self.state_keys = state.keys
         self.set_state = state.set
@@ -66,6 +74,9 @@ class Operations:
         self.run = steps.run
         self.call = calls.call
         self.send = calls.send
+        self.generic_call = calls.generic_call
+        self.generic_send = calls.generic_send
+        self.request = calls.request
         self.sleep = waits.sleep
         self.awakeable = signals.awakeable
         self.complete_awakeable = signals.ctx_complete_awakeable
@@ -75,3 +86,5 @@ class Operations:
         self.cancel_invocation = handles.cancel_invocation
         self.attach_invocation = handles.attach_invocation
         self.settle_cancels = handles.settle_cancels
+        self.signal = invocation_signals.signal
+        self.complete_signal = invocation_signals.ctx_complete

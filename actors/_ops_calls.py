@@ -11,6 +11,22 @@ Deadlocks: the wait-for graph (``_deadlock``) has an edge from every invocation 
 key (exclusive callee) or invocation (shared or service callee) it waits on, and from
 every key to the invocation holding it. A call that would close a cycle fails at once
 with ``DeadlockError`` (invariant 12), before the callee exists.
+
+An ``idempotency_key`` maps to one invocation exactly as ``rt.send``'s does
+(``Admission``): the first call or send with a key accepts its callee, with the key's
+row in the same batch; a later one with the same key and payload is answered by that
+invocation (which may have been accepted by ``rt.send``, HTTP or another handler), one
+with another payload or target is refused (409, invariant 7). Such a foreign callee
+does not complete into this caller's journal (it has a caller of its own, or none): the
+caller waits on its completion, registered in ``Kernel.call_watchers`` so that a
+suspended caller is woken when it completes (the same holds for a workflow run that
+another caller started). On replay the journal's callee id is waited on again: the
+call is not re-issued.
+
+``generic_call`` and ``generic_send`` name the callee by actor and handler and carry
+its input as bytes: they are checked with the callee's input decoder at the call site
+(so bad bytes fail the caller, before anything is sent) and stored as given, and the
+result is the callee's output as it was stored (``raw_view``).
 """
 
 from __future__ import annotations
@@ -22,11 +38,14 @@ import anyio.lowlevel
 
 from actors.storage import CallEntry, InvocationStatus, SendEntry, TimerKind, WriteBatch
 
-from ._control_flow import check_usable
+from ._admission import Admission
+from ._control_flow import Suspended, check_usable
 from ._effects import Journaled
 from ._errors import DeadlockError, NonDeterminismError, PersistenceError, TerminalError
 from ._futures import DurableCallFuture, settled
 from ._invocation import ENTRY_OVERHEAD, RECORD_OVERHEAD, ROW_OVERHEAD, Effect
+from ._limits import check_idempotency_key
+from ._request import check_headers_in_handler, headers_size, request_of
 from ._resolution import delay_seconds
 from ._results import InvocationHandle, decode_outcome
 from ._util import derived_invocation_id
@@ -41,13 +60,13 @@ if TYPE_CHECKING:
 
     from actors.storage import Target
 
-    from ._admission import Admission
     from ._deadlock import Node
-    from ._definitions import Handler
+    from ._definitions import ActorEntry, Handler
     from ._gate import OutputGate
     from ._invocation import Invocation
     from ._kernel import Kernel
     from ._key_order import KeyOrder
+    from ._request import Request
     from ._resolution import Resolver
     from ._results import InvocationStatusName, Results
     from ._scheduler import Scheduler
@@ -78,6 +97,8 @@ class CallOps:
         self._k = kernel
         self._order = order
         self._resolver = resolver
+        #: Shared with the handle operations (``_ops_handles``), built on this family.
+        self.kernel, self.output, self.resolver = kernel, output, resolver
         self._admission = admission
         self._output = output
         self._scheduler = scheduler
@@ -87,16 +108,36 @@ class CallOps:
         self._graph = kernel.graph
         self._invocations = kernel.invocations
         self._workflow_claims = kernel.workflow_claims
+        self._watchers = kernel.call_watchers
+        self.raw_view = resolver.raw_view
         #: ``ctx.cancel_invocation`` (``_ops_handles``, wired later: it is built on
         #: this module), what the handles of calls and sends cancel with.
         self.cancel_invocation: Callable[[Invocation, str], Awaitable[None]] = _not_wired
 
+    def request(self, inv: Invocation) -> Request:
+        return request_of(inv, self._output)
+
     def call(
-        self, caller: Invocation, target: Handler[Any, Any], arg: object, key: str | None
+        self,
+        caller: Invocation,
+        target: Handler[Any, Any],
+        arg: object,
+        key: str | None,
+        idempotency_key: str | None = None,
+        headers: object = None,
+        generic: tuple[ActorEntry, Handler[Any, Any], Target] | None = None,
     ) -> DurableCallFuture[Any]:
+        """``ctx.call``; with ``generic`` (from ``generic_call``), the resolved callee,
+        and ``arg`` its checked ``(payload, value)``."""
         check_usable("ctx.call()")
-        entry, spec, tgt = self._resolver.resolve_in_handler(target, key)
+        if generic is None:
+            entry, spec, tgt = self._resolver.resolve_in_handler(target, key)
+            answer = spec  # what the caller's result is decoded by
+        else:
+            entry, spec, tgt = generic
+            answer = self.raw_view(spec)
         what = f"output of {spec.qualname}"
+        foreign = False  # waits on an invocation it did not create (module docstring)
         index, recorded = caller.reserve(CallEntry, None, f"call({spec.qualname})")
         if recorded is not None:
             if recorded.target != tgt:
@@ -111,7 +152,7 @@ class CallOps:
                 done = settled(
                     self._waits,
                     caller,
-                    lambda: decode_outcome(outcome, spec.output_type, what),
+                    lambda: decode_outcome(outcome, answer.output_type, what),
                     DurableCallFuture,
                 )
                 assert isinstance(done, DurableCallFuture)
@@ -119,8 +160,15 @@ class CallOps:
                 done._cancel_op = functools.partial(self.cancel_invocation, caller)
                 return done
             callee_id = recorded.callee_id
+            if idempotency_key is not None or spec.kind == "main":
+                foreign = callee_id != derived_invocation_id(caller.invocation_id, index)
         else:
-            payload, value = self._resolver.check_input_in_handler(spec, arg)
+            if generic is None:
+                payload, value = self._resolver.check_input_in_handler(spec, arg)
+            else:
+                payload, value = arg  # type: ignore[misc]
+            if headers is not None:
+                headers = check_headers_in_handler(headers)
             # The argument rides in the caller's journal entry and, for a new callee, in
             # its record: both in the caller's next batch.
             entry_bytes = len(payload) + _target_size(tgt)
@@ -129,18 +177,29 @@ class CallOps:
             if spec.kind == "main":
                 assert tgt.key is not None
                 existing = self._admission.workflow_invocation(tgt.actor, tgt.key)
+            digest = None
+            if idempotency_key is not None:
+                digest = self._idempotency_digest(spec, tgt, payload, idempotency_key)
+                existing = self._admission.idempotent_previous(idempotency_key, digest)
             if existing == caller.invocation_id:
+                what_run = "workflow run" if digest is None else "invocation (by idempotency key)"
                 raise DeadlockError(
-                    f"deadlock: {caller.spec.qualname} on {tgt.key!r} calls its own workflow "
-                    "run, which would wait for itself forever"
+                    f"deadlock: {caller.spec.qualname} on {tgt.key!r} calls its own "
+                    f"{what_run}, which would wait for itself forever"
                 )
             if existing is not None and existing != callee_id:
                 callee_id = existing  # the workflow already ran (or runs): wait for it
+                foreign = True
                 waited = self.wait_node(spec, tgt, callee_id)
                 cycle = self._graph.find_cycle(("inv", caller.invocation_id), waited)
                 if cycle is not None:
+                    run = (
+                        f"workflow run {tgt.actor}/{tgt.key}"
+                        if digest is None
+                        else f"{spec.qualname} (invocation {callee_id})"
+                    )
                     raise DeadlockError(
-                        f"deadlock: call of workflow run {tgt.actor}/{tgt.key} from "
+                        f"deadlock: call of {run} from "
                         f"{caller.spec.qualname} would wait forever: {self.describe_cycle(cycle)}"
                     )
                 caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.call", spec.qualname)
@@ -152,7 +211,8 @@ class CallOps:
                         f"deadlock: exclusive call {spec.qualname} on key {tgt.key!r} from "
                         f"{caller.spec.qualname} would wait forever: {self.describe_cycle(cycle)}"
                     )
-                caller.take_room(2 * entry_bytes, _ACCEPTANCE_OVERHEAD, "ctx.call", spec.qualname)
+                room = 2 * entry_bytes + headers_size(headers)
+                caller.take_room(room, _ACCEPTANCE_OVERHEAD, "ctx.call", spec.qualname)
                 # The edge counts from now on, so a call created meanwhile sees the cycle.
                 self._graph.wait(("inv", caller.invocation_id), waited)
                 callee = self._resolver.new_invocation(
@@ -164,9 +224,14 @@ class CallOps:
                     invocation_id=callee_id,
                     caller_id=caller.invocation_id,
                     caller_index=index,
+                    idempotency_key=idempotency_key,
+                    headers=headers,
                 )
                 acceptance = WriteBatch()
                 self._order.add_acceptance(callee, acceptance, InvocationStatus.PENDING)
+                if digest is not None:
+                    assert idempotency_key is not None
+                    self._admission.add_idempotency(idempotency_key, digest, callee, acceptance)
                 caller.pending_ops.extend(acceptance.ops)
                 caller.pending_calls.append(callee)  # delivered once the acceptance is durable
                 self._admission.claim_workflow(callee)
@@ -174,7 +239,7 @@ class CallOps:
 
         async def produce() -> Any:
             await self._output.gate(caller)  # delivering the call is an effect
-            return await self.wait_invocation(caller, callee_id, spec, tgt)
+            return await self.wait_invocation(caller, callee_id, answer, tgt, foreign)
 
         def ready() -> bool:
             done = self._k.completion_of(callee_id)
@@ -194,12 +259,20 @@ class CallOps:
         return ("inv", callee_id)
 
     async def wait_invocation(
-        self, caller: Invocation, callee_id: str, spec: Handler[Any, Any], target: Target
+        self,
+        caller: Invocation,
+        callee_id: str,
+        spec: Handler[Any, Any],
+        target: Target,
+        foreign: bool = False,
     ) -> Any:
         waiter: Node = ("inv", caller.invocation_id)
         waited = self.wait_node(spec, target, callee_id)
         self._graph.wait(waiter, waited)
         caller.awaiting_calls.add(callee_id)
+        if foreign:  # its completion wakes this caller only if told to
+            self._watchers.setdefault(callee_id, set()).add(caller.invocation_id)
+        suspended = False
         try:
             done = self._k.completion_of(callee_id)
             if done is None:
@@ -212,11 +285,56 @@ class CallOps:
                     f"invocation {caller.invocation_id} waits on call {callee_id}, "
                     "which is neither running nor completed"
                 )
-            await self._waits.block(caller, done.is_set, done.wait)
+            try:
+                await self._waits.block(caller, done.is_set, done.wait)
+            except Suspended:
+                suspended = True  # parked: the callee's completion must still wake it
+                raise
             return self._results.completed_result(done, callee_id, spec)
         finally:
             self._graph.unwait(waiter, waited)
             caller.awaiting_calls.discard(callee_id)
+            if foreign and not suspended:
+                watchers = self._watchers.get(callee_id)
+                if watchers is not None:
+                    watchers.discard(caller.invocation_id)
+                    if not watchers:
+                        del self._watchers[callee_id]
+
+    def _idempotency_digest(
+        self, spec: Handler[Any, Any], target: Target, payload: bytes, idempotency_key: object
+    ) -> bytes:
+        """The request digest of a call or send with ``idempotency_key``, checked: a
+        400 ``TerminalError`` for a key that is not a str or is given to a workflow's
+        ``main`` (it runs once per id already), 413 for one over its limit."""
+        if not isinstance(idempotency_key, str):
+            raise TerminalError(
+                f"idempotency_key must be a str, not {type(idempotency_key).__name__}", 400
+            )
+        if not idempotency_key:
+            raise TerminalError("idempotency_key must not be empty", 400)
+        check_idempotency_key(idempotency_key)
+        if spec.kind == "main":
+            raise TerminalError(
+                f"{spec.qualname} runs once per workflow id already: calling it again "
+                "answers with the same run, so it takes no idempotency_key",
+                400,
+            )
+        return Admission.request_digest(target, payload)
+
+    def resolve_generic(
+        self, actor: object, handler: object, payload: object, key: str | None
+    ) -> tuple[tuple[ActorEntry, Handler[Any, Any], Target], tuple[bytes, Any]]:
+        """The callee of ``generic_call``/``generic_send`` and its checked input:
+        ``UnknownHandlerError`` (404) for an unknown actor or handler, a 400
+        ``TerminalError`` for a key where none belongs (or missing), bytes that are not
+        ``bytes`` or input given to a handler without one, and ``SerializationError``
+        (400) for bytes the callee's input decoder refuses."""
+        try:
+            callee = self._resolver.resolve_generic(actor, handler, key)
+            return callee, self._resolver.check_raw_input(callee[1], payload)
+        except TypeError as exc:
+            raise TerminalError(str(exc), 400) from exc
 
     def send(
         self,
@@ -225,20 +343,32 @@ class CallOps:
         arg: object,
         key: str | None,
         delay: timedelta | float | None,
+        idempotency_key: str | None = None,
+        headers: object = None,
+        generic: tuple[ActorEntry, Handler[Any, Any], Target] | None = None,
     ) -> InvocationHandle:
-        """Journal a send at once (invariant 14, ``_effects``): the callee's acceptance
-        rides in the caller's next batch and it is delivered once that is durable,
-        whether or not the handle is awaited. Every refusal is raised here."""
+        """``ctx.send``; ``generic`` as for ``call``. The handle of a generic send
+        answers the callee's output as stored (bytes)."""
         check_usable("ctx.send()")
-        entry, spec, tgt = self._resolver.resolve_in_handler(target, key)
+        if generic is None:
+            entry, spec, tgt = self._resolver.resolve_in_handler(target, key)
+            answer = spec
+        else:
+            entry, spec, tgt = generic
+            answer = self.raw_view(spec)
         recorded = caller.next_replayed(SendEntry, None, f"send({spec.qualname})")
         if recorded is not None:
             own = derived_invocation_id(caller.invocation_id, caller.index - 1)
             status: InvocationStatusName = (
                 "Accepted" if recorded.callee_id == own else "PreviouslyAccepted"
             )
-            return self._handle(caller, recorded.callee_id, status, spec, None)
-        payload, value = self._resolver.check_input_in_handler(spec, arg)
+            return self._handle(caller, recorded.callee_id, status, answer, None)
+        if generic is None:
+            payload, value = self._resolver.check_input_in_handler(spec, arg)
+        else:
+            payload, value = arg  # type: ignore[misc]
+        if headers is not None:
+            headers = check_headers_in_handler(headers)
         entry_bytes = len(payload) + _target_size(tgt)
         try:
             seconds = delay_seconds(delay)
@@ -253,61 +383,114 @@ class CallOps:
             if existing is not None and existing != callee_id:
                 caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.send", spec.qualname)
                 caller.append(SendEntry(existing, tgt, payload))
-                return self._handle(caller, existing, "PreviouslyAccepted", spec, durable)
+                return self._handle(caller, existing, "PreviouslyAccepted", answer, durable)
+        digest = None
+        if idempotency_key is not None:
+            digest = self._idempotency_digest(spec, tgt, payload, idempotency_key)
+            existing = self._admission.idempotent_previous(idempotency_key, digest)
+            if existing is not None and existing != callee_id:
+                caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.send", spec.qualname)
+                caller.append(SendEntry(existing, tgt, payload))
+                return self._handle(caller, existing, "PreviouslyAccepted", answer, durable)
         # Its journal entry and the callee's record both carry the argument, in one batch.
-        caller.take_room(2 * entry_bytes, _ACCEPTANCE_OVERHEAD, "ctx.send", spec.qualname)
+        room = 2 * entry_bytes + headers_size(headers)
+        caller.take_room(room, _ACCEPTANCE_OVERHEAD, "ctx.send", spec.qualname)
         # One-way: no caller_id, nobody waits for it.
         callee = self._resolver.new_invocation(
-            entry, spec, tgt, payload, value, invocation_id=callee_id
+            entry,
+            spec,
+            tgt,
+            payload,
+            value,
+            invocation_id=callee_id,
+            idempotency_key=idempotency_key,
+            headers=headers,
         )
         deliver_at = callee.accepted_at + seconds if seconds else None
         callee.not_before = deliver_at
         caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
         acceptance = WriteBatch()
         self._order.add_acceptance(callee, acceptance, InvocationStatus.PENDING)
+        if digest is not None:
+            assert idempotency_key is not None
+            self._admission.add_idempotency(idempotency_key, digest, callee, acceptance)
         caller.pending_ops.extend(acceptance.ops)
         self._admission.claim_workflow(callee)
         if deliver_at is None:
-            # Delivered like a call's callee, in call order with them (``OutputGate.gate``).
+            # Delivered like a call's callee, in call order with them (``OutputGate.gate``
+            # also releases its workflow claim and idempotency key).
             caller.pending_calls.append(callee)
         else:
             caller.add_effect(
                 Effect(
                     functools.partial(self._deliver_later, callee, deliver_at),
-                    functools.partial(self._release_claim, callee),
+                    functools.partial(self._release_claims, callee),
                 )
             )
-        return self._handle(caller, callee_id, "Accepted", spec, durable)
+        return self._handle(caller, callee_id, "Accepted", answer, durable)
 
     def _handle(
         self,
         caller: Invocation,
         callee_id: str,
         status: InvocationStatusName,
-        spec: Handler[Any, Any],
+        answer: Handler[Any, Any],
         durable: Journaled[None] | None,
     ) -> InvocationHandle:
         return InvocationHandle._create(
             self._results,
             callee_id,
             status,
-            spec,
+            answer,
             durable=durable,
             cancel=functools.partial(self.cancel_invocation, caller),
         )
 
     def _deliver_later(self, callee: Invocation, deliver_at: float) -> None:
         """A delayed send's acceptance is durable: its timer delivers it when due."""
-        self._release_claim(callee)
+        self._release_claims(callee)
         self._k.log("accepted", callee)
         self._invocations[callee.invocation_id] = callee
         self._timers.schedule(deliver_at, TimerKind.DELIVER, callee.invocation_id, None)
 
-    def _release_claim(self, callee: Invocation) -> None:
+    def _release_claims(self, callee: Invocation) -> None:
+        """Its acceptance is durable, or never will be: free its workflow claim and its
+        idempotency key's in-flight mark."""
         if callee.spec.kind == "main" and callee.target.key is not None:
             claim = (callee.target.actor, callee.target.key)
             if self._workflow_claims.get(claim) == callee.invocation_id:
                 del self._workflow_claims[claim]
+        if callee.idempotency_key is not None:
+            self._admission.idempotency_inflight.pop(callee.idempotency_key, None)
+
+    def generic_call(
+        self,
+        caller: Invocation,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        key: str | None,
+        idempotency_key: str | None,
+        headers: object,
+    ) -> DurableCallFuture[Any]:
+        check_usable("ctx.generic_call()")
+        callee, checked = self.resolve_generic(actor, handler, payload, key)
+        return self.call(caller, callee[1], checked, key, idempotency_key, headers, callee)
+
+    def generic_send(
+        self,
+        caller: Invocation,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        key: str | None,
+        delay: timedelta | float | None,
+        idempotency_key: str | None,
+        headers: object,
+    ) -> InvocationHandle:
+        check_usable("ctx.generic_send()")
+        callee, checked = self.resolve_generic(actor, handler, payload, key)
+        return self.send(caller, callee[1], checked, key, delay, idempotency_key, headers, callee)
 
     def describe_cycle(self, cycle: list[Node]) -> str:
         def name(node: Node) -> str:

@@ -15,7 +15,8 @@ after the attached invocation expired. Waiting edges go into the wait-for graph 
 call's (an exclusive or workflow target waits on its key), so an attach that would wait
 for itself, or for an invocation that waits on it (directly or by its key), fails at once
 with ``DeadlockError`` (invariant 12). Whoever completes the attached invocation wakes
-the attachers that gave up their coroutine (``Completions.after``).
+the attachers that gave up their coroutine (``Kernel.call_watchers``, as for a call
+answered by an invocation it did not start).
 """
 
 from __future__ import annotations
@@ -41,22 +42,13 @@ from ._ops_calls import CallOps
 from ._results import decode_outcome, outcome_size
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from actors.storage import Outcome, Target
 
     from ._definitions import Handler
     from ._effects import Journaled
-    from ._gate import OutputGate
     from ._invocation import Invocation
-    from ._kernel import Kernel
     from ._ops_signals import SignalOps
-    from ._resolution import Resolver
     from ._waits import Waits
-
-
-async def _not_wired(invocation_id: str) -> None:
-    raise AssertionError("HandleOps.cancel_quietly was not wired")  # pragma: no cover
 
 
 def _check_id(invocation_id: object, operation: str) -> str:
@@ -72,28 +64,21 @@ def _check_id(invocation_id: object, operation: str) -> str:
 class HandleOps:
     """Cancel and attach another invocation by id, from a handler."""
 
-    def __init__(
-        self,
-        kernel: Kernel,
-        *,
-        output: OutputGate,
-        waits: Waits,
-        signals: SignalOps,
-        calls: CallOps,
-        resolver: Resolver,
-    ) -> None:
+    def __init__(self, calls: CallOps, waits: Waits, signals: SignalOps) -> None:
+        # An extension of the call family (``Operations`` builds it): it shares its parts,
+        # and gives call futures and send handles their ``cancel``.
+        kernel = calls.kernel
         self._k = kernel
-        self._output = output
+        self._output = calls.output
         self._waits = waits
         self._signals = signals
         self._calls = calls
-        self._resolver = resolver
+        self._resolver = calls.resolver
+        calls.cancel_invocation = self.cancel_invocation
         self._graph = kernel.graph
         self._invocations = kernel.invocations
         self._parked = kernel.parked
-        self._attachers = kernel.attachers
-        #: ``Control.cancel_quietly`` (wired later: control is built above this module).
-        self.cancel_quietly: Callable[[str], Awaitable[None]] = _not_wired
+        self._watchers = kernel.call_watchers
 
     # --- cancel --------------------------------------------------------------------
 
@@ -147,7 +132,7 @@ class HandleOps:
         await self._output.gate(inv)  # its entries first (the output gate), then ask
         cancels, inv.requested_cancels = inv.requested_cancels, None
         for invocation_id in cancels or ():
-            await self.cancel_quietly(invocation_id)
+            await self._k.cancel_quietly(invocation_id)
 
     @staticmethod
     def _own_callee(inv: Invocation, invocation_id: str) -> bool:
@@ -242,8 +227,8 @@ class HandleOps:
     async def _wait_outcome(self, inv: Invocation, invocation_id: str, waited: Any) -> Outcome:
         waiter = ("inv", inv.invocation_id)
         self._graph.wait(waiter, waited)
-        attachers = self._attachers.setdefault(invocation_id, {})
-        attachers[inv.invocation_id] = None
+        watchers = self._watchers.setdefault(invocation_id, set())
+        watchers.add(inv.invocation_id)
         suspended = False
         try:
             done = self._k.completion_of(invocation_id)
@@ -270,6 +255,6 @@ class HandleOps:
         finally:
             self._graph.unwait(waiter, waited)
             if not suspended:
-                attachers.pop(inv.invocation_id, None)
-                if not attachers and self._attachers.get(invocation_id) is attachers:
-                    del self._attachers[invocation_id]
+                watchers.discard(inv.invocation_id)
+                if not watchers and self._watchers.get(invocation_id) is watchers:
+                    del self._watchers[invocation_id]

@@ -84,14 +84,25 @@ def _parse_awakeable_id(awakeable_id: object) -> tuple[str, int]:
         raise ValueError(f"{awakeable_id!r} is not a well-formed awakeable id") from None
 
 
-def _outcome_of(value: object, reason: str | None, annotation: Any, what: str) -> Outcome:
-    """What completing with ``value`` (or rejecting with ``reason``) stores. An untyped
-    completion converts the value by its own type."""
+def check_failure_code(code: object) -> int:
+    """A rejection's status code: an int from 100 to 999 (what a stored failure holds),
+    else ``BadArgumentError`` (400)."""
+    if type(code) is not int or not 100 <= code <= 999:
+        shown = repr(code) if type(code) is int else type(code).__name__
+        raise BadArgumentError(f"a rejection code is an int from 100 to 999, not {shown}")
+    return code
+
+
+def _outcome_of(
+    value: object, reason: str | None, annotation: Any, what: str, code: int = 500
+) -> Outcome:
+    """What completing with ``value`` (or rejecting with ``reason`` and status ``code``)
+    stores. An untyped completion converts the value by its own type."""
     if reason is not None:
         if not isinstance(reason, str):
             raise BadArgumentError(f"a rejection reason is a str, not {type(reason).__name__}")
         check_text(reason, "rejection reason", MAX_VALUE_BYTES)
-        return Failure(reason, 500)
+        return Failure(reason, check_failure_code(code))
     if annotation is object and value is not None:
         annotation = type(value)
     data = encode_value(value, annotation, what)
@@ -150,7 +161,7 @@ class SignalOps:
         return awakeable_id, DurableFuture._create(self._waits, inv, produce, ready)
 
     def awakeable_completion(
-        self, awakeable_id: str, value: object, reason: str | None
+        self, awakeable_id: str, value: object, reason: str | None, code: int = 500
     ) -> tuple[WriteBatch, str]:
         """Validate a completion of ``awakeable_id``; the batch that records it in its
         owner's journal, and the owner's id. Raises ``TerminalError`` 400/404/409."""
@@ -168,18 +179,23 @@ class SignalOps:
             raise TerminalError(f"no awakeable {awakeable_id!r}", 404)
         if entry.outcome is not None or awakeable_id in self.awakeable_inflight:
             raise TerminalError(f"awakeable {awakeable_id!r} was already completed", 409)
-        outcome = _outcome_of(value, reason, object, f"value of {awakeable_id}")
+        outcome = _outcome_of(value, reason, object, f"value of {awakeable_id}", code)
         batch = WriteBatch()
         batch.put(Table.JOURNAL, row, dumps_entry(AwakeableEntry(awakeable_id, outcome)))
         return batch, owner_id
 
     async def complete_awakeable(
-        self, inv: None, awakeable_id: str, value: object, reason: str | None
+        self,
+        inv: None,
+        awakeable_id: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> None:
         """``rt.resolve_awakeable`` / ``rt.reject_awakeable`` (``inv`` is None: from
         outside any invocation; handlers use ``ctx_complete_awakeable``): durable before
         it returns."""
-        batch, owner_id = self.awakeable_completion(awakeable_id, value, reason)
+        batch, owner_id = self.awakeable_completion(awakeable_id, value, reason, code)
         self.awakeable_inflight.add(awakeable_id)
         try:
             await self._k.commit(batch)
@@ -188,12 +204,17 @@ class SignalOps:
         self._scheduler.wake(owner_id)
 
     def ctx_complete_awakeable(
-        self, inv: Invocation, awakeable_id: str, value: object, reason: str | None
+        self,
+        inv: Invocation,
+        awakeable_id: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> Journaled[None]:
         check_usable("ctx.resolve_awakeable()")
 
         def complete() -> None:
-            batch, owner_id = self.awakeable_completion(awakeable_id, value, reason)
+            batch, owner_id = self.awakeable_completion(awakeable_id, value, reason, code)
             inv.take_room(batch.nbytes, ROW_OVERHEAD, "ctx.resolve_awakeable", "")
             self.awakeable_inflight.add(awakeable_id)  # until durable: a second one is 409
             inv.pending_ops.extend(batch.ops)
@@ -229,7 +250,8 @@ class SignalOps:
                     f"{recorded.target}"
                 )
             if recorded.failure is not None:
-                raise TerminalError(recorded.failure.message, recorded.failure.status_code)
+                failed = recorded.failure
+                raise TerminalError(failed.message, failed.status_code, dict(failed.metadata))
             if replayed is not None:
                 replayed()
             return Journaled(None, inv, None)
@@ -299,7 +321,13 @@ class SignalOps:
         return decode_outcome(outcome, annotation, f"value of promise {name!r} of {where}")
 
     def promise_complete(
-        self, inv: Invocation, name: str, annotation: Any, value: object, reason: str | None
+        self,
+        inv: Invocation,
+        name: str,
+        annotation: Any,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> Journaled[None]:
         check_usable("promise.resolve()")
         row, where = self.promise_row(inv, name)
@@ -307,7 +335,7 @@ class SignalOps:
         def complete() -> None:
             if self.promise_inflight.get(row) is not None or self.stored_promise(row):
                 raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
-            outcome = _outcome_of(value, reason, annotation, f"value of promise {name!r}")
+            outcome = _outcome_of(value, reason, annotation, f"value of promise {name!r}", code)
             assert inv.target.key is not None
             batch = WriteBatch()
             record = PromiseRecord(inv.target.actor, inv.target.key, name, outcome)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._definitions import Handler
     from ._futures import DurableCallFuture, DurableFuture
     from ._invocation import Invocation
+    from ._request import Request
     from ._results import InvocationHandle
     from ._retry import RetryPolicy
 
@@ -35,6 +36,7 @@ class HandlerPort(Protocol):
     async def time(self, inv: Invocation) -> float: ...
     def random(self, inv: Invocation) -> random.Random: ...
     def uuid(self, inv: Invocation) -> uuid.UUID: ...
+    def request(self, inv: Invocation) -> Request: ...
 
     def run(
         self,
@@ -47,7 +49,13 @@ class HandlerPort(Protocol):
     ) -> DurableFuture[Any]: ...
 
     def call(
-        self, inv: Invocation, target: Handler[Any, Any], arg: object, key: str | None
+        self,
+        inv: Invocation,
+        target: Handler[Any, Any],
+        arg: object,
+        key: str | None,
+        idempotency_key: str | None = None,
+        headers: object = None,
     ) -> DurableCallFuture[Any]: ...
     def send(
         self,
@@ -56,18 +64,62 @@ class HandlerPort(Protocol):
         arg: object,
         key: str | None,
         delay: timedelta | float | None,
+        idempotency_key: str | None = None,
+        headers: object = None,
+    ) -> InvocationHandle: ...
+    def generic_call(
+        self,
+        inv: Invocation,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        key: str | None,
+        idempotency_key: str | None,
+        headers: object,
+    ) -> DurableCallFuture[Any]: ...
+    def generic_send(
+        self,
+        inv: Invocation,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        key: str | None,
+        delay: timedelta | float | None,
+        idempotency_key: str | None,
+        headers: object,
     ) -> InvocationHandle: ...
 
     def sleep(self, inv: Invocation, duration: timedelta | float) -> DurableFuture[Any]: ...
 
     def awakeable(self, inv: Invocation, annotation: Any) -> tuple[str, DurableFuture[Any]]: ...
     def complete_awakeable(
-        self, inv: Invocation, awakeable_id: str, value: object, reason: str | None
+        self,
+        inv: Invocation,
+        awakeable_id: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> Awaitable[None]: ...
     def promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
+    def signal(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
+    def complete_signal(
+        self,
+        inv: Invocation,
+        invocation_id: str,
+        name: str,
+        value: object,
+        reason: str | None,
+        code: int = 500,
+    ) -> Awaitable[None]: ...
     async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any: ...
     def complete_promise(
-        self, inv: Invocation, name: str, annotation: Any, value: object, reason: str | None
+        self,
+        inv: Invocation,
+        name: str,
+        annotation: Any,
+        value: object,
+        reason: str | None,
+        code: int = 500,
     ) -> Awaitable[None]: ...
 
     def cancel_invocation(self, inv: Invocation, invocation_id: str) -> Awaitable[None]: ...

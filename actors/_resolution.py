@@ -10,6 +10,7 @@ inside a handler it is deterministic, so it fails the invocation instead of retr
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from actors.storage import Target
 
 from ._definitions import Actor, Handler
-from ._errors import TerminalError, UnknownHandlerError
+from ._errors import SerializationError, TerminalError, UnknownHandlerError
 from ._invocation import Invocation
 from ._lifecycle import Lifecycle
 from ._limits import MAX_VALUE_BYTES, check_key, utf8_size
 from ._limits import check_value as check_value_size
-from ._serde import check_value
+from ._serde import check_value, decode_input
+from ._types import RAW_BYTES
 from ._util import NO_ARG, new_invocation_id
 
 if TYPE_CHECKING:
@@ -64,11 +66,12 @@ def delay_seconds(delay: timedelta | float | None) -> float:
 class Resolver:
     """Resolves targets against the actors registered with one runtime."""
 
-    __slots__ = ("_clock", "_entries")
+    __slots__ = ("_clock", "_entries", "_raw_views")
 
     def __init__(self, entries: dict[str, ActorEntry], clock: Clock) -> None:
         self._entries = entries
         self._clock = clock
+        self._raw_views: dict[Handler[Any, Any], Handler[Any, Any]] = {}
 
     def resolve(
         self, target: Handler[Any, Any], key: str | None
@@ -101,6 +104,54 @@ class Resolver:
         """Resolve a target by names (HTTP ingress, CLI, recovery)."""
         entry, spec = self._named(actor, handler)
         return entry, spec, self.target(entry, spec, key)
+
+    def resolve_generic(
+        self, actor: object, handler: object, key: str | None
+    ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
+        """``resolve_name`` for ``generic_call``/``generic_send``: ``TypeError`` for names
+        that are not str, or a key where none belongs (or missing), and the key checked
+        like ``resolve``'s."""
+        if not isinstance(actor, str) or not isinstance(handler, str):
+            raise TypeError(
+                f"a generic call names its actor and handler as str, not "
+                f"{type(actor).__name__} and {type(handler).__name__}"
+            )
+        resolved = self.resolve_name(actor, handler, key)
+        if key is not None:
+            check_key(key)
+        return resolved
+
+    @staticmethod
+    def check_raw_input(spec: Handler[Any, Any], payload: object) -> tuple[bytes, Any]:
+        """The bytes to store and the value ``spec`` receives for a generic call's
+        ``payload``, which must be what the callee's input decoder reads: ``TypeError``
+        for a payload that is not bytes, or bytes for a handler without input (empty or
+        ``null`` means none), ``SerializationError`` for bytes the decoder refuses. The
+        bytes are kept as given (the callee's ``ctx.request().body``)."""
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError(f"a generic call's input is bytes, not {type(payload).__name__}")
+        data = bytes(payload)
+        if len(data) > MAX_VALUE_BYTES:
+            check_value_size(len(data), f"input of {spec.qualname}")
+        if not spec.has_input:
+            if data.strip() not in (b"", b"null"):
+                raise TypeError(f"{spec.qualname} takes no input, but bytes were given")
+            return b"null", NO_ARG
+        what = f"input of {spec.qualname}"
+        try:
+            return data, decode_input(data, spec.input_type, what)
+        except RecursionError:
+            raise SerializationError(f"{what} is nested too deeply") from None
+
+    def raw_view(self, spec: Handler[Any, Any]) -> Handler[Any, Any]:
+        """``spec`` with its output read as the bytes it was stored as (``RAW_BYTES``):
+        what a generic call answers. One per handler, made on first use."""
+        view = self._raw_views.get(spec)
+        if view is None:
+            view = copy.copy(spec)
+            view.output_type = RAW_BYTES
+            self._raw_views[spec] = view
+        return view
 
     def _named(self, actor: str, handler: str) -> tuple[ActorEntry, Handler[Any, Any]]:
         entry = self._entries.get(actor)
@@ -139,6 +190,7 @@ class Resolver:
         caller_index: int | None = None,
         idempotency_key: str | None = None,
         holds_slot: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> Invocation:
         """A new invocation accepted now (a fresh id unless a derived one is given)."""
         return Invocation(
@@ -152,6 +204,7 @@ class Resolver:
             caller_id=caller_id,
             caller_index=caller_index,
             idempotency_key=idempotency_key,
+            headers=headers,
             life=Lifecycle(holds_slot=holds_slot),
         )
 

@@ -24,6 +24,7 @@ from ._errors import (
     SerializationError,
     TerminalError,
     UnknownHandlerError,
+    check_metadata,
     damaged_record_error,
 )
 from ._failures import safe_text, type_name
@@ -50,21 +51,31 @@ def decode_outcome(outcome: Outcome, annotation: Any, what: str) -> Any:
     if isinstance(outcome, Failure):
         error_type = DeadlockError if outcome.deadlock else TerminalError
         error = error_type(outcome.message, outcome.status_code)
+        if outcome.metadata:
+            error.metadata = dict(outcome.metadata)
         error._outcome = True
         raise error
     return decode_value(outcome.value, annotation, what)
 
 
 def outcome_size(outcome: Outcome) -> int:
-    """The variable-size bytes of a stored outcome: its value, or its message."""
-    return len(outcome.message) if isinstance(outcome, Failure) else len(outcome.value)
+    """The variable-size bytes of a stored outcome: its value, or its message (and
+    metadata)."""
+    if isinstance(outcome, Failure):
+        size = len(outcome.message)
+        for name, value in outcome.metadata:
+            size += len(name) + len(value)
+        return size
+    return len(outcome.value)
 
 
 def failure(exc: TerminalError) -> Failure:
     """The stored form of a terminal error: its kind is a field, never read from text.
     Whatever handler code put in it, it is stored as text that renders (cut to
     ``MAX_FAILURE_MESSAGE_CHARS``) and a status code of three digits at most (500 if it
-    was not one: a bigger int cannot even be encoded)."""
+    was not one: a bigger int cannot even be encoded), and its metadata if it is still
+    what the constructor accepts (handler code may have replaced the attribute since:
+    anything else is left out, not allowed to fail the recording)."""
     try:
         message, code = exc.message, exc.status_code
     except BaseException:  # a subclass's property that raises
@@ -72,7 +83,19 @@ def failure(exc: TerminalError) -> Failure:
     message = safe_text(message, type_name(exc))
     if type(code) is not int or not 0 <= code <= 999:
         code = 500
-    return Failure(message, code, deadlock=isinstance(exc, DeadlockError))
+    return Failure(
+        message, code, deadlock=isinstance(exc, DeadlockError), metadata=_stored_metadata(exc)
+    )
+
+
+def _stored_metadata(exc: TerminalError) -> tuple[tuple[str, str], ...]:
+    try:
+        metadata = getattr(exc, "metadata", None)
+        if not metadata:
+            return ()
+        return tuple(check_metadata(metadata).items())
+    except BaseException:  # not a mapping of str, or one whose methods raise
+        return ()
 
 
 def _cancel_not_wired(invocation_id: str) -> Awaitable[None]:

@@ -1,6 +1,6 @@
 """Retention: what a completed invocation leaves behind, and when it goes.
 
-A completed invocation's record and journal stay for ``retention`` (so callers can
+A completed invocation's record, journal and signals stay for ``retention`` (so callers can
 attach and idempotent requests answer the same), and so do its idempotency key and, for
 a workflow's run, the workflow's state, promises and id mapping: that is what makes a
 workflow run once per id within retention. Its expiry is a durable ``EXPIRE`` timer
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from actors.storage import IdempotencyRecord, StorageError, Table, WorkflowRecord, encode_key, loads
 
 from ._kernel import logger
+from ._rows import signal_prefix
 
 if TYPE_CHECKING:
     from actors.storage import WriteBatch
@@ -32,6 +33,7 @@ def expire(kernel: Kernel, invocation_id: str, batch: WriteBatch) -> None:
     store = kernel.store
     batch.delete(Table.INVOCATIONS, invocation_id.encode())
     batch.delete_children(Table.JOURNAL, encode_key((invocation_id,)))
+    batch.delete_children(Table.PROMISES, signal_prefix(invocation_id))  # its signals
     try:
         if record.idempotency_key is not None:
             row = encode_key((record.idempotency_key,))

@@ -24,3 +24,18 @@ def state_key(actor: str, key: str, name: str) -> bytes:
 def timer_key(due: float, invocation_id: str, kind: TimerKind, index: int) -> bytes:
     """A durable timer, in due-time order (microseconds)."""
     return encode_key((round(due * 1_000_000), invocation_id, kind.value, index))
+
+
+#: The actor part of a signal's ``promises`` row: empty, which no actor's name can be
+#: (``_definitions`` refuses one), so a signal never meets a workflow's promise.
+SIGNAL_SCOPE = ""
+
+
+def signal_key(invocation_id: str, name: str) -> bytes:
+    """The ``promises`` row of the signal ``name`` of one invocation."""
+    return encode_key((SIGNAL_SCOPE, invocation_id, name))
+
+
+def signal_prefix(invocation_id: str) -> bytes:
+    """The ``promises`` rows of every signal of ``invocation_id`` are its children."""
+    return encode_key((SIGNAL_SCOPE, invocation_id))

@@ -14,7 +14,6 @@ answers; the parts (DESIGN.md section 5) each hold one concern:
 ``_admission``      durable acceptance, idempotency keys, one run per workflow id
 ``_waits``          durable waits, cancellation delivery, select and gather, sleep
 ``_ops_*``          the context operations by family: state, steps, calls, signals, handles
-``_effects``        effects journaled when asked for, delivered once durable (inv. 14)
 ``_operations``     the handler port the contexts talk to (``_port``)
 ``_executor``       attempts, retries, pauses and completion
 ``_control``        cancel, kill and resume
@@ -32,11 +31,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._admission import Admission
 from ._control import Control
 from ._definitions import Handler
 from ._errors import (
+    ActorsError,
     RuntimeClosedError,
 )
 from ._executor import Executor
@@ -45,12 +46,13 @@ from ._kernel import Kernel
 from ._key_order import KeyOrder
 from ._operations import Operations
 from ._ops_calls import CallOps
-from ._ops_handles import HandleOps
+from ._ops_invocation_signals import InvocationSignals
 from ._ops_signals import SignalOps
 from ._ops_state import StateOps
 from ._ops_steps import StepOps
 from ._recommit import Recommits
 from ._recovery import recover
+from ._request import check_headers
 from ._resolution import Resolver, check_invocation_id
 from ._results import InvocationHandle, Results
 from ._scheduler import Scheduler
@@ -60,7 +62,7 @@ from ._util import NO_ARG, NoPublicConstructor
 from ._waits import Waits
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import timedelta
     from pathlib import Path
 
@@ -126,6 +128,7 @@ class Runtime(metaclass=NoPublicConstructor):
         admission = Admission(kernel, order, resolver, scheduler, timers, results)
         waits = Waits(kernel, output, scheduler, timers)
         signals = SignalOps(kernel, output, scheduler, waits)
+        invocation_signals = InvocationSignals(kernel, output, scheduler, waits, signals)
         calls = CallOps(
             kernel,
             order=order,
@@ -137,12 +140,13 @@ class Runtime(metaclass=NoPublicConstructor):
             results=results,
             waits=waits,
         )
-        handles = HandleOps(
-            kernel, output=output, waits=waits, signals=signals, calls=calls, resolver=resolver
-        )
-        calls.cancel_invocation = handles.cancel_invocation
         port = Operations(
-            StateOps(kernel), StepOps(kernel, output, waits), calls, waits, signals, handles
+            StateOps(kernel),
+            StepOps(kernel, output, waits),
+            calls,
+            waits,
+            signals,
+            invocation_signals,
         )
         executor = Executor(kernel, output, scheduler, timers, port, Recommits(kernel))
         control = Control(kernel, scheduler, results, executor)
@@ -150,8 +154,6 @@ class Runtime(metaclass=NoPublicConstructor):
         # and a cancelled wait cancels what it waited on.
         scheduler.runner = executor.run
         waits.cancel_later = control.cancel_later
-        handles.cancel_quietly = control.cancel_quietly
-        results.cancel = self.cancel  # ``InvocationHandle.cancel`` of an rt.send handle
         kernel.on_stop = self._close  # the store broke: the runtime stops (Kernel.stop)
         self._k = kernel
         self._order = order
@@ -161,6 +163,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._timers = timers
         self._admission = admission
         self._signals = signals
+        self._invocation_signals = invocation_signals
         self._control = control
         self._invocations = kernel.invocations
         self._store = store
@@ -177,6 +180,17 @@ class Runtime(metaclass=NoPublicConstructor):
         task_group.start_soon(self._timers.run)
         task_group.start_soon(self._admission.dispatch_accepted)
 
+    def _handler_of(self, invocation_id: str) -> Handler[Any, Any] | None:
+        """The handler ``invocation_id`` runs (for the ingress to hide ingress-private
+        ones), or None when it is unknown or unreadable: then attach says why."""
+        inv = self._invocations.get(invocation_id)
+        if inv is not None:
+            return inv.spec
+        try:
+            return self._results.stored_spec(invocation_id)
+        except ActorsError:
+            return None
+
     def _close(self) -> None:
         self._k.closed = True
         for scope in list(self._scheduler.inline_scopes):
@@ -192,6 +206,7 @@ class Runtime(metaclass=NoPublicConstructor):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> OutT: ...
 
     @overload
@@ -203,6 +218,7 @@ class Runtime(metaclass=NoPublicConstructor):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> OutT: ...
 
     async def call(
@@ -213,6 +229,7 @@ class Runtime(metaclass=NoPublicConstructor):
         *,
         key: str | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> OutT:
         """Invoke ``target`` (e.g. ``Counter.add``) with ``arg`` on ``key`` and wait for
         its result.
@@ -220,6 +237,8 @@ class Runtime(metaclass=NoPublicConstructor):
         Waits for a free slot when ``max_in_flight`` invocations are held in memory
         (backpressure). With ``idempotency_key``, a second call with the same key and the
         same request returns the first one's result instead of running again.
+        ``headers`` reach the handler's ``ctx.request().headers`` (kept with the
+        invocation, not part of an idempotency key's request).
 
         Raises:
           UnknownHandlerError: the actor is not registered or has no such handler.
@@ -228,8 +247,11 @@ class Runtime(metaclass=NoPublicConstructor):
           SerializationError: ``arg`` does not convert to the handler's input type.
           TerminalError: the handler failed terminally; same message and status code.
             Also raised (409) when ``idempotency_key`` was used for a different request,
-            (413) when the key, the idempotency key or ``arg`` is over its limit (README
-            "Limits"), and (400) when a key is not valid Unicode text; nothing is stored.
+            (413) when the key, the idempotency key, ``arg`` or the headers are over their
+            limit (README "Limits"), and (400) when a key is not valid Unicode text;
+            nothing is stored.
+          ValueError: a header name is empty or holds ``:``, a line break or NUL (or a
+            value holds either of the last two); TypeError for headers not str to str.
           InvocationPausedError: the invocation paused (its attempts ran out): raised as
             soon as it pauses; it stays paused, ``resume`` then ``attach`` for its result.
           PersistenceError: the data directory failed.
@@ -237,20 +259,105 @@ class Runtime(metaclass=NoPublicConstructor):
         if idempotency_key is not None or (isinstance(target, Handler) and target.kind == "main"):
             # Durably accepted first: the same key, or the same workflow id, maps to one
             # invocation, whose result (maybe an earlier run's) is returned.
-            handle = await self.send(target, arg, key=key, idempotency_key=idempotency_key)
+            handle = await self.send(
+                target, arg, key=key, idempotency_key=idempotency_key, headers=headers
+            )
             result: OutT = await handle.result()
             return result
         self._check_open()
         entry, spec, tgt = self._resolver.resolve(target, key)
         payload, value = self._resolver.check_input(spec, arg)
+        checked = check_headers(headers) if headers is not None else None
         await self._scheduler.acquire_slot()
         if self._k.closed:  # it closed (or stopped) while this call waited for a slot
             self._scheduler.slots.release()
             self._check_open()
-        inv = self._resolver.new_invocation(entry, spec, tgt, payload, value, holds_slot=True)
+        inv = self._resolver.new_invocation(
+            entry, spec, tgt, payload, value, holds_slot=True, headers=checked
+        )
         await self._scheduler.run_call(inv)
         result = await self._results.result_of(inv)
         return result
+
+    async def generic_call(
+        self,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        /,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """``call`` by actor and handler name with the input as bytes (Restate's
+        ``generic_call``): ``payload`` is what the handler's input decoder reads (JSON,
+        or the raw bytes of a ``bytes`` handler; empty or ``null`` for none) and is kept
+        as given; returns the handler's output as it was encoded (JSON bytes, or its raw
+        bytes). Raises like ``call``: ``UnknownHandlerError`` for an unknown actor or
+        handler, ``SerializationError`` for bytes the decoder refuses, ``TypeError`` for
+        a payload that is not bytes (or given to a handler without input) or a key where
+        none belongs; the handler's ``TerminalError`` as raised."""
+        self._check_open()
+        callee = self._resolver.resolve_generic(actor, handler, key)
+        checked = self._resolver.check_raw_input(callee[1], payload)
+        view = self._resolver.raw_view(callee[1])
+        if idempotency_key is not None or view.kind == "main":
+            handle = await self._admission.send(
+                view,
+                checked,
+                key=key,
+                idempotency_key=idempotency_key,
+                headers=headers,
+                generic=callee,
+            )
+            raw: bytes = await handle.result()
+            return raw
+        entry, spec, tgt = callee
+        checked_headers = check_headers(headers) if headers is not None else None
+        await self._scheduler.acquire_slot()
+        if self._k.closed:
+            self._scheduler.slots.release()
+            self._check_open()
+        inv = self._resolver.new_invocation(
+            entry, spec, tgt, *checked, holds_slot=True, headers=checked_headers
+        )
+        await self._scheduler.run_call(inv)
+        done = inv.done
+        if not done.finished:
+            raw = await self._results.answer(done, inv.invocation_id, view)
+            return raw
+        await anyio.lowlevel.checkpoint()
+        raw = self._results.completed_result(done, inv.invocation_id, view)
+        return raw
+
+    async def generic_send(
+        self,
+        actor: str,
+        handler: str,
+        payload: bytes,
+        /,
+        *,
+        key: str | None = None,
+        delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InvocationHandle:
+        """``send`` by actor and handler name with the input as bytes (as
+        ``generic_call``); the handle's ``result()`` is the output's bytes. Raises like
+        ``generic_call``, and like ``send`` for a bad ``delay``."""
+        self._check_open()
+        callee = self._resolver.resolve_generic(actor, handler, key)
+        checked = self._resolver.check_raw_input(callee[1], payload)
+        return await self._admission.send(
+            callee[1],
+            checked,
+            key=key,
+            delay=delay,
+            idempotency_key=idempotency_key,
+            headers=headers,
+            generic=callee,
+        )
 
     async def send(
         self,
@@ -261,18 +368,19 @@ class Runtime(metaclass=NoPublicConstructor):
         key: str | None = None,
         delay: timedelta | float | None = None,
         idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> InvocationHandle:
         """Accept an invocation without waiting for it; ``delay`` postpones its start.
 
         Returns once the invocation is durably recorded, with a handle whose
         ``result()`` waits for the outcome. With ``idempotency_key``, a repeated request
         returns the first invocation's handle with status ``"PreviouslyAccepted"``.
-        Raises like ``call`` for bad input, and ``ValueError`` for a negative delay;
-        nothing is stored for rejected input.
+        ``headers`` as for ``call``. Raises like ``call`` for bad input, and
+        ``ValueError`` for a negative delay; nothing is stored for rejected input.
         """
         self._check_open()
         return await self._admission.send(
-            target, arg, key=key, delay=delay, idempotency_key=idempotency_key
+            target, arg, key=key, delay=delay, idempotency_key=idempotency_key, headers=headers
         )
 
     async def attach(self, invocation_id: str) -> Any:
@@ -344,11 +452,33 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         await self._signals.complete_awakeable(None, awakeable_id, value, None)
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
-        """Fail the awakeable: its waiter gets ``TerminalError(reason)``. Errors as
-        ``resolve_awakeable``."""
+    async def reject_awakeable(self, awakeable_id: str, reason: str, code: int = 500) -> None:
+        """Fail the awakeable: its waiter gets ``TerminalError(reason, code)``, also
+        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
+        ``code`` that is not an int from 100 to 999."""
         self._check_open()
-        await self._signals.complete_awakeable(None, awakeable_id, None, reason)
+        await self._signals.complete_awakeable(None, awakeable_id, None, reason, code)
+
+    async def resolve_signal(self, invocation_id: str, name: str, value: object) -> None:
+        """Complete the signal ``name`` of invocation ``invocation_id`` (what its
+        ``ctx.signal(name)`` returns) with ``value``. Durable before this returns; kept
+        if the invocation is not waiting for it yet; its waiter is woken (rebuilt by
+        replay if it was parked).
+
+        Raises ``TerminalError`` with 404 for an unknown invocation, 409 if it has
+        already completed or the signal was already completed (its value is kept), and
+        400 for a name that is not a non-empty str."""
+        self._check_open()
+        await self._invocation_signals.complete(None, invocation_id, name, value, None)
+
+    async def reject_signal(
+        self, invocation_id: str, name: str, reason: str, code: int = 500
+    ) -> None:
+        """Fail the signal ``name`` of invocation ``invocation_id``: its waiter gets
+        ``TerminalError(reason, code)``. Errors as ``resolve_signal``, and 400 for a
+        ``code`` that is not an int from 100 to 999."""
+        self._check_open()
+        await self._invocation_signals.complete(None, invocation_id, name, None, reason, code)
 
     async def cancel(self, invocation_id: str) -> None:
         """Cancel an invocation. Durable before this returns.

@@ -10,8 +10,9 @@ its coroutine; whoever completes what it waited for wakes it (``Scheduler.wake``
 A cancellation is *delivered* at a durable await: ``check_cancel`` journals a
 ``CancelledEntry`` at the current position and raises a 409 ``TerminalError`` there, so
 compensations run and a replay raises it at the same place. It is delivered at most once
-per attempt, and never in the middle of a replay. ``select`` journals its winner and
-``gather`` waits for all, both by racing the futures' producers in one task group.
+per attempt, and never in the middle of a replay. ``select`` journals its winner,
+``wait_completed`` the positions of the futures that had finished when it returned, and
+``gather`` waits for all, each by racing the futures' producers in one task group.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import anyio.lowlevel
 
 from actors.storage import (
     CancelledEntry,
+    CompletedEntry,
     SelectEntry,
     SleepEntry,
     Table,
@@ -171,7 +173,11 @@ class Waits:
                 if inv.wake_event is None or inv.wake_event.is_set():
                     inv.wake_event = anyio.Event()
                 waiting = inv.wake_event.wait
-            scope = anyio.CancelScope(deadline=anyio.current_time() + self._suspend_after)
+            # The handler's ``inactivity_timeout``, else the runtime's ``suspend_after``.
+            after = inv.spec.inactivity_timeout
+            if after is None:
+                after = self._suspend_after
+            scope = anyio.CancelScope(deadline=anyio.current_time() + after)
             inv.wait_scopes.add(scope)
             self._scheduler.waiting[inv.invocation_id] = inv
             if len(self._scheduler.waiting) > self._scheduler.max_waiting:
@@ -257,6 +263,51 @@ class Waits:
         if not ok:
             raise value
         return winner, value
+
+    async def wait_completed(self, inv: Invocation, futures: list[DurableFuture[Any]]) -> list[int]:
+        """The positions of the futures that have finished (at least one), in position
+        order, journaled (``CompletedEntry``): a replay answers the same partition,
+        whatever is ready this time. A future that failed has finished too."""
+        check_usable("wait_completed()")
+        index, recorded = inv.reserve(CompletedEntry, None, "wait_completed()")
+        if recorded is not None:
+            done = recorded.done
+            if not done or any(not 0 <= position < len(futures) for position in done):
+                raise NonDeterminismError(
+                    f"invocation {inv.invocation_id} diverged from its journal at entry "
+                    f"{index}: wait_completed() recorded finished positions {list(done)}, "
+                    f"but it now waits on {len(futures)} futures"
+                )
+            await anyio.lowlevel.checkpoint()
+            return list(done)
+        if not all(future._settled or future._journaled for future in futures):
+            self.check_cancel(inv, futures)
+        if any(future._is_ready() for future in futures):
+            await anyio.lowlevel.checkpoint()
+        else:
+            items = [(str(position), future) for position, future in enumerate(futures)]
+            while True:
+                try:
+                    await self.race(items, first=True)
+                    break
+                except CancelRequested:
+                    self.check_cancel(inv, futures)
+        # Settle every future that has finished now (the winner already is), so each
+        # result is journaled before the entry that says it was there.
+        finished: list[int] = []
+        for position, future in enumerate(futures):
+            if future._settled:
+                finished.append(position)
+            elif future._is_ready():
+                try:
+                    await future._result()
+                except NonDeterminismError:
+                    raise
+                except ActorsError:
+                    pass  # a failure is a result: kept in the future, raised when awaited
+                finished.append(position)
+        inv.record_at(index, CompletedEntry(tuple(finished)))
+        return finished
 
     async def gather(self, inv: Invocation, futures: list[DurableFuture[Any]]) -> list[Any]:
         check_usable("gather()")

@@ -18,7 +18,15 @@ and what its clients rely on (``@restatedev/restate-sdk-clients``, ``restate.cli
   enabled never repeats it; ``ingress`` on the ingress's own refusals. (Restate's
   ingress errors also say ``"source": "ingress"`` in the body; ours keep the documented
   ``{"code", "message"}``, and no client reads that field.)
-* ``GET /restate/health`` answers ``{"services": [names]}``.
+* A ``TerminalError`` raised with ``metadata`` answers it in the error body as a JSON
+  object of strings (``"metadata": {"reason": "card_declined"}``), beside ``code`` and
+  ``message``, as Restate's ingress carries a failure's metadata; it is left out when
+  empty, so a body without metadata is exactly what it was before.
+* ``GET /restate/health`` answers ``{"services": [names]}``, the actors it serves.
+* Ingress-private handlers (``ingress_private=True``) are not served: every route
+  answers for them exactly what it answers for a handler that does not exist, and an
+  actor with no other handler is not served at all (``PublicActors``). Restate's
+  ingress refuses them too; they stay reachable from actors and the embedded runtime.
 * ``GET /restate/invocation/{service}/{handler}/{idempotency key}/attach|output`` and
   ``/restate/invocation/{object}/{key}/{handler}/{idempotency key}/attach|output``: the
   invocation an idempotency key was accepted for (``Runtime.attach_idempotent``).
@@ -79,14 +87,52 @@ def send_response(handle: InvocationHandle) -> Response:
     return json_response(202, answer)
 
 
-def health_response(entries: Mapping[str, ActorEntry]) -> Response:
-    """Restate's health answer: the names of the services (every actor) served."""
-    return json_response(200, {"services": sorted(entries)})
+class PublicActors:
+    """What the ingress serves of a runtime's registered actors: each actor's handlers
+    that are not ingress-private, and only actors that keep at least one. Lookups of
+    anything else raise the unknown actor's or handler's ``UnknownHandlerError``, with
+    the same message, so an answer never tells a private handler from a missing one."""
+
+    __slots__ = ("_actors",)
+
+    def __init__(self, entries: Mapping[str, ActorEntry]) -> None:
+        self._actors: dict[str, tuple[ActorEntry, dict[str, Handler[Any, Any]]]] = {}
+        for name, entry in entries.items():
+            public = {n: h for n, h in entry.cls.handlers.items() if not h.ingress_private}
+            if public:
+                self._actors[name] = (entry, public)
+
+    def names(self) -> list[str]:
+        return sorted(self._actors)
+
+    def get(self, name: str) -> tuple[ActorEntry, Mapping[str, Handler[Any, Any]]] | None:
+        """The served actor ``name`` and its served handlers, or None."""
+        return self._actors.get(name)
+
+    def actor(self, name: str) -> tuple[ActorEntry, Mapping[str, Handler[Any, Any]]]:
+        found = self._actors.get(name)
+        if found is None:
+            raise UnknownHandlerError(f"actor {name!r} is not registered with this runtime")
+        return found
+
+    @staticmethod
+    def handler(
+        entry: ActorEntry, handlers: Mapping[str, Handler[Any, Any]], name: str
+    ) -> Handler[Any, Any]:
+        spec = handlers.get(name)
+        if spec is None:
+            raise UnknownHandlerError(f"actor {entry.name!r} has no handler {name!r}")
+        return spec
+
+
+def health_response(served: PublicActors) -> Response:
+    """Restate's health answer: the names of the services (actors) served."""
+    return json_response(200, {"services": served.names()})
 
 
 async def by_idempotency_key(
     runtime: IdempotentLookups,
-    entries: Mapping[str, ActorEntry],
+    served: PublicActors,
     method: str,
     path: list[str],
 ) -> Response:
@@ -94,9 +140,7 @@ async def by_idempotency_key(
     ``path`` is the segments after ``invocation``, four or five of them."""
     require(method, "GET")
     name, *target, idempotency_key, what = path
-    entry = entries.get(name)
-    if entry is None:
-        raise UnknownHandlerError(f"actor {name!r} is not registered with this runtime")
+    entry, handlers = served.actor(name)
     kind = entry.cls.actor_kind
     keyed = kind != "service"
     shape = f"/restate/invocation/{name}/{{key}}/{{handler}}/{{idempotency key}}/{what}"
@@ -106,9 +150,7 @@ async def by_idempotency_key(
         shape = shape.replace("{key}/", "")
         raise HttpError(400, f"{name} is a service: its handlers take no key; use {shape}")
     key = target[0] if keyed else None
-    spec = entry.cls.handlers.get(target[-1])
-    if spec is None:
-        raise UnknownHandlerError(f"actor {name!r} has no handler {target[-1]!r}")
+    spec = served.handler(entry, handlers, target[-1])
     lookup = runtime.attach_idempotent if what == "attach" else runtime.idempotent_output
     try:
         value = await lookup(spec, idempotency_key, key=key)

@@ -15,10 +15,18 @@ from typing import Any, TypeVar
 
 import cattrs
 import msgspec
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
 
 from ._errors import RecordDecodeError
-from ._records import JOURNAL_TAGS, OUTCOME_TAGS, JournalEntry, Outcome
+from ._records import (
+    JOURNAL_TAGS,
+    OUTCOME_TAGS,
+    Failure,
+    InvocationRecord,
+    JournalEntry,
+    Outcome,
+)
 
 T = TypeVar("T")
 
@@ -26,6 +34,12 @@ T = TypeVar("T")
 def make_converter() -> cattrs.Converter:
     """Build the storage converter. Exposed so tests can check it in isolation."""
     converter = cattrs.Converter(detailed_validation=False)
+    # Before the unions, which take their members' hooks: a failure without metadata
+    # is stored exactly as before the field existed.
+    converter.register_unstructure_hook(
+        Failure,
+        make_dict_unstructure_fn(Failure, converter, metadata=override(omit_if_default=True)),
+    )
     # Tuples are written as msgpack arrays and must come back as tuples.
     configure_tagged_union(
         Outcome,
@@ -48,6 +62,14 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda t: t == optional_outcome,
         lambda value, _: None if value is None else converter.structure(value, Outcome),  # type: ignore[arg-type]
+    )
+    # Headers are rare: a record without them stores no key for them at all (its bytes
+    # are what they were before the field existed).
+    converter.register_unstructure_hook(
+        InvocationRecord,
+        make_dict_unstructure_fn(
+            InvocationRecord, converter, headers=override(omit_if_default=True)
+        ),
     )
     return converter
 

@@ -42,6 +42,9 @@ class Failure:
     status_code: int = 500
     #: The failure is a ``DeadlockError`` (a wait-for cycle), whatever its message says.
     deadlock: bool = False
+    #: The ``TerminalError``'s metadata, as (name, value) pairs in its order. Left out
+    #: of the stored form when empty, so failures without it are stored as before.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 Outcome = Success | Failure
@@ -75,6 +78,10 @@ class InvocationRecord:
     pause_reason: str | None = None
     cancel_requested: bool = False  # set by cancel(); raised at the next durable await
     kill_requested: bool = False  # set offline (the ``actors kill`` command); done at open
+    #: The headers it was called with (``ctx.request().headers``); None when it had none.
+    #: Written only when present (``_codec``), so records without headers are as
+    #: before, and records written before this field existed read back as None.
+    headers: dict[str, str] | None = None
 
 
 # --- journal entries -----------------------------------------------------------------
@@ -176,6 +183,22 @@ class SelectEntry:
 
 
 @attrs.frozen
+class SignalEntry:
+    """A wait on a named signal of the invocation itself; ``outcome`` once received."""
+
+    name: str
+    outcome: Outcome | None = None
+
+
+@attrs.frozen
+class CompletedEntry:
+    """Which futures of a ``wait_completed`` had finished when it returned: their
+    positions in its argument list, in that order."""
+
+    done: tuple[int, ...]
+
+
+@attrs.frozen
 class PromisePeekEntry:
     """What a non-blocking ``peek()`` of a durable promise observed (None: pending)."""
 
@@ -226,6 +249,8 @@ JournalEntry = (
     | ResolveEntry
     | CancelledEntry
     | AttachEntry
+    | CompletedEntry
+    | SignalEntry
 )
 
 # Written to disk: never change a value, only add new ones.
@@ -246,6 +271,8 @@ JOURNAL_TAGS: dict[type, str] = {
     ResolveEntry: "resolve",
     CancelledEntry: "cancelled",
     AttachEntry: "attach",
+    CompletedEntry: "completed",
+    SignalEntry: "signal",
 }
 
 OUTCOME_TAGS: dict[type, str] = {Success: "ok", Failure: "err"}

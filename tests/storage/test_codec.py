@@ -17,6 +17,7 @@ from actors.storage import (
     CallEntry,
     CancelledEntry,
     ClearStateEntry,
+    CompletedEntry,
     Failure,
     GetStateEntry,
     IdempotencyRecord,
@@ -32,6 +33,7 @@ from actors.storage import (
     SelectEntry,
     SendEntry,
     SetStateEntry,
+    SignalEntry,
     SleepEntry,
     StateKeysEntry,
     Success,
@@ -60,7 +62,13 @@ ints = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 
 targets = st.builds(Target, actor=texts, handler=texts, key=opt_texts)
 successes = st.builds(Success, value=payloads)
-failures = st.builds(Failure, message=texts, status_code=ints)
+failures = st.builds(
+    Failure,
+    message=texts,
+    status_code=ints,
+    deadlock=st.booleans(),
+    metadata=st.lists(st.tuples(texts, texts), max_size=3).map(tuple),
+)
 outcomes = st.one_of(successes, failures)
 opt_outcomes = st.none() | outcomes
 
@@ -85,6 +93,10 @@ JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
     CancelledEntry: st.builds(CancelledEntry, message=texts),
     AttachEntry: st.builds(AttachEntry, invocation_id=texts, outcome=opt_outcomes),
+    SignalEntry: st.builds(SignalEntry, name=texts, outcome=opt_outcomes),
+    CompletedEntry: st.builds(
+        CompletedEntry, done=st.lists(st.integers(0, 1000), max_size=5).map(tuple)
+    ),
 }
 journal_entries: st.SearchStrategy[JournalEntry] = st.one_of(*JOURNAL_STRATEGIES.values())
 
@@ -231,6 +243,8 @@ def test_journal_tags_are_frozen() -> None:
         ResolveEntry: "resolve",
         CancelledEntry: "cancelled",
         AttachEntry: "attach",
+        CompletedEntry: "completed",
+        SignalEntry: "signal",
     }
     assert set(_records.JOURNAL_TAGS) == set(JOURNAL_STRATEGIES)
 
@@ -280,6 +294,7 @@ def test_loads_entry_reads_the_stored_format() -> None:
         "time": ({"t": "time", "now": 1.5}, TimeEntry(1.5)),
         "sleep": ({"t": "sleep", "wake_at": 2.0, "fired": True}, SleepEntry(2.0, fired=True)),
         "select": ({"t": "select", "winner": "a"}, SelectEntry("a")),
+        "completed": ({"t": "completed", "done": [2, 0]}, CompletedEntry((2, 0))),
     }
     for name, (raw, expected) in stored.items():
         assert loads_entry(msgspec.msgpack.encode(raw)) == expected, name
