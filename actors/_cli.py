@@ -30,6 +30,7 @@ from actors.storage import (
     InvocationStatus,
     JournalEntry,
     Outcome,
+    RecordDecodeError,
     StorageError,
     StoreReader,
     Success,
@@ -80,7 +81,10 @@ def _outcome(outcome: Outcome | None) -> dict[str, object] | None:
 def _timestamp(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # changed bytes in a stored float
+        raise RecordDecodeError(f"a stored time ({seconds!r}) is not a valid time") from exc
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -231,10 +235,10 @@ def cmd_journal(args: argparse.Namespace) -> int:
             index = decode_key(key)[-1]
             assert isinstance(index, int)
             entries.append(_entry_row(index, loads_entry(raw)))
+        row = _invocation_row(record)
     if args.json:
-        _print_json({"invocation": _invocation_row(record), "entries": entries})
+        _print_json({"invocation": row, "entries": entries})
         return 0
-    row = _invocation_row(record)
     print(f"{row['id']}  {row['target']}  {row['status']}  attempt {row['attempt']}")
     if row["outcome"] is not None:
         print(f"result: {_outcome_text(row['outcome'])}")

@@ -180,8 +180,10 @@ def _record_offline(args: argparse.Namespace, operation: str) -> str:
                     f"invocation {args.id} is not paused (it is {record.status.value})"
                 )
             # The attempt count is an epoch and never goes back; the retry budget
-            # starts afresh when the runtime rebuilds it.
-            updated = attrs.evolve(record, status=InvocationStatus.RUNNING, pause_reason=None)
+            # starts afresh when the runtime rebuilds it (its time limit too).
+            updated = attrs.evolve(
+                record, status=InvocationStatus.RUNNING, pause_reason=None, retry_since=()
+            )
         batch = WriteBatch()
         batch.put(Table.INVOCATIONS, args.id.encode(), dumps(updated))
         store.commit_blocking(batch)

@@ -136,8 +136,9 @@ class Context(metaclass=NoPublicConstructor):
         An ``async def`` body runs on the event loop; a plain function runs on a worker
         thread, so it may block. A body raising ``TerminalError`` fails the step at once;
         other exceptions are retried with ``retry`` (else the handler's, else the
-        runtime's policy) and, when attempts run out, raised in the handler as
-        ``TerminalError``. The result is converted through ``type`` or ``fn``'s return
+        runtime's policy). The default policy retries until the body succeeds; only under
+        a policy with ``max_attempts`` or ``max_duration`` is a body that keeps failing
+        raised in the handler, as ``TerminalError``, when the limit is reached. The result is converted through ``type`` or ``fn``'s return
         annotation, and the handler gets the stored form (as a replay would). The body
         must not use the context.
 

@@ -92,6 +92,14 @@ class Control:
         if kill:
             await inv.done.wait()
 
+    def kill_callees(self, inv: Invocation) -> None:
+        """Kill the invocations ``inv`` waits on, in memory or in its journal: what a
+        kill of ``inv`` propagates to (used when its retry policy kills it)."""
+        callees = list(inv.awaiting_calls)
+        callees += [c for c in self._unanswered_calls(inv) if c not in callees]
+        for callee_id in callees:
+            self.cancel_later(callee_id, True)
+
     def _unanswered_calls(self, inv: Invocation) -> list[str]:
         """Callees of ``inv``'s journaled calls that have not answered yet."""
         try:
@@ -149,6 +157,7 @@ class Control:
         if inv.paused_reason is None:
             raise ValueError(f"invocation {invocation_id} is not paused")
         inv.paused_reason = None
+        inv.retry_since = None  # a resume gives it its whole retry budget again
         inv.done.paused = None  # callers from now on wait for its result
         if inv.life.phase is Phase.PAUSED:  # else its task has not reached the wait yet
             inv.life.apply(Event.RESUME)

@@ -4,9 +4,10 @@ An attempt runs the handler from the start against the durable journal: recorded
 operations return their recorded values, later ones run live (``_invocation``). A
 ``TerminalError`` completes the invocation with that error (Restate's semantics: state
 written before it is kept). Any other exception retries the attempt from the journal
-with the retry policy's backoff, holding the key; when attempts run out, or a replay
-diverges from the journal, the invocation is *paused*: it keeps its key, stays visible,
-and continues with ``resume``.
+with the retry policy's backoff, holding the key (by default until it succeeds). When a
+limit of the policy is reached, or a replay diverges from the journal, the invocation is
+*paused*: it keeps its key, stays visible, and continues with ``resume``; or, if its
+policy says ``on_max_attempts="kill"``, it is killed.
 
 What a completion writes, and what its callers are told, is ``_completion``'s. A failed
 commit is the store's failure, not the handler's: a step's retries the attempt with
@@ -62,6 +63,8 @@ from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
 from ._limits import MAX_VALUE_BYTES
 from ._results import failure
+from ._retry import INVOCATION_RETRIES
+from ._retry_start import keep_retry_start, retry_start
 from ._serde import decode_value, encode_value
 
 # Read on every call. In Python 3.11 each ``Enum.MEMBER`` read goes through
@@ -118,6 +121,11 @@ class Executor:
         self._graph = kernel.graph
         self._invocations = kernel.invocations
         self._completions = Completions(kernel, output, recommits, scheduler, timers)
+        #: Kills the invocations one waits on (``Control.kill_callees``, wired by the
+        #: runtime): a policy that says "kill" ends it as ``kill`` would.
+        self.kill_callees: Callable[[Invocation], None] = lambda inv: None
+        #: Why a policy killed an invocation, until its killed record is written.
+        self._kill_reasons: dict[str, str] = {}
 
     async def run(self, inv: Invocation, release: Callable[[], None]) -> object:
         # A call made from a step's body runs a handler of its own, in the same task.
@@ -143,7 +151,9 @@ class Executor:
                 outcome = await self.attempts(inv)
             inv.run_scope = None
             if life.phase is _KILLING:
-                outcome = Failure(f"invocation {inv.invocation_id} was killed", 409)
+                why = self._kill_reasons.pop(inv.invocation_id, None)  # killed by its policy
+                killed = f"invocation {inv.invocation_id} was killed"
+                outcome = Failure(f"{killed}: {why}" if why else killed, 409)
                 status = _KILLED
                 self._k.log("killed", inv)
             if outcome is None:  # unwound: the coroutine is gone
@@ -289,6 +299,8 @@ class Executor:
         """Run attempts until one completes (its outcome) or the invocation unwinds
         (None). Retries and pauses happen here, with the key held."""
         policy = inv.spec.retry or self._retry
+        timed = policy.max_duration is not None  # then the start of each attempt is kept
+        started = 0.0
         life = inv.life
         while True:
             phase = life.phase
@@ -328,6 +340,8 @@ class Executor:
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
             inv.start_attempt(journal)
             life.apply(_START)
+            if timed:
+                started = self._clock.now()
             try:
                 outcome = await self.attempt(inv)
                 if inv.requested_cancels:  # durable before it completes (``_ops_handles``)
@@ -385,10 +399,19 @@ class Executor:
                     inv.acceptance_ticket = None
                 failures = life.failures + 1  # counting this one
                 handler_failed = isinstance(exc, HandlerFailed)
-                if handler_failed and policy.exhausted(failures):
+                kept = retry_start(inv, INVOCATION_RETRIES) if timed else None
+                since = started if kept is None else kept
+                elapsed = self._clock.now() - since if timed else 0.0
+                if handler_failed and policy.exhausted(failures, elapsed):
                     if life.cancel_requested:
                         return Failure(f"invocation {inv.invocation_id} was cancelled", 409)
-                    await self.pause(inv, f"gave up after {failures} attempts: {reason}")
+                    within = f" in {elapsed:.3g}s" if timed else ""
+                    plural = "s" if failures != 1 else ""
+                    why = f"gave up after {failures} attempt{plural}{within}: {reason}"
+                    if policy.on_max_attempts == "kill":
+                        self._kill(inv, why)
+                        return None
+                    await self.pause(inv, why)
                 else:
                     # A failed commit is not the handler's: retried until the store takes
                     # it (it never pauses), unless the store broke: then the runtime stops.
@@ -405,6 +428,22 @@ class Executor:
                         inv.not_before - self._clock.now(),
                         reason,
                     )
+                    if timed and handler_failed and kept is None:
+                        # The first failure of a timed policy: its limit counts from this
+                        # attempt's start, after a restart too.
+                        await keep_retry_start(self._output, inv, INVOCATION_RETRIES, since)
+
+    def _kill(self, inv: Invocation, reason: str) -> None:
+        """End ``inv`` as killed, because its policy ran out and says so: as ``kill``
+        would, without compensation, and the invocations it waits on are killed too.
+        Called between attempts (RUNNING, nothing of the handler runs any more); its
+        task then writes the killed record (``run_handler``)."""
+        logger.error("invocation %s (%s) killed: %s", inv.invocation_id, inv.spec.qualname, reason)
+        self._kill_reasons[inv.invocation_id] = cut(reason)
+        inv.life.apply(Event.KILL)  # CANCEL_RUN: the bodies a select left running
+        for scope in (*inv.body_scopes, *inv.wait_scopes):
+            scope.cancel()
+        self.kill_callees(inv)  # PROPAGATE_KILL
 
     @staticmethod
     def _unwound_no_more(inv: Invocation) -> None:

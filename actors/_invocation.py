@@ -268,6 +268,10 @@ class Invocation:
     #: Why it paused (kept in its record), and the event its task waits on meanwhile.
     paused_reason: str | None = None
     resume: anyio.Event | None = None
+    #: When each retry cycle under a ``max_duration`` limit began (kept in its record):
+    #: by journal index of the ``ctx.run`` step, ``INVOCATION_RETRIES`` for its own
+    #: attempts. None (no dict made) until a timed policy sees a failure.
+    retry_since: dict[int, float] | None = None
     #: Whether it holds its key while it runs (an exclusive handler or a workflow's main).
     #: Computed once: the runtime asks on every step.
     exclusive: bool = attrs.field(
@@ -466,6 +470,7 @@ class Invocation:
             life=life,
             kill_requested=record.kill_requested,
             paused_reason=record.pause_reason if record.status is InvocationStatus.PAUSED else None,
+            retry_since=dict(record.retry_since) if record.retry_since else None,
         )
 
     def record(
@@ -489,6 +494,7 @@ class Invocation:
             completed_at=now if outcome is not None else None,
             next_attempt_at=self.not_before,
             pause_reason=self.paused_reason,
+            retry_since=tuple(self.retry_since.items()) if self.retry_since else (),
         )
 
 

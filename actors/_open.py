@@ -64,7 +64,9 @@ async def open_runtime(
         process, not an OS crash).
       clock: where durable time comes from (``actors.testing`` has one that follows
         ``trio.testing.MockClock``); the system clock by default.
-      retry: the default retry policy of invocations and ``ctx.run`` steps.
+      retry: the default retry policy of invocations and ``ctx.run`` steps; when None,
+        ``RetryPolicy()``: retry until success, with backoff capped at 30 s, never
+        pausing an invocation or failing a step by itself.
       idle_timeout: seconds after which an idle key's activation is dropped.
       suspend_after: seconds an invocation blocks in any durable wait (a call, sleep,
         promise, awakeable, or a select/gather of them) before its coroutine is dropped;

@@ -35,6 +35,7 @@ from ._futures import DurableFuture, settled
 from ._limits import MAX_VALUE_BYTES, check_step_name
 from ._results import decode_outcome, failure, outcome_size
 from ._retry import RetryPolicy
+from ._retry_start import keep_retry_start, retry_start
 from ._serde import encode_value
 
 if TYPE_CHECKING:
@@ -129,11 +130,18 @@ class StepOps:
             raise BadArgumentError(
                 f"ctx.run({name!r}) needs a function to run, not {type(fn).__name__}"
             )
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise BadArgumentError(
-                f"ctx.run({name!r}, retry=...) takes an actors.RetryPolicy, not "
-                f"{type(retry).__name__}"
-            )
+        if retry is not None:
+            if not isinstance(retry, RetryPolicy):
+                raise BadArgumentError(
+                    f"ctx.run({name!r}, retry=...) takes an actors.RetryPolicy, not "
+                    f"{type(retry).__name__}"
+                )
+            if retry.on_max_attempts != "pause":
+                raise BadArgumentError(
+                    f"ctx.run({name!r}, retry=...): on_max_attempts="
+                    f"{retry.on_max_attempts!r} is for invocations; a step that runs out "
+                    "of attempts raises TerminalError in its handler (leave it at 'pause')"
+                )
         annotation = _result_annotation(fn, result_type)
         what = f"result of ctx.run({name!r})"
         index, recorded = inv.reserve(RunEntry, name, f"run({name!r})")
@@ -147,6 +155,8 @@ class StepOps:
         async def attempts() -> Outcome:
             """Run the body per its retry policy; the outcome to journal."""
             policy = retry or inv.spec.retry or self._retry
+            # A time limit counts from the first try: read the clock only under one.
+            started = self._clock.now() if policy.max_duration is not None else 0.0
             tries = 0
             while True:
                 tries += 1
@@ -165,10 +175,16 @@ class StepOps:
                     misuse = context_misuse(exc)
                     if misuse is not None:  # a body that touched its context: no retry fixes it
                         return failure(misuse)
-                    if policy.exhausted(tries):
+                    elapsed = 0.0
+                    if policy.max_duration is not None:
+                        elapsed = await self._retry_elapsed(inv, index, started, attempt)
+                    if policy.exhausted(tries, elapsed):
                         return Failure(
                             cut(
-                                f"ctx.run({name!r}) failed after {tries} attempts: {describe(exc)}"
+                                f"ctx.run({name!r}) failed after {tries} attempt"
+                                + ("s" if tries != 1 else "")
+                                + (f" in {elapsed:.3g}s" if policy.max_duration else "")
+                                + f": {describe(exc)}"
                             ),
                             500,
                         )
@@ -267,6 +283,19 @@ class StepOps:
         future: DurableFuture[Any] = DurableFuture._create(self._waits, inv, produce)
         future._produce_inline = produce_inline
         return future
+
+    async def _retry_elapsed(
+        self, inv: Invocation, index: int, started: float, attempt: int
+    ) -> float:
+        """Seconds since the first try of the step at ``index`` began: ``started`` in
+        this life, or the start its record kept (before a crash, or in an earlier
+        attempt of the invocation), which the first failure makes durable."""
+        since = retry_start(inv, index)
+        if since is None:
+            since = started
+            if inv.life.attempt == attempt and inv.life.may_run:  # not a stale body's write
+                await keep_retry_start(self._output, inv, index, started)
+        return self._clock.now() - since
 
     @staticmethod
     async def call_body(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

@@ -150,10 +150,11 @@ class Runtime(metaclass=NoPublicConstructor):
         )
         executor = Executor(kernel, output, scheduler, timers, port, Recommits(kernel))
         control = Control(kernel, scheduler, results, executor)
-        # The two upward references: the scheduler runs what the executor executes,
-        # and a cancelled wait cancels what it waited on.
+        # The upward references: the scheduler runs what the executor executes, a
+        # cancelled wait cancels what it waited on, and a policy's kill kills callees.
         scheduler.runner = executor.run
         waits.cancel_later = control.cancel_later
+        executor.kill_callees = control.kill_callees  # a retry policy that says "kill"
         kernel.on_stop = self._close  # the store broke: the runtime stops (Kernel.stop)
         self._k = kernel
         self._order = order

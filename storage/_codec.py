@@ -63,12 +63,23 @@ def make_converter() -> cattrs.Converter:
         lambda t: t == optional_outcome,
         lambda value, _: None if value is None else converter.structure(value, Outcome),  # type: ignore[arg-type]
     )
-    # Headers are rare: a record without them stores no key for them at all (its bytes
-    # are what they were before the field existed).
+    # Retry starts (``InvocationRecord.retry_since``) are written by this code as plain
+    # tuples, which msgpack takes as they are (cattrs' generic tuple walk is slow).
+    retry_since = tuple[tuple[int, float], ...]
+    converter.register_unstructure_hook_func(lambda t: t == retry_since, lambda value: value)
+    converter.register_structure_hook_func(
+        lambda t: t == retry_since,
+        lambda value, _: tuple((int(index), float(at)) for index, at in value),
+    )
+    # Headers and retry starts are rare: a record without them stores no key for them at
+    # all (its bytes are what they were before the fields existed).
     converter.register_unstructure_hook(
         InvocationRecord,
         make_dict_unstructure_fn(
-            InvocationRecord, converter, headers=override(omit_if_default=True)
+            InvocationRecord,
+            converter,
+            headers=override(omit_if_default=True),
+            retry_since=override(omit_if_default=True),
         ),
     )
     return converter

@@ -82,6 +82,11 @@ class InvocationRecord:
     #: Written only when present (``_codec``), so records without headers are as
     #: before, and records written before this field existed read back as None.
     headers: dict[str, str] | None = None
+    #: When each retry cycle in progress began, for a ``max_duration`` retry limit that
+    #: must hold across restarts: (journal index of the ``ctx.run`` step, or -1 for the
+    #: invocation itself, wall-clock seconds). Empty unless such a limit is in use;
+    #: not written when empty (``_codec``), so other records are as before.
+    retry_since: tuple[tuple[int, float], ...] = ()
 
 
 # --- journal entries -----------------------------------------------------------------

@@ -271,3 +271,39 @@ async def test_the_command_line_refuses_an_ingress_json_that_is_not_a_file(
     assert err == (
         f"actors: error: refusing to read {data / 'ingress.json'}: it is not a regular file\n"
     )
+
+
+@pytest.mark.parametrize("command", ["invocations", "journal"])
+def test_a_stored_time_out_of_range_is_reported_as_damage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """Changed bytes in a record's float (a time past year 9999) are damage, reported
+    cleanly by every command that shows it, not an OverflowError escaping main."""
+    from actors.storage import (
+        InvocationRecord,
+        InvocationStatus,
+        Store,
+        Table,
+        Target,
+        WriteBatch,
+        dumps,
+    )
+
+    async def accept() -> None:
+        async with open_test_runtime([Greeter()], path=tmp_path) as rt:
+            await rt.call(Greeter.greet, "ada")
+
+    anyio.run(accept)
+    invocation_id = new_invocation_id()
+    record = InvocationRecord(
+        invocation_id, Target("Greeter", "greet"), b'"x"', InvocationStatus.PENDING, 1e300
+    )
+    with Store.open(tmp_path) as store:
+        batch = WriteBatch()
+        batch.put(Table.INVOCATIONS, invocation_id.encode(), dumps(record))
+        store.commit_blocking(batch)
+    argv = [command, "-d", str(tmp_path)] + ([invocation_id] if command == "journal" else [])
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 1
+    assert err.startswith(f"actors: error: store {tmp_path} is damaged: a stored time (1e+300)")
+    assert err.count("\n") == 1
