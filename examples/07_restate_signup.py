@@ -17,6 +17,7 @@ Run: python examples/07_restate_signup.py
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -36,7 +38,9 @@ HERE = Path(__file__).resolve().parent / "restate_signup"
 
 
 async def embedded(data_dir: Path) -> None:
-    import signup  # the seed's module: `from restate import Workflow, ...`
+    # The seed's module (``from restate import Workflow, ...``), imported once install()
+    # has run. By name: a type checker would take ``restate`` for the real SDK's types.
+    signup: Any = importlib.import_module("signup")
 
     async with actors.open_runtime(data_dir, [signup.signup_workflow]) as rt:
         user = json.dumps({"name": "Pete", "email": "pete@example.com"}).encode()
@@ -56,8 +60,18 @@ async def embedded(data_dir: Path) -> None:
 def over_http(data_dir: Path) -> None:
     actors_cli = Path(sys.executable).parent / "actors"
     server = subprocess.Popen(
-        [str(actors_cli), "serve", "--restate", "signup:signup_workflow", "--data",
-         str(data_dir), "--port", "0", "--durability", "process"],
+        [
+            str(actors_cli),
+            "serve",
+            "--restate",
+            "signup:signup_workflow",
+            "--data",
+            str(data_dir),
+            "--port",
+            "0",
+            "--durability",
+            "process",
+        ],
         cwd=HERE,
         stdout=subprocess.PIPE,
         text=True,

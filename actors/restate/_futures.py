@@ -20,7 +20,7 @@ Lifecycle of one future (no other state exists)::
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import actors
 
@@ -109,19 +109,19 @@ class RestateDurableCallFuture(RestateDurableFuture[T]):
 
     __slots__ = ()
 
+    def _call(self) -> actors.DurableCallFuture[Any]:
+        # Made by the context from a runtime call future only (``generic_call``).
+        return cast("actors.DurableCallFuture[Any]", self._durable)
+
     async def invocation_id(self) -> str:
         """The callee's invocation id (known when the call is made)."""
-        assert self._durable is not None
-        invocation_id: str | None = self._durable.invocation_id
-        assert invocation_id is not None
-        return invocation_id
+        return self._call().invocation_id
 
     async def cancel_invocation(self) -> None:
         """Cancel the callee (a 409 ``TerminalError`` in it at its next durable await);
         the call then fails with it. Journaled when called."""
-        assert self._durable is not None
         try:
-            await self._durable.cancel()
+            await self._call().cancel()
         except actors.TerminalError as exc:
             raise restate_error(exc) from exc
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import actors
 
@@ -132,6 +132,30 @@ class Context:
 
     # --- steps and timers --------------------------------------------------------------
 
+    # Two overloads, so that a type checker takes T from an ``async def`` action's
+    # result (the union of Restate's one signature leaves it unsolvable).
+    @overload
+    def run(
+        self,
+        name: str,
+        action: Callable[..., Coroutine[Any, Any, T]],
+        serde: Serde[T] = ...,
+        max_attempts: int | None = ...,
+        max_retry_duration: timedelta | None = ...,
+        type_hint: type[T] | None = ...,
+        args: tuple[Any, ...] | None = ...,
+    ) -> RestateDurableFuture[T]: ...
+    @overload
+    def run(
+        self,
+        name: str,
+        action: Callable[..., T],
+        serde: Serde[T] = ...,
+        max_attempts: int | None = ...,
+        max_retry_duration: timedelta | None = ...,
+        type_hint: type[T] | None = ...,
+        args: tuple[Any, ...] | None = ...,
+    ) -> RestateDurableFuture[T]: ...
     def run(
         self,
         name: str,
@@ -156,6 +180,26 @@ class Context:
             _policy(max_attempts, max_retry_duration),
         )
 
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[..., Coroutine[Any, Any, T]],
+        options: RunOptions[T] = ...,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> RestateDurableFuture[T]: ...
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[..., T],
+        options: RunOptions[T] = ...,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> RestateDurableFuture[T]: ...
     def run_typed(
         self,
         name: str,

@@ -35,6 +35,7 @@ def send_email_with_link(email: str, secret: str) -> None:
 
 signup_workflow = Workflow("signupWorkflow")
 
+
 @signup_workflow.main()
 async def run(ctx: WorkflowContext, user: User) -> bool:
     ctx.set("stage", "Creating user")
@@ -52,9 +53,11 @@ async def run(ctx: WorkflowContext, user: User) -> bool:
     ctx.set("stage", "Email verified")
     return True
 
+
 @signup_workflow.handler("getStage")
 async def get_stage(ctx: WorkflowSharedContext) -> str:
     return await ctx.get("stage") or "unknown"
+
 
 @signup_workflow.handler("approveEmail")
 async def approve_email(ctx: WorkflowSharedContext, secret: str):

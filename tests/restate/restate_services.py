@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import pydantic
 
 from actors import restate
@@ -32,6 +31,9 @@ from actors.restate import (
 )
 from actors.restate.exceptions import RetryableError
 from actors.restate.serde import BytesSerde, JsonSerde, PydanticJsonSerde
+
+if TYPE_CHECKING:
+    import anyio
 
 SEEN: dict[str, list[Any]] = {}
 
@@ -292,10 +294,15 @@ payment = Workflow("payment")
 @payment.main()
 async def pay(ctx: WorkflowContext, amount: int) -> str:
     ctx.set("status", "waiting")
-    charged = await ctx.run("charge", lambda: seen("charge", amount) or amount)
+
+    def charge() -> int:
+        seen("charge", amount)
+        return amount
+
+    charged = await ctx.run("charge", charge)
     ctx.set("status", "charged")  # shared handlers see it once the charge is durable too
     try:
-        verdict = await ctx.promise("verdict", serde=JsonSerde()).value()
+        verdict: str = await ctx.promise("verdict", serde=JsonSerde[str]()).value()
     except TerminalError as exc:
         ctx.set("status", "rejected")
         raise TerminalError(f"payment rejected: {exc.message}", 402) from exc
@@ -310,7 +317,7 @@ async def status(ctx: WorkflowSharedContext) -> str | None:
 
 @payment.handler()
 async def decide(ctx: WorkflowSharedContext, verdict: str) -> str | None:
-    promise = ctx.promise("verdict", serde=JsonSerde())
+    promise = ctx.promise("verdict", serde=JsonSerde[str]())
     before = await promise.peek()
     if verdict == "reject":
         await promise.reject("declined by test")

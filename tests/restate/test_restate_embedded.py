@@ -5,9 +5,8 @@ guarantees (deadlock detection, the idempotency payload check) beneath them."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -17,6 +16,9 @@ import trio.testing
 import actors
 import actors.testing
 from actors import restate
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +46,9 @@ async def test_object_state_get_set_gather_clear() -> None:
         snap = json.loads(await rt.generic_call("counter", "snapshot", b"", key="a"))
         assert snap == {"count": 5, "label": "counter a", "keys": ["count", "label"]}
         assert await rt.generic_call("counter", "reset", b"", key="a") == b""
-        assert json.loads(await rt.generic_call("counter", "snapshot", b"", key="a"))["count"] is None
+        assert (
+            json.loads(await rt.generic_call("counter", "snapshot", b"", key="a"))["count"] is None
+        )
 
 
 async def test_service_serdes_follow_restate() -> None:
@@ -229,8 +233,12 @@ async def test_workflow_promise_rejected() -> None:
 
 async def test_idempotency_key_payload_check_still_holds() -> None:
     async with runtime() as rt:
-        assert await rt.generic_call("greeter", "greet", b'"a"', idempotency_key="k") == b'"Hello a!"'
-        assert await rt.generic_call("greeter", "greet", b'"a"', idempotency_key="k") == b'"Hello a!"'
+        assert (
+            await rt.generic_call("greeter", "greet", b'"a"', idempotency_key="k") == b'"Hello a!"'
+        )
+        assert (
+            await rt.generic_call("greeter", "greet", b'"a"', idempotency_key="k") == b'"Hello a!"'
+        )
         assert svc.SEEN["greet"] == ["a"]
         with pytest.raises(actors.TerminalError) as caught:
             await rt.generic_call("greeter", "greet", b'"b"', idempotency_key="k")
