@@ -33,7 +33,7 @@ from .exceptions import TerminalError
 from .retry_policy import policy_of
 
 if TYPE_CHECKING:
-    from ._definitions import HandlerInfo, _Declared
+    from ._handlers import DeclaredService, HandlerInfo
 
 _BASES: dict[str, type[actors.Service] | type[actors.VirtualObject] | type[actors.Workflow]] = {
     "service": actors.Service,
@@ -105,7 +105,7 @@ def _entry(info: HandlerInfo, context_class: type[Context]) -> Any:
 
 
 def actor_class(
-    service: _Declared,
+    service: DeclaredService,
 ) -> type[actors.Service | actors.VirtualObject | actors.Workflow]:
     """The runtime's actor class for ``service``. Raises ``TypeError`` for a service the
     runtime cannot run (a workflow without ``main``, a service without handlers)."""

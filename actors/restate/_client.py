@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import actors
 
-from ._definitions import handler_info
+from ._handlers import handler_info
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator

@@ -25,8 +25,7 @@ import typing
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import attrs
-
+from ._handlers import INFO_ATTR, HandlerInfo, RestateKind, ServiceKind
 from .serde import DefaultSerde, Serde, with_hint
 
 if TYPE_CHECKING:
@@ -35,47 +34,11 @@ if TYPE_CHECKING:
 
     from .retry_policy import InvocationRetryPolicy
 
-__all__ = ["HandlerInfo", "Service", "VirtualObject", "Workflow", "handler_info"]
+__all__ = ["Service", "VirtualObject", "Workflow"]
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
-
-#: The attribute a decorated function carries its declaration in.
-INFO_ATTR = "__actors_restate_handler__"
-
-ServiceKind = Literal["service", "object", "workflow"]
-#: "exclusive"/"shared" on objects; "workflow" (main) / "shared" on workflows; None on services.
-RestateKind = Literal["exclusive", "shared", "workflow"] | None
-
-
-@attrs.define(eq=False)
-class HandlerInfo:
-    """One declared handler: what the adapter needs to run it and callers to call it."""
-
-    service: _Declared
-    name: str
-    kind: RestateKind
-    fn: Callable[..., Any]
-    has_input: bool
-    input_serde: Serde[Any]
-    output_serde: Serde[Any]
-    options: dict[str, Any]
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.service.name}/{self.name}"
-
-
-def handler_info(target: object) -> HandlerInfo:
-    """The declaration of a Restate handler function; ``TypeError`` for anything else."""
-    info = getattr(target, INFO_ATTR, None)
-    if not isinstance(info, HandlerInfo):
-        raise TypeError(
-            f"{target!r} is not a Restate handler: declare it with @service.handler() "
-            "(or @workflow.main()) and pass the decorated function"
-        )
-    return info
 
 
 def _seconds(value: timedelta | None, what: str) -> float | None:

@@ -18,21 +18,18 @@ gets follows its kind: a service handler ``Context``, an object's exclusive hand
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import actors
-
-from ._definitions import handler_info
 from ._futures import (
     RestateDurableCallFuture,
     RestateDurableFuture,
     RestateDurableSleepFuture,
     SendHandle,
 )
+from ._handlers import handler_info
 from ._plain import PLAIN, from_plain, to_plain, translated
 from ._request import AttemptFinishedEvent, Request, RunOptions, request_of
-from .exceptions import TerminalError
+from ._steps import durable_step, no_scope, policy_for
 from .serde import BytesSerde, DefaultSerde, Serde, with_hint
 
 if TYPE_CHECKING:
@@ -67,33 +64,6 @@ _SERDE: Any = DefaultSerde()
 _RAW = BytesSerde()
 
 
-def _policy(
-    max_attempts: int | None,
-    max_duration: timedelta | None,
-    initial: timedelta | None = None,
-    maximum: timedelta | None = None,
-    factor: float | None = None,
-) -> actors.RetryPolicy | None:
-    given = {
-        "max_attempts": max_attempts,
-        "max_duration": max_duration,
-        "initial_interval": initial,
-        "max_interval": maximum,
-        "factor": factor,
-    }
-    chosen = {k: v for k, v in given.items() if v is not None}
-    return actors.RetryPolicy(**chosen) if chosen else None  # type: ignore[arg-type]
-
-
-def _no_scope(scope: str | None, limit_key: str | None) -> None:
-    if scope is not None or limit_key is not None:
-        raise TerminalError(
-            "scope= and limit_key= address Restate server features (scoped concurrency "
-            "limits) that the embedded runtime does not have",
-            400,
-        )
-
-
 class Context:
     """The context of a Restate handler; what every kind can do. Made by the runtime."""
 
@@ -113,7 +83,7 @@ class Context:
 
     def scope(self, scope: str) -> ScopedContext:
         """Not available embedded: scopes are a Restate server feature."""
-        _no_scope(scope, None)
+        no_scope(scope, None)
         raise AssertionError("unreachable")
 
     def random(self) -> random.Random:
@@ -170,14 +140,15 @@ class Context:
         is journaled through ``serde``, so a replay returns it without running it again.
         ``max_attempts`` / ``max_retry_duration`` bound its retries; then it raises
         ``TerminalError`` here. A plain function runs on a worker thread."""
-        return self._step(
+        return durable_step(
+            self._actx,
             name,
             action,
             serde,
             type_hint,
             args or (),
             {},
-            _policy(max_attempts, max_retry_duration),
+            policy_for(max_attempts, max_retry_duration),
         )
 
     @overload
@@ -211,46 +182,16 @@ class Context:
     ) -> RestateDurableFuture[T]:
         """``run`` with its options in one ``RunOptions`` and the action's arguments
         passed through."""
-        policy = _policy(
+        policy = policy_for(
             options.max_attempts,
             options.max_duration or options.max_retry_duration,
             options.initial_retry_interval,
             options.max_retry_interval,
             options.retry_interval_factor,
         )
-        return self._step(name, action, options.serde, options.type_hint, args, kwargs, policy)
-
-    def _step(
-        self,
-        name: str,
-        action: Callable[..., Any],
-        serde: Serde[Any],
-        type_hint: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        policy: actors.RetryPolicy | None,
-    ) -> RestateDurableFuture[Any]:
-        if type_hint is None and isinstance(serde, DefaultSerde):
-            type_hint = inspect.signature(action).return_annotation if callable(action) else None
-            if type_hint is inspect.Signature.empty or isinstance(type_hint, str):
-                type_hint = None
-        chosen = with_hint(serde, type_hint)
-        call = functools.partial(action, *args, **kwargs)
-        body: Callable[[], Any]
-        if inspect.iscoroutinefunction(action):
-
-            async def body_async() -> object:
-                return to_plain(chosen, await call())
-
-            body = body_async
-        else:
-
-            def body_sync() -> object:
-                return to_plain(chosen, call())
-
-            body = body_sync
-        durable = self._actx.run(name, body, retry=policy, type=PLAIN)
-        return RestateDurableFuture(durable, None, functools.partial(from_plain, chosen))
+        return durable_step(
+            self._actx, name, action, options.serde, options.type_hint, args, kwargs, policy
+        )
 
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer of ``delta`` (``name`` only labels it in Restate's UI)."""
@@ -381,7 +322,7 @@ class Context:
     ) -> RestateDurableCallFuture[bytes]:
         """Call by service and handler name with the input as bytes; the result is the
         callee's output bytes."""
-        _no_scope(scope, limit_key)
+        no_scope(scope, limit_key)
         durable = self._actx.generic_call(
             service, handler, arg, key=key, idempotency_key=idempotency_key, headers=headers
         )
@@ -400,7 +341,7 @@ class Context:
         limit_key: str | None = None,
     ) -> SendHandle:
         """Send by service and handler name with the input as bytes; journaled now."""
-        _no_scope(scope, limit_key)
+        no_scope(scope, limit_key)
         handle = self._actx.generic_send(
             service,
             handler,
