@@ -250,7 +250,9 @@ def test_restate_layer_sits_on_the_public_api() -> None:
     graph = import_graph(module_files())
     for name, targets in graph.items():
         if name.startswith("actors.restate"):
-            private = [t for t in targets if t.startswith("actors.") and not t.startswith("actors.restate")]
+            private = [
+                t for t in targets if t.startswith("actors.") and not t.startswith("actors.restate")
+            ]
             assert private == [], f"{name} imports private modules of actors: {private}"
         else:
             upward = [t for t in targets if t.startswith("actors.restate")]

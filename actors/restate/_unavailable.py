@@ -52,7 +52,7 @@ _NO_SERVER = (
 )
 
 
-def connect(app: Any, *, name: str | None = None, key: str | None = None) -> None:
+async def connect(app: Any, *, name: str | None = None, key: str | None = None) -> None:
     """Raises ``ConnectError``: there is no Restate environment to connect to."""
     raise ConnectError(_NO_SERVER.format(what="connect"))
 

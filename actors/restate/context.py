@@ -18,6 +18,7 @@ gets follows its kind: a service handler ``Context``, an object's exclusive hand
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ._futures import (
@@ -29,19 +30,20 @@ from ._futures import (
 from ._handlers import handler_info
 from ._plain import PLAIN, from_plain, to_plain, translated
 from ._request import AttemptFinishedEvent, Request, RunOptions, request_of
+from ._scoped import ScopedContext
 from ._steps import durable_step, no_scope, policy_for
 from .serde import BytesSerde, DefaultSerde, Serde, with_hint
 
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Awaitable, Callable, Coroutine
     from datetime import timedelta
 
 __all__ = [
     "AttemptFinishedEvent",
     "Context",
     "DurablePromise",
+    "HandlerType",
     "KeyValueStore",
     "ObjectContext",
     "ObjectSharedContext",
@@ -49,6 +51,7 @@ __all__ = [
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
+    "RunAction",
     "RunOptions",
     "ScopedContext",
     "SendHandle",
@@ -59,6 +62,11 @@ __all__ = [
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+
+#: What Restate's signatures call a handler target (a decorated handler function) and a
+#: step's action: aliases for annotations, as in Restate.
+HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]]
+RunAction = Callable[..., Coroutine[Any, Any, T]] | Callable[..., T]
 
 _SERDE: Any = DefaultSerde()
 _RAW = BytesSerde()
@@ -539,10 +547,3 @@ class WorkflowContext(ObjectContext):
     ) -> DurablePromise[T]:
         """The durable promise ``name`` of this workflow id."""
         return _promise(self, name, serde, type_hint)
-
-
-class ScopedContext(Context):
-    """Restate's scoped context (``ctx.scope(...)``): a Restate server feature; the
-    embedded runtime never makes one (``Context.scope`` raises)."""
-
-    __slots__ = ()
