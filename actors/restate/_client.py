@@ -217,6 +217,14 @@ class RestateClient(abc.ABC):
         return await self._send(service, handler, key, arg, send_delay, idempotency_key, headers)
 
 
+def _http_error(exc: actors.ActorsError | TypeError) -> HttpError:
+    """What the ingress would have answered for ``exc``: its status code (400 for a
+    ``TypeError``: a key where none belongs...) and message."""
+    if isinstance(exc, actors.TerminalError):
+        return HttpError(exc.status_code, exc.message)
+    return HttpError(getattr(exc, "status_code", 400), str(exc))
+
+
 class EmbeddedClient(RestateClient):
     """A ``RestateClient`` over an open runtime (no HTTP): what the harness hands out."""
 
@@ -236,8 +244,8 @@ class EmbeddedClient(RestateClient):
             return await self.runtime.generic_call(
                 service, handler, arg, key=key, idempotency_key=idempotency_key, headers=headers
             )
-        except actors.TerminalError as exc:
-            raise HttpError(exc.status_code, exc.message) from exc
+        except (actors.ActorsError, TypeError) as exc:
+            raise _http_error(exc) from exc
 
     async def _send(
         self,
@@ -259,8 +267,8 @@ class EmbeddedClient(RestateClient):
                 idempotency_key=idempotency_key,
                 headers=headers,
             )
-        except actors.TerminalError as exc:
-            raise HttpError(exc.status_code, exc.message) from exc
+        except (actors.ActorsError, TypeError) as exc:
+            raise _http_error(exc) from exc
         return RestateClientSendHandle(
             handle.invocation_id, 200 if handle.status == "PreviouslyAccepted" else 202
         )

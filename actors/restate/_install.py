@@ -85,6 +85,11 @@ def install() -> None:
         raise ImportError(f"restate submodules are already imported: {', '.join(sorted(stale))}")
     sys.modules["restate"] = package
     for name, target in SUBMODULES.items():
-        sys.modules[f"restate.{name}"] = importlib.import_module(target)
+        module = importlib.import_module(target)
+        sys.modules[f"restate.{name}"] = module
+        if not hasattr(package, name):
+            # ``import restate.asyncio`` then ``restate.asyncio.gather``: the attribute
+            # the import system would set on a package it had loaded the submodule of.
+            setattr(package, name, module)
     if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Finder())

@@ -59,13 +59,18 @@ async def create_test_harness(
         raise TypeError("journal_value_codec is not supported embedded")
     retry = actors.RetryPolicy(max_attempts=1) if disable_retries else None
     with tempfile.TemporaryDirectory(prefix="restate-harness-") as tmp:
-        async with (
-            actors.open_runtime(Path(tmp) / "data", app, retry=retry) as rt,
-            anyio.create_task_group() as tg,
-        ):
-            port = await tg.start(rt.serve_http, "127.0.0.1", 0)
-            yield HarnessEnvironment(f"http://127.0.0.1:{port}", "", EmbeddedClient(rt))
-            tg.cancel_scope.cancel()
+        async with actors.open_runtime(Path(tmp) / "data", app, retry=retry) as rt:
+            try:
+                async with anyio.create_task_group() as tg:
+                    port = await tg.start(rt.serve_http, "127.0.0.1", 0)
+                    yield HarnessEnvironment(f"http://127.0.0.1:{port}", "", EmbeddedClient(rt))
+                    tg.cancel_scope.cancel()  # stops the server
+            except BaseExceptionGroup as group:
+                # The server task never fails on its own: a group holding one error is
+                # the test body's, raised as it was.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
 
 
 class RestateTestHarness:
