@@ -41,7 +41,7 @@ __all__ = ["open_runtime"]
 @asynccontextmanager
 async def open_runtime(
     path: str | PathLike[str],
-    actors: Sequence[type[Actor] | Actor] | ActorProvider,
+    actors: Sequence[type[Actor] | Actor | ActorProvider] | ActorProvider,
     *,
     durability: Literal["fsync", "process"] = "fsync",
     clock: Clock | None = None,

@@ -112,7 +112,7 @@ class _Crasher:
 
 @asynccontextmanager
 async def open_test_runtime(
-    actors: Sequence[type[Actor] | Actor] | ActorProvider,
+    actors: Sequence[type[Actor] | Actor | ActorProvider] | ActorProvider,
     *,
     path: str | os.PathLike[str] | None = None,
     clock: Clock | None = None,

@@ -1,6 +1,6 @@
 """What a declared Restate handler is, for those who run it and those who call it.
 
-A leaf module (no import of the rest of the package), so that the context (which finds
+A leaf module (it imports only ``exceptions``), so that the context (which finds
 a call's target by its function) and the adapter (which runs handlers) can both use it
 without importing the declarations (``_definitions``), which build the adapter lazily.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
+
+from .exceptions import TerminalError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,11 +65,21 @@ class HandlerInfo:
         return f"{self.service.name}/{self.name}"
 
 
+class NotAHandlerError(TerminalError, TypeError):
+    """Raised where a Restate handler function was expected (``ctx.service_call(x)``,
+    a client's call) and something else was given: a ``TypeError``, and in a handler a
+    400 ``TerminalError`` that ends the invocation at once (no retry fixes the code)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 400)
+
+
 def handler_info(target: object) -> HandlerInfo:
-    """The declaration of a Restate handler function; ``TypeError`` for anything else."""
+    """The declaration of a Restate handler function; ``NotAHandlerError`` (a
+    ``TypeError``) for anything else."""
     info = getattr(target, INFO_ATTR, None)
     if not isinstance(info, HandlerInfo):
-        raise TypeError(
+        raise NotAHandlerError(
             f"{target!r} is not a Restate handler: declare it with @service.handler() "
             "(or @workflow.main()) and pass the decorated function"
         )

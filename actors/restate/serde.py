@@ -53,8 +53,9 @@ def _is_struct(annotation: Any) -> bool:
 
 
 class Serde(Generic[T], abc.ABC):
-    """Turns values into bytes and back. Subclass it for a custom format; the empty
-    payload stands for ``None`` in every serde here."""
+    """Turns values into bytes and back. Subclass it for a custom format. Every serde
+    here encodes ``None`` as the empty payload, and all but ``BytesSerde`` decode the
+    empty payload as ``None``."""
 
     @abc.abstractmethod
     def deserialize(self, buf: bytes) -> T | None:
@@ -66,7 +67,8 @@ class Serde(Generic[T], abc.ABC):
 
 
 class BytesSerde(Serde[bytes]):
-    """Bytes as they are (``None`` is the empty payload)."""
+    """Bytes as they are (``None`` is encoded as the empty payload, which decodes as
+    ``b""``)."""
 
     def deserialize(self, buf: bytes) -> bytes | None:
         return buf
@@ -96,7 +98,7 @@ class DefaultSerde(Serde[I]):
         super().__init__()
         self.type_hint = type_hint
 
-    def with_maybe_type(self, type_hint: type[I] | None = None) -> DefaultSerde[I]:
+    def with_maybe_type(self, type_hint: Any = None) -> DefaultSerde[I]:
         """This serde with ``type_hint`` (an ``Optional[X]`` hint decodes as ``X``)."""
         if type_hint is None:
             return self
