@@ -59,9 +59,7 @@ def durable_step(
     policy: actors.RetryPolicy | None,
 ) -> RestateDurableFuture[Any]:
     if type_hint is None and isinstance(serde, DefaultSerde):
-        type_hint = inspect.signature(action).return_annotation if callable(action) else None
-        if type_hint is inspect.Signature.empty or isinstance(type_hint, str):
-            type_hint = None
+        type_hint = _return_hint(action)
     chosen = with_hint(serde, type_hint)
     call = functools.partial(action, *args, **kwargs)
     body: Callable[[], Any]
@@ -79,3 +77,14 @@ def durable_step(
         body = body_sync
     durable = actx.run(name, body, retry=policy, type=PLAIN)
     return RestateDurableFuture(durable, None, functools.partial(from_plain, chosen))
+
+
+def _return_hint(action: Callable[..., Any]) -> Any:
+    """The action's return annotation, evaluated (as Restate does: a string annotation
+    under ``from __future__ import annotations`` names the type); None when it has none
+    or it names something undefined."""
+    try:
+        annotation = inspect.signature(action, eval_str=True).return_annotation
+    except (NameError, TypeError, ValueError):
+        return None
+    return None if annotation is inspect.Signature.empty else annotation

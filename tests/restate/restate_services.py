@@ -142,6 +142,16 @@ async def receipt(ctx: Context, total: int) -> Receipt:
 
 
 @greeter.handler()
+async def typed_step(ctx: Context) -> str:
+    # The step's result decodes by its (string, under __future__) return annotation.
+    def make() -> Receipt:
+        return Receipt(orderId="s-1", total=1)
+
+    receipt = await ctx.run("make", make)
+    return type(receipt).__name__
+
+
+@greeter.handler()
 async def details(ctx: Context) -> dict[str, Any]:
     request = ctx.request()
     now = await ctx.time()

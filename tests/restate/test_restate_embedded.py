@@ -69,6 +69,11 @@ async def test_service_serdes_follow_restate() -> None:
         }
 
 
+async def test_step_result_decodes_by_the_action_annotation() -> None:
+    async with runtime() as rt:
+        assert await rt.generic_call("greeter", "typed_step", b"") == b'"Receipt"'
+
+
 async def test_undecodable_input_is_a_400_and_runs_nothing() -> None:
     async with runtime() as rt:
         with pytest.raises(actors.TerminalError) as caught:
