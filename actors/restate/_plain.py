@@ -9,19 +9,22 @@ JSON (``BytesSerde``, a custom binary serde) are handed over as bytes.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import actors
 
 from .exceptions import TerminalError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from .serde import Serde
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 #: What the runtime is asked to convert stored values to: no conversion at all.
 PLAIN: Any = object
@@ -66,3 +69,21 @@ async def translated(awaitable: Awaitable[T]) -> T:
         raise
     except actors.TerminalError as exc:
         raise restate_error(exc) from exc
+
+
+def raising_restate_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """``method`` (a context method that asks the runtime something at once), with a
+    runtime ``TerminalError`` raised at the call (a deadlock refused, a bad argument,
+    an unknown awakeable) re-raised as Restate's, so that ``except TerminalError`` in
+    Restate code catches it. The signature is kept (``__wrapped__``)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except TerminalError:
+            raise
+        except actors.TerminalError as exc:
+            raise restate_error(exc) from exc
+
+    return wrapper

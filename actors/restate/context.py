@@ -28,7 +28,7 @@ from ._futures import (
     SendHandle,
 )
 from ._handlers import handler_info
-from ._plain import PLAIN, from_plain, to_plain, translated
+from ._plain import PLAIN, from_plain, raising_restate_errors, to_plain, translated
 from ._request import AttemptFinishedEvent, Request, RunOptions, request_of
 from ._scoped import ScopedContext
 from ._steps import durable_step, no_scope, policy_for
@@ -547,3 +547,38 @@ class WorkflowContext(ObjectContext):
     ) -> DurablePromise[T]:
         """The durable promise ``name`` of this workflow id."""
         return _promise(self, name, serde, type_hint)
+
+
+# Runtime refusals raised at the call (a deadlock, a bad argument, an unknown id) reach
+# Restate code as Restate's TerminalError: wrap the methods that ask the runtime at once.
+for _cls, _names in (
+    (
+        Context,
+        (
+            "run",
+            "run_typed",
+            "sleep",
+            "service_call",
+            "service_send",
+            "object_call",
+            "object_send",
+            "workflow_call",
+            "workflow_send",
+            "generic_call",
+            "generic_send",
+            "cancel_invocation",
+            "attach_invocation",
+            "awakeable",
+            "resolve_awakeable",
+            "reject_awakeable",
+            "signal",
+            "resolve_signal",
+            "reject_signal",
+        ),
+    ),
+    (KeyValueStore, ("set", "clear", "clear_all")),
+    (DurablePromise, ("resolve", "reject", "value")),
+):
+    for _name in _names:
+        setattr(_cls, _name, raising_restate_errors(vars(_cls)[_name]))
+del _cls, _names, _name

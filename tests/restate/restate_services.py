@@ -84,6 +84,15 @@ async def reset(ctx: ObjectContext) -> None:
 
 
 @counter.handler()
+async def catch_deadlock(ctx: ObjectContext) -> list[Any]:
+    try:
+        await ctx.object_call(add, key=ctx.key(), arg=1)
+    except TerminalError as exc:  # Restate's class: refused at the call
+        return [exc.status_code, exc.message.startswith("deadlock")]
+    return []
+
+
+@counter.handler()
 async def add_to_self(ctx: ObjectContext, delta: int) -> int:
     # An exclusive call to its own key: a cycle the runtime refuses at once.
     return await ctx.object_call(add, key=ctx.key(), arg=delta)

@@ -123,6 +123,10 @@ async def test_exclusive_call_cycle_is_refused_not_hung() -> None:
         with pytest.raises(actors.TerminalError) as caught:
             await rt.generic_call("counter", "add_to_self", b"1", key="loop")
         assert caught.value.status_code == 409
+        assert json.loads(await rt.generic_call("counter", "catch_deadlock", b"", key="l")) == [
+            409,
+            True,
+        ]
 
 
 async def test_calls_sends_and_gather() -> None:
