@@ -23,6 +23,7 @@ from ._clock import loop_time_function
 from ._deadlock import WaitForGraph
 from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._lifecycle import Phase
+from ._step_threads import StepThreads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -79,8 +80,13 @@ class Kernel:
     closed: bool = False
     #: Why the runtime stopped by itself (its store broke); ``open_runtime`` raises it.
     fatal: PersistenceError | None = None
+    #: ``Control.cancel_quietly``, wired by control (built above the operations that
+    #: make cancel requests durable before completing: ``HandleOps.settle_cancels``).
+    cancel_quietly: Callable[[str], Coroutine[Any, Any, None]] = attrs.field(default=None)
     #: Closes the runtime (``Runtime._close``), wired by the runtime: ``stop`` calls it.
     on_stop: Callable[[], None] = attrs.field(default=lambda: None)
+    #: The worker threads of plain-function ``ctx.run`` bodies; stopped by ``open_runtime``.
+    step_threads: StepThreads = attrs.field(factory=StepThreads)
     #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
     before_run_body: Callable[[str], None] | None = None
 

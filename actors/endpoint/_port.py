@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import typing
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio.to_thread
 import restate
@@ -27,6 +27,7 @@ from restate.serde import BytesSerde
 
 from actors import DeadlockError, DurableFuture, Handler, Request, TerminalError
 from actors._errors import BadArgumentError, SerializationError, UnknownHandlerError
+from actors._futures import DurableCallFuture
 from actors._limits import check_idempotency_key, check_key, check_name
 from actors._request import check_headers_in_handler
 from actors._resolution import delay_seconds
@@ -40,7 +41,7 @@ from ._serde import ConverterSerde
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Coroutine, Generator
 
     from actors import RetryPolicy
 
@@ -94,10 +95,13 @@ class EndpointInvocation:
     # --- making futures ------------------------------------------------------------------
 
     def future(
-        self, backing: Any, convert: Callable[[Any], Any] | None = None
+        self,
+        backing: Any,
+        convert: Callable[[Any], Any] | None = None,
+        kind: type[DurableFuture[Any]] = DurableFuture,
     ) -> DurableFuture[Any]:
-        """Our durable future over the Restate future ``backing``; ``convert`` maps
-        its value (bytes, mostly) to what the handler gets."""
+        """Our durable future (of ``kind``) over the Restate future ``backing``;
+        ``convert`` maps its value (bytes, mostly) to what the handler gets."""
 
         async def produce() -> Any:
             try:
@@ -106,7 +110,7 @@ class EndpointInvocation:
                 raise to_actors_error(exc) from None
             return value if convert is None else convert(value)
 
-        future: DurableFuture[Any] = DurableFuture._create(self, cast("Any", self), produce)
+        future: DurableFuture[Any] = kind._create(self, cast("Any", self), produce)
         self._backing[id(future)] = (future, backing)
         return future
 
@@ -141,6 +145,84 @@ class EndpointInvocation:
         backing = self._restate_futures(futures)
         done, _ = await restate.wait_completed(*backing)
         return [i for i, f in enumerate(backing) if any(f is d for d in done)]
+
+
+class _Done:
+    """What an effect that Restate journaled at the call returns: awaiting it is a no-op
+    (and not awaiting it loses nothing, unlike a coroutine)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator that finishes at once
+
+
+_DONE: Final = _Done()
+
+
+class _Later:
+    """An awaitable that starts ``fn()`` when awaited (never: nothing runs, no warning)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        self._fn = fn
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._fn().__await__()
+
+
+def _call_future(inv: EndpointInvocation, backing: Any, convert: Callable[[Any], Any]) -> Any:
+    """A ``DurableCallFuture``: Restate tells the callee's id asynchronously, so
+    ``invocation_id`` is empty until the call was awaited; ``cancel()`` works at once."""
+    future: Any = inv.future(backing, convert, DurableCallFuture)
+    future._callee_id = ""
+
+    async def cancel() -> None:
+        callee = await backing.invocation_id()
+        future._callee_id = callee
+        inv.restate.cancel_invocation(callee)
+
+    future._cancel_op = lambda _id: _Later(cancel)
+    original = future._produce
+
+    async def produce() -> Any:
+        try:
+            return await original()
+        finally:
+            if not future._callee_id:
+                future._callee_id = await backing.invocation_id()
+
+    future._produce = produce
+    return future
+
+
+def _send_handle(
+    inv: EndpointInvocation, handle: Any, spec: Handler[Any, Any] | None, *, raw: bool = False
+) -> InvocationHandle:
+    """The ``InvocationHandle`` of a Restate send: its ``invocation_id`` is filled in
+    when it is awaited (Restate tells it asynchronously; empty until then)."""
+    ours: InvocationHandle
+
+    async def durable() -> None:
+        if not ours.invocation_id:
+            ours.invocation_id = await handle.invocation_id()
+
+    async def cancel() -> None:
+        await durable()
+        await handle.cancel_invocation()
+
+    results = cast("Any", _Results(inv, raw=raw))
+    ours = InvocationHandle._create(
+        results,
+        "",
+        "Accepted",
+        cast("Any", spec),
+        durable=_Later(durable),
+        cancel=lambda _id: _Later(cancel),
+    )
+    return ours
 
 
 def _target_of(spec: object, key: str | None) -> tuple[Handler[Any, Any], str, str | None]:
@@ -343,9 +425,9 @@ class RestatePort:
             actor, spec.name, data, key=key, idempotency_key=idem, headers=hdrs
         )
         serde = ConverterSerde[Any](spec.output_type, f"output of {spec.qualname}")
-        return inv.future(backing, serde.deserialize)
+        return _call_future(inv, backing, serde.deserialize)  # type: ignore[no-any-return]
 
-    async def send(
+    def send(
         self,
         inv: EndpointInvocation,
         target: Handler[Any, Any],
@@ -367,8 +449,7 @@ class RestatePort:
             idempotency_key=idem,
             headers=hdrs,
         )
-        invocation_id = await handle.invocation_id()
-        return InvocationHandle._create(cast("Any", _Results(inv)), invocation_id, "Accepted", spec)
+        return _send_handle(inv, handle, spec)
 
     def generic_call(
         self,
@@ -386,9 +467,9 @@ class RestatePort:
         backing = inv.restate.generic_call(
             actor, handler, bytes(payload), key=key, idempotency_key=idem, headers=hdrs
         )
-        return inv.future(backing, bytes)
+        return _call_future(inv, backing, bytes)  # type: ignore[no-any-return]
 
-    async def generic_send(
+    def generic_send(
         self,
         inv: EndpointInvocation,
         actor: str,
@@ -411,9 +492,7 @@ class RestatePort:
             idempotency_key=idem,
             headers=hdrs,
         )
-        invocation_id = await handle.invocation_id()
-        results = cast("Any", _Results(inv, raw=True))
-        return InvocationHandle._create(results, invocation_id, "Accepted", None)
+        return _send_handle(inv, handle, None, raw=True)
 
     # --- durable waits --------------------------------------------------------------------
 
@@ -429,19 +508,20 @@ class RestatePort:
         serde = ConverterSerde[Any](annotation, "awakeable value")
         return awakeable_id, inv.future(backing, serde.deserialize)
 
-    async def complete_awakeable(
+    def complete_awakeable(
         self,
         inv: EndpointInvocation,
         awakeable_id: str,
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None:
+    ) -> Awaitable[None]:
         if reason is None:
             data = encode_value(value, ANY, "awakeable value")
             inv.restate.resolve_awakeable(awakeable_id, data, serde=_BYTES)
         else:
             inv.restate.reject_awakeable(awakeable_id, reason, _code(code))
+        return _DONE  # journaled by Restate at the call
 
     def signal(self, inv: EndpointInvocation, name: str, annotation: Any) -> DurableFuture[Any]:
         if not isinstance(name, str) or not name:
@@ -449,7 +529,7 @@ class RestatePort:
         backing = inv.restate.signal(name, serde=_BYTES)
         return inv.future(backing, ConverterSerde[Any](annotation, f"signal {name!r}").deserialize)
 
-    async def complete_signal(
+    def complete_signal(
         self,
         inv: EndpointInvocation,
         invocation_id: str,
@@ -457,12 +537,13 @@ class RestatePort:
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None:
+    ) -> Awaitable[None]:
         if reason is None:
             data = encode_value(value, ANY, f"signal {name!r}")
             inv.restate.resolve_signal(invocation_id, name, data, serde=_BYTES)
         else:
             inv.restate.reject_signal(invocation_id, name, reason, _code(code))
+        return _DONE
 
     def promise_value(
         self, inv: EndpointInvocation, name: str, annotation: Any
@@ -480,7 +561,7 @@ class RestatePort:
             return None
         return ConverterSerde[Any](annotation, f"promise {name!r}").deserialize(data)
 
-    async def complete_promise(
+    def complete_promise(
         self,
         inv: EndpointInvocation,
         name: str,
@@ -488,16 +569,41 @@ class RestatePort:
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None:
+    ) -> Awaitable[None]:
         promise = _promise(inv, name)
-        try:
-            if reason is None:
-                data, _ = check_value(value, annotation, f"value of promise {name!r}")
-                await promise.resolve(data)
-            else:
-                await promise.reject(reason, _code(code))
-        except restate.TerminalError as exc:
-            raise to_actors_error(exc) from None
+        if reason is None:
+            data, _ = check_value(value, annotation, f"value of promise {name!r}")
+            pending = promise.resolve(data)  # journaled now, whether or not awaited
+        else:
+            pending = promise.reject(reason, _code(code))
+
+        async def answer() -> None:
+            try:
+                await pending
+            except restate.TerminalError as exc:
+                raise to_actors_error(exc) from None
+
+        return _Later(answer)
+
+    # --- other invocations ----------------------------------------------------------------
+
+    def cancel_invocation(self, inv: EndpointInvocation, invocation_id: str) -> Awaitable[None]:
+        if not isinstance(invocation_id, str) or not invocation_id:
+            raise BadArgumentError("ctx.cancel_invocation takes an invocation id (a str)")
+        inv.restate.cancel_invocation(invocation_id)
+        return _DONE
+
+    async def settle_cancels(self, inv: EndpointInvocation) -> None:
+        return None  # Restate journals a cancel when it is made
+
+    def attach_invocation(
+        self, inv: EndpointInvocation, invocation_id: str, annotation: Any
+    ) -> DurableFuture[Any]:
+        if not isinstance(invocation_id, str) or not invocation_id:
+            raise BadArgumentError("ctx.attach_invocation takes an invocation id (a str)")
+        backing = inv.restate.attach_invocation(invocation_id, serde=_BYTES)
+        serde = ConverterSerde[Any](ANY if annotation is None else annotation, "attached output")
+        return inv.future(backing, serde.deserialize)
 
 
 def _promise(inv: EndpointInvocation, name: str) -> Any:

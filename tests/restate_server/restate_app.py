@@ -160,6 +160,17 @@ class Orchestrator(actors.Service):
         raw = await ctx.generic_call("Counter", "add", b"10", key=key)
         handle = await ctx.send(Counter.add, 0, key=key)
         sent = [handle.status, await handle.result()]
+        call = ctx.call(Counter.add, 0, key=key)
+        await call
+        attached = await ctx.attach_invocation(call.invocation_id, type=int)
+        trip = ctx.send(Trip.run, key=f"{key}-trip")  # not awaited: sent all the same
+        await trip  # now its id is known
+        await trip.cancel()
+        try:
+            await trip.result()
+            cancelled = 0
+        except actors.TerminalError as exc:
+            cancelled = exc.status_code
         echoed = await ctx.call(Echo.headers, headers={"x-trace": key})
         try:
             await ctx.call(Counter.fail, 409, key=key)
@@ -181,6 +192,8 @@ class Orchestrator(actors.Service):
             "idempotent": [first, again],
             "generic": raw.decode(),
             "sent": sent,
+            "attached": attached,
+            "cancelled": cancelled,
             "echoed": echoed,
             "metadata": metadata,
             "completed": sorted(map(repr, order)),

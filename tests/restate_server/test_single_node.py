@@ -67,6 +67,8 @@ def test_parity_features_of_issue_13(single: Single) -> None:
         "idempotent": [1, 1],
         "generic": "11",
         "sent": ["Accepted", 11],
+        "attached": 11,
+        "cancelled": 409,
         "echoed": "p1",
         "metadata": {"key": "p1"},
         "completed": ["2", "None"],
