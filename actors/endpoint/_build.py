@@ -29,7 +29,8 @@ from actors._context import context_misuse
 from actors._definitions import Actor, ActorEntry, Handler, registration_entry
 from actors._types import RAW_BYTES
 
-from ._port import EndpointInvocation, RestatePort, to_restate_error
+from ._driver import EndpointInvocation, to_restate_error
+from ._port import RestatePort
 from ._serde import ConverterSerde
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ replays, retries and suspends; this module only translates names, values (throug
 converter) and errors (``restate.TerminalError`` <-> ``actors.TerminalError``).
 
 Durable futures stay ``actors.DurableFuture``: each one is created with an
-``EndpointInvocation`` as its driver, which keeps the Restate future behind it.
+``EndpointInvocation`` (``_driver``) as its driver, which keeps the Restate future
+behind it.
 ``actors.gather``/``select``/``wait_completed`` dispatch on the futures' driver, so on
 the endpoint they become ``restate.gather``/``select``/``wait_completed`` over those
 Restate futures (Restate journals which future won), with no change to user code.
@@ -19,210 +20,42 @@ from __future__ import annotations
 import inspect
 import typing
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio.to_thread
 import restate
 from restate.serde import BytesSerde
 
 from actors import DeadlockError, DurableFuture, Handler, Request, TerminalError
-from actors._errors import BadArgumentError, SerializationError, UnknownHandlerError
-from actors._futures import DurableCallFuture
+from actors._errors import BadArgumentError
 from actors._limits import check_idempotency_key, check_key, check_name
 from actors._request import check_headers_in_handler
 from actors._resolution import delay_seconds
-from actors._results import InvocationHandle
 from actors._serde import ANY, check_value, decode_value, encode_value
 from actors._types import payload_type
 from actors._util import NO_ARG
 
+from ._driver import (
+    DONE,
+    EndpointInvocation,
+    Later,
+    call_future,
+    send_handle,
+    to_actors_error,
+    to_restate_error,
+)
 from ._serde import ConverterSerde
 
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Awaitable, Callable, Coroutine, Generator
+    from collections.abc import Awaitable, Callable
 
     from actors import RetryPolicy
+    from actors._results import InvocationHandle
 
 _BYTES: Any = BytesSerde()
 _MAX_SLEEP_SECONDS = 100 * 365 * 24 * 3600.0
-
-
-def to_actors_error(exc: restate.TerminalError) -> TerminalError:
-    """Restate's terminal failure as ours: same message, code and metadata."""
-    return TerminalError(exc.message, exc.status_code, exc.metadata or None)
-
-
-def to_restate_error(exc: BaseException) -> restate.TerminalError | None:
-    """Ours as Restate's, for the errors that end an invocation without retry (a
-    ``TerminalError``, a value that does not convert, an unknown handler); None for
-    any other exception, which Restate retries."""
-    if isinstance(exc, TerminalError):
-        return restate.TerminalError(exc.message, exc.status_code, dict(exc.metadata) or None)
-    if isinstance(exc, SerializationError | UnknownHandlerError):
-        return restate.TerminalError(str(exc), exc.status_code)
-    return None
-
-
-class _Target:
-    __slots__ = ("key",)
-
-    def __init__(self, key: str | None) -> None:
-        self.key = key
-
-
-class EndpointInvocation:
-    """One invocation on the endpoint: what our contexts read (``invocation_id``,
-    ``spec``, ``target.key``) and the driver of its durable futures."""
-
-    __slots__ = ("_backing", "restate", "spec", "target")
-
-    def __init__(self, ctx: restate.Context, spec: Handler[Any, Any], key: str | None) -> None:
-        self.restate = ctx
-        self.spec = spec
-        self.target = _Target(key)
-        #: id(DurableFuture) -> (the future, the Restate future behind it). The future
-        #: is kept so its id is not reused while the invocation runs.
-        self._backing: dict[int, tuple[DurableFuture[Any], Any]] = {}
-
-    @property
-    def invocation_id(self) -> str:
-        # Asked for when used: Restate builds a whole Request (headers copied) for it.
-        invocation_id: str = self.restate.request().id
-        return invocation_id
-
-    # --- making futures ------------------------------------------------------------------
-
-    def future(
-        self,
-        backing: Any,
-        convert: Callable[[Any], Any] | None = None,
-        kind: type[DurableFuture[Any]] = DurableFuture,
-    ) -> DurableFuture[Any]:
-        """Our durable future (of ``kind``) over the Restate future ``backing``;
-        ``convert`` maps its value (bytes, mostly) to what the handler gets."""
-
-        async def produce() -> Any:
-            try:
-                value = await backing
-            except restate.TerminalError as exc:
-                raise to_actors_error(exc) from None
-            return value if convert is None else convert(value)
-
-        future: DurableFuture[Any] = kind._create(self, cast("Any", self), produce)
-        self._backing[id(future)] = (future, backing)
-        return future
-
-    def _restate_futures(self, futures: list[DurableFuture[Any]]) -> list[Any]:
-        try:
-            return [self._backing[id(future)][1] for future in futures]
-        except KeyError:
-            raise BadArgumentError(
-                "a durable future of another invocation was passed to gather/select"
-            ) from None
-
-    # --- the FutureDriver protocol (actors._futures) ---------------------------------------
-
-    async def await_future(self, future: DurableFuture[Any]) -> Any:
-        return await future._result()
-
-    async def select(self, inv: object, futures: dict[str, DurableFuture[Any]]) -> tuple[str, Any]:
-        names = list(futures)
-        backing = self._restate_futures(list(futures.values()))
-        done, _ = await restate.wait_completed(*backing)
-        first = next(i for i, f in enumerate(backing) if any(f is d for d in done))
-        return names[first], await futures[names[first]]
-
-    async def gather(self, inv: object, futures: list[DurableFuture[Any]]) -> list[Any]:
-        await restate.gather(*self._restate_futures(futures))
-        results = []
-        for future in futures:  # all finished: the first failure, in argument order
-            results.append(await future)
-        return results
-
-    async def wait_completed(self, inv: object, futures: list[DurableFuture[Any]]) -> list[int]:
-        backing = self._restate_futures(futures)
-        done, _ = await restate.wait_completed(*backing)
-        return [i for i, f in enumerate(backing) if any(f is d for d in done)]
-
-
-class _Done:
-    """What an effect that Restate journaled at the call returns: awaiting it is a no-op
-    (and not awaiting it loses nothing, unlike a coroutine)."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield  # a generator that finishes at once
-
-
-_DONE: Final = _Done()
-
-
-class _Later:
-    """An awaitable that starts ``fn()`` when awaited (never: nothing runs, no warning)."""
-
-    __slots__ = ("_fn",)
-
-    def __init__(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        self._fn = fn
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self._fn().__await__()
-
-
-def _call_future(inv: EndpointInvocation, backing: Any, convert: Callable[[Any], Any]) -> Any:
-    """A ``DurableCallFuture``: Restate tells the callee's id asynchronously, so
-    ``invocation_id`` is empty until the call was awaited; ``cancel()`` works at once."""
-    future: Any = inv.future(backing, convert, DurableCallFuture)
-    future._callee_id = ""
-
-    async def cancel() -> None:
-        callee = await backing.invocation_id()
-        future._callee_id = callee
-        inv.restate.cancel_invocation(callee)
-
-    future._cancel_op = lambda _id: _Later(cancel)
-    original = future._produce
-
-    async def produce() -> Any:
-        try:
-            return await original()
-        finally:
-            if not future._callee_id:
-                future._callee_id = await backing.invocation_id()
-
-    future._produce = produce
-    return future
-
-
-def _send_handle(
-    inv: EndpointInvocation, handle: Any, spec: Handler[Any, Any] | None, *, raw: bool = False
-) -> InvocationHandle:
-    """The ``InvocationHandle`` of a Restate send: its ``invocation_id`` is filled in
-    when it is awaited (Restate tells it asynchronously; empty until then)."""
-    ours: InvocationHandle
-
-    async def durable() -> None:
-        if not ours.invocation_id:
-            ours.invocation_id = await handle.invocation_id()
-
-    async def cancel() -> None:
-        await durable()
-        await handle.cancel_invocation()
-
-    results = cast("Any", _Results(inv, raw=raw))
-    ours = InvocationHandle._create(
-        results,
-        "",
-        "Accepted",
-        cast("Any", spec),
-        durable=_Later(durable),
-        cancel=lambda _id: _Later(cancel),
-    )
-    return ours
 
 
 def _target_of(spec: object, key: str | None) -> tuple[Handler[Any, Any], str, str | None]:
@@ -302,25 +135,6 @@ def _result_type(fn: Callable[..., Any], given: Any) -> Any:
     if hint is None:
         return type(None)
     return payload_type(hint)
-
-
-class _Results:
-    """What an ``InvocationHandle`` from ``ctx.send`` awaits: Restate's attach."""
-
-    __slots__ = ("_inv", "_raw")
-
-    def __init__(self, inv: EndpointInvocation, *, raw: bool = False) -> None:
-        self._inv = inv
-        self._raw = raw  # generic_send: the output bytes as they are
-
-    async def await_result(self, invocation_id: str, spec: Handler[Any, Any] | None) -> Any:
-        try:
-            data = await self._inv.restate.attach_invocation(invocation_id, serde=_BYTES)
-        except restate.TerminalError as exc:
-            raise to_actors_error(exc) from None
-        if self._raw or spec is None:
-            return bytes(data)
-        return ConverterSerde[Any](spec.output_type, f"output of {spec.qualname}").deserialize(data)
 
 
 class RestatePort:
@@ -425,7 +239,7 @@ class RestatePort:
             actor, spec.name, data, key=key, idempotency_key=idem, headers=hdrs
         )
         serde = ConverterSerde[Any](spec.output_type, f"output of {spec.qualname}")
-        return _call_future(inv, backing, serde.deserialize)  # type: ignore[no-any-return]
+        return call_future(inv, backing, serde.deserialize)  # type: ignore[no-any-return]
 
     def send(
         self,
@@ -449,7 +263,7 @@ class RestatePort:
             idempotency_key=idem,
             headers=hdrs,
         )
-        return _send_handle(inv, handle, spec)
+        return send_handle(inv, handle, spec)
 
     def generic_call(
         self,
@@ -467,7 +281,7 @@ class RestatePort:
         backing = inv.restate.generic_call(
             actor, handler, bytes(payload), key=key, idempotency_key=idem, headers=hdrs
         )
-        return _call_future(inv, backing, bytes)  # type: ignore[no-any-return]
+        return call_future(inv, backing, bytes)  # type: ignore[no-any-return]
 
     def generic_send(
         self,
@@ -492,7 +306,7 @@ class RestatePort:
             idempotency_key=idem,
             headers=hdrs,
         )
-        return _send_handle(inv, handle, None, raw=True)
+        return send_handle(inv, handle, None, raw=True)
 
     # --- durable waits --------------------------------------------------------------------
 
@@ -521,7 +335,7 @@ class RestatePort:
             inv.restate.resolve_awakeable(awakeable_id, data, serde=_BYTES)
         else:
             inv.restate.reject_awakeable(awakeable_id, reason, _code(code))
-        return _DONE  # journaled by Restate at the call
+        return DONE  # journaled by Restate at the call
 
     def signal(self, inv: EndpointInvocation, name: str, annotation: Any) -> DurableFuture[Any]:
         if not isinstance(name, str) or not name:
@@ -543,7 +357,7 @@ class RestatePort:
             inv.restate.resolve_signal(invocation_id, name, data, serde=_BYTES)
         else:
             inv.restate.reject_signal(invocation_id, name, reason, _code(code))
-        return _DONE
+        return DONE
 
     def promise_value(
         self, inv: EndpointInvocation, name: str, annotation: Any
@@ -583,7 +397,7 @@ class RestatePort:
             except restate.TerminalError as exc:
                 raise to_actors_error(exc) from None
 
-        return _Later(answer)
+        return Later(answer)
 
     # --- other invocations ----------------------------------------------------------------
 
@@ -591,7 +405,7 @@ class RestatePort:
         if not isinstance(invocation_id, str) or not invocation_id:
             raise BadArgumentError("ctx.cancel_invocation takes an invocation id (a str)")
         inv.restate.cancel_invocation(invocation_id)
-        return _DONE
+        return DONE
 
     async def settle_cancels(self, inv: EndpointInvocation) -> None:
         return None  # Restate journals a cancel when it is made
