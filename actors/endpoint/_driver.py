@@ -106,8 +106,9 @@ class EndpointInvocation:
 
     # --- the FutureDriver protocol (actors._futures) ---------------------------------------
 
-    async def await_future(self, future: DurableFuture[Any]) -> Any:
-        return await future._result()
+    def await_future(self, future: DurableFuture[Any]) -> Coroutine[Any, Any, Any]:
+        # The future's own coroutine, without one more layer around it.
+        return future._result()
 
     async def select(self, inv: object, futures: dict[str, DurableFuture[Any]]) -> tuple[str, Any]:
         names = list(futures)

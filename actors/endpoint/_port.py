@@ -17,8 +17,11 @@ Restate futures (Restate journals which future won), with no change to user code
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import typing
+import weakref
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -125,6 +128,35 @@ def _delay(delay: timedelta | float | None, what: str) -> timedelta | None:
     return timedelta(seconds=seconds) if delay is not None else None
 
 
+#: fn -> {(step name, result type): (its RunOptions, whether fn is async)}: reading a
+#: function's annotations costs more than the rest of a step's setup, and a handler's
+#: steps name the same functions every time. Weak: a lambda's entry goes with it.
+_STEPS: weakref.WeakKeyDictionary[Any, dict[tuple[str, Any], tuple[Any, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _step_options(fn: Callable[..., Any], name: str, given: Any) -> tuple[Any, bool]:
+    """The (shared, never mutated) RunOptions of a step and whether ``fn`` is async."""
+    try:
+        by_step = _STEPS[fn]
+    except (KeyError, TypeError):
+        by_step = {}
+        try:
+            _STEPS[fn] = by_step
+        except TypeError:  # not weak-referenceable (a builtin): not cached
+            pass
+    try:
+        return by_step[(name, given)]
+    except (KeyError, TypeError):
+        pass
+    serde: Any = ConverterSerde(_result_type(fn, given), f"result of step {name!r}")
+    entry = (restate.RunOptions(serde=serde), inspect.iscoroutinefunction(fn))
+    with contextlib.suppress(TypeError):  # an unhashable result type: not cached
+        by_step[(name, given)] = entry
+    return entry
+
+
 def _result_type(fn: Callable[..., Any], given: Any) -> Any:
     if given is not None:
         return payload_type(given)
@@ -195,17 +227,15 @@ class RestatePort:
     ) -> DurableFuture[Any]:
         if not isinstance(name, str) or not name:
             raise BadArgumentError("ctx.run needs a non-empty str name")
-        annotation = _result_type(fn, result_type)
-        serde: Any = ConverterSerde(annotation, f"result of step {name!r}")
-        options = restate.RunOptions(serde=serde)
+        options, is_async = _step_options(fn, name, result_type)
         if retry is not None:
+            options = copy.copy(options)
             options.max_attempts = retry.max_attempts
             if retry.max_duration is not None:
                 options.max_duration = timedelta(seconds=retry.max_duration)
             options.initial_retry_interval = timedelta(seconds=retry.initial_interval)
             options.max_retry_interval = timedelta(seconds=retry.max_interval)
             options.retry_interval_factor = retry.factor
-        is_async = inspect.iscoroutinefunction(fn)
 
         async def body() -> Any:
             try:
