@@ -297,10 +297,19 @@ def load_actors(spec: str) -> list[Any]:
         value: Any = functools.reduce(getattr, attr.split("."), module)
     except AttributeError:
         raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if callable(value) and not isinstance(value, type):
+    if callable(value) and not isinstance(value, type) and not hasattr(value, "__actors__"):
         value = value()
     if isinstance(value, type):
         value = [value]
+    if not isinstance(value, list | tuple) and hasattr(value, "__actors__"):
+        value = [value]  # what restate.app([...]) returns
+    if isinstance(value, list | tuple):
+        from ._definitions import expand_registrations
+
+        try:
+            value = expand_registrations(value)  # Restate services stand for their actors
+        except TypeError as exc:
+            raise CommandError(f"{spec}: {exc}") from exc
     if not isinstance(value, list | tuple) or not value:
         raise CommandError(
             f"{spec} must be a non-empty list of actor classes or instances "
@@ -313,12 +322,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     import anyio
-    import trio
 
     from ._definitions import registration_entry
     from ._http_connection import ServerOptions
     from ._open import open_runtime
 
+    if args.restate:
+        from .restate import install  # before MODULE imports restate
+
+        try:
+            install()
+        except ImportError as exc:
+            raise CommandError(str(exc)) from exc
     actors = load_actors(args.app)
     for item in actors:
         try:
@@ -340,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def serve() -> None:
         # SIGINT and SIGTERM stop the server cleanly: requests in progress are answered,
         # ingress.json is removed and the data directory is closed.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with (
                 open_runtime(args.data, actors, durability=args.durability) as rt,
                 anyio.create_task_group() as tg,
@@ -359,7 +374,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     break
 
     try:
-        trio.run(serve)
+        # Restate code awaits asyncio primitives (asyncio.sleep in a step...): --restate
+        # runs the same server on an asyncio event loop.
+        anyio.run(serve, backend="asyncio" if args.restate else "trio")
     except OSError as exc:
         raise CommandError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
     except ActorsError as exc:
@@ -446,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV})")
     serve.add_argument("--durability", choices=["fsync", "process"], default="fsync")
+    serve.add_argument(
+        "--restate",
+        action="store_true",
+        help="MODULE is Restate SDK code: `import restate` resolves to actors.restate, "
+        "and the server runs on asyncio",
+    )
     for flag, kind, default, text in (
         ("--max-body", int, 16 << 20, "largest request body in bytes, else 413 (16 MiB)"),
         ("--max-connections", int, 1000, "connections served at once; more get 503 (1000)"),
