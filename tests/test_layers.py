@@ -175,6 +175,7 @@ def test_pure_cores_import_only_the_standard_library(relative: str) -> None:
 #: The package folders and the dotted package each is installed as.
 PACKAGES: dict[str, str] = {
     "actors": "actors",
+    "actors/endpoint": "actors.endpoint",
     "actors/restate": "actors.restate",
     "mailbox": "actors.mailbox",
     "storage": "actors.storage",
