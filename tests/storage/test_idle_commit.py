@@ -140,7 +140,7 @@ def test_a_loop_without_a_ready_queue_gets_no_committer(monkeypatch: pytest.Monk
         pass
 
     assert _idle_commit.idle_committer(_NoWriter(), print) is None  # no loop at all
-    monkeypatch.setattr(_idle_commit.asyncio, "get_running_loop", OpaqueLoop)
+    monkeypatch.setattr("asyncio.get_running_loop", OpaqueLoop)
     assert _idle_commit.idle_committer(_NoWriter(), print) is None
 
 
