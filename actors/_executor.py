@@ -232,6 +232,9 @@ class Executor:
         """Wait for a queued completion to be durable, then answer its callers."""
         try:
             try:
+                if not ticket.done:
+                    # A wait that blocks is a checkpoint: the caller's own need not be.
+                    inv.done.yielded = True
                 await ticket.wait()
                 error = None
             except StorageError as exc:

@@ -189,7 +189,11 @@ class Writer:
                 committer = self._committers.get(waker, _UNKNOWN)
                 if committer is _UNKNOWN:
                     committer = self._committers[waker] = idle_committer(self, waker)
-            if committer is not None and self._held_by in (None, committer):
+            if (
+                committer is not None
+                and self._held_by in (None, committer)
+                and (self._held or not committer.busy())
+            ):
                 self._held.append(ticket)
                 self._held_by = committer
                 committer.arm()
