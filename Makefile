@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/objects.py
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/workflows.py --runs 1
+	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/peers/run.py
 
 clean:

@@ -512,10 +512,13 @@ class Executor:
             # the end of the runtime; only the runtime's signals and an outside
             # cancellation unwind (``_failures``).
             signal = unwinding(exc)
-            if signal is exc:
-                raise
-            if signal is not None:
-                raise signal from exc
+            try:  # no local outlives the raise: this frame is in its traceback (a GC cycle)
+                if signal is exc:
+                    raise
+                if signal is not None:
+                    raise signal from exc
+            finally:
+                del signal
             misuse = context_misuse(exc)
             if misuse is not None:  # no retry fixes the handler's code: fail it now
                 return failure(misuse)
