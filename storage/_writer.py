@@ -265,6 +265,7 @@ class Writer:
         if ticket._thread_event is not None:
             ticket._thread_event.set()
         if on_done is not None:
+            ticket._on_done = None  # as when published: see ``_publish``
             on_done(ticket)  # outside the lock: it may submit again
         return ticket
 
@@ -499,8 +500,12 @@ class Writer:
                     self._durable_seq = ticket.seq
                     if ticket._event is not None:  # someone is waiting
                         ticket._event.set()
-                    if ticket._on_done is not None:
-                        ticket._on_done(ticket)
+                    on_done = ticket._on_done
+                    if on_done is not None:
+                        # Dropped first: it often holds what holds the ticket (a cycle
+                        # the garbage collector would have to find).
+                        ticket._on_done = None
+                        on_done(ticket)
                 else:
                     continue
             except BaseException:
