@@ -126,7 +126,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._definitions import Actor, ActorEntry, Handler
-    from ._http_connection import ServerOptions
+    from ._http_limits import ServerOptions
     from ._results import InvocationHandle
 
 logger = logging.getLogger("actors.ingress")

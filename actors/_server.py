@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import anyio.abc
 
-from ._http_connection import Connection, ServerState
+from ._http_connection import Connection
+from ._http_limits import ServerState
 
 if TYPE_CHECKING:
-    from ._http_connection import App, ServerOptions
+    from ._http_limits import App, ServerOptions
 
 logger = logging.getLogger("actors.http")
 
