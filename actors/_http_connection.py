@@ -106,6 +106,8 @@ class Connection:
         self.head_request = False
         self.request_keep_alive = True  # the fast-path request allows keep-alive
         self.started = False  # bytes of the current request have arrived
+        self.timing = False  # started, and its read_timeout deadline not yet set
+        self.waiting = False  # the requests task waits for the reader (``arrived``)
         self.responded = False  # the fast path has written a response head
         self.closing = False  # the fast path's response ends the connection
         self.connection_scope = anyio.CancelScope()
@@ -115,17 +117,19 @@ class Connection:
 
     async def _read(self) -> None:
         drained = 0
+        buffer = self.buffer
         with self.reader_scope:
             while True:
-                if not self.draining:
+                if len(buffer) >= _RECEIVE_BYTES and not (self.waiting or self.draining):
+                    # Enough unparsed input (pipelined requests): read on when asked.
                     await self.wanted.wait()
+                    self.wanted = anyio.Event()
                 try:
                     data = await self.stream.receive(_RECEIVE_BYTES)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     data = b""
                 except OSError:  # a reset, say: the same as the client leaving
                     data = b""
-                self.wanted = anyio.Event()
                 if self.draining:
                     drained += len(data)
                     if not data or drained > _LINGER_BYTES:
@@ -136,17 +140,22 @@ class Connection:
                     if self.in_app:
                         self.connection_scope.cancel()  # the client is gone: stop waiting for it
                     break
-                self.buffer += data
-                self.arrived.set()
+                buffer += data
+                if self.waiting:
+                    self.waiting = False
+                    self.arrived.set()
         self.reading = False
         self.arrived.set()
 
     async def _more(self) -> None:
-        """Wait until the reader has put more bytes into h11 (or met the end, a timeout
-        or a stop: then ``reading`` is false)."""
+        """Wait until the reader has put more bytes into the buffer (or met the end, a
+        timeout or a stop: then ``reading`` is false)."""
         if not self.reading:
             raise _Done
+        if self.timing:
+            self._arm()
         self.arrived = arrived = anyio.Event()
+        self.waiting = True
         self.wanted.set()
         await arrived.wait()
 
@@ -239,13 +248,19 @@ class Connection:
 
     def _start_request(self) -> None:
         # The first bytes of a request: from now on it has read_timeout to arrive in full.
+        # The deadline moves only when the request has to wait for more (``_arm``): most
+        # requests arrive whole in one read and are never timed.
         self.started = True
+        self.timing = True
+
+    def _arm(self) -> None:
+        self.timing = False
         self.reader_scope.deadline = anyio.current_time() + self.options.read_timeout
 
     async def _requests(self) -> None:
         options = self.options
         while True:
-            self.started = False
+            self.started = self.timing = False
             self.responded = False
             self.head_request = False  # until this request's line says HEAD
             self.reader_scope.deadline = anyio.current_time() + IDLE_SECONDS
@@ -379,6 +394,8 @@ class Connection:
         if budget.take_now(size):
             return
         # Slow path: wait for room until the request's own deadline.
+        if self.timing:
+            self._arm()
         with anyio.move_on_after(self.reader_scope.deadline - anyio.current_time()):
             await budget.take(size)
             return
