@@ -1,0 +1,87 @@
+"""The server's two parsers on one connection (``_http_connection``): usual requests take
+the fast path, unusual ones go to h11, and a keep-alive connection goes back and forth
+between them without losing or reordering a byte. Under trio and under asyncio."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+from raw_http import connect, exchange, request
+from test_http_server import CHUNKED, served
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def add(key: str, delta: int, *, close: bool = False) -> bytes:
+    return request("POST", f"/Tally/{key}/add", str(delta).encode(), close=close)
+
+
+async def test_pipelined_fast_unusual_fast_requests_are_answered_in_order(tmp_path: Path) -> None:
+    chunked = b"POST /Tally/a/add HTTP/1.1\r\nHost: x\r\n" + CHUNKED + b"\r\n1\r\n2\r\n0\r\n\r\n"
+    continued = b"POST /Tally/a/add HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+    continued += b"Content-Length: 1\r\n\r\n3"
+    old = b"POST /Tally/a/add HTTP/1.0\r\nContent-Length: 1\r\n\r\n4"
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        answers = await exchange(port, add("a", 1) + chunked + add("a", 1) + continued + old)
+    statuses = [answer.status for answer in answers]
+    values = [answer.json() for answer in answers if answer.status == 200]
+    assert statuses == [200, 200, 200, 100, 200, 200]
+    assert values == [1, 3, 4, 7, 11]
+
+
+async def test_one_request_split_over_many_writes(tmp_path: Path) -> None:
+    data = add("b", 5, close=True)
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        [answer] = await exchange(port, *(data[i : i + 7] for i in range(0, len(data), 7)))
+    assert (answer.status, answer.json()) == (200, 5)
+    assert answer.headers["connection"] == "close"
+
+
+async def test_connection_close_is_answered_and_then_closes(tmp_path: Path) -> None:
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        answers = await exchange(port, add("c", 1, close=True) + add("c", 1))
+    assert [(a.status, a.json(), a.headers["connection"]) for a in answers] == [(200, 1, "close")]
+
+
+async def test_keep_alive_answers_have_a_length_and_no_close(tmp_path: Path) -> None:
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        connection = await connect(port)
+        try:
+            with anyio.fail_after(10):
+                for expected in (1, 2, 3):
+                    await connection.send(add("d", 1))
+                    answer = await connection.response()
+                    assert answer is not None
+                    assert (answer.status, answer.json()) == (200, expected)
+                    assert "connection" not in answer.headers
+                    assert answer.headers["content-length"] == str(len(answer.body))
+        finally:
+            await connection.aclose()
+
+
+async def test_a_body_cut_short_by_the_client_is_answered_400(tmp_path: Path) -> None:
+    head = b"POST /Echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        answers = await exchange(port, head + b"12345", half_close=True)
+        assert [a.error()[:2] for a in answers] == [(400, 400)]
+        assert "expected 10" in answers[0].error()[2]
+        [ok] = await exchange(port, request("GET", "/restate/health"))
+        assert ok.status == 200
+
+
+async def test_a_malformed_request_after_usual_ones_is_refused_after_their_answers(
+    tmp_path: Path,
+) -> None:
+    async with served(tmp_path) as (_rt, port, _echo, _tg):
+        answers = await exchange(port, add("e", 1) + add("e", 1) + b"GET / HTTP/1.1\r\n\r\n")
+    assert [a.status for a in answers] == [200, 200, 400]
+    assert answers[2].error()[:2] == (400, 400)
+    assert answers[2].headers["connection"] == "close"
+
+
+async def test_a_declared_body_over_max_body_on_the_fast_path(tmp_path: Path) -> None:
+    async with served(tmp_path, max_body=10) as (_rt, port, _echo, _tg):
+        [answer] = await exchange(port, request("POST", "/Echo/echo", b"1" * 11))
+    assert answer.error() == (413, 413, "the request body (11 bytes) is over 10 bytes")
