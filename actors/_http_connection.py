@@ -33,6 +33,7 @@ from ._http_parse import MAX_HEAD_BYTES, HeadParser, RequestHead, chunk, respons
 
 if TYPE_CHECKING:
     from ._http import Message, Scope
+    from ._http_io import ByteStream
     from ._http_limits import ServerState
 
 logger = logging.getLogger("actors.http")
@@ -86,7 +87,7 @@ class Connection:
     """One accepted connection: ``run`` serves its requests until it closes, and never
     raises for anything a client sends (``HttpServer`` logs what else escapes)."""
 
-    def __init__(self, server: ServerState, stream: anyio.abc.SocketStream, rejecting: bool):
+    def __init__(self, server: ServerState, stream: ByteStream, rejecting: bool):
         self.server = server
         self.options = server.options
         self.stream = stream
@@ -111,7 +112,6 @@ class Connection:
         self.responded = False  # the fast path has written a response head
         self.closing = False  # the fast path's response ends the connection
         self.connection_scope = anyio.CancelScope()
-        self.addresses: tuple[Any, Any] | None = None
 
     # --- the reader ---
 
@@ -414,11 +414,6 @@ class Connection:
         target = request.target
         raw_path, _, query = target.partition(b"?")
         text = raw_path.decode("latin-1")
-        if self.addresses is None:
-            self.addresses = (
-                self.stream.extra(anyio.abc.SocketAttribute.remote_address, None),
-                self.stream.extra(anyio.abc.SocketAttribute.local_address, None),
-            )
         scope: Scope = {
             "type": "http",
             "asgi": _ASGI,
@@ -430,8 +425,8 @@ class Connection:
             "query_string": query,
             "root_path": "",
             "headers": request.headers if self.h11 is None else list(request.headers),
-            "client": self.addresses[0],
-            "server": self.addresses[1],
+            "client": self.stream.address[0],
+            "server": self.stream.address[1],
         }
         responder = _Responder(self)
         delivered = False

@@ -107,6 +107,7 @@ from ._http import (
     read_body,
     require,
 )
+from ._http_io import acceptor
 from ._limits import check_idempotency_key, check_key
 from ._request import http_headers
 from ._serde import ANY
@@ -540,7 +541,7 @@ async def serve(
     except BaseException:
         sock.close()
         raise
-    listener = await anyio.abc.SocketListener.from_socket(sock)  # it owns the socket now
+    listener = acceptor(sock, library)  # it owns the socket now
     stopped = anyio.Event()
 
     async def run_server() -> None:
