@@ -1,4 +1,5 @@
-"""The HTTP/1.1 server under ``Runtime.serve_http``: h11 for the protocol, anyio for the
+"""The HTTP/1.1 server under ``Runtime.serve_http``: a fast path for the usual request and
+h11 for the rest (``_http_parse``), anyio for tasks and timeouts and ``_http_io`` for the
 sockets, so one implementation runs on trio and on asyncio. It serves an ASGI application
 (``http`` scopes only) and guarantees what the ingress promises (DESIGN.md section 6):
 

@@ -1,6 +1,7 @@
 """The server's two parsers on one connection (``_http_connection``): usual requests take
 the fast path, unusual ones go to h11, and a keep-alive connection goes back and forth
-between them without losing or reordering a byte. Under trio and under asyncio."""
+between them without losing or reordering a byte; and its sockets (``_http_io``) with
+large bodies and a client that does not read. Under trio and under asyncio."""
 
 from __future__ import annotations
 
@@ -85,3 +86,31 @@ async def test_a_declared_body_over_max_body_on_the_fast_path(tmp_path: Path) ->
     async with served(tmp_path, max_body=10) as (_rt, port, _echo, _tg):
         [answer] = await exchange(port, request("POST", "/Echo/echo", b"1" * 11))
     assert answer.error() == (413, 413, "the request body (11 bytes) is over 10 bytes")
+
+
+# --- the sockets (``_http_io``): read-ahead bounds and writes to a client that does not read
+
+
+async def test_a_large_body_arrives_whole(tmp_path: Path) -> None:
+    """Over the streams' read-ahead bound (asyncio pauses reading past 256 KiB unread)."""
+    text = "x" * (3 * 1024 * 1024)
+    body = b'"' + text.encode() + b'"'
+    async with served(tmp_path, max_body=len(body)) as (_rt, port, _echo, _tg):
+        [answer] = await exchange(port, request("POST", "/Echo/echo", body))
+    assert answer.json() == text
+
+
+async def test_a_client_that_does_not_read_its_large_answer_holds_only_its_connection(
+    tmp_path: Path,
+) -> None:
+    body = b'"' + b"y" * (8 * 1024 * 1024) + b'"'
+    async with served(tmp_path, max_body=len(body)) as (_rt, port, _echo, _tg):
+        connection = await connect(port)
+        await connection.send(request("POST", "/Echo/echo", body, close=False))
+        # The server reads the body and blocks writing 8 MiB that nobody reads; the other
+        # connections are served meanwhile, and closing this one ends its write.
+        [ok] = await exchange(port, request("GET", "/restate/health"))
+        assert ok.status == 200
+        await connection.aclose()
+        [ok] = await exchange(port, request("GET", "/restate/health"))
+        assert ok.status == 200
