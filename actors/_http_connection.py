@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h11
 import msgspec
 
@@ -266,6 +267,9 @@ class Connection:
             self.reader_scope.deadline = anyio.current_time() + IDLE_SECONDS
             if self.buffer:  # it was already buffered (pipelined)
                 self._start_request()
+                # Neither the sockets nor a quick answer need yield: without this, a
+                # client's pipelined requests would be answered without letting others run.
+                await anyio.lowlevel.checkpoint()
             event = await self._head()
             if not self.started:
                 self._start_request()

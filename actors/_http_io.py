@@ -6,27 +6,26 @@ asyncio, anyio's ``receive`` resumes and pauses the transport's reading on every
 ``epoll_ctl`` system calls) and ``send`` waits for a write event; a minimal keep-alive
 server measured 45 us of CPU per request on anyio streams and 15 us on a plain asyncio
 Protocol (bench/results/http.md). So on asyncio a connection is a Protocol that keeps
-reading into a buffer (paused above ``_HIGH_WATER`` unread bytes), and on trio a trio
-socket used directly.
+reading into a buffer (paused above ``_HIGH_WATER`` unread bytes), and on trio a plain
+non-blocking socket with trio's readiness waits.
 
 Both streams keep the contract the connection relies on: ``receive`` waits for bytes and
 answers ``b""`` once the client has closed its side (or the connection is lost); ``send``
 raises ``anyio.BrokenResourceError`` (or ``OSError``) when the client is gone and waits
 while the client does not read; ``send_eof`` half-closes, so an error answer can drain
 before the close; ``aclose`` closes, written bytes first. Every wait is cancellable by
-the caller's cancel scope (anyio's scopes cancel the task on both loops).
+the caller's cancel scope (anyio's scopes cancel the task on both loops). ``send`` and
+``receive`` need not yield when they can go on at once: the connection checkpoints itself
+where that matters (before each pipelined request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
-
-if TYPE_CHECKING:
-    import trio
 
 # Unread bytes an asyncio connection holds before it stops reading from its socket (the
 # connection's own read-ahead bound is 64 KiB; asyncio reads up to 256 KiB at once).
@@ -62,39 +61,70 @@ def acceptor(sock: socket.socket, library: str) -> Acceptor:
 
 class _TrioAcceptor:
     def __init__(self, sock: socket.socket) -> None:
-        import trio
-
-        self._sock = trio.socket.from_stdlib_socket(sock)
+        self._sock = sock
 
     async def accept(self) -> ByteStream:
-        sock, _ = await self._sock.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _TrioStream(sock)
+        import trio
+
+        while True:
+            await trio.lowlevel.wait_readable(self._sock)
+            try:
+                sock, _ = self._sock.accept()
+            except BlockingIOError:
+                continue  # another process took it
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return _TrioStream(sock)
 
     def close(self) -> None:
+        import trio
+
+        trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
 
 
 class _TrioStream:
+    """A non-blocking socket and trio's readiness waits, without trio's socket wrapper:
+    ``receive`` waits for readability first, since in a keep-alive exchange the next
+    request is never there yet when the last one was just read (one failed ``recv``
+    system call and its exception less per request); ``send`` tries first, since the
+    socket nearly always has room."""
+
     __slots__ = ("_sock", "address")
 
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.address = (_address(sock.getpeername), _address(sock.getsockname))
 
     async def receive(self, max_bytes: int) -> bytes:
-        return await self._sock.recv(max_bytes)
+        import trio
+
+        while True:
+            await trio.lowlevel.wait_readable(self._sock)
+            try:
+                return self._sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
 
     async def send(self, data: bytes) -> None:
+        import trio
+
         view = memoryview(data)
         while view:
-            sent = await self._sock.send(view)
+            try:
+                sent = self._sock.send(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._sock)
+                continue
             view = view[sent:]
 
     async def send_eof(self) -> None:
         self._sock.shutdown(socket.SHUT_WR)
 
     async def aclose(self) -> None:
+        import trio
+
+        trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
 
 
