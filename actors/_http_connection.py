@@ -96,8 +96,8 @@ class Connection:
         self.buffer = bytearray()  # received, not yet parsed (while h11 is None)
         self.parser = HeadParser()
         self.h11: h11.Connection | None = None  # only while an unusual request is served
-        self.wanted = anyio.Event()
-        self.arrived = anyio.Event()
+        self.wanted = stream.parker()  # the reader waits for room in the buffer
+        self.arrived = stream.parker()  # the requests task waits for the reader
         self.reader_scope = anyio.CancelScope()
         self.reading = True  # the reader task still runs
         self.eof = False
@@ -109,7 +109,7 @@ class Connection:
         self.request_keep_alive = True  # the fast-path request allows keep-alive
         self.started = False  # bytes of the current request have arrived
         self.timing = False  # started, and its read_timeout deadline not yet set
-        self.waiting = False  # the requests task waits for the reader (``arrived``)
+        self.waiting = False  # the requests task waits in ``_more`` (``arrived``)
         self.responded = False  # the fast path has written a response head
         self.closing = False  # the fast path's response ends the connection
         self.connection_scope = anyio.CancelScope()
@@ -123,8 +123,7 @@ class Connection:
             while True:
                 if len(buffer) >= _RECEIVE_BYTES and not (self.waiting or self.draining):
                     # Enough unparsed input (pipelined requests): read on when asked.
-                    await self.wanted.wait()
-                    self.wanted = anyio.Event()
+                    await self.wanted.park()
                 try:
                     data = await self.stream.receive(_RECEIVE_BYTES)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -144,9 +143,9 @@ class Connection:
                 buffer += data
                 if self.waiting:
                     self.waiting = False
-                    self.arrived.set()
+                    self.arrived.unpark()
         self.reading = False
-        self.arrived.set()
+        self.arrived.unpark()
 
     async def _more(self) -> None:
         """Wait until the reader has put more bytes into the buffer (or met the end, a
@@ -155,10 +154,12 @@ class Connection:
             raise _Done
         if self.timing:
             self._arm()
-        self.arrived = arrived = anyio.Event()
         self.waiting = True
-        self.wanted.set()
-        await arrived.wait()
+        self.wanted.unpark()
+        try:
+            await self.arrived.park()
+        finally:
+            self.waiting = False
 
     def stop(self) -> None:
         """Server shutdown: end waiting for requests (in progress ones are answered 503);
@@ -444,7 +445,7 @@ class Connection:
             raise AssertionError("unreachable")
 
         self.in_app = True
-        self.wanted.set()  # watch for the client leaving while the application runs
+        self.wanted.unpark()  # watch for the client leaving while the application runs
         try:
             await self.server.app(scope, receive, responder.send)
         except Exception:
@@ -504,9 +505,9 @@ class Connection:
                 return
             self.draining = True
             self.reader_scope.deadline = anyio.current_time() + _LINGER_SECONDS
-            self.arrived = arrived = anyio.Event()
-            self.wanted.set()
-            await arrived.wait()  # set when the reader ends: at the end, a limit or the deadline
+            self.wanted.unpark()
+            # Woken when the reader ends: at the end, a limit or the deadline.
+            await self.arrived.park()
 
 
 def _malformed(exc: h11.RemoteProtocolError) -> _Refusal:
