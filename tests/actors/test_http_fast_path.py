@@ -5,9 +5,11 @@ large bodies and a client that does not read. Under trio and under asyncio."""
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 from raw_http import connect, exchange, request
 from test_http_server import CHUNKED, served
 
@@ -114,3 +116,40 @@ async def test_a_client_that_does_not_read_its_large_answer_holds_only_its_conne
         await connection.aclose()
         [ok] = await exchange(port, request("GET", "/restate/health"))
         assert ok.status == 200
+
+
+async def test_a_parker_wakes_its_waiter_and_can_be_cancelled_and_reused() -> None:
+    import sniffio
+
+    from actors._http_io import acceptor
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        listening.setblocking(False)
+        port = listening.getsockname()[1]
+        accepting = acceptor(listening, sniffio.current_async_library())
+        async with await anyio.connect_tcp("127.0.0.1", port):
+            stream = await accepting.accept()
+            parker = stream.parker()
+            parker.unpark()  # nobody waits: nothing happens
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await parker.park()  # cancelled: it stops waiting
+            assert scope.cancelled_caught
+            woken: list[str] = []
+
+            async def wait() -> None:
+                await parker.park()
+                woken.append("woken")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await _let_it_park()
+                parker.unpark()
+            assert woken == ["woken"]
+            await stream.aclose()
+
+
+async def _let_it_park() -> None:
+    # A few checkpoints: the task started just before is parked by then, on either loop.
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
