@@ -13,8 +13,12 @@ import anyio.lowlevel
 from raw_http import connect, exchange, request
 from test_http_server import CHUNKED, served
 
+from actors._http_parse import UNUSUAL, HeadParser
+
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
 
 def add(key: str, delta: int, *, close: bool = False) -> bytes:
@@ -153,3 +157,41 @@ async def _let_it_park() -> None:
     # A few checkpoints: the task started just before is parked by then, on either loop.
     for _ in range(5):
         await anyio.lowlevel.checkpoint()
+
+
+EQUIVALENT = [
+    b"GET /restate/health HTTP/1.1\r\nHOST: x\r\n\r\n",
+    b"GET /restate/health HTTP/1.1\r\nhost:x\r\nx-empty:\r\nx-spaces: \t a  b \t\r\n\r\n",
+    b"GET /restate/health HTTP/1.1\r\nHost: x\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
+    b"GET /restate/health?x=1&y HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    b'POST /Echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n"a b c"',
+    b"POST /Echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 000003\r\n\r\n[1]",
+    b"POST /Echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[1",
+    b"POST /Tally/k%2Fy/add HTTP/1.1\r\nHost: x\r\ncontent-length: 1\r\n\r\n5",
+    b"POST /Tally/k/add HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nIdempotency-Key: i\r\n\r\n2",
+    b"POST /Tally/k/add HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nIdempotency-Key: i\r\n\r\n2",
+    b"GET /Nobody/x HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"PUT /restate/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /restate/health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: Close\r\n\r\n",
+]
+
+
+async def test_the_fast_path_answers_as_h11_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same requests, pipelined on one connection, to a server with the fast path and
+    to one where h11 parses everything: the same answers, byte for byte but the date."""
+
+    async def answers(directory: Path) -> list[tuple[int, dict[str, str], bytes]]:
+        async with served(directory) as (_rt, port, _echo, _tg):
+            got = await exchange(port, b"".join(EQUIVALENT))  # the last one closes
+        return [
+            (a.status, {k: v for k, v in a.headers.items() if k != "date"}, a.body) for a in got
+        ]
+
+    fast = await answers(tmp_path / "fast")
+    assert len(fast) == len(EQUIVALENT)
+    with monkeypatch.context() as patch:
+        patch.setattr(HeadParser, "parse", lambda self, buffer: UNUSUAL)
+        slow = await answers(tmp_path / "h11")
+    assert fast == slow
