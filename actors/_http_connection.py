@@ -16,10 +16,8 @@ before, and a keep-alive connection returns to the fast path after an unusual re
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
-import time
 import urllib.parse
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
@@ -30,7 +28,14 @@ import anyio.lowlevel
 import h11
 import msgspec
 
-from ._http_parse import MAX_HEAD_BYTES, HeadParser, RequestHead, chunk, response_head
+from ._http_parse import (
+    MAX_HEAD_BYTES,
+    HeadParser,
+    RequestHead,
+    chunk,
+    http_date,
+    response_head,
+)
 
 if TYPE_CHECKING:
     from ._http import Message, Scope
@@ -55,17 +60,6 @@ _JSON: Final = (b"content-type", b"application/json")
 _FROM_INGRESS: Final = (b"x-restate-error-source", b"ingress")
 _CLOSE: Final = (b"connection", b"close")
 _REFUSED_CODINGS: Final = 501  # h11's hint for a transfer-coding it does not implement
-
-
-_date_cache: list[Any] = [0, b""]
-
-
-def _date() -> bytes:
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
-    date: bytes = _date_cache[1]
-    return date
 
 
 class _Refusal(Exception):
@@ -478,7 +472,7 @@ class Connection:
         headers = [
             _JSON,
             (b"content-length", str(len(body)).encode()),
-            (b"date", _date()),
+            (b"date", http_date()),
             _CLOSE,
             _FROM_INGRESS,
             *refusal.headers,
@@ -543,7 +537,7 @@ class _Responder:
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             self.started = True
-            headers = [*message.get("headers", ()), (b"date", _date())]
+            headers = [*message.get("headers", ()), (b"date", http_date())]
             if connection.stopped or connection.server.stopping:
                 headers.append(_CLOSE)
             self.head = (int(message["status"]), headers)

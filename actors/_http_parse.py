@@ -29,8 +29,10 @@ and httptools (a C parser, another dependency, and no trio story).
 
 from __future__ import annotations
 
+import email.utils
 import re
-from typing import Final
+import time
+from typing import Any, Final
 
 #: Bytes of a request line and headers together (else 431; h11 answers those).
 MAX_HEAD_BYTES: Final = 64 * 1024
@@ -219,3 +221,15 @@ def response_head(
 def chunk(data: bytes) -> bytes:
     """``data`` as one chunk of a chunked body (empty data is the last chunk)."""
     return b"%x\r\n%s\r\n" % (len(data), data) if data else b"0\r\n\r\n"
+
+
+_date_cache: list[Any] = [0, b""]
+
+
+def http_date() -> bytes:
+    """The ``date`` header's value for now (formatted once a second)."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
+    date: bytes = _date_cache[1]
+    return date
