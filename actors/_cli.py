@@ -324,7 +324,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
     from ._definitions import registration_entry
-    from ._http_connection import ServerOptions
+    from ._http_limits import ServerOptions
     from ._open import open_runtime
 
     if args.restate:

@@ -1,43 +1,51 @@
-"""One HTTP/1.1 connection of the ingress server (``_server``), and the limits it keeps.
+"""One HTTP/1.1 connection of the ingress server (``_server``); its limits are ``_http_limits``.
 
 A connection is two tasks: ``Connection.run`` answers its requests one after another
-(h11 allows pipelined requests; they are answered in order), and a reader that fills h11's
+(pipelined requests are answered in order), and a reader that fills the connection's
 buffer when asked to and watches for the client leaving while the application runs.
 Timeouts are the reader's cancel-scope deadline, moved per request, so the fast path adds
 no cancel scope of its own. A request's body is read in full before the application runs.
+
+Two parsers: a request whose head is in ``_http_parse``'s common subset (HTTP/1.1, a
+content-length or no body, strict syntax) is parsed and answered by ``_http_parse``;
+anything else is handed, with the bytes buffered so far, to an ``h11.Connection`` made for
+that request, which parses it, answers it and gives back what follows it
+(``trailing_data``) once both sides are done. So h11 answers every malformed request, as
+before, and a keep-alive connection returns to the fast path after an unusual request.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
-import time
 import urllib.parse
-from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
-import attrs
+import anyio.lowlevel
 import h11
 import msgspec
 
+from ._http_parse import (
+    MAX_HEAD_BYTES,
+    HeadParser,
+    RequestHead,
+    chunk,
+    http_date,
+    response_head,
+)
+
 if TYPE_CHECKING:
     from ._http import Message, Scope
-
-    App = Any  # an ASGI 3 application: async (scope, receive, send) -> None
+    from ._http_io import ByteStream
+    from ._http_limits import ServerState
 
 logger = logging.getLogger("actors.http")
 
-DEFAULT_MAX_CONNECTIONS: Final = 1000
-DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: Final = 64 * 1024 * 1024
-DEFAULT_READ_TIMEOUT: Final = 30.0
 #: An idle keep-alive connection is closed after this many seconds without a request.
 IDLE_SECONDS: Final = 5.0
-#: The request line and headers together, in bytes (else 431).
-MAX_HEAD_BYTES: Final = 64 * 1024
 
 _RECEIVE_BYTES: Final = 64 * 1024
 # After an error answer, unread input is drained this long before closing, so that the
@@ -52,99 +60,6 @@ _JSON: Final = (b"content-type", b"application/json")
 _FROM_INGRESS: Final = (b"x-restate-error-source", b"ingress")
 _CLOSE: Final = (b"connection", b"close")
 _REFUSED_CODINGS: Final = 501  # h11's hint for a transfer-coding it does not implement
-
-
-@attrs.frozen
-class ServerOptions:
-    """The limits of one server (``Runtime.serve_http`` documents them)."""
-
-    max_body: int
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
-    read_timeout: float = DEFAULT_READ_TIMEOUT
-
-    def __attrs_post_init__(self) -> None:
-        if self.max_body < 0:
-            raise ValueError(f"max_body must not be negative, not {self.max_body}")
-        if self.max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, not {self.max_connections}")
-        if self.max_body_bytes_in_flight < self.max_body:
-            raise ValueError(
-                f"max_body_bytes_in_flight ({self.max_body_bytes_in_flight}) must be at least "
-                f"max_body ({self.max_body}), or a body of max_body bytes could never be read"
-            )
-        if not (self.read_timeout > 0 and math.isfinite(self.read_timeout)):
-            raise ValueError(f"read_timeout must be a positive number, not {self.read_timeout}")
-
-
-class BodyBudget:
-    """Bytes of request bodies that requests in progress hold, at most ``limit``; first
-    come, first served (a large body is not overtaken forever by small ones)."""
-
-    def __init__(self, limit: int) -> None:
-        self.free = limit
-        self._waiting: deque[_Waiter] = deque()
-
-    def take_now(self, size: int) -> bool:
-        if size <= self.free and not self._waiting:
-            self.free -= size
-            return True
-        return False
-
-    async def take(self, size: int) -> None:
-        """Wait until ``size`` bytes are free and take them (the caller bounds the wait)."""
-        if self.take_now(size):
-            return
-        waiter = _Waiter(size)
-        self._waiting.append(waiter)
-        try:
-            await waiter.granted.wait()
-        except BaseException:
-            if waiter.granted.is_set():
-                self.give(size)  # granted, but cancelled before it could use them
-            else:
-                self._waiting.remove(waiter)
-                self._grant()
-            raise
-
-    def give(self, size: int) -> None:
-        self.free += size
-        self._grant()
-
-    def _grant(self) -> None:
-        while self._waiting and self._waiting[0].size <= self.free:
-            waiter = self._waiting.popleft()
-            self.free -= waiter.size
-            waiter.granted.set()
-
-
-class _Waiter:
-    __slots__ = ("granted", "size")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.granted = anyio.Event()
-
-
-_date_cache: list[Any] = [0, b""]
-
-
-def _date() -> bytes:
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
-    date: bytes = _date_cache[1]
-    return date
-
-
-class ServerState:
-    """What every connection of one server shares."""
-
-    def __init__(self, app: App, options: ServerOptions) -> None:
-        self.app = app
-        self.options = options
-        self.budget = BodyBudget(options.max_body_bytes_in_flight)
-        self.stopping = False
 
 
 class _Refusal(Exception):
@@ -167,14 +82,16 @@ class Connection:
     """One accepted connection: ``run`` serves its requests until it closes, and never
     raises for anything a client sends (``HttpServer`` logs what else escapes)."""
 
-    def __init__(self, server: ServerState, stream: anyio.abc.SocketStream, rejecting: bool):
+    def __init__(self, server: ServerState, stream: ByteStream, rejecting: bool):
         self.server = server
         self.options = server.options
         self.stream = stream
         self.rejecting = rejecting
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        self.wanted = anyio.Event()
-        self.arrived = anyio.Event()
+        self.buffer = bytearray()  # received, not yet parsed (while h11 is None)
+        self.parser = HeadParser()
+        self.h11: h11.Connection | None = None  # only while an unusual request is served
+        self.wanted = stream.parker()  # the reader waits for room in the buffer
+        self.arrived = stream.parker()  # the requests task waits for the reader
         self.reader_scope = anyio.CancelScope()
         self.reading = True  # the reader task still runs
         self.eof = False
@@ -183,48 +100,60 @@ class Connection:
         self.draining = False
         self.broken = False  # a write failed: the client is gone
         self.head_request = False
+        self.request_keep_alive = True  # the fast-path request allows keep-alive
         self.started = False  # bytes of the current request have arrived
+        self.timing = False  # started, and its read_timeout deadline not yet set
+        self.waiting = False  # the requests task waits in ``_more`` (``arrived``)
+        self.responded = False  # the fast path has written a response head
+        self.closing = False  # the fast path's response ends the connection
         self.connection_scope = anyio.CancelScope()
-        self.addresses: tuple[Any, Any] | None = None
 
     # --- the reader ---
 
     async def _read(self) -> None:
         drained = 0
+        buffer = self.buffer
         with self.reader_scope:
             while True:
-                if not self.draining:
-                    await self.wanted.wait()
+                if len(buffer) >= _RECEIVE_BYTES and not (self.waiting or self.draining):
+                    # Enough unparsed input (pipelined requests): read on when asked.
+                    await self.wanted.park()
                 try:
                     data = await self.stream.receive(_RECEIVE_BYTES)
                 except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     data = b""
                 except OSError:  # a reset, say: the same as the client leaving
                     data = b""
-                self.wanted = anyio.Event()
                 if self.draining:
                     drained += len(data)
                     if not data or drained > _LINGER_BYTES:
                         break
                     continue
-                self.h11.receive_data(data)
                 if not data:
                     self.eof = True
                     if self.in_app:
                         self.connection_scope.cancel()  # the client is gone: stop waiting for it
                     break
-                self.arrived.set()
+                buffer += data
+                if self.waiting:
+                    self.waiting = False
+                    self.arrived.unpark()
         self.reading = False
-        self.arrived.set()
+        self.arrived.unpark()
 
     async def _more(self) -> None:
-        """Wait until the reader has put more bytes into h11 (or met the end, a timeout
-        or a stop: then ``reading`` is false)."""
+        """Wait until the reader has put more bytes into the buffer (or met the end, a
+        timeout or a stop: then ``reading`` is false)."""
         if not self.reading:
             raise _Done
-        self.arrived = arrived = anyio.Event()
-        self.wanted.set()
-        await arrived.wait()
+        if self.timing:
+            self._arm()
+        self.waiting = True
+        self.wanted.unpark()
+        try:
+            await self.arrived.park()
+        finally:
+            self.waiting = False
 
     def stop(self) -> None:
         """Server shutdown: end waiting for requests (in progress ones are answered 503);
@@ -261,8 +190,44 @@ class Connection:
             408, f"the request did not arrive in full within {self.options.read_timeout:g} s"
         )
 
-    async def _next_event(self) -> Any:
+    def _fall_back(self) -> h11.Connection:
+        """Hand the request at the start of the buffer to a new h11 connection."""
+        self.h11 = h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.parser.reset()
+        self._feed(h)
+        return h
+
+    def _feed(self, h: h11.Connection) -> None:
+        if self.buffer:
+            h.receive_data(bytes(self.buffer))
+            self.buffer.clear()
+        if self.eof:
+            h.receive_data(b"")
+
+    async def _head(self) -> RequestHead | h11.Request:
+        """The next request's head: parsed here when it is usual, else by h11."""
         h = self.h11
+        while h is None:
+            parsed = self.parser.parse(self.buffer)
+            if isinstance(parsed, tuple):
+                head, size = parsed
+                del self.buffer[:size]
+                return head
+            if parsed is None and not (self.eof and self.buffer):  # incomplete
+                if not self.reading:
+                    raise self._timed_out()
+                await self._more()
+                if not self.started and self.buffer:
+                    self._start_request()
+                continue
+            h = self._fall_back()  # unusual, or the client left mid-head: h11 answers it
+        event = await self._next_event(h)
+        if isinstance(event, h11.ConnectionClosed):
+            raise _Done
+        assert isinstance(event, h11.Request), event
+        return event
+
+    async def _next_event(self, h: h11.Connection) -> Any:
         while True:
             try:
                 event = h.next_event()
@@ -273,28 +238,38 @@ class Connection:
             if not self.reading:
                 raise self._timed_out()
             await self._more()
+            self._feed(h)
             if not self.started and self.reading:
                 self._start_request()
 
     def _start_request(self) -> None:
         # The first bytes of a request: from now on it has read_timeout to arrive in full.
+        # The deadline moves only when the request has to wait for more (``_arm``): most
+        # requests arrive whole in one read and are never timed.
         self.started = True
+        self.timing = True
+
+    def _arm(self) -> None:
+        self.timing = False
         self.reader_scope.deadline = anyio.current_time() + self.options.read_timeout
 
     async def _requests(self) -> None:
-        h = self.h11
         options = self.options
         while True:
-            self.started = False
+            self.started = self.timing = False
+            self.responded = False
             self.head_request = False  # until this request's line says HEAD
             self.reader_scope.deadline = anyio.current_time() + IDLE_SECONDS
-            event = await self._next_event()
-            if isinstance(event, h11.ConnectionClosed):
-                raise _Done
-            assert isinstance(event, h11.Request), event
-            if not self.started:  # it was already buffered (pipelined)
+            if self.buffer:  # it was already buffered (pipelined)
+                self._start_request()
+                # Neither the sockets nor a quick answer need yield: without this, a
+                # client's pipelined requests would be answered without letting others run.
+                await anyio.lowlevel.checkpoint()
+            event = await self._head()
+            if not self.started:
                 self._start_request()
             self.head_request = event.method == b"HEAD"
+            self.request_keep_alive = isinstance(event, RequestHead) and event.keep_alive
             if self.rejecting:
                 raise _Refusal(
                     503,
@@ -307,19 +282,64 @@ class Connection:
             if not event.http_version.startswith(b"1."):
                 version = event.http_version.decode("ascii", "replace")
                 raise _Refusal(505, f"HTTP/{version} is not supported: this server speaks HTTP/1.1")
-            body, reserved = await self._body(event)
+            h = self.h11
+            if h is None:
+                assert isinstance(event, RequestHead)
+                body, reserved = await self._fast_body(event.content_length)
+            else:
+                assert isinstance(event, h11.Request)
+                body, reserved = await self._body(h, event)
             self.reader_scope.deadline = math.inf
             try:
                 answered = await self._answer(event, body)
             finally:
                 self.server.budget.give(reserved)
-            if not answered or self.stopped or h.our_state is not h11.DONE:
+            if not answered or self.stopped:
                 raise _Done
-            if h.their_state is not h11.DONE:
+            if h is None:
+                if self.closing:
+                    raise _Done
+                continue
+            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
                 raise _Done
-            h.start_next_cycle()
+            # Both sides are done and the connection stays open: back to the fast path,
+            # with what the client sent after this request.
+            self.buffer[:0] = h.trailing_data[0]
+            self.h11 = None
 
-    async def _body(self, request: h11.Request) -> tuple[bytes, int]:
+    async def _fast_body(self, declared: int) -> tuple[bytes, int]:
+        """The body of a fast-path request, and the bytes of the budget it holds."""
+        limit = self.options.max_body
+        if declared > limit:
+            raise _Refusal(413, f"the request body ({declared} bytes) is over {limit} bytes")
+        if not declared:
+            return b"", 0
+        await self._reserve(declared)
+        try:
+            buffer = self.buffer
+            while len(buffer) < declared:
+                if not self.reading:
+                    if self.eof:  # as h11 words it
+                        raise _Refusal(
+                            400,
+                            "malformed HTTP/1.1 request: peer closed connection without sending"
+                            f" complete message body: received {len(buffer)} bytes, expected"
+                            f" {declared}",
+                        )
+                    raise self._timed_out()
+                await self._more()
+            if len(buffer) == declared:
+                body = bytes(buffer)
+                buffer.clear()
+            else:
+                body = bytes(buffer[:declared])
+                del buffer[:declared]
+        except BaseException:
+            self.server.budget.give(declared)
+            raise
+        return body, declared
+
+    async def _body(self, h: h11.Connection, request: h11.Request) -> tuple[bytes, int]:
         """The whole body, and the bytes of the budget it holds."""
         declared = 0
         chunked = False
@@ -338,7 +358,7 @@ class Connection:
         if declared > limit:
             raise _Refusal(413, f"the request body ({declared} bytes) is over {limit} bytes")
         if not declared and not chunked:
-            event = await self._next_event()
+            event = await self._next_event(h)
             assert isinstance(event, h11.EndOfMessage), event
             return b"", 0
         budget = self.server.budget
@@ -347,14 +367,12 @@ class Connection:
             if declared:
                 await self._reserve(declared)
                 reserved = declared
-            if self.h11.they_are_waiting_for_100_continue:
-                await self._write(
-                    self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
-                )
+            if h.they_are_waiting_for_100_continue:
+                await self._write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
             chunks: list[bytes] = []
             size = 0
             while True:
-                event = await self._next_event()
+                event = await self._next_event(h)
                 if isinstance(event, h11.Data):
                     data = bytes(event.data)
                     size += len(data)
@@ -375,6 +393,8 @@ class Connection:
         if budget.take_now(size):
             return
         # Slow path: wait for room until the request's own deadline.
+        if self.timing:
+            self._arm()
         with anyio.move_on_after(self.reader_scope.deadline - anyio.current_time()):
             await budget.take(size)
             return
@@ -388,16 +408,11 @@ class Connection:
 
     # --- the application ---
 
-    async def _answer(self, request: h11.Request, body: bytes) -> bool:
+    async def _answer(self, request: RequestHead | h11.Request, body: bytes) -> bool:
         """Run the application on one request; whether its answer was sent in full."""
         target = request.target
         raw_path, _, query = target.partition(b"?")
         text = raw_path.decode("latin-1")
-        if self.addresses is None:
-            self.addresses = (
-                self.stream.extra(anyio.abc.SocketAttribute.remote_address, None),
-                self.stream.extra(anyio.abc.SocketAttribute.local_address, None),
-            )
         scope: Scope = {
             "type": "http",
             "asgi": _ASGI,
@@ -408,9 +423,9 @@ class Connection:
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
-            "headers": list(request.headers),
-            "client": self.addresses[0],
-            "server": self.addresses[1],
+            "headers": request.headers if self.h11 is None else list(request.headers),
+            "client": self.stream.address[0],
+            "server": self.stream.address[1],
         }
         responder = _Responder(self)
         delivered = False
@@ -424,7 +439,7 @@ class Connection:
             raise AssertionError("unreachable")
 
         self.in_app = True
-        self.wanted.set()  # watch for the client leaving while the application runs
+        self.wanted.unpark()  # watch for the client leaving while the application runs
         try:
             await self.server.app(scope, receive, responder.send)
         except Exception:
@@ -453,21 +468,22 @@ class Connection:
         """Send the server's own JSON error answer, if the protocol state allows one, and
         let unread input drain before the close."""
         h = self.h11
-        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = msgspec.json.encode({"code": refusal.status, "message": refusal.message})
-            headers = [
-                _JSON,
-                (b"content-length", str(len(body)).encode()),
-                (b"date", _date()),
-                _CLOSE,
-                _FROM_INGRESS,
-                *refusal.headers,
-            ]
-            response = h11.Response(
-                status_code=refusal.status,
-                headers=headers,
-                reason=_REASONS.get(refusal.status, b""),
-            )
+        body = msgspec.json.encode({"code": refusal.status, "message": refusal.message})
+        headers = [
+            _JSON,
+            (b"content-length", str(len(body)).encode()),
+            (b"date", http_date()),
+            _CLOSE,
+            _FROM_INGRESS,
+            *refusal.headers,
+        ]
+        reason = _REASONS.get(refusal.status, b"")
+        if h is None:
+            if not self.responded:
+                head = response_head(refusal.status, reason, headers, keep_alive=False)
+                await self._write(head.data if self.head_request else head.data + body)
+        elif h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            response = h11.Response(status_code=refusal.status, headers=headers, reason=reason)
             try:
                 data = h.send(response)
                 if not self.head_request:
@@ -483,9 +499,9 @@ class Connection:
                 return
             self.draining = True
             self.reader_scope.deadline = anyio.current_time() + _LINGER_SECONDS
-            self.arrived = arrived = anyio.Event()
-            self.wanted.set()
-            await arrived.wait()  # set when the reader ends: at the end, a limit or the deadline
+            self.wanted.unpark()
+            # Woken when the reader ends: at the end, a limit or the deadline.
+            await self.arrived.park()
 
 
 def _malformed(exc: h11.RemoteProtocolError) -> _Refusal:
@@ -501,43 +517,82 @@ def _malformed(exc: h11.RemoteProtocolError) -> _Refusal:
 
 
 class _Responder:
-    """The ASGI ``send`` of one request: writes the answer through h11, in one write when
-    it comes as one body message (the usual case)."""
+    """The ASGI ``send`` of one request: writes the answer (through h11 for a request h11
+    parsed), in one write when it comes as one body message (the usual case)."""
 
-    __slots__ = ("connection", "finished", "head", "started")
+    __slots__ = ("connection", "finished", "framing", "head", "sent", "started")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.started = False
         self.finished = False
-        self.head: h11.Response | None = None
+        self.head: tuple[int, list[tuple[bytes, bytes]]] | None = None
+        self.framing: int | None = None  # the fast path's content-length; None: chunked
+        self.sent = 0
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
         connection = self.connection
-        h = connection.h11
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             self.started = True
-            status = int(message["status"])
-            headers = [*message.get("headers", ()), (b"date", _date())]
+            headers = [*message.get("headers", ()), (b"date", http_date())]
             if connection.stopped or connection.server.stopping:
                 headers.append(_CLOSE)
-            self.head = h11.Response(
-                status_code=status, headers=headers, reason=_REASONS.get(status, b"")
-            )
+            self.head = (int(message["status"]), headers)
         elif kind == "http.response.body":
             if not self.started or self.finished:
                 raise RuntimeError("http.response.body outside of a response")
-            data = b""
-            if self.head is not None:
-                data = h.send(self.head) or b""
-                self.head = None
             body = bytes(message.get("body", b""))
-            if body and not connection.head_request:
-                data += h.send(h11.Data(data=body)) or b""
-            if not message.get("more_body", False):
-                data += h.send(h11.EndOfMessage()) or b""
+            more = bool(message.get("more_body", False))
+            h = connection.h11
+            if h is None:
+                data = self._fast(body, more)
+            else:
+                data = b""
+                if self.head is not None:
+                    status, headers = self.head
+                    response = h11.Response(
+                        status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+                    )
+                    data = h.send(response) or b""
+                    self.head = None
+                if body and not connection.head_request:
+                    data += h.send(h11.Data(data=body)) or b""
+                if not more:
+                    data += h.send(h11.EndOfMessage()) or b""
+            if not more:
                 self.finished = True
             await connection._write(data)
+
+    def _fast(self, body: bytes, more: bool) -> bytes:
+        """The bytes of one body message of a fast-path answer (its head before the first)."""
+        connection = self.connection
+        data = b""
+        if self.head is not None:
+            status, headers = self.head
+            self.head = None
+            head = response_head(
+                status,
+                _REASONS.get(status, b""),
+                headers,
+                keep_alive=connection.request_keep_alive,
+            )
+            connection.responded = True
+            connection.closing = head.close
+            self.framing = head.content_length
+            data = head.data
+        if connection.head_request:
+            return data  # headers only, whatever the body
+        if self.framing is None:
+            if body:
+                data += chunk(body)
+            return data + chunk(b"") if not more else data
+        self.sent += len(body)
+        if self.sent > self.framing or (not more and self.sent != self.framing):
+            raise RuntimeError(
+                f"the answer's body ({self.sent} bytes so far) does not match its "
+                f"content-length ({self.framing})"
+            )
+        return data + body

@@ -107,6 +107,7 @@ from ._http import (
     read_body,
     require,
 )
+from ._http_io import acceptor
 from ._limits import check_idempotency_key, check_key
 from ._request import http_headers
 from ._serde import ANY
@@ -126,7 +127,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._definitions import Actor, ActorEntry, Handler
-    from ._http_connection import ServerOptions
+    from ._http_limits import ServerOptions
     from ._results import InvocationHandle
 
 logger = logging.getLogger("actors.ingress")
@@ -258,23 +259,30 @@ class IngressApp:
     async def _respond(self, scope: Scope, receive: Receive) -> Response:
         if self._closed:
             return error_response(503, "the ingress is shutting down")
+        if scope.get("raw_path") == b"/restate/health":
+            # Never waits, so close() has nothing to cancel: no cancel scope (8 us on trio).
+            return await self._answer(scope, receive)
         with anyio.CancelScope() as cancel_scope:
             self._requests.add(cancel_scope)
             try:
-                return await self._route(scope, receive)
-            except HttpError as exc:
-                message = public_message(exc.message, self._private_paths())
-                return error_response(exc.status, message, exc.headers)
-            except ActorsError as exc:
-                return error_of(exc, self._private_paths())
-            except Disconnected:
-                raise
-            except Exception:
-                logger.exception("ingress: %s %s failed", scope.get("method"), scope.get("path"))
-                return error_response(500, "internal error in the ingress (see the server's log)")
+                return await self._answer(scope, receive)
             finally:
                 self._requests.discard(cancel_scope)
         return error_response(503, "the ingress is shutting down")
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Response:
+        try:
+            return await self._route(scope, receive)
+        except HttpError as exc:
+            message = public_message(exc.message, self._private_paths())
+            return error_response(exc.status, message, exc.headers)
+        except ActorsError as exc:
+            return error_of(exc, self._private_paths())
+        except Disconnected:
+            raise
+        except Exception:
+            logger.exception("ingress: %s %s failed", scope.get("method"), scope.get("path"))
+            return error_response(500, "internal error in the ingress (see the server's log)")
 
     def _private_paths(self) -> tuple[str, ...]:
         if self._private is None:
@@ -533,7 +541,7 @@ async def serve(
     except BaseException:
         sock.close()
         raise
-    listener = await anyio.abc.SocketListener.from_socket(sock)  # it owns the socket now
+    listener = acceptor(sock, library)  # it owns the socket now
     stopped = anyio.Event()
 
     async def run_server() -> None:

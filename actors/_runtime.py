@@ -577,7 +577,7 @@ class Runtime(metaclass=NoPublicConstructor):
           ValueError: an option is out of range (it names the option).
         """
         self._check_open()
-        from ._http_connection import ServerOptions
+        from ._http_limits import ServerOptions
         from ._ingress import serve  # lazily: h11 is only needed when serving
 
         options = ServerOptions(

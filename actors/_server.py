@@ -1,4 +1,5 @@
-"""The HTTP/1.1 server under ``Runtime.serve_http``: h11 for the protocol, anyio for the
+"""The HTTP/1.1 server under ``Runtime.serve_http``: a fast path for the usual request and
+h11 for the rest (``_http_parse``), anyio for tasks and timeouts and ``_http_io`` for the
 sockets, so one implementation runs on trio and on asyncio. It serves an ASGI application
 (``http`` scopes only) and guarantees what the ingress promises (DESIGN.md section 6):
 
@@ -34,10 +35,12 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import anyio.abc
 
-from ._http_connection import Connection, ServerState
+from ._http_connection import Connection
+from ._http_limits import ServerState
 
 if TYPE_CHECKING:
-    from ._http_connection import App, ServerOptions
+    from ._http_io import Acceptor, ByteStream
+    from ._http_limits import App, ServerOptions
 
 logger = logging.getLogger("actors.http")
 
@@ -63,23 +66,26 @@ class HttpServer:
         self._rejecting = 0
         self._all_closed = anyio.Event()
 
-    async def serve(self, listener: anyio.abc.SocketListener, stopped: anyio.Event) -> None:
-        async with listener, anyio.create_task_group() as tg:
-            accepting = anyio.CancelScope()
-            tg.start_soon(self._accept, listener, tg, accepting)
-            await stopped.wait()
-            accepting.cancel()
-            self.state.stopping = True
-            for connection in list(self._live):
-                connection.stop()
-            with anyio.move_on_after(GRACE_SECONDS):
-                if self._live:
-                    await self._all_closed.wait()
-            tg.cancel_scope.cancel()
+    async def serve(self, listener: Acceptor, stopped: anyio.Event) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                accepting = anyio.CancelScope()
+                tg.start_soon(self._accept, listener, tg, accepting)
+                await stopped.wait()
+                accepting.cancel()
+                self.state.stopping = True
+                for connection in list(self._live):
+                    connection.stop()
+                with anyio.move_on_after(GRACE_SECONDS):
+                    if self._live:
+                        await self._all_closed.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            listener.close()
 
     async def _accept(
         self,
-        listener: anyio.abc.SocketListener,
+        listener: Acceptor,
         tg: anyio.abc.TaskGroup,
         accepting: anyio.CancelScope,
     ) -> None:
@@ -98,9 +104,9 @@ class HttpServer:
                     self._rejecting += 1
                     tg.start_soon(self._connection, stream, True)
                 else:
-                    await anyio.aclose_forcefully(stream)
+                    await stream.aclose()
 
-    async def _connection(self, stream: anyio.abc.SocketStream, rejecting: bool) -> None:
+    async def _connection(self, stream: ByteStream, rejecting: bool) -> None:
         connection = Connection(self.state, stream, rejecting)
         self._live.add(connection)
         try:
@@ -117,4 +123,4 @@ class HttpServer:
                 self._served -= 1
             if self.state.stopping and not self._live:
                 self._all_closed.set()
-            await anyio.aclose_forcefully(stream)
+            await stream.aclose()

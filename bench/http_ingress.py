@@ -12,7 +12,9 @@ answer arrived. Three phases per loop, each ``--seconds`` long after a short war
 
 Prints one line per (loop, phase): requests/s, and the server process's CPU time per
 request (user + system, from ``/proc``; steadier than requests/s on a shared machine), as
-medians over ``--runs``::
+medians over ``--runs``. The baseline, measured in the same run: ``embedded``, the same
+add on 64 keys from 64 tasks through ``rt.call`` in a child process (no HTTP), its CPU per
+call; the add-64 line says how much HTTP adds to it::
 
     .venv/bin/python bench/http_ingress.py                  # trio and asyncio, 3 runs
     .venv/bin/python bench/http_ingress.py --loops trio --runs 1 --seconds 2
@@ -52,6 +54,47 @@ def _serve(loop: str, port: int, directory: Path) -> None:
             await rt.serve_http("127.0.0.1", port)
 
     anyio.run(main, backend=loop)
+
+
+def _embedded(loop: str, directory: Path, seconds: float) -> None:
+    """Print the CPU microseconds per ``rt.call`` of add-64 without HTTP."""
+    import anyio
+
+    import actors
+    from bench.peers.va_embedded import Counter
+
+    async def main() -> None:
+        async with actors.open_runtime(directory, [Counter], durability="process") as rt:
+            counts = [0] * PHASES["add-64"]
+            measuring = False
+
+            async def drive(i: int, stop: float) -> None:
+                while time.perf_counter() < stop:
+                    await rt.call(Counter.add, 1, key=f"k{i}")
+                    if measuring:
+                        counts[i] += 1
+
+            stop = time.perf_counter() + WARMUP + seconds
+            async with anyio.create_task_group() as tg:
+                for i in range(len(counts)):
+                    tg.start_soon(drive, i, stop)
+                await anyio.sleep(WARMUP)
+                measuring, cpu = True, time.process_time()
+            cpu = time.process_time() - cpu
+            print(cpu / max(sum(counts), 1) * 1e6)
+
+    anyio.run(main, backend=loop)
+
+
+def _embedded_cpu(loop: str, seconds: float) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, __file__, "--embedded", loop, str(Path(tmp) / "data"), str(seconds)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    return float(out.split()[-1])
 
 
 def _free_port() -> int:
@@ -135,20 +178,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="per phase (2)")
     parser.add_argument("--serve", nargs=3, metavar=("LOOP", "PORT", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--embedded", nargs=3, metavar=("LOOP", "DIR", "S"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         loop, port, directory = args.serve
         _serve(loop, int(port), Path(directory))
         return
+    if args.embedded:
+        loop, directory, seconds = args.embedded
+        _embedded(loop, Path(directory), float(seconds))
+        return
     for loop in args.loops.split(","):
         runs = [_measure(loop, args.seconds) for _ in range(args.runs)]
+        embedded = statistics.median(_embedded_cpu(loop, args.seconds) for _ in range(args.runs))
         for name in PHASES:
             rates = [run[name][0] for run in runs]
             cpu = statistics.median(run[name][1] for run in runs)
             spread = f"[{min(rates):,.0f}-{max(rates):,.0f}]"
+            extra = (
+                f"  (embedded {embedded:.0f} us/call, +{cpu - embedded:.0f})"
+                if name == "add-64"
+                else ""
+            )
             print(
                 f"{loop:8} {name:7} {statistics.median(rates):7,.0f} requests/s {spread:15} "
-                f"server CPU {cpu:5.0f} us/request"
+                f"server CPU {cpu:5.0f} us/request{extra}"
             )
 
 
