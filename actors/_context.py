@@ -449,7 +449,8 @@ class ObjectSharedContext(Context):
     @overload
     async def get(self, name: str, type: type[T], /) -> T | None: ...
     async def get(self, name: str, type: Any = object, /) -> Any:
-        """The value of state ``name`` converted to ``type``, or None when absent."""
+        """The value of state ``name`` converted to ``type``, or None when absent.
+        Journaled. Does not yield to other tasks (a cancellation point only)."""
         return await self._port.get_state(self._inv, name, type)
 
     async def state_keys(self) -> list[str]:

@@ -33,21 +33,12 @@ from actors.storage import (
     Success,
     Table,
     WriteBatch,
-    decode_key,
     dumps,
-    encode_key,
-    loads_entry,
 )
 
+from ._attempt_setup import context_for, load_journal
 from ._completion import Completions
-from ._context import (
-    Context,
-    ObjectContext,
-    ObjectSharedContext,
-    WorkflowContext,
-    WorkflowSharedContext,
-    context_misuse,
-)
+from ._context import context_misuse
 from ._control_flow import RUN_BODY, HandlerFailed, PausedInline, StepFailed, Suspended
 from ._errors import (
     NonDeterminismError,
@@ -55,7 +46,6 @@ from ._errors import (
     SerializationError,
     TerminalError,
     UnknownHandlerError,
-    persistence_error,
 )
 from ._failures import cut, describe, unwinding
 from ._invocation import UNDECODED, Effect
@@ -84,6 +74,7 @@ _KILLED: Final = InvocationStatus.KILLED
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from actors.mailbox import Release
     from actors.storage import CommitTicket
 
     from ._deadlock import Node
@@ -127,7 +118,7 @@ class Executor:
         #: Why a policy killed an invocation, until its killed record is written.
         self._kill_reasons: dict[str, str] = {}
 
-    async def run(self, inv: Invocation, release: Callable[[], None]) -> object:
+    async def run(self, inv: Invocation, release: Release) -> object:
         # A call made from a step's body runs a handler of its own, in the same task.
         token = RUN_BODY.set(None)
         try:
@@ -135,7 +126,7 @@ class Executor:
         finally:
             RUN_BODY.reset(token)
 
-    async def run_handler(self, inv: Invocation, release: Callable[[], None]) -> object:
+    async def run_handler(self, inv: Invocation, release: Release) -> object:
         life = inv.life
         key_node: Node | None = None
         if inv.exclusive and life.phase is not _KILLING:
@@ -200,10 +191,16 @@ class Executor:
             if key_node is not None:
                 self._graph.release(key_node)
                 key_node = None
-            release()  # the next exclusive invocation may start on our queued writes
             finished = True
             if ticket is None:
+                release()
                 self._act(inv, Event.ABANDON)
+                return None
+            # The next exclusive invocation may start on our queued writes: in this very
+            # task if it is queued (a relay), while a task of its own waits for ours.
+            if release.relay():
+                taken_over = True
+                self._k.spawn(functools.partial(self._answered, inv, ticket, outcome, status))
                 return None
             await self._completed(inv, ticket, outcome, status)
             return None
@@ -219,12 +216,25 @@ class Executor:
             elif finished or life.phase is not _SUSPENDED:
                 self.finish(inv)
 
+    async def _answered(
+        self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus
+    ) -> None:
+        """``_completed``, then the end of ``inv``'s life in memory: the part of a run
+        that a relaying task hands to a task of its own."""
+        try:
+            await self._completed(inv, ticket, outcome, status)
+        finally:
+            self.finish(inv)
+
     async def _completed(
         self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus
     ) -> None:
         """Wait for a queued completion to be durable, then answer its callers."""
         try:
             try:
+                if not ticket.done:
+                    # A wait that blocks is a checkpoint: the caller's own need not be.
+                    inv.done.yielded = True
                 await ticket.wait()
                 error = None
             except StorageError as exc:
@@ -471,7 +481,7 @@ class Executor:
                 inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
         except SerializationError as exc:
             return Failure(str(exc), exc.status_code)
-        ctx = self.context_for(inv)
+        ctx = context_for(self._port, inv)
         instance = inv.entry.instance
         try:
             result = await (
@@ -555,31 +565,9 @@ class Executor:
         await inv.resume.wait()
         inv.resume = None
 
-    def context_for(self, inv: Invocation) -> Context:
-        kind = inv.spec.kind
-        if kind == "exclusive":
-            return ObjectContext._create(self._port, inv)
-        if kind == "service":
-            return Context._create(self._port, inv)
-        if kind == "main":
-            return WorkflowContext._create(self._port, inv)
-        if inv.entry.cls.actor_kind == "workflow":
-            return WorkflowSharedContext._create(self._port, inv)
-        return ObjectSharedContext._create(self._port, inv)
-
     def load_journal(self, inv: Invocation) -> dict[int, JournalEntry]:
-        if inv.inbox_key is None:
-            return {}
-        try:
-            items = self._store.scan(Table.JOURNAL, encode_key((inv.invocation_id,)), children=True)
-        except StorageError as exc:
-            raise persistence_error(exc) from exc
-        journal: dict[int, JournalEntry] = {}
-        for key, value in items:
-            index = decode_key(key)[-1]
-            assert isinstance(index, int)
-            journal[index] = loads_entry(value)
-        return journal
+        """The durable journal of ``inv`` (empty if it was never accepted)."""
+        return load_journal(self._store, inv)
 
     def finish(self, inv: Invocation) -> None:
         self._invocations.pop(inv.invocation_id, None)

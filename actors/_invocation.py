@@ -80,7 +80,7 @@ class Completion:
     ``paused`` is the reason while the invocation is paused: callers outside the
     runtime are answered with it (``wait_answer``), callers in handlers keep waiting."""
 
-    __slots__ = ("_event", "error", "finished", "outcome", "paused")
+    __slots__ = ("_event", "error", "finished", "outcome", "paused", "yielded")
 
     def __init__(self) -> None:
         self._event: anyio.Event | None = None
@@ -88,6 +88,9 @@ class Completion:
         self.error: Exception | None = None
         self.finished = False
         self.paused: str | None = None
+        #: The run that finished it waited (a checkpoint) in its caller's task: an
+        #: inline call's answer needs no checkpoint of its own (``Results.result_of``).
+        self.yielded = False
 
     def is_set(self) -> bool:
         return self.finished

@@ -7,6 +7,12 @@ overlay (writes of earlier invocations submitted but not yet durable: pipelining
 LMDB. Shared handlers read LMDB only: committed state, never another invocation's
 uncommitted writes (invariant 3). Writes are buffered in the invocation and written by
 the output gate (``_gate``).
+
+Reads do not yield to other tasks: they answer from memory or from one LMDB read, as
+``await ctx.get(...)`` of loaded state does in Restate's SDK, so a handler that reads and
+writes without waiting runs to its end in one go (and a key's queued exclusive
+invocations run back to back: the mailbox's relay). They are still cancellation points:
+an invocation cancelled or killed meanwhile is interrupted at its next read.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ class StateOps:
                 # at the next write or flush; a read alone never passes the limit).
                 inv.pending_bytes += len(data)
             inv.append(GetStateEntry(name, data))
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if data is None:
             return None
         where = f"state {name!r} of {inv.target.actor}/{inv.target.key}"
@@ -111,7 +117,7 @@ class StateOps:
         check_usable("ctx.state_keys()")
         recorded = inv.next_replayed(StateKeysEntry, None, "state_keys()")
         if recorded is not None:
-            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint_if_cancelled()
             return list(recorded.names)
         assert inv.target.key is not None
         prefix = encode_key((inv.target.actor, inv.target.key))
@@ -146,7 +152,7 @@ class StateOps:
         result = sorted(names)
         inv.pending_bytes += sum(map(len, result)) + 8 * len(result)  # journaled, as a read
         inv.append(StateKeysEntry(tuple(result)))
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         return result
 
     def set(self, inv: Invocation, name: str, value: object) -> None:
@@ -196,7 +202,7 @@ class StateOps:
         else:
             now = self._clock.now()
             inv.append(TimeEntry(now))
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         return now
 
     def rng(self, inv: Invocation) -> random.Random:

@@ -118,7 +118,8 @@ class Results:
         done = inv.done
         if not done.finished:
             return await self.answer(done, inv.invocation_id, inv.spec)
-        await anyio.lowlevel.checkpoint()  # the common case: a call that ran inline
+        if not done.yielded:  # the common case, a call that ran inline, often yielded
+            await anyio.lowlevel.checkpoint()
         return self.completed_result(done, inv.invocation_id, inv.spec)
 
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import anyio
 import attrs
 
-from actors.mailbox import HOLD, Mailbox
+from actors.mailbox import HOLD, NO_RELEASE, Mailbox, Release
 
 from ._control_flow import PausedInline
 from ._errors import InvocationPausedError, UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
-from ._kernel import Parked, logger, noop
+from ._kernel import Parked, logger
 from ._key_order import parse_row
 from ._lifecycle import Action, Event
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from ._resolution import Resolver
 
 #: Runs one invocation (``Executor.run``): the mailbox runner.
-Runner: TypeAlias = "Callable[[Invocation, Callable[[], None]], Coroutine[Any, Any, object]]"
+Runner: TypeAlias = "Callable[[Invocation, Release], Coroutine[Any, Any, object]]"
 
 
 class Scheduler:
@@ -79,7 +79,7 @@ class Scheduler:
 
     def run_soon(self, inv: Invocation) -> None:
         """Run ``inv`` in a task of its own, holding no key."""
-        self._k.task_group.start_soon(self.runner, inv, noop)
+        self._k.task_group.start_soon(self.runner, inv, NO_RELEASE)
 
     def dispatch(self, inv: Invocation) -> None:
         """Hand ``inv`` to its key's mailbox (a service: run it now). An accepted one is
@@ -108,7 +108,7 @@ class Scheduler:
         inv.life.apply(_DELIVER)
         self._invocations[inv.invocation_id] = inv
         key = inv.target.key
-        release: Callable[[], None] = noop
+        release: Release = NO_RELEASE
         if key is not None and inv.exclusive:
             activation = self.activation(inv.target.actor, key)
             inv.activation = activation
@@ -312,5 +312,5 @@ class Scheduler:
                     del self.activations[key]
 
 
-async def _not_wired(inv: Invocation, release: Callable[[], None]) -> object:
+async def _not_wired(inv: Invocation, release: Release) -> object:
     raise AssertionError("the scheduler's runner was not wired")  # pragma: no cover

@@ -122,7 +122,7 @@ async def open_test_runtime(
     suspend_after: float = 60.0,
     max_in_flight: int = 10_000,
     retention: timedelta | float = timedelta(days=1),
-    commit_mode: Literal["thread", "inline"] = "inline",
+    commit_mode: Literal["auto", "thread", "inline"] = "inline",
 ) -> AsyncIterator[Runtime]:
     """A runtime for tests: data in ``path`` (a temporary directory when None, removed
     afterwards), inline commits and a ``LoopClock`` by default, so it runs under

@@ -4,16 +4,19 @@
 # or journals. It may import `actors.storage`; it never imports `actors` itself.
 """Per-key scheduling for virtual-actors."""
 
-from ._driver import HOLD, Mailbox, Runner, Spawn
+from ._driver import HOLD, MAX_RELAYS, NO_RELEASE, Mailbox, Release, Runner, Spawn
 from ._state import Envelope, MailboxCore, MailboxStateError, MailboxStatistics
 
 __all__ = [
     "Envelope",
     "HOLD",
+    "MAX_RELAYS",
     "Mailbox",
     "MailboxCore",
     "MailboxStateError",
     "MailboxStatistics",
+    "NO_RELEASE",
+    "Release",
     "Runner",
     "Spawn",
 ]

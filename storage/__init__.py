@@ -62,7 +62,8 @@ from ._records import (
     WorkflowRecord,
 )
 from ._store import Store, StoreStatistics
-from ._writer import CommitMode, CommitTicket
+from ._ticket import CommitTicket
+from ._writer import CommitMode
 
 __all__ = [
     "AttachEntry",

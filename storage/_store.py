@@ -35,7 +35,8 @@ from ._batch import _Op
 from ._environment import MAX_KEY_SIZE, Durability, open_environment
 from ._errors import StoreClosedError, ValueTooLargeError
 from ._reader import ReadView, read_error
-from ._writer import CommitMode, CommitTicket, FaultHook, Waker, Writer, current_waker
+from ._ticket import CommitTicket, Waker, current_waker
+from ._writer import CommitMode, FaultHook, Writer
 
 if TYPE_CHECKING:
     import os
@@ -98,7 +99,7 @@ class Store:
         path: str | os.PathLike[str],
         *,
         durability: Durability = "fsync",
-        commit_mode: CommitMode = "thread",
+        commit_mode: CommitMode = "auto",
         map_size: int = 256 * 1024 * 1024,
         max_map_size: int = 1 << 40,
         max_value_size: int = 16 * 1024 * 1024,
@@ -110,8 +111,11 @@ class Store:
         Args:
           durability: ``"fsync"`` (every commit reaches the disk: survives power loss) or
             ``"process"`` (no fsync per commit: survives a killed process, not an OS crash).
-          commit_mode: ``"thread"`` (group commit on a writer thread) or ``"inline"``
-            (commit in ``submit`` itself; for deterministic tests).
+          commit_mode: ``"auto"`` (group commit on a writer thread, except that a
+            batch submitted from an event loop with nothing else to run commits on the
+            loop's thread, saving a thread round trip), ``"thread"`` (always the writer
+            thread) or ``"inline"`` (commit in ``submit`` itself; for deterministic
+            tests).
           map_size: initial LMDB map size; the map doubles by itself when full.
           max_map_size: the map never grows past this; commits that need more fail with
             ``StoreFullError`` and nothing else is affected.
@@ -129,8 +133,10 @@ class Store:
         """
         if durability not in ("fsync", "process"):
             raise ValueError(f"durability must be 'fsync' or 'process', not {durability!r}")
-        if commit_mode not in ("thread", "inline"):
-            raise ValueError(f"commit_mode must be 'thread' or 'inline', not {commit_mode!r}")
+        if commit_mode not in ("auto", "thread", "inline"):
+            raise ValueError(
+                f"commit_mode must be 'auto', 'thread' or 'inline', not {commit_mode!r}"
+            )
         environment = open_environment(
             Path(path),
             durability=durability,

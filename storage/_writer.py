@@ -61,6 +61,10 @@ for a loop, since it may be blocking that very loop's thread. With several loops
 store, the baton passes between them in sequence order; a loop that has finished is
 skipped (nobody is left to wake) and its tickets published where the baton is.
 
+*Auto mode* (``commit_mode="auto"``, the default) is thread mode plus one shortcut: a
+batch submitted from an event loop that then has nothing else to run commits on that
+loop's thread, saving the thread round trip (``_idle_commit``).
+
 *Inline mode* (``commit_mode="inline"``) commits synchronously in ``submit`` with no
 thread, for tests under ``trio.testing.MockClock(autojump_threshold=0)``, where a thread
 the clock cannot see would let autojump fire timeouts early. Numbering, commit and the
@@ -75,18 +79,14 @@ ticket that is not yet done, or the other way round); an asyncio/trio specific w
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
-import anyio
-import anyio.lowlevel
 import lmdb
-import trio
 
 from ._batch import Table, WriteBatch, _Op
 from ._errors import (
@@ -96,101 +96,26 @@ from ._errors import (
     StoreBrokenError,
     StoreFullError,
 )
+from ._idle_commit import IdleCommitter, idle_committer
 from ._keys import tuple_prefix_end
+from ._ticket import CommitTicket, Waker
 
 if TYPE_CHECKING:
     from ._environment import Environment
 
 logger = logging.getLogger("actors.storage")
 
-CommitMode = Literal["thread", "inline"]
-Waker = Callable[..., object]
+CommitMode = Literal["auto", "thread", "inline"]
 FaultHook = Callable[[Sequence[WriteBatch]], None]
 
 _MAX_GROUP_BATCHES: Final = 4096
+_UNKNOWN: Final = cast("IdleCommitter", object())  # no committer looked up for that loop yet
 _MAX_GROUP_BYTES: Final = 64 * 1024 * 1024
 #: The errno values that mean "no room": out of space, out of quota.
 _NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: LMDB reports a short write as EIO. It is a full disk when the filesystem has less room
 #: than the commit needed, give or take this much (LMDB writes whole pages, and meta).
 _NO_ROOM_SLACK: Final = 1024 * 1024
-
-
-def current_waker() -> Waker:
-    """A thread-safe 'run this callback in my event loop soon' for the calling task."""
-    try:
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    except RuntimeError:
-        pass
-    try:
-        return asyncio.get_running_loop().call_soon_threadsafe
-    except RuntimeError:
-        raise RuntimeError("Store.submit() needs a running trio or asyncio loop") from None
-
-
-class CommitTicket:
-    """A submitted batch. ``await ticket.wait()`` returns once it is durable, or raises
-    the ``StorageError`` that failed it. Cancelling the wait does not cancel the commit."""
-
-    __slots__ = (
-        "_event",
-        "_on_done",
-        "_thread_event",
-        "_waker",
-        "_writer",
-        "batch",
-        "error",
-        "seq",
-    )
-
-    def __init__(
-        self,
-        writer: Writer,
-        seq: int,
-        batch: WriteBatch,
-        waker: Waker | None,
-        on_done: Callable[[CommitTicket], None] | None = None,
-    ) -> None:
-        self._writer = writer
-        self.seq = seq
-        self.batch = batch
-        self._waker = waker
-        self._on_done = on_done
-        #: The error that failed the batch, once it failed (set by the writer before the
-        #: ticket is published). A plain attribute: the runtime reads it on every call.
-        self.error: StorageError | None = None
-        # Created by the first ``wait()``: many tickets complete before anyone awaits
-        # them (or are never awaited), and an event costs a backend lookup to make.
-        self._event: anyio.Event | None = None
-        self._thread_event: threading.Event | None = None if waker else threading.Event()
-
-    @property
-    def done(self) -> bool:
-        """True once the batch committed or failed and the store published it: exactly
-        when the store's ``durable_seq`` has reached ``seq``."""
-        return self._writer._durable_seq >= self.seq
-
-    async def wait(self) -> None:
-        """Wait until the batch is durable. Always a checkpoint."""
-        if self._writer._durable_seq >= self.seq:
-            await anyio.lowlevel.checkpoint()
-        else:
-            assert self._waker is not None, "a blocking ticket cannot be awaited"
-            if self._event is None:
-                self._event = anyio.Event()
-            await self._event.wait()
-        if self.error is not None:
-            raise self.error
-
-    def wait_blocking(self) -> None:
-        """Block the calling thread until the batch is durable (sync callers): LMDB
-        holds it, or it failed. ``done`` is true by then, unless a ticket submitted
-        before it from an event loop is still to complete in that loop: a blocking
-        caller never waits for a loop, since it may be blocking that loop's thread."""
-        assert self._thread_event is not None, "an async ticket cannot block"
-        self._thread_event.wait()
-        if self.error is not None:
-            raise self.error
 
 
 class Writer:
@@ -223,8 +148,17 @@ class Writer:
         self._backlog: list[CommitTicket] = []
         self._publishing = False
         self._stopping = False
+        # Committing at idle on the submitting loop (``_idle_commit``): the batches held
+        # there, by whom, and each loop's committer (None: that loop cannot tell).
+        self._held: list[CommitTicket] = []
+        self._held_by: IdleCommitter | None = None
+        self._committers: dict[Waker, IdleCommitter | None] = {}
+        #: Tickets queued to the writer thread and not yet settled by it.
+        self._thread_pending = 0
         self._thread: threading.Thread | None = None
-        if commit_mode == "thread":
+        #: ``"auto"``: batches from a loop may commit on its thread when it is idle.
+        self._idle_commits = commit_mode == "auto"
+        if commit_mode != "inline":
             self._thread = threading.Thread(
                 target=self._writer_main, name=f"actors-writer:{self._path.name}", daemon=True
             )
@@ -250,8 +184,64 @@ class Writer:
                 raise self.broken_error()
             self.submitted_seq += 1
             ticket = CommitTicket(self, self.submitted_seq, batch, waker, on_done)
-            self._queue.put(ticket)
+            committer = None
+            if waker is not None and self._idle_commits and not self._stopping:
+                committer = self._committers.get(waker, _UNKNOWN)
+                if committer is _UNKNOWN:
+                    committer = self._committers[waker] = idle_committer(self, waker)
+            if (
+                committer is not None
+                and self._held_by in (None, committer)
+                and (self._held or not committer.busy())
+            ):
+                self._held.append(ticket)
+                self._held_by = committer
+                committer.arm()
+            else:
+                self._queue_held()
+                self._thread_pending += 1
+                self._queue.put(ticket)
         return ticket
+
+    def _queue_held(self) -> None:
+        """Give the writer thread what a loop holds (under ``_seq_lock``)."""
+        if self._held:
+            held, self._held, self._held_by = self._held, [], None
+            self._thread_pending += len(held)
+            for ticket in held:
+                self._queue.put(ticket)
+
+    def commit_held(self, committer: IdleCommitter, *, here: bool) -> None:
+        """Called by ``committer`` on its loop's thread: commit what it holds right here
+        if ``here`` (its loop is idle) and the writer thread has nothing in flight, or
+        else hand it to the thread (``_idle_commit``)."""
+        with self._seq_lock:
+            if self._held_by is not committer:
+                return
+            if not here or self._thread_pending or self._stopping or self.broken is not None:
+                self._queue_held()
+                return
+            group, self._held, self._held_by = self._held, [], None
+            # Under the lock, so no batch can be queued and committed around this one.
+            try:
+                self._commit_group(group)
+            except BaseException as exc:  # as if the writer thread died (``_writer_main``)
+                broken = self._break(f"a commit on the event loop's thread died of {exc!r}")
+                for ticket in self._unsettled[self._unsettled_from :]:
+                    if ticket.error is None:
+                        ticket.error = broken
+                logger.critical("%s", broken, exc_info=exc)
+        self._settled(group, here=committer.waker)
+        if self.broken is not None:
+            self.fail_queued(self.broken)
+
+    def retire(self, committer: IdleCommitter) -> None:
+        """``committer``'s loop is ending: the thread takes what it holds."""
+        with self._seq_lock:
+            if self._held_by is committer:
+                self._queue_held()
+            if self._committers.get(committer.waker) is committer:
+                self._committers[committer.waker] = None
 
     def _commit_inline(
         self,
@@ -275,6 +265,7 @@ class Writer:
         if ticket._thread_event is not None:
             ticket._thread_event.set()
         if on_done is not None:
+            ticket._on_done = None  # as when published: see ``_publish``
             on_done(ticket)  # outside the lock: it may submit again
         return ticket
 
@@ -297,8 +288,10 @@ class Writer:
     def stop(self) -> None:
         """Ask the writer thread to commit what is queued and exit. Idempotent."""
         if self._thread is not None and not self._stopping:
-            self._stopping = True
-            self._queue.put(None)
+            with self._seq_lock:
+                self._stopping = True
+                self._queue_held()
+                self._queue.put(None)
 
     def join(self) -> None:
         """Wait for the writer thread to exit (after ``stop``)."""
@@ -366,6 +359,8 @@ class Writer:
             self._commit_group(group)
             self._in_flight = None
             self._settled(group)
+            with self._seq_lock:
+                self._thread_pending -= len(group)
             if self.broken is not None:  # LMDB panicked: nothing queued can commit
                 self.fail_queued(self.broken)
                 return
@@ -462,15 +457,16 @@ class Writer:
 
     # --- publishing --------------------------------------------------------------------
 
-    def _settled(self, tickets: list[CommitTicket]) -> None:
-        """Hand over tickets whose batches LMDB now holds, or whose error is set."""
+    def _settled(self, tickets: list[CommitTicket], here: Waker | None = None) -> None:
+        """Hand over tickets whose batches LMDB now holds, or whose error is set; on the
+        thread of loop ``here``, if given (None: no loop's)."""
         with self._publish_lock:
             self._backlog += tickets
             start = not self._publishing  # else whoever holds the baton takes these too
             self._publishing = True
         try:
             if start:
-                self._publish(None)
+                self._publish(here)
         finally:
             # After the attempt to publish (so a blocking caller usually finds its ticket
             # done), never after a loop: the caller may be blocking that very loop.
@@ -504,8 +500,12 @@ class Writer:
                     self._durable_seq = ticket.seq
                     if ticket._event is not None:  # someone is waiting
                         ticket._event.set()
-                    if ticket._on_done is not None:
-                        ticket._on_done(ticket)
+                    on_done = ticket._on_done
+                    if on_done is not None:
+                        # Dropped first: it often holds what holds the ticket (a cycle
+                        # the garbage collector would have to find).
+                        ticket._on_done = None
+                        on_done(ticket)
                 else:
                     continue
             except BaseException:

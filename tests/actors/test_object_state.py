@@ -363,7 +363,9 @@ async def test_state_keys_keeps_the_overlay_whose_batch_lands_during_the_scan(
             release.wait(timeout=30)
 
     bag = HeldBag()
-    async with actors.open_runtime(tmp_path / "db", [bag], _fault_hook=hold_state_batches) as rt:
+    async with actors.open_runtime(
+        tmp_path / "db", [bag], commit_mode="thread", _fault_hook=hold_state_batches
+    ) as rt:
         store = rt._store
         real_scan = store.scan
 

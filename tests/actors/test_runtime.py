@@ -387,7 +387,10 @@ async def test_public_async_operations_are_checkpoints(tmp_path: Path) -> None:
         ({"max_in_flight": 0}, r"^max_in_flight must be at least 1$"),
         ({"idle_timeout": 0}, r"^idle_timeout must be positive$"),
         ({"durability": "never"}, r"^durability must be 'fsync' or 'process', not 'never'$"),
-        ({"commit_mode": "lazy"}, r"^commit_mode must be 'thread' or 'inline', not 'lazy'$"),
+        (
+            {"commit_mode": "lazy"},
+            r"^commit_mode must be 'auto', 'thread' or 'inline', not 'lazy'$",
+        ),
     ],
 )
 async def test_bad_options_are_rejected(

@@ -15,12 +15,12 @@ import anyio
 import attrs
 import pytest
 
-from actors.mailbox import Mailbox, MailboxStatistics
+from actors.mailbox import MAX_RELAYS, NO_RELEASE, Mailbox, MailboxStatistics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
 
-    from actors.mailbox import Runner
+    from actors.mailbox import Release, Runner
 
     Task = Callable[[], Coroutine[Any, Any, None]]
 
@@ -408,3 +408,114 @@ async def test_Mailbox_cancel_every_queued_envelope() -> None:
         await settle()
         assert recorder.record == ["a start", "a end"]
         assert mailbox.idle
+
+
+@attrs.define
+class Relayer:
+    """A runner that relays: each job records the task it ran in, then hands the key on
+    with ``relay()`` and returns at once (as the executor does once its commit is queued)."""
+
+    tasks: dict[str, object] = attrs.field(factory=dict)
+    relayed: dict[str, bool] = attrs.field(factory=dict)
+    spawned: int = 0
+    fail: set[str] = attrs.field(factory=set)
+
+    async def __call__(self, job: Job, release: Release) -> None:
+        await job.proceed.wait()
+        self.tasks[job.name] = anyio.get_current_task().id
+        self.relayed[job.name] = release.relay()
+        if job.name in self.fail:
+            raise ValueError(job.name)
+
+
+async def test_Mailbox_relay_runs_the_queued_successors_in_the_same_task() -> None:
+    relayer = Relayer()
+    spawned: list[Task] = []
+
+    def counting(fn: Task) -> Task:
+        spawned.append(fn)
+        return fn
+
+    jobs = [ex(name) for name in "abcd"]
+    async with open_mailbox(relayer, spawn_wrapper=counting) as mailbox:
+        for job in jobs:
+            mailbox.deliver(job)
+        for job in jobs:
+            job.proceed.set()
+        await settle()
+        # One task ran the four, in order; no task was spawned for b, c or d.
+        assert len(spawned) == 1
+        assert len(set(relayer.tasks.values())) == 1
+        assert list(relayer.tasks) == ["a", "b", "c", "d"]
+        assert relayer.relayed == {"a": True, "b": True, "c": True, "d": False}
+        assert mailbox.idle
+
+
+async def test_Mailbox_relay_is_bounded_then_the_next_envelope_gets_a_task() -> None:
+    relayer = Relayer()
+    spawned: list[Task] = []
+
+    def counting(fn: Task) -> Task:
+        spawned.append(fn)
+        return fn
+
+    jobs = [ex(f"j{i}") for i in range(MAX_RELAYS + 3)]
+    async with open_mailbox(relayer, spawn_wrapper=counting) as mailbox:
+        for job in jobs:
+            job.proceed.set()
+            mailbox.deliver(job)
+        await settle()
+        # The first task runs its own envelope and relays MAX_RELAYS more; the next one
+        # is spawned as usual, so a long queue cannot hold the loop.
+        assert len(spawned) == 2
+        assert relayer.relayed[jobs[MAX_RELAYS - 1].name] is True
+        assert relayer.relayed[jobs[MAX_RELAYS].name] is False
+        assert list(relayer.tasks) == [job.name for job in jobs]
+        assert mailbox.idle
+
+
+async def test_Mailbox_a_runner_that_raises_after_relaying_still_starts_its_successor() -> None:
+    relayer = Relayer(fail={"a"})
+    errors: list[str] = []
+
+    def catching(fn: Task) -> Task:
+        async def task() -> None:
+            try:
+                await fn()
+            except ValueError as exc:
+                errors.append(str(exc))
+
+        return task
+
+    a, b = ex("a"), ex("b")
+    a.proceed.set()
+    b.proceed.set()
+    async with open_mailbox(relayer, spawn_wrapper=catching) as mailbox:
+        mailbox.deliver(a)
+        mailbox.deliver(b)
+        await settle()
+        assert errors == ["a"]  # a's error reached its task
+        assert relayer.relayed["a"] is True
+        assert "b" in relayer.tasks  # and b still ran, in a task of its own
+        assert mailbox.idle
+
+
+async def test_Mailbox_relay_from_a_claimed_envelope_spawns_the_successor() -> None:
+    relayer = Relayer()
+    a, b = ex("a"), ex("b")
+    b.proceed.set()
+    async with open_mailbox(relayer) as mailbox:
+        release = mailbox.try_claim(a)
+        assert release is not None
+        mailbox.deliver(b)
+        # The caller's task runs a and goes on with its own work: it cannot take b over.
+        assert release.relay() is False
+        await settle()
+        assert "b" in relayer.tasks
+        assert release.relay() is False  # released once only
+        assert mailbox.idle
+
+
+def test_NO_RELEASE_has_nothing_to_hand_on() -> None:
+    NO_RELEASE()
+    assert NO_RELEASE.relay() is False

@@ -237,7 +237,11 @@ def test_open_an_unreadable_schema_version(tmp_path: Path) -> None:
     ("option", "value", "message"),
     [
         ("durability", "sync", r"^durability must be 'fsync' or 'process', not 'sync'$"),
-        ("commit_mode", "async", r"^commit_mode must be 'thread' or 'inline', not 'async'$"),
+        (
+            "commit_mode",
+            "async",
+            r"^commit_mode must be 'auto', 'thread' or 'inline', not 'async'$",
+        ),
     ],
 )
 def test_open_with_a_bad_option(tmp_path: Path, option: str, value: str, message: str) -> None:

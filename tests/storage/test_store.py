@@ -763,7 +763,7 @@ async def test_Store_close_is_idempotent(tmp_path: Path, commit_mode: CommitMode
 @pytest.mark.parametrize("closer", ["close", "aclose"])
 async def test_Store_close_commits_what_was_submitted(tmp_path: Path, closer: str) -> None:
     gate = Gate()
-    store = Store.open(tmp_path / "s", _fault_hook=gate)
+    store = Store.open(tmp_path / "s", commit_mode="thread", _fault_hook=gate)
     try:
         first = store.submit(put(key(0), b"v"))
         gate.wait_entered()
