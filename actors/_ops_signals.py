@@ -35,7 +35,7 @@ from actors.storage import (
     loads_entry,
 )
 
-from ._control_flow import check_usable
+from ._control_flow import Suspended, check_usable
 from ._errors import BadArgumentError, NonDeterminismError, TerminalError, persistence_error
 from ._futures import DurableFuture, settled
 from ._limits import MAX_VALUE_BYTES, check_text, check_value
@@ -244,6 +244,29 @@ class SignalOps:
             inv.record_at(index, ResolveEntry(target, failure(exc)))
             raise
 
+    def wake_promise_waiters(self, row: bytes, actor: str, key: str) -> None:
+        """The promise ``row`` of workflow ``actor``/``key`` is durably completed: wake
+        each of its waiters once. Live waiters registered in memory; suspended ones did
+        not stay registered (a parked workflow costs no entry here), and every one of
+        them is an unfinished invocation of that workflow id, so it has an inbox row
+        under ``(actor, key)``: waking each of those finds them all. A woken invocation
+        that waits on something else re-checks it (live) or replays and parks again
+        (parked): a cost, bounded by the workflow id's unfinished invocations, never a
+        lost or a repeated completion (the promise's value is read from storage)."""
+        woken = self.promise_waiters.pop(row, {})
+        for waiter in woken:
+            self._scheduler.wake(waiter)
+        try:
+            rows = self._store.scan(Table.INBOX, encode_key((actor, key)), children=True)
+        except StorageError as exc:
+            # The completion is durable; only the waking failed (the store broke). A
+            # parked waiter is woken by the next open's recovery, which replays them all.
+            raise persistence_error(exc) from exc
+        for _, raw_id in rows:
+            waiter = raw_id.decode()
+            if waiter not in woken:
+                self._scheduler.wake(waiter)
+
     def promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
         key = inv.target.key
         assert key is not None
@@ -271,8 +294,17 @@ class SignalOps:
         async def produce() -> Any:
             outcome = self.stored_promise(row)
             if outcome is None:
-                self.promise_waiters.setdefault(row, {})[inv.invocation_id] = None
-                await self._waits.block(inv, ready)
+                waiters = self.promise_waiters.setdefault(row, {})
+                waiters[inv.invocation_id] = None
+                try:
+                    await self._waits.block(inv, ready)
+                except Suspended:
+                    # Parked from now on: the resolution finds it through the inbox
+                    # (``wake_promise_waiters``), so memory keeps nothing of it here.
+                    waiters.pop(inv.invocation_id, None)
+                    if not waiters and self.promise_waiters.get(row) is waiters:
+                        del self.promise_waiters[row]
+                    raise
                 outcome = self.stored_promise(row)
                 assert outcome is not None
             inv.pending_bytes += outcome_size(outcome)  # journaled with the entry
@@ -323,7 +355,6 @@ class SignalOps:
                 await self._output.gate(inv)
             finally:
                 self.promise_inflight.pop(row, None)  # durable now, or failed
-            for waiter in self.promise_waiters.pop(row, {}):
-                self._scheduler.wake(waiter)
+            self.wake_promise_waiters(row, inv.target.actor, inv.target.key)
 
         await self.journaled_completion(inv, f"promise:{name}", complete)

@@ -106,12 +106,18 @@ class Results:
         self._k = kernel
         self._resolver = resolver
 
-    async def result_of(self, inv: Invocation) -> Any:
+    async def result_of(self, inv: Invocation, spec: Handler[Any, Any] | None = None) -> Any:
+        """The result of ``inv``, which ran (or began to run) in the caller's task."""
         done = inv.done
+        spec = inv.spec if spec is None else spec
         if not done.finished:
-            return await self.answer(done, inv.invocation_id, inv.spec)
+            if self._k.invocations.get(inv.invocation_id) is not inv:
+                # It parked in the caller's task, and a parked invocation keeps no
+                # ``Completion`` (``_parked``): wait for it by id, as an attach does.
+                return await self.await_result(inv.invocation_id, spec)
+            return await self.answer(done, inv.invocation_id, spec)
         await anyio.lowlevel.checkpoint()  # the common case: a call that ran inline
-        return self.completed_result(done, inv.invocation_id, inv.spec)
+        return self.completed_result(done, inv.invocation_id, spec)
 
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         """The result for a caller outside the runtime: the outcome once it finished, or
@@ -165,11 +171,10 @@ class Results:
 
     def output(self, invocation_id: str) -> Any:
         """``Runtime.output``: the result of a finished invocation, without waiting."""
+        if invocation_id in self._k.parked:
+            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
         inv = self._k.invocations.get(invocation_id)
         done = inv.done if inv is not None else None
-        parked = self._k.parked.get(invocation_id)
-        if parked is not None:
-            done = parked.done
         if done is not None and not done.finished:
             raise NotReadyError(f"invocation {invocation_id} has not completed yet")
         record = self._k.load_record(invocation_id)

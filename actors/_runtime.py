@@ -324,12 +324,7 @@ class Runtime(metaclass=NoPublicConstructor):
             entry, spec, tgt, *checked, holds_slot=True, headers=checked_headers
         )
         await self._scheduler.run_call(inv)
-        done = inv.done
-        if not done.finished:
-            raw = await self._results.answer(done, inv.invocation_id, view)
-            return raw
-        await anyio.lowlevel.checkpoint()
-        raw = self._results.completed_result(done, inv.invocation_id, view)
+        raw = await self._results.result_of(inv, view)
         return raw
 
     async def generic_send(
