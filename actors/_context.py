@@ -133,8 +133,16 @@ class Context(metaclass=NoPublicConstructor):
         recorded value without running again. The body runs again only if the crash came
         before its result was durable, and then with the same inputs.
 
-        An ``async def`` body runs on the event loop; a plain function runs on a worker
-        thread, so it may block. A body raising ``TerminalError`` fails the step at once;
+        An ``async def`` body runs on the event loop. A plain function runs on one of the
+        runtime's step threads, so it may block (``requests``, a database driver): a
+        body that blocks holds only its own thread, and the others' bodies and every
+        handler go on. Threads start on demand up to the capacity of anyio's default
+        thread limiter (40 unless raised before ``open_runtime``); beyond that, bodies
+        wait in order for a thread, and idle threads exit after 10 s. The body sees the
+        handler's context variables; ``trio.from_thread`` and ``anyio.from_thread``
+        work in it. A cancel or kill does not interrupt a body that has started: it
+        lands once the body returns; closing the runtime waits for running bodies. A
+        body raising ``TerminalError`` fails the step at once;
         other exceptions are retried with ``retry`` (else the handler's, else the
         runtime's policy). The default policy retries until the body succeeds; only under
         a policy with ``max_attempts`` or ``max_duration`` is a body that keeps failing

@@ -24,6 +24,7 @@ from ._deadlock import WaitForGraph
 from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._lifecycle import Phase
 from ._parked import ParkedInvocations
+from ._step_threads import StepThreads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -72,6 +73,8 @@ class Kernel:
     fatal: PersistenceError | None = None
     #: Closes the runtime (``Runtime._close``), wired by the runtime: ``stop`` calls it.
     on_stop: Callable[[], None] = attrs.field(default=lambda: None)
+    #: The worker threads of plain-function ``ctx.run`` bodies; stopped by ``open_runtime``.
+    step_threads: StepThreads = attrs.field(factory=StepThreads)
     #: Test hook (actors.testing): called with a ``ctx.run`` name before its body.
     before_run_body: Callable[[str], None] | None = None
 

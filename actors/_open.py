@@ -163,6 +163,8 @@ async def open_runtime(
         raise
     finally:
         with anyio.CancelScope(shield=True):  # release the directory even when cancelled
+            if kernel is not None:  # its threads exit (a ctx.run body running is waited for)
+                await kernel.step_threads.aclose()
             await store.aclose()
     if kernel is not None and kernel.fatal is not None:
         raise kernel.fatal_error()  # it stopped by itself: the body had ended meanwhile

@@ -15,14 +15,12 @@ attempt is still the current one.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import typing
 import weakref
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 import attrs
 
 from actors.storage import Failure, Outcome, RunEntry, Success
@@ -101,7 +99,7 @@ def _result_annotation(fn: Callable[..., Any], explicit: Any) -> Any:
 class StepOps:
     """``ctx.run`` for every kind of context."""
 
-    __slots__ = ("_clock", "_k", "_output", "_retry", "_waits")
+    __slots__ = ("_clock", "_k", "_output", "_retry", "_threads", "_waits")
 
     def __init__(self, kernel: Kernel, output: OutputGate, waits: Waits) -> None:
         self._k = kernel
@@ -109,6 +107,7 @@ class StepOps:
         self._waits = waits
         self._clock = kernel.clock
         self._retry = kernel.retry
+        self._threads = kernel.step_threads
 
     def run(
         self,
@@ -297,26 +296,17 @@ class StepOps:
                 await keep_retry_start(self._output, inv, index, started)
         return self._clock.now() - since
 
-    @staticmethod
-    async def call_body(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    async def call_body(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if inspect.iscoroutinefunction(fn):
             return await fn(*args)
-        # A plain function may block: run it on a worker thread, off the event loop.
-        # What it raises comes back as a value and is raised here: under asyncio, an
-        # exception that comes through the thread's future is *thrown* into the task, and
-        # a GeneratorExit thrown so closes the whole coroutine chain instead of failing
-        # this try.
-        ok, result = await anyio.to_thread.run_sync(functools.partial(_captured, fn, args))
+        # A plain function may block: it runs on one of the runtime's step threads
+        # (``_step_threads``), off the event loop. What it raises comes back as a value
+        # and is raised here: under asyncio, an exception thrown into the task from a
+        # future, a GeneratorExit so, would close the whole coroutine chain instead of
+        # failing this try.
+        ok, result = await self._threads.run(fn, args)
         if not ok:
             raise result
         if inspect.isawaitable(result):
             return await result
         return result
-
-
-def _captured(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
-    """``(True, fn(*args))``, or ``(False, what it raised)``: run on a worker thread."""
-    try:
-        return True, fn(*args)
-    except BaseException as exc:
-        return False, exc

@@ -13,6 +13,10 @@ else the machine is doing. This script counts them for the object workloads of
 * **W1**: one task calling ``add`` sequentially.
 * **S16** / **S1**: 16 tasks (one task) calling a service handler of ten ``ctx.run``
   steps with an ``async def`` body, as ``bench/steps.py``; the cost is per invocation.
+* **S256**: the same with 256 tasks, each making a fifth of the calls.
+* **T16** / **T256**: S16 / S256 with a plain ``def`` body, which runs on the runtime's
+  step threads: the cost of the thread hand-off is T minus S (callgrind counts the
+  instructions of every thread).
 
 Each workload runs twice under callgrind, with ``n`` and ``3n`` calls per task; the
 difference divided by the extra calls is the cost of one call in steady state, without
@@ -47,7 +51,7 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-WORKLOADS: Final = ("w2", "w3", "w5", "w1", "s16", "s1")
+WORKLOADS: Final = ("w2", "w3", "w5", "w1", "s16", "s1", "t16", "s256", "t256")
 _TASKS: Final = 64
 
 
@@ -55,8 +59,10 @@ def calls_made(workload: str, per_task: int) -> int:
     """Calls of one run: what the workload's tasks do with ``per_task`` each."""
     if workload == "w5":
         return _TASKS * per_task + 16 * (per_task // 4)
-    if workload == "s16":
+    if workload in ("s16", "t16"):
         return 16 * per_task
+    if workload in ("s256", "t256"):
+        return 256 * max(1, per_task // 5)
     if workload == "s1":
         return 4 * per_task
     return _TASKS * per_task
@@ -84,12 +90,22 @@ def run_workload(workload: str, per_task: int, commit_mode: Literal["thread", "i
     async def step(i: int) -> int:
         return i
 
+    def step_sync(i: int) -> int:
+        return i
+
     class Steps(actors.Service):
         @actors.handler
         async def ten(self, ctx: actors.Context) -> int:
             total = 0
             for i in range(10):
                 total += await ctx.run(f"step{i}", step, i)
+            return total
+
+        @actors.handler
+        async def ten_sync(self, ctx: actors.Context) -> int:
+            total = 0
+            for i in range(10):
+                total += await ctx.run(f"step{i}", step_sync, i)
             return total
 
     async def main() -> None:
@@ -102,19 +118,23 @@ def run_workload(workload: str, per_task: int, commit_mode: Literal["thread", "i
                     for _ in range(count):
                         await rt.call(Counter.add, 1, key=key)
 
+                ten = Steps.ten_sync if workload.startswith("t") else Steps.ten
+
                 async def tens(count: int) -> None:
                     for _ in range(count):
-                        if await rt.call(Steps.ten) != 45:
-                            raise SystemExit("Steps.ten did not return 45")
+                        if await rt.call(ten) != 45:
+                            raise SystemExit("a ten-step handler did not return 45")
 
                 async def reads(count: int) -> None:
                     for _ in range(count):
                         await rt.call(Counter.value, key="one")
 
                 async with trio.open_nursery() as nursery:
-                    if workload.startswith("s"):
-                        for _ in range(16 if workload == "s16" else 1):
-                            nursery.start_soon(tens, 4 * per_task if workload == "s1" else per_task)
+                    if workload[0] in "st":
+                        tasks = int(workload[1:])
+                        count = {1: 4 * per_task, 16: per_task}.get(tasks, max(1, per_task // 5))
+                        for _ in range(tasks):
+                            nursery.start_soon(tens, count)
                         return
                     if workload == "w1":
                         nursery.start_soon(adds, "one", _TASKS * per_task)
