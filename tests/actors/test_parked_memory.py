@@ -1,0 +1,259 @@
+"""Parked invocations cost (nearly) nothing in memory (``actors/_parked.py``), and every
+wake-up still finds them: promise resolutions, attach, kill, crashes.
+
+The memory test measures Python allocations (``tracemalloc``), not RSS, so it is exact
+and fails CI on a regression: the parked index is ~100 bytes per invocation, against
+~600 when a parked invocation kept a ``Completion``, its id and row objects and a
+promise-waiter entry.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+import types
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+import pytest
+import trio
+import trio.testing
+
+import actors
+from actors._invocation import Completion
+from actors._key_order import accepted_row, admitted_row
+from actors._parked import ParkedInvocations, id_key, inbox_row
+from actors._util import derived_invocation_id, new_invocation_id
+from actors.storage import Target
+from actors.testing import CrashPlan, SimulatedCrash, open_test_runtime
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: Python bytes per parked workflow, measured between two counts of parked ones.
+BYTES_PER_PARKED_BOUND = 160
+#: A wait gives up its coroutine when this has passed: before the next scheduling round.
+SUSPEND_AT_ONCE = 1e-9
+
+
+class Waiter(actors.Workflow):
+    """Parks on a promise; counts the step after it, to prove it ran once."""
+
+    def __init__(self) -> None:
+        self.after: list[int] = []
+
+    async def _after(self, i: int) -> int:
+        self.after.append(i)
+        return i
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext, i: int) -> str:
+        value = await ctx.promise("p", str).value()
+        await ctx.run("after", self._after, i)
+        return value
+
+    @actors.shared
+    async def approve(self, ctx: actors.WorkflowSharedContext, value: str) -> None:
+        await ctx.promise("p", str).resolve(value)
+
+    @actors.shared
+    async def peek(self, ctx: actors.WorkflowSharedContext) -> str:
+        return await ctx.promise("p", str).value()  # a second waiter on the same promise
+
+
+async def parked(rt: actors.Runtime, count: int) -> None:
+    """Until ``count`` invocations are parked: with ``SUSPEND_AT_ONCE`` each parks as
+    soon as it blocks, so this takes only scheduling rounds (no time passes)."""
+    with anyio.fail_after(60):
+        while rt.statistics().parked < count:
+            await anyio.lowlevel.checkpoint()
+
+
+# --- the index alone, without an event loop --------------------------------------------
+
+
+def test_ParkedInvocations_id_keys_are_distinct_and_compact() -> None:
+    minted = [new_invocation_id() for _ in range(2000)]
+    derived = [derived_invocation_id(minted[0], i) for i in range(2000)]
+    other = ["inv_ABC", "inv_abc", "inv_0abc", "inv_", "not-an-id", "inv_Abc"]
+    ids = [*minted, *derived, *other]
+    keys = [id_key(i) for i in ids]
+    assert len(set(keys)) == len(ids)
+    assert all(isinstance(id_key(i), int) for i in (*minted, *derived))
+    assert all(isinstance(id_key(i), str) for i in ("inv_ABC", "inv_0abc", "inv_", "inv_Abc"))
+
+
+def test_ParkedInvocations_rebuild_the_inbox_row_they_were_given() -> None:
+    target = Target("Wf", "w-1", "run")
+    index = ParkedInvocations()
+    rows = {
+        "inv_a1": accepted_row(target, 41),
+        "inv_a2": admitted_row(target, 7),
+        "inv_a3": b"\x01an old row shape",
+    }
+    for invocation_id, row in rows.items():
+        index.park(invocation_id, row, target, Completion())
+    assert len(index) == 3
+    assert "inv_a1" in index
+    assert "inv_a9" not in index
+    for invocation_id, row in rows.items():
+        unparked = index.unpark(invocation_id)
+        assert unparked is not None
+        value, done = unparked
+        assert inbox_row(value, target) == row
+        assert done is None  # nobody waited on it: not kept
+    assert len(index) == 0
+    assert index.unpark("inv_a1") is None
+
+
+def test_ParkedInvocations_keep_a_completion_someone_holds_and_make_one_on_demand() -> None:
+    target = Target("Wf", "w-1", "run")
+    index = ParkedInvocations()
+    # As in ``Scheduler.park``: the completion is an attribute of its invocation; a
+    # waiter holding it too is one more reference.
+    waited, alone = (
+        types.SimpleNamespace(done=Completion()),
+        types.SimpleNamespace(done=Completion()),
+    )
+    held = waited.done
+    index.park("inv_held", accepted_row(target, 1), target, waited.done)
+    index.park("inv_free", accepted_row(target, 2), target, alone.done)
+    assert index.completion("inv_free") is not alone.done  # nobody held it: dropped
+    assert index.completion("inv_held") is held
+    made = index.completion("inv_free")  # made on demand (above), then kept
+    assert made is not None
+    assert index.completion("inv_free") is made
+    assert index.completion("inv_nope") is None
+    assert sorted(map(id, index.completions())) == sorted([id(held), id(made)])
+    unparked = index.unpark("inv_free")
+    assert unparked is not None
+    assert unparked[1] is made
+
+
+# --- a runtime --------------------------------------------------------------------------
+
+
+async def test_parked_workflows_cost_under_the_bound_in_python_memory() -> None:
+    waiter = Waiter()
+    first, more = 200, 2000
+    async with open_test_runtime([waiter], suspend_after=SUSPEND_AT_ONCE) as rt:
+        handles = [await rt.send(Waiter.run, i, key=f"w-{i}") for i in range(first)]
+        await parked(rt, first)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            handles += [
+                await rt.send(Waiter.run, i, key=f"w-{i}") for i in range(first, first + more)
+            ]
+            await parked(rt, first + more)
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        # The handles are the test's own: not what the runtime holds.
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        handle_bytes = sum(map(_size_of_handle, handles[first:]))
+        per_parked = (grown - handle_bytes) / more
+        assert rt.statistics().in_flight == 0
+        assert per_parked < BYTES_PER_PARKED_BOUND, f"{per_parked:.0f} bytes per parked workflow"
+        for i, handle in enumerate(handles):
+            await rt.call(Waiter.approve, f"v{i}", key=f"w-{i}")
+            assert await handle.result() == f"v{i}"
+        assert rt.statistics().parked == 0
+    assert sorted(waiter.after) == list(range(first + more))
+
+
+def _size_of_handle(handle: actors.InvocationHandle) -> int:
+    return sys.getsizeof(handle) + sys.getsizeof(handle.invocation_id)
+
+
+async def test_a_resolution_wakes_every_parked_waiter_of_the_promise_once() -> None:
+    waiter = Waiter()
+    async with open_test_runtime([waiter], suspend_after=SUSPEND_AT_ONCE) as rt:
+        main = await rt.send(Waiter.run, 1, key="w")
+        peeks = [await rt.send(Waiter.peek, key="w") for _ in range(3)]
+        await parked(rt, 4)
+        await rt.call(Waiter.approve, "yes", key="w")
+        assert await main.result() == "yes"
+        assert [await peek.result() for peek in peeks] == ["yes"] * 3
+        assert rt.statistics().parked == 0
+    assert waiter.after == [1]
+
+
+async def test_attach_to_a_parked_workflow_waits_for_its_result() -> None:
+    async with open_test_runtime([Waiter()], suspend_after=SUSPEND_AT_ONCE) as rt:
+        handle = await rt.send(Waiter.run, 1, key="w")
+        await parked(rt, 1)
+        results: list[str] = []
+        async with anyio.create_task_group() as group:
+
+            async def attach() -> None:
+                results.append(await rt.attach(handle.invocation_id))
+
+            group.start_soon(attach)
+            group.start_soon(attach)
+            await anyio.lowlevel.checkpoint()
+            with pytest.raises(actors.NotReadyError):
+                await rt.output(handle.invocation_id)
+            await rt.call(Waiter.approve, "yes", key="w")
+        assert results == ["yes", "yes"]
+        assert await rt.attach_workflow(Waiter, "w") == "yes"
+
+
+async def test_kill_of_a_parked_workflow_ends_it_and_its_attached_callers() -> None:
+    async with open_test_runtime([Waiter()], suspend_after=SUSPEND_AT_ONCE) as rt:
+        handle = await rt.send(Waiter.run, 1, key="w")
+        await parked(rt, 1)
+        errors: list[int] = []
+        async with anyio.create_task_group() as group:
+
+            async def attach() -> None:
+                try:
+                    await rt.attach(handle.invocation_id)
+                except actors.TerminalError as exc:
+                    errors.append(exc.status_code)
+
+            group.start_soon(attach)
+            await anyio.lowlevel.checkpoint()
+            await rt.kill(handle.invocation_id)
+        assert errors == [409]
+        assert rt.statistics().parked == 0
+
+
+async def test_parked_workflows_resolved_after_a_crash_complete_exactly_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    waiter = Waiter()
+    count = 20
+    with pytest.raises(SimulatedCrash):
+        async with open_test_runtime(
+            [waiter], path=tmp_path, suspend_after=1.0, crash=CrashPlan(after_commits=count + 3)
+        ) as rt:
+            handles = [await rt.send(Waiter.run, i, key=f"w-{i}") for i in range(count)]
+            await trio.sleep(60)  # virtual time: every one suspends and parks
+            assert rt.statistics().parked == count
+            for i in range(count):  # the crash comes after a few of these landed
+                await rt.call(Waiter.approve, f"v{i}", key=f"w-{i}")
+            await trio.sleep(3600)
+    done_before = list(waiter.after)
+    assert len(done_before) < count
+    async with open_test_runtime([waiter], path=tmp_path, suspend_after=1.0) as rt:
+        await trio.sleep(60)  # recovered: rebuilt, each unresolved one parks at once
+        assert rt.statistics().parked == count - len(done_before) > 0
+        codes: list[int] = []
+        for i in range(count):
+            try:
+                await rt.call(Waiter.approve, f"v{i}", key=f"w-{i}")
+            except actors.TerminalError as exc:  # resolved in the first life
+                codes.append(exc.status_code)
+        assert set(codes) <= {409}
+        for i, handle in enumerate(handles):
+            assert await rt.attach(handle.invocation_id) == f"v{i}"
+    # Each workflow completed once with its value (above). A step's body runs again only
+    # if the crash came before its result was durable: only a first-life one may repeat.
+    assert sorted(set(waiter.after)) == list(range(count))
+    repeated = [i for i in set(waiter.after) if waiter.after.count(i) > 1]
+    assert all(waiter.after.count(i) == 2 and i in done_before for i in repeated)
