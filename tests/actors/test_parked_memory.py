@@ -242,7 +242,7 @@ async def test_parked_workflows_resolved_after_a_crash_complete_exactly_once(
     assert len(done_before) < count
     async with open_test_runtime([waiter], path=tmp_path, suspend_after=1.0) as rt:
         await trio.sleep(60)  # recovered: rebuilt, each unresolved one parks at once
-        assert rt.statistics().parked == count - len(done_before) > 0
+        assert 0 < rt.statistics().parked <= count - len(done_before)
         codes: list[int] = []
         for i in range(count):
             try:
