@@ -34,7 +34,7 @@ from ._errors import (
     TerminalError,
     UnknownHandlerError,
 )
-from ._futures import DurableFuture, as_completed, gather, select, wait_completed
+from ._futures import DurableCallFuture, DurableFuture, as_completed, gather, select, wait_completed
 from ._open import open_runtime
 from ._request import Request
 from ._retry import RetryPolicy
@@ -45,6 +45,7 @@ __all__ = [
     "ActorsError",
     "Context",
     "DeadlockError",
+    "DurableCallFuture",
     "DurableFuture",
     "DurablePromise",
     "Handler",

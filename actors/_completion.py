@@ -70,8 +70,16 @@ class Completions:
         return inv.inbox_key is None and inv.caller_id is None and inv.idempotency_key is None
 
     def is_pure_read(self, inv: Invocation) -> bool:
-        """An ephemeral call that wrote nothing: completing it needs no commit at all."""
-        return self.is_ephemeral(inv) and not inv.writes and not inv.cleared_all
+        """An ephemeral call that wrote nothing and asked for no effect (a call, a send,
+        a completion, a cancel left un-awaited: invariant 14): completing it needs no
+        commit at all."""
+        return (
+            self.is_ephemeral(inv)
+            and not inv.writes
+            and not inv.cleared_all
+            and not inv.pending_ops
+            and not inv.pending_effects
+        )
 
     def submit(
         self, inv: Invocation, outcome: Outcome, status: InvocationStatus
@@ -173,6 +181,8 @@ class Completions:
             if callee.idempotency_key is not None:  # its key's row is durable now
                 self._k.idempotency_inflight.pop(callee.idempotency_key, None)
         inv.pending_calls = []
+        if inv.pending_effects:  # journaled effects (invariant 14): durable now
+            inv.settle_effects()
         if inv.expiry is not None and inv.expiry[0] <= self._timers.loaded_until:
             # Later expiries are loaded from the timers table when their window comes.
             self._timers.schedule(inv.expiry[0], TimerKind.EXPIRE, inv.invocation_id, inv.expiry[1])

@@ -26,11 +26,11 @@ from ._util import NO_ARG, NoPublicConstructor
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Callable, Coroutine, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
     from datetime import timedelta
 
     from ._definitions import Handler
-    from ._futures import DurableFuture
+    from ._futures import DurableCallFuture, DurableFuture
     from ._invocation import Invocation
     from ._port import HandlerPort
     from ._request import Request
@@ -178,17 +178,63 @@ class Context(metaclass=NoPublicConstructor):
         rejection is raised as ``TerminalError``."""
         return self._port.awakeable(self._inv, type)
 
-    async def resolve_awakeable(self, awakeable_id: str, value: object, /) -> None:
-        """Complete an awakeable with ``value`` (durable before this returns; journaled,
-        so a replay does not complete it twice). Raises ``TerminalError`` 404 for an
-        unknown id, 400 for a malformed one and 409 if it was already completed."""
-        await self._port.complete_awakeable(self._inv, awakeable_id, value, None)
+    def resolve_awakeable(self, awakeable_id: str, value: object, /) -> Awaitable[None]:
+        """Complete an awakeable with ``value``.
 
-    async def reject_awakeable(self, awakeable_id: str, reason: str, /, code: int = 500) -> None:
+        An effect (invariant 14): journaled when called, in call order, whether or not
+        the result is awaited, so a replay does not complete it twice and forgetting the
+        ``await`` loses nothing. The waiter is woken once this invocation's next batch
+        is durable (its next durable await, or its completion); ``await`` the result to
+        wait for that.
+
+        Raises, here at the call (also on replay, as journaled): ``TerminalError`` 404
+        for an unknown id, 400 for a malformed one, 409 if it was already completed;
+        ``SerializationError`` for a value that does not convert."""
+        return self._port.complete_awakeable(self._inv, awakeable_id, value, None)
+
+    def reject_awakeable(
+        self, awakeable_id: str, reason: str, /, code: int = 500
+    ) -> Awaitable[None]:
         """Fail an awakeable: its waiter gets ``TerminalError(reason, code)``, also
-        after a crash. Errors as ``resolve_awakeable``, and ``TerminalError`` 400 for a
-        ``code`` that is not an int from 100 to 999."""
-        await self._port.complete_awakeable(self._inv, awakeable_id, None, reason, code)
+        after a crash. Journaled when called and errors as ``resolve_awakeable`` (a
+        reason that is not a str, or a ``code`` that is not an int from 100 to 999:
+        400)."""
+        return self._port.complete_awakeable(self._inv, awakeable_id, None, reason, code)
+
+    def cancel_invocation(self, invocation_id: str, /) -> Awaitable[None]:
+        """Cancel another invocation (as ``rt.cancel``: a 409 ``TerminalError`` in its
+        handler at its next durable await, so its compensations run).
+
+        An effect (invariant 14): journaled when called, whether or not awaited; the
+        cancel is requested once this invocation's next batch is durable (its next
+        durable await, or its completion). ``await`` the result to wait for that; it
+        does not wait for the cancelled invocation to end (attach to it for that).
+
+        Raises, here at the call (also on replay, as journaled): ``TerminalError`` 404
+        for an id nobody accepted, 409 if it already completed, 400 for a malformed id.
+        """
+        return self._port.cancel_invocation(self._inv, invocation_id)
+
+    @overload
+    def attach_invocation(self, invocation_id: str, /) -> DurableFuture[Any]: ...
+    @overload
+    def attach_invocation(self, invocation_id: str, /, *, type: type[T]) -> DurableFuture[T]: ...
+    def attach_invocation(self, invocation_id: str, /, *, type: Any = None) -> DurableFuture[Any]:
+        """A durable future of another invocation's result (as ``rt.attach``), for an
+        id from a handle (``ctx.send(...).invocation_id``, a call future's
+        ``invocation_id``) or from outside.
+
+        The result is journaled: a replay returns the recorded result without waiting,
+        even after the attached invocation expired. It is converted to ``type``, by
+        default the attached handler's output type. Its ``TerminalError`` (a failure,
+        a cancellation) is raised when awaited, with the same message and status code.
+
+        Raises, here at the call: ``TerminalError`` 404 for an id nobody accepted (or
+        that expired), 400 for a malformed one; ``DeadlockError`` when waiting would
+        never end: an attach to itself, or to an invocation that waits on this one
+        (directly, through calls, or queued behind this one's key).
+        """
+        return self._port.attach_invocation(self._inv, invocation_id, type)
 
     @overload
     def signal(self, name: str, /) -> DurableFuture[object]: ...
@@ -207,21 +253,22 @@ class Context(metaclass=NoPublicConstructor):
         raises ``TerminalError`` (400)."""
         return self._port.signal(self._inv, name, type)
 
-    async def resolve_signal(self, invocation_id: str, name: str, value: object, /) -> None:
+    def resolve_signal(self, invocation_id: str, name: str, value: object, /) -> Awaitable[None]:
         """Complete the signal ``name`` of the invocation ``invocation_id`` with
-        ``value``: durable before this returns, journaled in call order, so a replay
-        does not send it twice. Raises ``TerminalError`` 404 for an unknown invocation,
+        ``value``. An effect (invariant 14), like ``resolve_awakeable``: journaled when
+        called, in call order, whether or not awaited (a replay does not send it twice);
+        delivered once this invocation's next batch is durable. Raises, at the call, ``TerminalError`` 404 for an unknown invocation,
         409 if it has completed or the signal was already completed, 400 for bad
         arguments."""
-        await self._port.complete_signal(self._inv, invocation_id, name, value, None)
+        return self._port.complete_signal(self._inv, invocation_id, name, value, None)
 
-    async def reject_signal(
+    def reject_signal(
         self, invocation_id: str, name: str, reason: str, /, code: int = 500
-    ) -> None:
+    ) -> Awaitable[None]:
         """Fail the signal ``name`` of ``invocation_id``: its waiter gets
         ``TerminalError(reason, code)``. Errors as ``resolve_signal``, and 400 for a
         ``code`` that is not an int from 100 to 999."""
-        await self._port.complete_signal(self._inv, invocation_id, name, None, reason, code)
+        return self._port.complete_signal(self._inv, invocation_id, name, None, reason, code)
 
     async def time(self) -> float:
         """The current time (seconds since the epoch), journaled: a replay sees the same."""
@@ -253,7 +300,7 @@ class Context(metaclass=NoPublicConstructor):
         key: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> DurableFuture[OutT]: ...
+    ) -> DurableCallFuture[OutT]: ...
     @overload
     def call(
         self,
@@ -264,7 +311,7 @@ class Context(metaclass=NoPublicConstructor):
         key: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> DurableFuture[OutT]: ...
+    ) -> DurableCallFuture[OutT]: ...
     def call(
         self,
         target: Handler[Any, OutT],
@@ -274,7 +321,7 @@ class Context(metaclass=NoPublicConstructor):
         key: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> DurableFuture[OutT]:
+    ) -> DurableCallFuture[OutT]:
         """Call another handler and wait for its result.
 
         The callee's id is derived from this invocation's id and the call's position,
@@ -301,12 +348,14 @@ class Context(metaclass=NoPublicConstructor):
             (413) the key or the headers are over their limits.
 
         Returns a durable future; the call is delivered when the future (or any later
-        durable operation) is first awaited. Calling a workflow's ``main`` on an id that
+        durable operation) is first awaited, or with this invocation's completion. The
+        future's ``invocation_id`` is the callee's, and its ``cancel()`` cancels the
+        callee (``cancel_invocation``). Calling a workflow's ``main`` on an id that
         already ran waits for that run's result instead of running it again.
         """
         return self._port.call(self._inv, target, arg, key, idempotency_key, headers)
 
-    async def send(
+    def send(
         self,
         target: Handler[Any, Any],
         arg: object = NO_ARG,
@@ -317,12 +366,22 @@ class Context(metaclass=NoPublicConstructor):
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> InvocationHandle:
-        """Send a one-way invocation, optionally delivered after ``delay``. Returns once
-        it is durably recorded; its id is derived like ``call``'s, so a re-executed
-        handler does not send twice (the second handle says ``PreviouslyAccepted``).
+        """Send a one-way invocation, optionally delivered after ``delay``.
+
+        An effect (invariant 14): journaled when called, in call order, whether or not
+        the handle is awaited; the callee is delivered once this invocation's next batch
+        is durable (its next durable await, or its completion). Its id is derived like
+        ``call``'s, so a re-executed handler does not send twice (the second handle says
+        ``PreviouslyAccepted``).
+
+        Returns the handle at once (``invocation_id``, ``status``, ``cancel()``);
+        ``await`` it, as before, to wait until the send is durable (it gives the handle
+        back). Raises at the call, before anything is journaled, as ``call`` does for
+        bad targets and input, and a 400 ``TerminalError`` for a bad ``delay``.
         ``idempotency_key`` and ``headers`` as for ``call``: a key already accepted for
-        the same request answers that invocation's handle (``PreviouslyAccepted``)."""
-        return await self._port.send(self._inv, target, arg, key, delay, idempotency_key, headers)
+        the same request answers that invocation's handle (``PreviouslyAccepted``).
+        """
+        return self._port.send(self._inv, target, arg, key, delay, idempotency_key, headers)
 
     def generic_call(
         self,
@@ -334,7 +393,7 @@ class Context(metaclass=NoPublicConstructor):
         key: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> DurableFuture[bytes]:
+    ) -> DurableCallFuture[bytes]:
         """``call`` by actor and handler name, with the input as bytes: ``payload`` is
         what the callee's input decoder reads (JSON, or the raw bytes of a ``bytes``
         handler; empty or ``null`` for a handler without input), kept as given (the
@@ -353,7 +412,7 @@ class Context(metaclass=NoPublicConstructor):
             self._inv, actor, handler, payload, key, idempotency_key, headers
         )
 
-    async def generic_send(
+    def generic_send(
         self,
         actor: str,
         handler: str,
@@ -367,8 +426,8 @@ class Context(metaclass=NoPublicConstructor):
     ) -> InvocationHandle:
         """``send`` by actor and handler name, with the input as bytes (as
         ``generic_call``); the handle's ``result()`` is the callee's output bytes.
-        Raises like ``generic_call``."""
-        return await self._port.generic_send(
+        Journaled when called, like ``send``. Raises like ``generic_call``."""
+        return self._port.generic_send(
             self._inv, actor, handler, payload, key, delay, idempotency_key, headers
         )
 
@@ -458,16 +517,24 @@ class DurablePromise(Generic[T], metaclass=NoPublicConstructor):
         value: T | None = await self._port.promise_peek(self._inv, self._name, self._type)
         return value
 
-    async def resolve(self, value: T) -> None:
-        """Complete the promise with ``value``; durable before this returns. Raises
-        ``TerminalError`` (409) if it was already completed."""
-        await self._port.complete_promise(self._inv, self._name, self._type, value, None)
+    def resolve(self, value: T) -> Awaitable[None]:
+        """Complete the promise with ``value``.
 
-    async def reject(self, reason: str, code: int = 500) -> None:
+        An effect (invariant 14): journaled when called, in call order, whether or not
+        awaited; waiters see the value once this invocation's next batch is durable
+        (its next durable await, or its completion); ``await`` the result to wait for
+        that (a ``peek`` right after an un-awaited ``resolve`` may still see None).
+        Raises ``TerminalError`` (409) here, at the call, if it was already completed
+        (also on replay, as journaled), and ``SerializationError`` for a value that
+        does not convert to the promise's type."""
+        return self._port.complete_promise(self._inv, self._name, self._type, value, None)
+
+    def reject(self, reason: str, code: int = 500) -> Awaitable[None]:
         """Fail the promise: waiters get ``TerminalError(reason, code)``, also after a
-        crash. Raises ``TerminalError`` (409) if it was already completed, and 400 for a
-        ``code`` that is not an int from 100 to 999."""
-        await self._port.complete_promise(self._inv, self._name, self._type, None, reason, code)
+        crash. Journaled when called, like ``resolve``; raises ``TerminalError`` (409)
+        at the call if it was already completed, 400 for a reason that is not a str or
+        a ``code`` that is not an int from 100 to 999."""
+        return self._port.complete_promise(self._inv, self._name, self._type, None, reason, code)
 
 
 class WorkflowSharedContext(ObjectSharedContext):

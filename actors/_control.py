@@ -47,6 +47,8 @@ class Control:
         self._executor = executor
         self._invocations = kernel.invocations
         self._parked = kernel.parked
+        kernel.cancel_quietly = self.cancel_quietly  # for ``HandleOps.settle_cancels``
+        results.cancel = functools.partial(self.cancel, kill=False)  # ``handle.cancel()``
 
     def cancel_later(self, invocation_id: str, kill: bool = False) -> None:
         """Cancel (or kill) ``invocation_id`` in a task of its own, quietly."""

@@ -58,7 +58,7 @@ from ._errors import (
     persistence_error,
 )
 from ._failures import cut, describe, unwinding
-from ._invocation import UNDECODED
+from ._invocation import UNDECODED, Effect
 from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
 from ._limits import MAX_VALUE_BYTES
@@ -326,6 +326,8 @@ class Executor:
                         await head.wait()
                     except StorageError:
                         pass
+                if inv.pending_effects:  # what the failed attempt made durable is delivered
+                    inv.settle_effects()
             activation = inv.activation
             if inv.exclusive and activation is not None and activation.recommits is not None:
                 # The key's failed completions land first: this attempt reads them. No
@@ -342,6 +344,8 @@ class Executor:
                 started = self._clock.now()
             try:
                 outcome = await self.attempt(inv)
+                if inv.requested_cancels:  # durable before it completes (``_ops_handles``)
+                    await self._port.settle_cancels(inv)
                 if self._output.chain_broken(inv):
                     # It may have read around writes that failed and will land again.
                     raise StepFailed("a batch it builds on failed to commit")
@@ -371,9 +375,17 @@ class Executor:
                     # Keep the step results the attempt produced, so their bodies do
                     # not run again (their state writes come along, as in a journal).
                     try:
-                        self._output.flush(inv)
+                        ticket = self._output.flush(inv)
                     except (TerminalError, StepFailed):
-                        pass
+                        ticket = None
+                    if ticket is not None:  # the calls it carries are delivered once it lands
+                        for callee in inv.pending_calls:
+                            effect = Effect(
+                                functools.partial(self._scheduler.dispatch, callee), None
+                            )
+                            effect.ticket = ticket
+                            inv.add_effect(effect)
+                        inv.pending_calls = []
                 # Otherwise the failed attempt's tail is dropped: state stays unchanged.
                 inv.unflushed = []
                 inv.writes = {}
@@ -522,6 +534,8 @@ class Executor:
             ticket = self._output.flush(inv, batch)
             if ticket is not None:
                 await ticket.wait()
+            if inv.pending_effects:  # journaled effects (invariant 14): durable now
+                inv.settle_effects()
         except (StorageError, TerminalError, StepFailed) as exc:
             logger.error("could not record the pause of %s: %s", inv.invocation_id, exc)
         if inv.life.phase is not Phase.PAUSED:

@@ -51,7 +51,6 @@ def always_ready() -> bool:
     return True
 
 
-@final
 class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
     """The pending result of a durable operation. Await it (once or many times: the
     result is kept), or pass it to ``actors.select`` / ``actors.gather``.
@@ -120,14 +119,45 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         return f"<DurableFuture of {self._inv.invocation_id} {state}>"
 
 
-def settled(driver: FutureDriver, inv: Invocation, value: Callable[[], Any]) -> DurableFuture[Any]:
-    """A future whose result is already journaled (``value`` decodes it)."""
+@final
+class DurableCallFuture(DurableFuture[T]):
+    """The pending result of a ``ctx.call``: a durable future that also knows its
+    callee. The callee's id is known as soon as the call is journaled, that is when
+    ``ctx.call`` returns."""
+
+    __slots__ = ("_cancel_op",)
+    _cancel_op: Callable[[str], Awaitable[None]]
+
+    @property
+    def invocation_id(self) -> str:
+        """The callee's invocation id (for ``ctx.attach_invocation``, ``rt.attach``,
+        ``ctx.cancel_invocation``)."""
+        callee_id = self._callee_id
+        assert callee_id is not None
+        return callee_id
+
+    def cancel(self) -> Awaitable[None]:
+        """Cancel the callee: ``ctx.cancel_invocation(self.invocation_id)``, journaled
+        when called, whether or not awaited. Awaiting this future then raises the
+        callee's answer to it (a 409 ``TerminalError`` unless its handler absorbs the
+        cancellation). A callee that already completed is refused with a 409
+        ``TerminalError``, raised here."""
+        return self._cancel_op(self.invocation_id)
+
+
+def settled(
+    driver: FutureDriver,
+    inv: Invocation,
+    value: Callable[[], Any],
+    kind: type[DurableFuture[Any]] = DurableFuture,
+) -> DurableFuture[Any]:
+    """A future (of ``kind``) whose result is already journaled (``value`` decodes it)."""
 
     async def produce() -> Any:
         await anyio.lowlevel.checkpoint()
         return value()
 
-    future = DurableFuture._create(driver, inv, produce, always_ready)
+    future = kind._create(driver, inv, produce, always_ready)
     future._journaled = True
     return future
 

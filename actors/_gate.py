@@ -137,6 +137,11 @@ class OutputGate:
         inv.unflushed = []
         inv.pending_ops = []
         inv.pending_bytes = 0
+        effects = inv.pending_effects
+        if effects:  # they become visible when this batch is durable (``settle_effects``)
+            for effect in effects:
+                if effect.ticket is None:
+                    effect.ticket = ticket
         if accepting:
             inv.acceptance_ticket = ticket
         elif moving_from is not None:
@@ -209,6 +214,8 @@ class OutputGate:
                     self._workflow_claims.pop((callee.target.actor, callee.target.key), None)
                 elif callee.idempotency_key is not None:  # its key's row is durable now
                     self._k.idempotency_inflight.pop(callee.idempotency_key, None)
+        if inv.pending_effects:  # journaled effects (invariant 14): durable now
+            inv.settle_effects()
 
     def add_state_writes(self, inv: Invocation, batch: WriteBatch) -> None:
         if not inv.writes and not inv.cleared_all:

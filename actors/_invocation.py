@@ -34,6 +34,7 @@ from ._limits import MAX_BATCH_BYTES, batch_too_large
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
 
     from actors.mailbox import Mailbox
     from actors.storage import CommitTicket, StorageError, WriteBatch
@@ -53,6 +54,21 @@ UNDECODED: Any = object()
 ENTRY_OVERHEAD = 256
 ROW_OVERHEAD = 512
 RECORD_OVERHEAD = 1024
+
+
+class Effect:
+    """What becomes visible outside once the batch that journals an effect is durable
+    (invariant 14, ``_effects``): ``deliver`` runs then, in call order; ``drop`` runs
+    instead if that batch never lands (the attempt's buffered work was dropped, or its
+    commit failed), so the attempt that does the effect again finds nothing in flight.
+    ``ticket`` is the batch that carries it, once flushed."""
+
+    __slots__ = ("deliver", "drop", "ticket")
+
+    def __init__(self, deliver: Callable[[], None], drop: Callable[[], None] | None) -> None:
+        self.deliver = deliver
+        self.drop = drop
+        self.ticket: CommitTicket | None = None
 
 
 class Completion:
@@ -230,6 +246,12 @@ class Invocation:
     #: Acceptances of calls created but not yet delivered (written with the next flush).
     pending_ops: list[tuple[Any, ...]] = attrs.field(factory=list)
     pending_calls: list[Invocation] = attrs.field(factory=list)
+    #: Effects journaled but not yet visible (``Effect``), in call order; None until the
+    #: first, so an invocation that asks for none pays nothing.
+    pending_effects: list[Effect] | None = None
+    #: Ids this attempt asked to cancel (``ctx.cancel_invocation``): before it completes,
+    #: each request is made durable (``HandleOps.settle_cancels``).
+    requested_cancels: list[str] | None = None
     timer_keys: set[bytes] = attrs.field(factory=set)
     expiry: tuple[float, bytes] | None = None  # its retention timer, once completed
     # --- the I/O handles and data its lifecycle's actions name ---
@@ -298,6 +320,9 @@ class Invocation:
         self.pending_ops = []
         self.pending_calls = []
         self.pending_bytes = 0
+        self.requested_cancels = None
+        if self.pending_effects:
+            self.settle_effects(unflushed_too=True)
 
     def has_buffered(self) -> bool:
         """Whether the next flush has work of the attempt to write."""
@@ -311,8 +336,39 @@ class Invocation:
         self.cleared_all = False
         self.pending_bytes = 0
         self.pending_ops = []
+        if self.pending_effects:
+            self.settle_effects(unflushed_too=True)
         dropped, self.pending_calls = self.pending_calls, []
         return dropped
+
+    def add_effect(self, effect: Effect) -> None:
+        """Buffer an effect: it is delivered once the next batch is durable."""
+        if self.pending_effects is None:
+            self.pending_effects = [effect]
+        else:
+            self.pending_effects.append(effect)
+
+    def settle_effects(self, *, unflushed_too: bool = False) -> None:
+        """Deliver, in call order, the effects whose batch is durable; drop those whose
+        batch failed (and, with ``unflushed_too``, those not flushed at all: their
+        journal entries are being dropped). Effects still in flight stay."""
+        effects = self.pending_effects
+        if not effects:
+            return
+        self.pending_effects = None
+        keep: list[Effect] = []
+        for effect in effects:
+            ticket = effect.ticket
+            if (ticket is None and not unflushed_too) or (ticket is not None and not ticket.done):
+                keep.append(effect)
+            elif ticket is not None and ticket.error is None:
+                effect.deliver()
+            elif effect.drop is not None:
+                effect.drop()
+        if keep:
+            self.pending_effects = (
+                keep if self.pending_effects is None else keep + self.pending_effects
+            )
 
     def take_room(self, data: int, overhead: int, operation: str, subject: str) -> None:
         """Count ``data`` more bytes of buffered data, for ``operation(subject)`` whose

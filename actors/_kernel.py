@@ -71,6 +71,9 @@ class Kernel:
     closed: bool = False
     #: Why the runtime stopped by itself (its store broke); ``open_runtime`` raises it.
     fatal: PersistenceError | None = None
+    #: ``Control.cancel_quietly``, wired by control (built above the operations that
+    #: make cancel requests durable before completing: ``HandleOps.settle_cancels``).
+    cancel_quietly: Callable[[str], Coroutine[Any, Any, None]] = attrs.field(default=None)
     #: Closes the runtime (``Runtime._close``), wired by the runtime: ``stop`` calls it.
     on_stop: Callable[[], None] = attrs.field(default=lambda: None)
     #: The worker threads of plain-function ``ctx.run`` bodies; stopped by ``open_runtime``.

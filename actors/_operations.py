@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
 
+from ._ops_handles import HandleOps
+
 if TYPE_CHECKING:
     from ._ops_calls import CallOps
     from ._ops_invocation_signals import InvocationSignals
@@ -24,8 +26,10 @@ class Operations:
     no forwarding call."""
 
     __slots__ = (
+        "attach_invocation",
         "awakeable",
         "call",
+        "cancel_invocation",
         "clear_all_state",
         "clear_state",
         "complete_awakeable",
@@ -41,6 +45,7 @@ class Operations:
         "run",
         "send",
         "set_state",
+        "settle_cancels",
         "signal",
         "sleep",
         "state_keys",
@@ -57,6 +62,7 @@ class Operations:
         signals: SignalOps,
         invocation_signals: InvocationSignals,
     ) -> None:
+        handles = HandleOps(calls, waits, signals)  # ctx.cancel_invocation, attach_invocation
         self.get_state = state.get
         self.state_keys = state.keys
         self.set_state = state.set
@@ -77,5 +83,8 @@ class Operations:
         self.promise_value = signals.promise_value
         self.promise_peek = signals.promise_peek
         self.complete_promise = signals.promise_complete
+        self.cancel_invocation = handles.cancel_invocation
+        self.attach_invocation = handles.attach_invocation
+        self.settle_cancels = handles.settle_cancels
         self.signal = invocation_signals.signal
         self.complete_signal = invocation_signals.ctx_complete

@@ -31,6 +31,7 @@ result is the callee's output as it was stored (``raw_view``).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
@@ -39,9 +40,10 @@ from actors.storage import CallEntry, InvocationStatus, SendEntry, TimerKind, Wr
 
 from ._admission import Admission
 from ._control_flow import Suspended, check_usable
+from ._effects import Journaled
 from ._errors import DeadlockError, NonDeterminismError, PersistenceError, TerminalError
-from ._futures import DurableFuture, settled
-from ._invocation import ENTRY_OVERHEAD, RECORD_OVERHEAD, ROW_OVERHEAD
+from ._futures import DurableCallFuture, settled
+from ._invocation import ENTRY_OVERHEAD, RECORD_OVERHEAD, ROW_OVERHEAD, Effect
 from ._limits import check_idempotency_key
 from ._request import check_headers_in_handler, headers_size, request_of
 from ._resolution import delay_seconds
@@ -53,6 +55,7 @@ from ._util import derived_invocation_id
 _ACCEPTANCE_OVERHEAD = ENTRY_OVERHEAD + RECORD_OVERHEAD + 3 * ROW_OVERHEAD
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from datetime import timedelta
 
     from actors.storage import Target
@@ -69,6 +72,10 @@ if TYPE_CHECKING:
     from ._scheduler import Scheduler
     from ._timers import Timers
     from ._waits import Waits
+
+
+def _not_wired(caller: Invocation, invocation_id: str) -> Awaitable[None]:
+    raise AssertionError("CallOps.cancel_invocation was not wired")  # pragma: no cover
 
 
 class CallOps:
@@ -90,6 +97,8 @@ class CallOps:
         self._k = kernel
         self._order = order
         self._resolver = resolver
+        #: Shared with the handle operations (``_ops_handles``), built on this family.
+        self.kernel, self.output, self.resolver = kernel, output, resolver
         self._admission = admission
         self._output = output
         self._scheduler = scheduler
@@ -101,6 +110,9 @@ class CallOps:
         self._workflow_claims = kernel.workflow_claims
         self._watchers = kernel.call_watchers
         self.raw_view = resolver.raw_view
+        #: ``ctx.cancel_invocation`` (``_ops_handles``, wired later: it is built on
+        #: this module), what the handles of calls and sends cancel with.
+        self.cancel_invocation: Callable[[Invocation, str], Awaitable[None]] = _not_wired
 
     def request(self, inv: Invocation) -> Request:
         return request_of(inv, self._output)
@@ -114,7 +126,7 @@ class CallOps:
         idempotency_key: str | None = None,
         headers: object = None,
         generic: tuple[ActorEntry, Handler[Any, Any], Target] | None = None,
-    ) -> DurableFuture[Any]:
+    ) -> DurableCallFuture[Any]:
         """``ctx.call``; with ``generic`` (from ``generic_call``), the resolved callee,
         and ``arg`` its checked ``(payload, value)``."""
         check_usable("ctx.call()")
@@ -137,9 +149,16 @@ class CallOps:
                 )
             if recorded.outcome is not None:
                 outcome = recorded.outcome
-                return settled(
-                    self._waits, caller, lambda: decode_outcome(outcome, answer.output_type, what)
+                done = settled(
+                    self._waits,
+                    caller,
+                    lambda: decode_outcome(outcome, answer.output_type, what),
+                    DurableCallFuture,
                 )
+                assert isinstance(done, DurableCallFuture)
+                done._callee_id = recorded.callee_id
+                done._cancel_op = functools.partial(self.cancel_invocation, caller)
+                return done
             callee_id = recorded.callee_id
             if idempotency_key is not None or spec.kind == "main":
                 foreign = callee_id != derived_invocation_id(caller.invocation_id, index)
@@ -226,8 +245,11 @@ class CallOps:
             done = self._k.completion_of(callee_id)
             return done is not None and done.finished
 
-        future = DurableFuture._create(self._waits, caller, produce, ready)
+        future: DurableCallFuture[Any] = DurableCallFuture._create(
+            self._waits, caller, produce, ready
+        )
         future._callee_id = callee_id
+        future._cancel_op = functools.partial(self.cancel_invocation, caller)
         return future
 
     @staticmethod
@@ -314,7 +336,7 @@ class CallOps:
         except TypeError as exc:
             raise TerminalError(str(exc), 400) from exc
 
-    async def send(
+    def send(
         self,
         caller: Invocation,
         target: Handler[Any, Any],
@@ -336,12 +358,11 @@ class CallOps:
             answer = self.raw_view(spec)
         recorded = caller.next_replayed(SendEntry, None, f"send({spec.qualname})")
         if recorded is not None:
-            await anyio.lowlevel.checkpoint()
             own = derived_invocation_id(caller.invocation_id, caller.index - 1)
             status: InvocationStatusName = (
                 "Accepted" if recorded.callee_id == own else "PreviouslyAccepted"
             )
-            return InvocationHandle._create(self._results, recorded.callee_id, status, answer)
+            return self._handle(caller, recorded.callee_id, status, answer, None)
         if generic is None:
             payload, value = self._resolver.check_input_in_handler(spec, arg)
         else:
@@ -355,16 +376,14 @@ class CallOps:
             raise TerminalError(str(exc), 400) from exc
         index = caller.index
         callee_id = derived_invocation_id(caller.invocation_id, index)
+        durable = Journaled(self._output, caller, None)
         if spec.kind == "main":
             assert tgt.key is not None
             existing = self._admission.workflow_invocation(tgt.actor, tgt.key)
             if existing is not None and existing != callee_id:
                 caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.send", spec.qualname)
                 caller.append(SendEntry(existing, tgt, payload))
-                await anyio.lowlevel.checkpoint()
-                return InvocationHandle._create(
-                    self._results, existing, "PreviouslyAccepted", answer
-                )
+                return self._handle(caller, existing, "PreviouslyAccepted", answer, durable)
         digest = None
         if idempotency_key is not None:
             digest = self._idempotency_digest(spec, tgt, payload, idempotency_key)
@@ -372,10 +391,7 @@ class CallOps:
             if existing is not None and existing != callee_id:
                 caller.take_room(entry_bytes, ENTRY_OVERHEAD, "ctx.send", spec.qualname)
                 caller.append(SendEntry(existing, tgt, payload))
-                await anyio.lowlevel.checkpoint()
-                return InvocationHandle._create(
-                    self._results, existing, "PreviouslyAccepted", answer
-                )
+                return self._handle(caller, existing, "PreviouslyAccepted", answer, durable)
         # Its journal entry and the callee's record both carry the argument, in one batch.
         room = 2 * entry_bytes + headers_size(headers)
         caller.take_room(room, _ACCEPTANCE_OVERHEAD, "ctx.send", spec.qualname)
@@ -392,37 +408,60 @@ class CallOps:
         )
         deliver_at = callee.accepted_at + seconds if seconds else None
         callee.not_before = deliver_at
-        sent = SendEntry(callee_id, tgt, payload, deliver_at)
-        caller.append(sent)
+        caller.append(SendEntry(callee_id, tgt, payload, deliver_at))
         acceptance = WriteBatch()
         self._order.add_acceptance(callee, acceptance, InvocationStatus.PENDING)
         if digest is not None:
             assert idempotency_key is not None
             self._admission.add_idempotency(idempotency_key, digest, callee, acceptance)
-        claim = self._admission.claim_workflow(callee)
-        try:
-            try:
-                self._output.flush(caller, acceptance)
-            except TerminalError:
-                # Not stored (too large after all): the journal must not say it was sent.
-                caller.unflushed.remove((index, sent))
-                caller.index = index
-                caller.pending_bytes -= room
-                raise
-            await self._output.gate(caller)  # a delivered send is an effect
-        finally:
-            if claim is not None:
-                self._workflow_claims.pop(claim, None)
-            if digest is not None:  # durable by now, or never accepted
-                assert idempotency_key is not None
-                self._admission.idempotency_inflight.pop(idempotency_key, None)
-        self._k.log("accepted", callee)
-        if deliver_at is not None:
-            self._invocations[callee_id] = callee
-            self._timers.schedule(deliver_at, TimerKind.DELIVER, callee_id, None)
+        caller.pending_ops.extend(acceptance.ops)
+        self._admission.claim_workflow(callee)
+        if deliver_at is None:
+            # Delivered like a call's callee, in call order with them (``OutputGate.gate``
+            # also releases its workflow claim and idempotency key).
+            caller.pending_calls.append(callee)
         else:
-            self._scheduler.dispatch(callee)
-        return InvocationHandle._create(self._results, callee_id, "Accepted", answer)
+            caller.add_effect(
+                Effect(
+                    functools.partial(self._deliver_later, callee, deliver_at),
+                    functools.partial(self._release_claims, callee),
+                )
+            )
+        return self._handle(caller, callee_id, "Accepted", answer, durable)
+
+    def _handle(
+        self,
+        caller: Invocation,
+        callee_id: str,
+        status: InvocationStatusName,
+        answer: Handler[Any, Any],
+        durable: Journaled[None] | None,
+    ) -> InvocationHandle:
+        return InvocationHandle._create(
+            self._results,
+            callee_id,
+            status,
+            answer,
+            durable=durable,
+            cancel=functools.partial(self.cancel_invocation, caller),
+        )
+
+    def _deliver_later(self, callee: Invocation, deliver_at: float) -> None:
+        """A delayed send's acceptance is durable: its timer delivers it when due."""
+        self._release_claims(callee)
+        self._k.log("accepted", callee)
+        self._invocations[callee.invocation_id] = callee
+        self._timers.schedule(deliver_at, TimerKind.DELIVER, callee.invocation_id, None)
+
+    def _release_claims(self, callee: Invocation) -> None:
+        """Its acceptance is durable, or never will be: free its workflow claim and its
+        idempotency key's in-flight mark."""
+        if callee.spec.kind == "main" and callee.target.key is not None:
+            claim = (callee.target.actor, callee.target.key)
+            if self._workflow_claims.get(claim) == callee.invocation_id:
+                del self._workflow_claims[claim]
+        if callee.idempotency_key is not None:
+            self._admission.idempotency_inflight.pop(callee.idempotency_key, None)
 
     def generic_call(
         self,
@@ -433,12 +472,12 @@ class CallOps:
         key: str | None,
         idempotency_key: str | None,
         headers: object,
-    ) -> DurableFuture[Any]:
+    ) -> DurableCallFuture[Any]:
         check_usable("ctx.generic_call()")
         callee, checked = self.resolve_generic(actor, handler, payload, key)
         return self.call(caller, callee[1], checked, key, idempotency_key, headers, callee)
 
-    async def generic_send(
+    def generic_send(
         self,
         caller: Invocation,
         actor: str,
@@ -451,9 +490,7 @@ class CallOps:
     ) -> InvocationHandle:
         check_usable("ctx.generic_send()")
         callee, checked = self.resolve_generic(actor, handler, payload, key)
-        return await self.send(
-            caller, callee[1], checked, key, delay, idempotency_key, headers, callee
-        )
+        return self.send(caller, callee[1], checked, key, delay, idempotency_key, headers, callee)
 
     def describe_cycle(self, cycle: list[Node]) -> str:
         def name(node: Node) -> str:

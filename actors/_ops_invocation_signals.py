@@ -29,6 +29,7 @@ the signal's commit) is never read; its row goes with the invocation's retention
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from actors.storage import (
@@ -44,6 +45,7 @@ from actors.storage import (
 from ._control_flow import check_usable
 from ._errors import BadArgumentError, TerminalError, persistence_error
 from ._futures import DurableFuture, settled
+from ._invocation import ROW_OVERHEAD, Effect
 from ._limits import MAX_KEY_BYTES, check_name, utf8_size
 from ._ops_signals import _outcome_of
 from ._results import decode_outcome, outcome_size
@@ -52,6 +54,7 @@ from ._rows import SIGNAL_SCOPE, signal_key
 if TYPE_CHECKING:
     from actors.storage import Outcome
 
+    from ._effects import Journaled
     from ._gate import OutputGate
     from ._invocation import Invocation
     from ._kernel import Kernel
@@ -183,7 +186,7 @@ class InvocationSignals:
             self.inflight.discard(row)
         self._scheduler.wake(target)
 
-    async def ctx_complete(
+    def ctx_complete(
         self,
         inv: Invocation,
         invocation_id: str,
@@ -191,12 +194,24 @@ class InvocationSignals:
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None:
+    ) -> Journaled[None]:
+        """An effect (invariant 14, ``_effects``): validated and journaled when called,
+        delivered (the target woken) once the handler's batch holding it is durable,
+        whether or not the result is awaited."""
         check_usable("ctx.resolve_signal()")
         _check_target(invocation_id, name)  # a wrong type fails here, unjournaled
         journal_target = f"signal:{invocation_id}/{name}"
-        await self._signals.journaled_completion(
-            inv,
-            journal_target,
-            lambda: self.complete(inv, invocation_id, name, value, reason, code),
-        )
+
+        def complete() -> None:
+            row, batch, target = self._completion(invocation_id, name, value, reason, code)
+            inv.take_room(batch.nbytes, ROW_OVERHEAD, "ctx.resolve_signal", name)
+            self.inflight.add(row)  # until durable: a second one is 409
+            inv.pending_ops.extend(batch.ops)
+
+            def deliver() -> None:
+                self.inflight.discard(row)
+                self._scheduler.wake(target)
+
+            inv.add_effect(Effect(deliver, functools.partial(self.inflight.discard, row)))
+
+        return self._signals.journaled_completion(inv, journal_target, complete)

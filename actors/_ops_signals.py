@@ -13,6 +13,7 @@ answer.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
@@ -36,15 +37,18 @@ from actors.storage import (
 )
 
 from ._control_flow import Suspended, check_usable
+from ._effects import Journaled
 from ._errors import BadArgumentError, NonDeterminismError, TerminalError, persistence_error
 from ._futures import DurableFuture, settled
+from ._invocation import ROW_OVERHEAD, Effect
+from ._kernel import logger
 from ._limits import MAX_VALUE_BYTES, check_text, check_value
 from ._results import decode_outcome, failure, outcome_size
 from ._rows import journal_key
 from ._serde import encode_value
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from actors.storage import Outcome
 
@@ -183,43 +187,61 @@ class SignalOps:
 
     async def complete_awakeable(
         self,
-        inv: Invocation | None,
+        inv: None,
         awakeable_id: str,
         value: object,
         reason: str | None,
         code: int = 500,
     ) -> None:
+        """``rt.resolve_awakeable`` / ``rt.reject_awakeable`` (``inv`` is None: from
+        outside any invocation; handlers use ``ctx_complete_awakeable``): durable before
+        it returns."""
         batch, owner_id = self.awakeable_completion(awakeable_id, value, reason, code)
         self.awakeable_inflight.add(awakeable_id)
         try:
-            if inv is None:
-                await self._k.commit(batch)
-            else:
-                self._output.flush(inv, batch)
-                await self._output.gate(inv)
+            await self._k.commit(batch)
         finally:
             self.awakeable_inflight.discard(awakeable_id)
         self._scheduler.wake(owner_id)
 
-    async def ctx_complete_awakeable(
+    def ctx_complete_awakeable(
         self,
         inv: Invocation,
         awakeable_id: str,
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None:
+    ) -> Journaled[None]:
         check_usable("ctx.resolve_awakeable()")
-        target = f"awakeable:{awakeable_id}"
-        await self.journaled_completion(
-            inv, target, lambda: self.complete_awakeable(inv, awakeable_id, value, reason, code)
-        )
 
-    async def journaled_completion(
-        self, inv: Invocation, target: str, complete: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Complete a promise or awakeable from a handler, journaling how it went, so a
-        replay neither completes it twice nor changes its answer."""
+        def complete() -> None:
+            batch, owner_id = self.awakeable_completion(awakeable_id, value, reason, code)
+            inv.take_room(batch.nbytes, ROW_OVERHEAD, "ctx.resolve_awakeable", "")
+            self.awakeable_inflight.add(awakeable_id)  # until durable: a second one is 409
+            inv.pending_ops.extend(batch.ops)
+
+            def deliver() -> None:
+                self.awakeable_inflight.discard(awakeable_id)
+                self._scheduler.wake(owner_id)
+
+            inv.add_effect(
+                Effect(deliver, functools.partial(self.awakeable_inflight.discard, awakeable_id))
+            )
+
+        return self.journaled_completion(inv, f"awakeable:{awakeable_id}", complete)
+
+    def journaled_completion(
+        self,
+        inv: Invocation,
+        target: str,
+        complete: Callable[[], None],
+        replayed: Callable[[], None] | None = None,
+    ) -> Journaled[None]:
+        """Complete a promise or awakeable (or cancel an invocation) from a handler, at
+        once (invariant 14): ``complete`` validates and buffers the effect. How it went
+        is journaled, so a replay neither does it twice nor changes its answer: a
+        refusal is raised here, at the call, on every attempt. ``replayed`` runs when
+        the journal says it was done (for an effect that is safe to ask for again)."""
         index, recorded = inv.reserve(ResolveEntry, None, f"complete({target!r})")
         if recorded is not None:
             if recorded.target != target:
@@ -228,21 +250,23 @@ class SignalOps:
                     f"{index}: it now completes {target}, but the journal recorded "
                     f"{recorded.target}"
                 )
-            await anyio.lowlevel.checkpoint()
             if recorded.failure is not None:
                 failed = recorded.failure
                 raise TerminalError(failed.message, failed.status_code, dict(failed.metadata))
-            return
+            if replayed is not None:
+                replayed()
+            return Journaled(None, inv, None)
         inv.record_at(index, ResolveEntry(target))
         try:
-            await complete()
+            complete()
         except TerminalError as exc:
             if exc.status_code not in (400, 404, 409, 413):
                 raise
-            # Deterministic refusals are answers: journal them (their batch never ran).
+            # Deterministic refusals are answers: journal them (nothing was buffered).
             inv.pending_bytes += len(exc.message)
             inv.record_at(index, ResolveEntry(target, failure(exc)))
             raise
+        return Journaled(self._output, inv, None)
 
     def wake_promise_waiters(self, row: bytes, actor: str, key: str) -> None:
         """The promise ``row`` of workflow ``actor``/``key`` is durably completed: wake
@@ -261,7 +285,8 @@ class SignalOps:
         except StorageError as exc:
             # The completion is durable; only the waking failed (the store broke). A
             # parked waiter is woken by the next open's recovery, which replays them all.
-            raise persistence_error(exc) from exc
+            logger.error("cannot list the waiters of a completed promise: %s", exc)
+            return
         for _, raw_id in rows:
             waiter = raw_id.decode()
             if waiter not in woken:
@@ -329,7 +354,7 @@ class SignalOps:
             return None
         return decode_outcome(outcome, annotation, f"value of promise {name!r} of {where}")
 
-    async def promise_complete(
+    def promise_complete(
         self,
         inv: Invocation,
         name: str,
@@ -337,11 +362,11 @@ class SignalOps:
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None:
+    ) -> Journaled[None]:
         check_usable("promise.resolve()")
         row, where = self.promise_row(inv, name)
 
-        async def complete() -> None:
+        def complete() -> None:
             if self.promise_inflight.get(row) is not None or self.stored_promise(row):
                 raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
             outcome = _outcome_of(value, reason, annotation, f"value of promise {name!r}", code)
@@ -349,12 +374,19 @@ class SignalOps:
             batch = WriteBatch()
             record = PromiseRecord(inv.target.actor, inv.target.key, name, outcome)
             batch.put(Table.PROMISES, row, dumps(record))
-            self.promise_inflight[row] = outcome
-            try:
-                self._output.flush(inv, batch)
-                await self._output.gate(inv)
-            finally:
-                self.promise_inflight.pop(row, None)  # durable now, or failed
-            self.wake_promise_waiters(row, inv.target.actor, inv.target.key)
+            inv.take_room(batch.nbytes, ROW_OVERHEAD, "promise.resolve", name)
+            self.promise_inflight[row] = outcome  # until durable: a second one is 409
+            inv.pending_ops.extend(batch.ops)
 
-        await self.journaled_completion(inv, f"promise:{name}", complete)
+            actor, key = inv.target.actor, inv.target.key
+
+            def deliver() -> None:
+                self.promise_inflight.pop(row, None)
+                self.wake_promise_waiters(row, actor, key)
+
+            def drop() -> None:
+                self.promise_inflight.pop(row, None)
+
+            inv.add_effect(Effect(deliver, drop))
+
+        return self.journaled_completion(inv, f"promise:{name}", complete)

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import random
     import uuid
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from datetime import timedelta
 
     from ._definitions import Handler
-    from ._futures import DurableFuture
+    from ._futures import DurableCallFuture, DurableFuture
     from ._invocation import Invocation
     from ._request import Request
     from ._results import InvocationHandle
@@ -56,8 +56,8 @@ class HandlerPort(Protocol):
         key: str | None,
         idempotency_key: str | None = None,
         headers: object = None,
-    ) -> DurableFuture[Any]: ...
-    async def send(
+    ) -> DurableCallFuture[Any]: ...
+    def send(
         self,
         inv: Invocation,
         target: Handler[Any, Any],
@@ -76,8 +76,8 @@ class HandlerPort(Protocol):
         key: str | None,
         idempotency_key: str | None,
         headers: object,
-    ) -> DurableFuture[Any]: ...
-    async def generic_send(
+    ) -> DurableCallFuture[Any]: ...
+    def generic_send(
         self,
         inv: Invocation,
         actor: str,
@@ -92,17 +92,17 @@ class HandlerPort(Protocol):
     def sleep(self, inv: Invocation, duration: timedelta | float) -> DurableFuture[Any]: ...
 
     def awakeable(self, inv: Invocation, annotation: Any) -> tuple[str, DurableFuture[Any]]: ...
-    async def complete_awakeable(
+    def complete_awakeable(
         self,
         inv: Invocation,
         awakeable_id: str,
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
     def promise_value(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
     def signal(self, inv: Invocation, name: str, annotation: Any) -> DurableFuture[Any]: ...
-    async def complete_signal(
+    def complete_signal(
         self,
         inv: Invocation,
         invocation_id: str,
@@ -110,9 +110,9 @@ class HandlerPort(Protocol):
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
     async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any: ...
-    async def complete_promise(
+    def complete_promise(
         self,
         inv: Invocation,
         name: str,
@@ -120,4 +120,10 @@ class HandlerPort(Protocol):
         value: object,
         reason: str | None,
         code: int = 500,
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
+
+    def cancel_invocation(self, inv: Invocation, invocation_id: str) -> Awaitable[None]: ...
+    async def settle_cancels(self, inv: Invocation) -> None: ...
+    def attach_invocation(
+        self, inv: Invocation, invocation_id: str, annotation: Any
+    ) -> DurableFuture[Any]: ...

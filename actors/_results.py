@@ -32,6 +32,7 @@ from ._serde import decode_value
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Generator
     from datetime import datetime
 
     from actors.storage import Outcome
@@ -97,14 +98,21 @@ def _stored_metadata(exc: TerminalError) -> tuple[tuple[str, str], ...]:
         return ()
 
 
+def _cancel_not_wired(invocation_id: str) -> Awaitable[None]:
+    raise AssertionError("Results.cancel was not wired")  # pragma: no cover
+
+
 class Results:
     """Waiting for and reading invocation results."""
 
-    __slots__ = ("_k", "_resolver")
+    __slots__ = ("_k", "_resolver", "cancel")
 
     def __init__(self, kernel: Kernel, resolver: Resolver) -> None:
         self._k = kernel
         self._resolver = resolver
+        #: ``Runtime.cancel`` (wired later: control is built above this module), what
+        #: ``InvocationHandle.cancel`` does for a handle from outside a handler.
+        self.cancel: Callable[[str], Awaitable[None]] = _cancel_not_wired
 
     async def result_of(self, inv: Invocation, spec: Handler[Any, Any] | None = None) -> Any:
         """The result of ``inv``, which ran (or began to run) in the caller's task."""
@@ -219,9 +227,21 @@ class InvocationHandle(metaclass=NoPublicConstructor):
     and ``"PreviouslyAccepted"`` when the same id (or idempotency key) was accepted
     before. ``execution_time`` is when a delayed ``rt.send`` that accepted a new
     invocation is due (an aware UTC ``datetime``; the HTTP ingress answers it as
-    ``executionTime``); None for every other send."""
+    ``executionTime``); None for every other send.
 
-    __slots__ = ("_results", "_spec", "execution_time", "invocation_id", "status")
+    ``ctx.send`` returns its handle at once, the send already journaled; ``await`` it
+    (it gives itself back) to wait until the send is durable and delivered. Awaiting a
+    handle from ``rt.send``, durable already, is a checkpoint."""
+
+    __slots__ = (
+        "_cancel",
+        "_durable",
+        "_results",
+        "_spec",
+        "execution_time",
+        "invocation_id",
+        "status",
+    )
 
     def __init__(
         self,
@@ -230,12 +250,38 @@ class InvocationHandle(metaclass=NoPublicConstructor):
         status: InvocationStatusName,
         spec: Handler[Any, Any],
         execution_time: datetime | None = None,
+        *,
+        durable: Awaitable[object] | None = None,
+        cancel: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._results = results
         self._spec = spec
         self.invocation_id = invocation_id
         self.status: InvocationStatusName = status
         self.execution_time = execution_time
+        self._durable = durable
+        self._cancel = cancel
+
+    def __await__(self) -> Generator[Any, None, InvocationHandle]:
+        return self._wait_durable().__await__()
+
+    async def _wait_durable(self) -> InvocationHandle:
+        if self._durable is None:
+            await anyio.lowlevel.checkpoint()
+        else:
+            await self._durable
+        return self
+
+    def cancel(self) -> Awaitable[None]:
+        """Cancel the invocation (see ``Runtime.cancel``).
+
+        On a handle from ``ctx.send`` this is ``ctx.cancel_invocation(invocation_id)``
+        of the handler that sent it: journaled when called, whether or not awaited, and
+        refusals (it already completed: 409) are raised at the call. On a handle from
+        ``rt.send`` it is ``rt.cancel(invocation_id)``: await it."""
+        if self._cancel is not None:
+            return self._cancel(self.invocation_id)
+        return self._results.cancel(self.invocation_id)
 
     async def result(self) -> Any:
         """Wait for the invocation's result. A ``TerminalError`` of the handler is

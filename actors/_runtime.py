@@ -13,7 +13,7 @@ answers; the parts (DESIGN.md section 5) each hold one concern:
 ``_timers``         the timer heap (sleeps, delayed sends, retention expiry)
 ``_admission``      durable acceptance, idempotency keys, one run per workflow id
 ``_waits``          durable waits, cancellation delivery, select and gather, sleep
-``_ops_*``          the context operations by family: state, steps, calls, signals
+``_ops_*``          the context operations by family: state, steps, calls, signals, handles
 ``_operations``     the handler port the contexts talk to (``_port``)
 ``_executor``       attempts, retries, pauses and completion
 ``_control``        cancel, kill and resume

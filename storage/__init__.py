@@ -30,6 +30,7 @@ from ._keys import KeyPart, KeyTuple, decode_key, encode_key, prefix_end, tuple_
 from ._reader import ReadView, StoreReader
 from ._records import (
     JOURNAL_TAGS,
+    AttachEntry,
     AwakeableEntry,
     CallEntry,
     CancelledEntry,
@@ -64,6 +65,7 @@ from ._store import Store, StoreStatistics
 from ._writer import CommitMode, CommitTicket
 
 __all__ = [
+    "AttachEntry",
     "AwakeableEntry",
     "CallEntry",
     "CancelledEntry",

@@ -214,7 +214,8 @@ class PromisePeekEntry:
 @attrs.frozen
 class ResolveEntry:
     """An attempt to complete a promise (``promise:NAME``) or an awakeable
-    (``awakeable:ID``); ``failure`` is the error it met (e.g. already completed)."""
+    (``awakeable:ID``), or to cancel an invocation (``cancel:ID``); ``failure`` is the
+    error it met (e.g. already completed)."""
 
     target: str
     failure: Failure | None = None
@@ -225,6 +226,15 @@ class CancelledEntry:
     """The point at which the handler observed its cancellation, and what it raised."""
 
     message: str
+
+
+@attrs.frozen
+class AttachEntry:
+    """A wait for the result of another invocation, named by id; ``outcome`` once it
+    completed."""
+
+    invocation_id: str
+    outcome: Outcome | None = None
 
 
 JournalEntry = (
@@ -243,6 +253,7 @@ JournalEntry = (
     | PromisePeekEntry
     | ResolveEntry
     | CancelledEntry
+    | AttachEntry
     | CompletedEntry
     | SignalEntry
 )
@@ -264,6 +275,7 @@ JOURNAL_TAGS: dict[type, str] = {
     PromisePeekEntry: "peek",
     ResolveEntry: "resolve",
     CancelledEntry: "cancelled",
+    AttachEntry: "attach",
     CompletedEntry: "completed",
     SignalEntry: "signal",
 }

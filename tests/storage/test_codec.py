@@ -12,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from actors.storage import (
+    AttachEntry,
     AwakeableEntry,
     CallEntry,
     CancelledEntry,
@@ -91,6 +92,7 @@ JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     PromisePeekEntry: st.builds(PromisePeekEntry, name=texts, outcome=opt_outcomes),
     ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
     CancelledEntry: st.builds(CancelledEntry, message=texts),
+    AttachEntry: st.builds(AttachEntry, invocation_id=texts, outcome=opt_outcomes),
     SignalEntry: st.builds(SignalEntry, name=texts, outcome=opt_outcomes),
     CompletedEntry: st.builds(
         CompletedEntry, done=st.lists(st.integers(0, 1000), max_size=5).map(tuple)
@@ -240,6 +242,7 @@ def test_journal_tags_are_frozen() -> None:
         PromisePeekEntry: "peek",
         ResolveEntry: "resolve",
         CancelledEntry: "cancelled",
+        AttachEntry: "attach",
         CompletedEntry: "completed",
         SignalEntry: "signal",
     }
