@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test test-restate lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
+
+# The endpoint (`actors endpoint`) against real Restate servers: one node, the endpoint
+# SIGKILLed mid-workflow, a 3-node cluster with a node SIGKILLed. Installs the pinned
+# restate-server from npm into ~/.cache/virtual-actors/npm the first time.
+test-restate: $(STAMP)
+	ACTORS_TEST_RESTATE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --timeout 300 tests/restate_server
 
 bench: $(STAMP)
 	$(BIN)/python bench/storage.py

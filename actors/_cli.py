@@ -297,10 +297,19 @@ def load_actors(spec: str) -> list[Any]:
         value: Any = functools.reduce(getattr, attr.split("."), module)
     except AttributeError:
         raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if callable(value) and not isinstance(value, type):
+    if callable(value) and not isinstance(value, type) and not hasattr(value, "__actors__"):
         value = value()
     if isinstance(value, type):
         value = [value]
+    if not isinstance(value, list | tuple) and hasattr(value, "__actors__"):
+        value = [value]  # what restate.app([...]) returns
+    if isinstance(value, list | tuple):
+        from ._definitions import expand_registrations
+
+        try:
+            value = expand_registrations(value)  # Restate services stand for their actors
+        except TypeError as exc:
+            raise CommandError(f"{spec}: {exc}") from exc
     if not isinstance(value, list | tuple) or not value:
         raise CommandError(
             f"{spec} must be a non-empty list of actor classes or instances "
@@ -313,12 +322,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     import anyio
-    import trio
 
     from ._definitions import registration_entry
     from ._http_connection import ServerOptions
     from ._open import open_runtime
 
+    if args.restate:
+        from .restate import install  # before MODULE imports restate
+
+        try:
+            install()
+        except ImportError as exc:
+            raise CommandError(str(exc)) from exc
     actors = load_actors(args.app)
     for item in actors:
         try:
@@ -340,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def serve() -> None:
         # SIGINT and SIGTERM stop the server cleanly: requests in progress are answered,
         # ingress.json is removed and the data directory is closed.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with (
                 open_runtime(args.data, actors, durability=args.durability) as rt,
                 anyio.create_task_group() as tg,
@@ -359,11 +374,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     break
 
     try:
-        trio.run(serve)
+        # Restate code awaits asyncio primitives (asyncio.sleep in a step...): --restate
+        # runs the same server on an asyncio event loop.
+        anyio.run(serve, backend="asyncio" if args.restate else "trio")
     except OSError as exc:
         raise CommandError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
     except ActorsError as exc:
         raise CommandError(str(exc)) from exc
+    return 0
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    """Serve the actors as a Restate deployment endpoint (``actors.endpoint``, imported
+    only here: it needs the ``restate`` extra)."""
+    try:
+        import asyncio
+
+        import actors.endpoint as endpoint
+        from actors.endpoint._serve import serve as serve_endpoint
+    except ImportError as exc:
+        raise CommandError(
+            f"actors endpoint needs the restate extra ({exc}): "
+            "pip install 'virtual-actors[restate]'"
+        ) from exc
+    try:
+        app = endpoint.app(load_actors(args.app))
+    except TypeError as exc:
+        raise CommandError(f"{args.app}: {exc}") from exc
+    print(f"Restate endpoint for {args.app} at http://{args.host}:{args.port}", flush=True)
+    try:
+        asyncio.run(serve_endpoint(app, args.host, args.port))
+    except OSError as exc:
+        raise CommandError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
+    return 0
+
+
+def cmd_load_state(args: argparse.Namespace) -> int:
+    """Load an ``actors export`` document into a Restate cluster's state."""
+    from actors.endpoint._load import load_state
+
+    try:
+        document = json.loads(Path(args.file).read_text())
+        written = load_state(document, args.admin)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"loaded the state of {written} key(s) into {args.admin}")
     return 0
 
 
@@ -446,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--token", help=f"require this bearer token (default: ${TOKEN_ENV})")
     serve.add_argument("--durability", choices=["fsync", "process"], default="fsync")
+    serve.add_argument(
+        "--restate",
+        action="store_true",
+        help="MODULE is Restate SDK code: `import restate` resolves to actors.restate, "
+        "and the server runs on asyncio",
+    )
     for flag, kind, default, text in (
         ("--max-body", int, 16 << 20, "largest request body in bytes, else 413 (16 MiB)"),
         ("--max-connections", int, 1000, "connections served at once; more get 503 (1000)"),
@@ -460,6 +521,26 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         serve.add_argument(flag, type=kind, default=default, help=text)
     serve.set_defaults(run=cmd_serve)
+    endpoint = commands.add_parser(
+        "endpoint", help="serve the actors as a Restate deployment endpoint (restate extra)"
+    )
+    endpoint.add_argument("app", metavar="MODULE:ATTR", help="list of actors, or a factory")
+    endpoint.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    endpoint.add_argument("--port", type=int, default=9080, help="port (default 9080)")
+    endpoint.set_defaults(run=cmd_endpoint, needs_data=False)
+    from ._cli_export import cmd_export
+
+    exporting = commands.add_parser(
+        "export", parents=[data], help="every object's state and workflow outputs, as JSON"
+    )
+    exporting.add_argument("--out", type=Path, help="write here instead of stdout")
+    exporting.set_defaults(run=cmd_export)
+    loading = commands.add_parser(
+        "load-state", help="load an `actors export` file into a Restate cluster (admin API)"
+    )
+    loading.add_argument("file", help="the file `actors export --out` wrote")
+    loading.add_argument("--admin", default="http://127.0.0.1:9070", help="admin API URL")
+    loading.set_defaults(run=cmd_load_state, needs_data=False)
     return parser
 
 
@@ -473,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     success, 1 when the command failed (the reason is on stderr), 2 for bad usage."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.data is None:
+    if getattr(args, "data", None) is None and getattr(args, "needs_data", True):
         parser.error(f"the data directory is required: pass --data DIR or set ${_DATA_ENV}")
     try:
         status: int = args.run(args)

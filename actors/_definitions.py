@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
 import attrs
@@ -504,6 +504,36 @@ class ActorEntry:
     @property
     def name(self) -> str:
         return self.cls.actor_name
+
+
+class ActorProvider(typing.Protocol):
+    """Something that stands for actors in ``open_runtime``'s list (or as the whole
+    list): it answers the actor classes or instances it provides. The registration hook
+    of layers built on ``actors`` (``actors.restate``'s services and app), which this
+    module never imports."""
+
+    def __actors__(self) -> Sequence[type[Actor] | Actor]: ...
+
+
+def expand_registrations(items: object) -> list[type[Actor] | Actor]:
+    """``open_runtime``'s ``actors`` argument as a flat list: an ``ActorProvider`` (the
+    whole argument, or an item of the list) is replaced by what it provides. Anything
+    else is kept, for ``registration_entry`` to check."""
+    if hasattr(items, "__actors__") and not isinstance(items, type):
+        items = [items]
+    if not isinstance(items, list | tuple):
+        raise TypeError(
+            "actors must be a list of actor classes or instances (or what restate.app() "
+            f"returns), not {type(items).__name__}"
+        )
+    flat: list[type[Actor] | Actor] = []
+    for item in items:
+        provide = getattr(item, "__actors__", None)
+        if provide is not None and not isinstance(item, type):
+            flat.extend(provide())
+        else:
+            flat.append(item)
+    return flat
 
 
 def registration_entry(item: type[Actor] | Actor) -> ActorEntry:

@@ -112,6 +112,7 @@ from ._request import http_headers
 from ._serde import ANY
 from ._server import HttpServer
 from ._wire import (
+    IdempotentLookups,
     PublicActors,
     by_idempotency_key,
     health_response,
@@ -131,7 +132,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("actors.ingress")
 
 
-class Runtime(Protocol):
+class Runtime(IdempotentLookups, Protocol):
     """What the ingress asks of the runtime it serves (``actors.Runtime``): its public
     API, and the registered actors by name. A protocol, so this module does not import
     the runtime that imports it."""
@@ -176,12 +177,6 @@ class Runtime(Protocol):
     async def attach(self, invocation_id: str) -> Any: ...
     async def output(self, invocation_id: str) -> Any: ...
     async def attach_workflow(self, workflow: type[Actor], workflow_id: str) -> Any: ...
-    async def attach_idempotent(
-        self, target: Handler[Any, Any], /, idempotency_key: str, *, key: str | None = None
-    ) -> Any: ...
-    async def idempotent_output(
-        self, target: Handler[Any, Any], /, idempotency_key: str, *, key: str | None = None
-    ) -> Any: ...
     async def workflow_output(self, workflow: type[Actor], workflow_id: str) -> Any: ...
     async def resolve_awakeable(self, awakeable_id: str, value: object) -> None: ...
     async def reject_awakeable(self, awakeable_id: str, reason: str) -> None: ...

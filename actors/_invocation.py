@@ -152,12 +152,14 @@ class Flag:
 class PendingCompletion:
     """A completion whose commit failed, until the same batch lands (``_recommit``)."""
 
-    __slots__ = ("batch", "error", "inv", "landed", "queue")
+    __slots__ = ("batch", "error", "inv", "landed", "order", "queue")
 
-    def __init__(self, inv: Invocation, batch: WriteBatch, queue: CommitQueue) -> None:
+    def __init__(self, inv: Invocation, batch: WriteBatch, queue: CommitQueue, order: int) -> None:
         self.inv = inv
         self.batch = batch
         self.queue = queue
+        #: The sequence number of its first submission: its place in its key's order.
+        self.order = order
         self.landed = Flag()
         #: Set when it can never land: the store broke.
         self.error: StorageError | None = None
@@ -165,8 +167,9 @@ class PendingCompletion:
 
 class CommitQueue:
     """The failed completions of one key (or of one non-exclusive invocation), waiting
-    to be committed again in the order they were first submitted (``_recommit``);
-    ``head`` is the last one submitted again."""
+    to be committed again in the order they were first submitted (``_recommit``):
+    ``waiting`` is kept sorted by ``PendingCompletion.order``, whenever its failures
+    arrive. ``head`` is the last one submitted again."""
 
     __slots__ = ("activation", "changed", "drained", "driving", "head", "waiting")
 

@@ -17,7 +17,7 @@ import anyio
 from actors.storage import StorageError, Store
 
 from ._clock import SystemClock
-from ._definitions import registration_entry
+from ._definitions import expand_registrations, registration_entry
 from ._errors import persistence_error
 from ._files import DATA_DIR_FILES
 from ._limits import MAX_BATCH_BYTES
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from actors.storage import WriteBatch
 
     from ._clock import Clock
-    from ._definitions import Actor
+    from ._definitions import Actor, ActorProvider
     from ._kernel import Kernel
 
 __all__ = ["open_runtime"]
@@ -41,7 +41,7 @@ __all__ = ["open_runtime"]
 @asynccontextmanager
 async def open_runtime(
     path: str | PathLike[str],
-    actors: Sequence[type[Actor] | Actor],
+    actors: Sequence[type[Actor] | Actor | ActorProvider] | ActorProvider,
     *,
     durability: Literal["fsync", "process"] = "fsync",
     clock: Clock | None = None,
@@ -59,7 +59,9 @@ async def open_runtime(
 
     Args:
       actors: actor classes (created with no arguments) or instances; one instance
-        serves every key of its class.
+        serves every key of its class. What ``actors.restate.app([...])`` returns, or
+        Restate services (``actors.restate``), stand for the actor classes they
+        provide (``ActorProvider``).
       durability: ``"fsync"`` (survives power loss) or ``"process"`` (survives a killed
         process, not an OS crash).
       clock: where durable time comes from (``actors.testing`` has one that follows
@@ -94,7 +96,7 @@ async def open_runtime(
     leaving the block raises that ``PersistenceError``; the directory is closed cleanly
     and a reopen resumes what was accepted.
     """
-    entries = [registration_entry(item) for item in actors]
+    entries = [registration_entry(item) for item in expand_registrations(actors)]
     names = [entry.name for entry in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

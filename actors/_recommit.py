@@ -15,9 +15,17 @@ as if the first commit had been slow. Its ``ctx.run`` bodies do not run again.
 one, so one failed completion fails every later batch of the key (``storage._writer``).
 The later completions were computed on the failed one's writes (the key's overlay), so
 they are committed again after it, in their original order, each depending on the one
-before. The order is the store's: a failed ticket's ``on_done`` runs in submission order,
-before any waiter resumes, and it is there (``_settled``) that a failure joins its key's
-queue. Non-exclusive invocations build on nothing but their own batches: each failed
+before. That order is the sequence numbers of their first submissions
+(``PendingCompletion.order``), and ``waiting`` is kept sorted by it. The order in which
+failures *arrive* is not it: a first submission's failure (``_settled``) and a
+resubmission's (``_resettled``) come in store order, and a key's later completion may
+fail first time round after its earlier one was already submitted again (the writer
+had not reached it yet). Appended as they came, the later one would be committed first
+and the earlier one on top of it, putting the key's state back (a lost update).
+So a round starts only once the previous round has settled (its ``head`` is done:
+each of its batches depends on the one before, and every first submission of the key
+came before the round), when every failure it leaves is in ``waiting``, in key order.
+Non-exclusive invocations build on nothing but their own batches: each failed
 completion is its own queue.
 
 *What may not be committed again.* A completion is repaired only if everything it read
@@ -41,6 +49,7 @@ key's later invocations overtook it).
 
 from __future__ import annotations
 
+import bisect
 import functools
 from typing import TYPE_CHECKING
 
@@ -85,8 +94,8 @@ class Recommits:
             queue = activation.recommits = CommitQueue(activation)
         else:
             queue = activation.recommits
-        pending = PendingCompletion(inv, ticket.batch, queue)
-        queue.waiting.append(pending)
+        pending = PendingCompletion(inv, ticket.batch, queue, ticket.seq)
+        _rejoin(queue, pending)
         self._pending[inv.invocation_id] = pending
 
     async def recommitted(self, inv: Invocation, error: StorageError) -> StorageError | None:
@@ -115,22 +124,24 @@ class Recommits:
         try:
             while True:
                 head = queue.head
-                if not queue.waiting:
-                    # Landed (then so did all before it: it depends on them), or failed
-                    # without rejoining ``waiting`` (the store broke): either way, done.
-                    if head is None or head.done:
-                        break
+                if head is not None and not head.done:
+                    # The last round is in flight: what of it fails rejoins ``waiting``
+                    # in key order, and the next round must include it (module essay).
                     queue.changed = Flag()
                     await queue.changed.wait()
                     continue
+                if not queue.waiting:
+                    # Landed (then so did all before it: it depends on them), or failed
+                    # without rejoining ``waiting`` (the store broke): either way, done.
+                    break
                 rounds += 1
                 delay = policy.delay(rounds + 1)
                 await self._clock.sleep_until(self._clock.now() + delay)
                 if self._store.broken is not None:
                     break
+                # Nothing of the key is in flight (the last round settled, and so did
+                # the first submissions before it): ``waiting`` is all of it, in order.
                 submitting, queue.waiting = queue.waiting, []
-                # Whatever of the last round is still in flight comes after a failed one
-                # (else nothing would wait): it fails and rejoins, after these.
                 queue.head = None
                 for pending in submitting:
                     self._submit(queue, pending)
@@ -172,7 +183,7 @@ class Recommits:
             self._pending.pop(pending.inv.invocation_id, None)
             pending.landed.set()
         elif self._store.broken is None:
-            queue.waiting.append(pending)  # in submission order: callbacks run in it
+            _rejoin(queue, pending)
         queue.changed.set()
 
     def _fail_all(self, queue: CommitQueue, broken: StorageError) -> None:
@@ -183,3 +194,13 @@ class Recommits:
                 pending.error = broken
                 pending.landed.set()
             self._pending.pop(pending.inv.invocation_id, None)
+
+
+def _rejoin(queue: CommitQueue, pending: PendingCompletion) -> None:
+    """Put a failed completion in ``queue.waiting`` at its place in its key's order,
+    which need not be the order its failure came in (see the module essay)."""
+    bisect.insort(queue.waiting, pending, key=_order)
+
+
+def _order(pending: PendingCompletion) -> int:
+    return pending.order

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from actors.storage import WriteBatch
 
     from ._clock import Clock
-    from ._definitions import Actor
+    from ._definitions import Actor, ActorProvider
     from ._retry import RetryPolicy
     from ._runtime import Runtime
 
@@ -112,7 +112,7 @@ class _Crasher:
 
 @asynccontextmanager
 async def open_test_runtime(
-    actors: Sequence[type[Actor] | Actor],
+    actors: Sequence[type[Actor] | Actor | ActorProvider] | ActorProvider,
     *,
     path: str | os.PathLike[str] | None = None,
     clock: Clock | None = None,

@@ -175,6 +175,8 @@ def test_pure_cores_import_only_the_standard_library(relative: str) -> None:
 #: The package folders and the dotted package each is installed as.
 PACKAGES: dict[str, str] = {
     "actors": "actors",
+    "actors/endpoint": "actors.endpoint",
+    "actors/restate": "actors.restate",
     "mailbox": "actors.mailbox",
     "storage": "actors.storage",
 }
@@ -239,6 +241,24 @@ def package_graph() -> dict[str, set[str]]:
     for package in PACKAGES.values():
         graph[package] = {m for m in graph[package] if not m.startswith(package + ".")}
     return graph
+
+
+def test_restate_layer_sits_on_the_public_api() -> None:
+    # actors.restate is a layer above actors: it imports the public ``actors`` package
+    # (and the standard library, third-party packages, its own modules), never a
+    # private module of actors; actors never imports it, except the CLI's
+    # ``serve --restate``, which calls ``install()`` before importing the user's module.
+    graph = import_graph(module_files())
+    for name, targets in graph.items():
+        if name.startswith("actors.restate"):
+            private = [
+                t for t in targets if t.startswith("actors.") and not t.startswith("actors.restate")
+            ]
+            assert private == [], f"{name} imports private modules of actors: {private}"
+        else:
+            upward = [t for t in targets if t.startswith("actors.restate")]
+            assert upward == [] or name == "actors._cli", f"{name} imports {upward}"
+    assert any(t.startswith("actors.restate") for t in graph["actors._cli"]), "the check is blind"
 
 
 def test_no_import_cycle_in_the_package() -> None:

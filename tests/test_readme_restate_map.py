@@ -24,7 +24,7 @@ CONTEXTS = (
     actors.WorkflowContext,
     actors.WorkflowSharedContext,
 )
-OWNERS = {
+OWNERS: dict[str, list[object]] = {
     "actors": [actors],
     "ctx": list(CONTEXTS),
     "rt": [actors.Runtime],

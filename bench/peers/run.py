@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.peers.common import METRICS, Settings
+from bench.peers.restate_server import RESTATE_NPM, restate_server_binary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -56,7 +57,6 @@ PINS: Final = {
     "restate": ["restate-sdk==1.3.0", "hypercorn==0.18.0"],
     "plot": ["matplotlib==3.11.2"],
 }
-RESTATE_NPM: Final = "@restatedev/restate-server@1.7.12"
 REFERENCE: Final = "va-fsync"
 DRIVER_TIMEOUT: Final = 1800.0
 
@@ -160,20 +160,7 @@ def ensure_venv(name: str) -> Path:
 
 
 def ensure_restate_server() -> Path:
-    npm_dir = PEERS / "npm"
-    found = sorted(
-        npm_dir.glob("node_modules/@restatedev/restate-server-linux-*/bin/restate-server")
-    )
-    if not found:
-        log(f"npm install {RESTATE_NPM}")
-        npm_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", str(npm_dir), RESTATE_NPM], check=True)
-        found = sorted(
-            npm_dir.glob("node_modules/@restatedev/restate-server-linux-*/bin/restate-server")
-        )
-    if not found:
-        raise RuntimeError("npm installed no restate-server binary for this platform")
-    return found[0]
+    return restate_server_binary(PEERS / "npm", log)
 
 
 def free_port() -> int:

@@ -16,6 +16,7 @@ backoffs are a millisecond.
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 import threading
 from typing import TYPE_CHECKING
@@ -257,6 +258,92 @@ async def test_a_read_that_ran_on_a_completion_that_then_failed_answers_once_it_
         assert answers == [1]
         assert await added.result() == 1
         assert await rt.call(Box.count, key="k") == 1
+
+
+def _marker_batch(batch: WriteBatch) -> bool:
+    return any(key == b"hold the writer here" for _, _, key, _ in batch.ops)
+
+
+class ReorderingDisk:
+    """A ``_fault_hook`` that forces the order in which a key's failed completions come
+    back to ``Recommits``: it holds the writer in the key's first completion until
+    ``fail_first``, then fails it; holds it again on the marker batch (queued behind the
+    second completion, which fails as its dependent in the same group) until
+    ``release_marker``; then fails the next completion (the first one, committed again)
+    once more, and lets everything through after that."""
+
+    def __init__(self) -> None:
+        self.holding_first = threading.Event()
+        self.fail_first = threading.Event()
+        self.holding_marker = threading.Event()
+        self.release_marker = threading.Event()
+        self.failures = 0
+
+    def __call__(self, batches: Sequence[WriteBatch]) -> None:
+        if any(_marker_batch(batch) for batch in batches):
+            self.holding_marker.set()
+            assert self.release_marker.wait(timeout=20), "the marker was never released"
+            return
+        if self.failures < 2 and any(state_write(batch) for batch in batches):
+            if self.failures == 0:
+                self.holding_first.set()
+                assert self.fail_first.wait(timeout=20), "never told to fail"
+            self.failures += 1
+            raise lmdb.DiskError("mdb_txn_commit: No space left on device")
+
+
+class _Recommitting(logging.Handler):
+    """Sets ``submitted`` when a failed completion is submitted again (logged in the loop)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.submitted = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "committing its completion again" in record.getMessage():
+            self.submitted.set()
+
+
+async def test_a_later_completion_that_fails_before_an_earlier_one_fails_again_lands_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The lost update once seen under load: add1's completion C1 fails and is committed
+    # again (C1'), and only then does the failure of add2's completion C2 (computed on
+    # C1's writes, so depending on it) reach the loop, C1' being still in flight. C1'
+    # fails again. C2 must land after C1' all the same, or n goes back to 1. The writer
+    # thread is what lets C1' be queued while C2 is not settled yet: inline commits
+    # settle in ``submit``, so this interleaving has no inline form.
+    caplog.set_level(logging.INFO, logger="actors")
+    recommitting = _Recommitting()
+    logging.getLogger("actors").addHandler(recommitting)
+    disk = ReorderingDisk()
+    try:
+        async with _open(tmp_path / "db", "thread", disk) as rt:
+            answers: dict[str, int] = {}
+
+            async def add(name: str) -> None:
+                answers[name] = await rt.call(Box.add, 1, key="k")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(add, "first")
+                assert await anyio.to_thread.run_sync(disk.holding_first.wait, 20)
+                tg.start_soon(add, "second")  # runs on the first's writes (the overlay)
+                await anyio.wait_all_tasks_blocked()  # C2 is queued, behind C1
+                marker = WriteBatch()
+                marker.put(Table.META, b"hold the writer here", b"1")
+                rt._store.submit(marker)  # the writer's next group: C2 (fails) and this
+                disk.fail_first.set()
+                assert await anyio.to_thread.run_sync(disk.holding_marker.wait, 20)
+                await recommitting.submitted.wait()  # C1' is queued; C2 is not settled
+                disk.release_marker.set()
+            assert answers == {"first": 1, "second": 2}
+            assert disk.failures == 2
+            assert await rt.call(Box.count, key="k") == 2
+            assert await rt.call(Box.add, 1, key="k") == 3
+        async with _open(tmp_path / "db", "thread", None) as rt:
+            assert await rt.call(Box.count, key="k") == 3
+    finally:
+        logging.getLogger("actors").removeHandler(recommitting)
 
 
 @modes

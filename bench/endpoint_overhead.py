@@ -1,0 +1,167 @@
+"""The endpoint's overhead: W1-W4 of ``bench/peers`` through one Restate server, served
+by our classes on ``actors endpoint`` and, beside it, by the same logic written with
+Restate's own SDK (``bench/peers/services/restate_service.py``), both under hypercorn.
+
+    .venv/bin/python bench/endpoint_overhead.py [--runs 3] [--seconds 3]
+
+Each run starts a fresh server (a new base directory) and one deployment; runs alternate
+between the two so drift on a shared machine hits both. The figure per metric is the
+median over runs; the overhead is how much worse the endpoint is (lower rate, higher
+latency), in percent. Writes ``bench/results/endpoint.json`` and ``endpoint.md``. As
+root, everything runs in a network namespace with only a loopback interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.peers.common import METRICS, Settings
+from bench.peers.restate_server import RESTATE_VERSION, restate_server_binary
+from bench.peers.run import HERE, PROCS, PY, ROOT, http_post, retry_until, run_driver
+
+RESULTS: Final = ROOT / "bench" / "results"
+ONLY: Final = "w1,w2,w3,w4"
+SYSTEMS: Final = {
+    "restate-sdk": "Restate server + its Python SDK (restate_service.py), hypercorn",
+    "va-endpoint": "Restate server + our classes on `actors endpoint`, hypercorn",
+}
+#: Metrics where higher is better (rates); the others are latencies.
+HIGHER_IS_BETTER: Final = {name: spec[3] for name, spec in METRICS.items()}
+
+
+def deployment(system: str, in_ns: list[str], port: int) -> list[str]:
+    if system == "restate-sdk":
+        hypercorn = str(Path(PY).parent / "hypercorn")
+        return [*in_ns, hypercorn, "--bind", f"127.0.0.1:{port}", "restate_service:app"]
+    return [*in_ns, PY, "-m", "actors._cli", "endpoint", "bench.peers.va_endpoint:ACTORS",
+            "--port", str(port)]  # fmt: skip
+
+
+def one_run(system: str, settings: Settings, in_ns: list[str], work: Path) -> dict[str, float]:
+    log_path = work / f"{system}.log"
+    env = {
+        **os.environ,
+        "RESTATE_BIND_ADDRESS": "127.0.0.1:5122",
+        "RESTATE_ADMIN__BIND_ADDRESS": "127.0.0.1:9070",
+        "RESTATE_INGRESS__BIND_ADDRESS": "127.0.0.1:8080",
+        "RESTATE_LOG_FILTER": "warn",
+    }
+    base = work / f"restate-{system}-{time.monotonic_ns()}"
+    server = PROCS.start(
+        [*in_ns, str(restate_server_binary()), "--base-dir", str(base), "--node-name", "bench"],
+        log_path,
+        env=env,
+    )
+    cwd = HERE / "services" if system == "restate-sdk" else ROOT
+    service = PROCS.start(deployment(system, in_ns, 9080), log_path, cwd=cwd)
+    try:
+        retry_until(
+            lambda: http_post(in_ns, "http://127.0.0.1:9070", "/deployments",
+                              '{"uri": "http://127.0.0.1:9080", "force": true}', log_path),
+            60,
+            "deployment registration",
+        )  # fmt: skip
+        retry_until(
+            lambda: http_post(in_ns, "http://127.0.0.1:8080", "/Counter/warm/value", "", log_path),
+            60,
+            "ingress",
+        )
+        cmd = [*in_ns, PY, str(HERE / "http_client.py"), "http://127.0.0.1:8080", "workloads"]
+        result = run_driver([*cmd, "--only", ONLY, "--settings", settings.to_json()], log_path)
+        metrics: dict[str, float] = result["metrics"]
+        return metrics
+    finally:
+        PROCS.kill(service)
+        PROCS.kill(server)
+
+
+def overhead(name: str, sdk: float, ours: float) -> float:
+    """How much worse ``ours`` is than ``sdk``, in percent (negative: better)."""
+    if HIGHER_IS_BETTER.get(name, False):
+        return 100.0 * (sdk - ours) / sdk
+    return 100.0 * (ours - sdk) / sdk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    settings = Settings(seconds=args.seconds)
+    work = ROOT / "bench" / ".peers" / "endpoint"
+    work.mkdir(parents=True, exist_ok=True)
+    in_ns: list[str] = []
+    if os.geteuid() == 0:
+        ns = f"vaendpoint{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+
+        def delete_ns() -> None:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+        PROCS.cleanups.append(delete_ns)
+        in_ns = ["ip", "netns", "exec", ns]
+        subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
+    runs: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
+    try:
+        for r in range(args.runs):
+            order = list(SYSTEMS) if r % 2 == 0 else list(reversed(SYSTEMS))
+            for system in order:
+                print(f"run {r + 1}/{args.runs}: {system}", file=sys.stderr, flush=True)
+                runs[system].append(one_run(system, settings, in_ns, work))
+    finally:
+        PROCS.stop_all()
+    medians = {
+        system: {m: statistics.median(run[m] for run in results) for m in results[0]}
+        for system, results in runs.items()
+    }
+    rows: list[dict[str, Any]] = []
+    for metric in medians["restate-sdk"]:
+        sdk, ours = medians["restate-sdk"][metric], medians["va-endpoint"][metric]
+        rows.append({"metric": metric, "restate_sdk": sdk, "va_endpoint": ours,
+                     "overhead_percent": overhead(metric, sdk, ours)})  # fmt: skip
+    document: dict[str, Any] = {
+        "what": "actors endpoint vs Restate's own Python SDK, same Restate server, W1-W4",
+        "systems": SYSTEMS,
+        "restate_server": RESTATE_VERSION,
+        "settings": settings.__dict__,
+        "runs": runs,
+        "median": medians,
+        "overhead": rows,
+        "max_overhead_percent": max(row["overhead_percent"] for row in rows),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "endpoint.json").write_text(json.dumps(document, indent=2) + "\n")
+    lines = [
+        "# actors endpoint vs Restate's Python SDK (same Restate server)",
+        "",
+        f"Restate server {RESTATE_VERSION}; {args.runs} runs per system, alternating; "
+        f"medians; {settings.seconds} s per phase; {os.cpu_count()} CPUs (shared).",
+        "",
+        "| metric | what | Restate SDK | actors endpoint | overhead |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        metric = str(row["metric"])
+        label, what, unit, _ = METRICS.get(metric, (metric, "", "", True))
+        lines.append(
+            f"| {label} `{row['metric']}` | {what} ({unit}) | {row['restate_sdk']:.2f} | "
+            f"{row['va_endpoint']:.2f} | {row['overhead_percent']:+.1f}% |"
+        )
+    lines += ["", f"Largest overhead: {document['max_overhead_percent']:+.1f}%.", ""]
+    (RESULTS / "endpoint.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
