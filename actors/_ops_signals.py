@@ -124,6 +124,8 @@ class SignalOps:
         self._scheduler = scheduler
         self._waits = waits
         self._store = kernel.store
+        self._invocations = kernel.invocations
+        self._parked = kernel.parked
         self.promise_waiters: dict[bytes, dict[str, None]] = {}  # ordered sets of ids
         self.promise_inflight: dict[bytes, Outcome] = {}
         self.awakeable_inflight: set[str] = set()
@@ -270,13 +272,15 @@ class SignalOps:
 
     def wake_promise_waiters(self, row: bytes, actor: str, key: str) -> None:
         """The promise ``row`` of workflow ``actor``/``key`` is durably completed: wake
-        each of its waiters once. Live waiters registered in memory; suspended ones did
-        not stay registered (a parked workflow costs no entry here), and every one of
-        them is an unfinished invocation of that workflow id, so it has an inbox row
-        under ``(actor, key)``: waking each of those finds them all. A woken invocation
-        that waits on something else re-checks it (live) or replays and parks again
-        (parked): a cost, bounded by the workflow id's unfinished invocations, never a
-        lost or a repeated completion (the promise's value is read from storage)."""
+        each of its waiters once, and nothing else.
+
+        Live waiters are registered in memory (``promise_waiters``). A suspended one
+        left that registry while it unwound, and once parked the parked index records
+        the promises it waits on (``ParkedInvocations.waits_on``). Every waiter is an
+        unfinished invocation of that workflow id, so it has an inbox row under
+        ``(actor, key)``: of those, a parked one is revived only if it waits on
+        ``row``, and one still in memory (unwinding to park right now) is told, as any
+        wake-up, so that it runs again instead of parking on a promise now complete."""
         woken = self.promise_waiters.pop(row, {})
         for waiter in woken:
             self._scheduler.wake(waiter)
@@ -287,9 +291,12 @@ class SignalOps:
             # parked waiter is woken by the next open's recovery, which replays them all.
             logger.error("cannot list the waiters of a completed promise: %s", exc)
             return
+        parked = self._parked
         for _, raw_id in rows:
             waiter = raw_id.decode()
-            if waiter not in woken:
+            if waiter in woken:
+                continue
+            if waiter in self._invocations or parked.waits_on(waiter, row):
                 self._scheduler.wake(waiter)
 
     def promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
@@ -324,11 +331,15 @@ class SignalOps:
                 try:
                     await self._waits.block(inv, ready)
                 except Suspended:
-                    # Parked from now on: the resolution finds it through the inbox
-                    # (``wake_promise_waiters``), so memory keeps nothing of it here.
+                    # Parked from now on: the parked index keeps what it waits on, and
+                    # the resolution finds it there (``wake_promise_waiters``).
                     waiters.pop(inv.invocation_id, None)
                     if not waiters and self.promise_waiters.get(row) is waiters:
                         del self.promise_waiters[row]
+                    if inv.promises_waited is None:
+                        inv.promises_waited = [row]
+                    else:
+                        inv.promises_waited.append(row)
                     raise
                 outcome = self.stored_promise(row)
                 assert outcome is not None

@@ -7,8 +7,8 @@ rebuilds it by replay when what it waits for happens. What memory must still hol
 only what makes it findable by id (a wake-up, a cancel, a kill, an attach name it by
 id) and the one thing storage cannot answer by id in one read: which inbox row is its
 own (inbox rows are keyed by target and sequence, not by invocation id). So the index
-is one dict entry per parked invocation, from a compact form of its id to a compact
-form of its inbox row:
+is one dict entry per parked invocation, from a compact form of its id to one int
+holding a compact form of its inbox row and what it waits on:
 
 * the id ``inv_<tail>``, with a tail of lower-case letters and digits that does not
   start with ``0`` (every id this runtime mints, random or derived), is the int
@@ -18,59 +18,77 @@ form of its inbox row:
   Nothing needs the id back from its key (the caller names it), so the map is one way.
 * the inbox row ``(actor, key, kind, number)`` is ``number * 2 + kind``: the actor and
   key are in the record, which ``revive`` reads anyway. A row of another shape (written
-  by an older release) is kept as its bytes.
+  by an older release) is kept as its bytes (with the tag below, in a tuple).
+* what it waits on, when that is durable promises: the parked one is revived by their
+  resolution and by nothing else that completes a promise (``waits_on``). One promise
+  (the usual case) is a 33-bit tag in the same int: ``row << 33 | 1 << 32 | crc32``
+  of the promise's row. A tag is not the row: two promises whose rows share a CRC
+  revive each other's waiters, which then replay and park again (a cost, never a
+  lost wake-up). Several promises at once (a select) are kept exactly, apart. (The
+  rows come from the waits that gave way to ``Suspended``: ``Invocation.
+  promises_waited``; a promise wait cancelled instead stays registered in memory,
+  ``SignalOps.promise_waiters``, and is woken from there.)
 
 That is about 100 bytes per parked invocation (the key int, the value int, the dict's
 slot), against ~1,400 when a parked one kept its ``Completion``, id and row objects.
 
 What wakes a parked invocation finds it through storage, never through a per-waiter
 object in memory: a callee's record names its caller, an awakeable id names its owner,
-a timer row names its invocation, and a durable promise wakes the unfinished
-invocations of its workflow id, listed by the ``inbox`` rows under that id
-(``SignalOps``). Each then asks this index whether the id is parked.
+a timer row names its invocation, and a durable promise's resolution lists the
+unfinished invocations of its workflow id by the ``inbox`` rows under that id
+(``SignalOps``) and revives those this index says wait on it.
 
-A ``Completion`` exists only while someone waits for the result: one that somebody
-held when the invocation parked (an attached caller, a ``ctx.call`` waiting on it) is
-kept here, and one asked for later (``completion``, for ``rt.attach`` or a caller's
-``ready``) is made on demand. ``revive`` hands it to the rebuilt invocation, so every
-waiter is answered by the same object, exactly once. A kept ``Completion`` stays until
-the invocation is revived (a waiter that gave up does not remove it): their number is
-bounded by the waits asked for, not by the invocations parked.
+A ``Completion`` exists only while someone waits for the result. One that has waiters
+when the invocation parks (``Completion.waiters``: an attached caller, a ``ctx.call``
+waiting on it, each counted from before its first await) is kept here; one asked for
+later (``completion``, for ``rt.attach`` or a caller's ``ready``) is made on demand.
+``revive`` hands it to the rebuilt invocation, so every waiter is answered by the
+same object, exactly once. A kept ``Completion`` stays until the invocation is revived
+(a waiter that gave up does not remove it): their number is bounded by the waits
+asked for, not by the invocations parked.
 """
 
 from __future__ import annotations
 
-import sys
+import zlib
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._invocation import Completion
 from ._key_order import accepted_row, admitted_row, parse_row
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from actors.storage import Target
 
 _IdKey: TypeAlias = "int | str"
 _Row: TypeAlias = "int | bytes"
+#: The inbox row (compact) and the promise tag; a tuple only for a row kept as bytes.
+_Entry: TypeAlias = "int | tuple[bytes, int]"
 
 _ID_PREFIX = "inv_"
-#: References to a ``Completion`` that only its parking invocation holds, as
-#: ``sys.getrefcount`` counts them in ``park``: the ``Invocation.done`` attribute, the
-#: argument, and ``getrefcount``'s own. Any more is someone waiting on it.
-_UNSHARED_REFS = 3
+_TAG_BITS = 33
+_TAG_MASK = (1 << _TAG_BITS) - 1
+#: The tag of an invocation that waits on no promise, and of one that waits on several
+#: (see ``ParkedInvocations._promise_sets``). One promise's tag has bit 32 set.
+_NO_PROMISE = 0
+_SEVERAL_PROMISES = 1
+
+
+def _promise_tag(promise_row: bytes) -> int:
+    return 1 << 32 | zlib.crc32(promise_row)
 
 
 def id_key(invocation_id: str) -> _IdKey:
     """The compact, injective key of ``invocation_id`` (see the module docstring)."""
+    # Asked several times per wake-up: str methods only (no per-char Python loop).
     tail = invocation_id[4:]
     if (
-        invocation_id.startswith(_ID_PREFIX)
-        and tail
-        and tail[0] != "0"
+        invocation_id[:4] == _ID_PREFIX
+        and tail.isalnum()  # False for ""
         and tail.isascii()
-        and tail.isalnum()
-        and not any("A" <= c <= "Z" for c in tail)
+        and tail[0] != "0"
+        and tail == tail.lower()
     ):
         return int(tail, 36)
     return invocation_id
@@ -102,41 +120,73 @@ class ParkedInvocations:
 
     Every operation is O(1): a dict lookup on the compact id."""
 
-    __slots__ = ("_completions", "_rows")
+    __slots__ = ("_completions", "_entries", "_promise_sets")
 
     def __init__(self) -> None:
-        self._rows: dict[_IdKey, _Row] = {}
+        self._entries: dict[_IdKey, _Entry] = {}
         #: Completions someone waits on, by invocation id (few: see the docstring).
         self._completions: dict[str, Completion] = {}
+        #: The promise rows of the parked invocations that wait on several at once.
+        self._promise_sets: dict[_IdKey, frozenset[bytes]] = {}
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._entries)
 
     def __contains__(self, invocation_id: str) -> bool:
-        return id_key(invocation_id) in self._rows
+        return id_key(invocation_id) in self._entries
 
-    def park(self, invocation_id: str, inbox_key: bytes, target: Target, done: Completion) -> None:
-        """Index a suspended invocation dropped from memory; ``done`` is its completion,
-        kept only if someone else holds it (waits, or is about to wait, on it)."""
-        self._rows[id_key(invocation_id)] = _row_value(inbox_key, target)
-        # Exact in CPython: any caller's frame, closure or handle holding ``done`` is a
-        # reference. A waiter that got it before the park must be answered by it.
-        if sys.getrefcount(done) > _UNSHARED_REFS:
+    def park(
+        self,
+        invocation_id: str,
+        inbox_key: bytes,
+        target: Target,
+        done: Completion,
+        promises: Sequence[bytes] = (),
+    ) -> None:
+        """Index a suspended invocation dropped from memory. ``done`` is its completion,
+        kept only if it has waiters (``Completion.waiters``); ``promises`` are the rows
+        of the durable promises it waits on (``waits_on``)."""
+        key = id_key(invocation_id)
+        if not promises:
+            tag = _NO_PROMISE
+        elif len(set(promises)) == 1:
+            tag = _promise_tag(promises[0])
+        else:
+            tag = _SEVERAL_PROMISES
+            self._promise_sets[key] = frozenset(promises)
+        row = _row_value(inbox_key, target)
+        self._entries[key] = row << _TAG_BITS | tag if isinstance(row, int) else (row, tag)
+        if done.waiters > 0:
             self._completions[invocation_id] = done
 
     def unpark(self, invocation_id: str) -> tuple[_Row, Completion | None] | None:
         """Remove ``invocation_id`` from the index: its row (``inbox_row`` rebuilds it)
         and the completion someone waits on, if any; None if it is not parked."""
-        row = self._rows.pop(id_key(invocation_id), None)
-        if row is None:
+        key = id_key(invocation_id)
+        entry = self._entries.pop(key, None)
+        if entry is None:
             return None
+        self._promise_sets.pop(key, None)
+        row = entry >> _TAG_BITS if isinstance(entry, int) else entry[0]
         return row, self._completions.pop(invocation_id, None)
+
+    def waits_on(self, invocation_id: str, promise_row: bytes) -> bool:
+        """Whether ``invocation_id`` is parked waiting on the promise ``promise_row``
+        (or on another whose row has the same tag: see the module docstring)."""
+        key = id_key(invocation_id)
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        tag = entry & _TAG_MASK if isinstance(entry, int) else entry[1]
+        if tag == _SEVERAL_PROMISES:
+            return promise_row in self._promise_sets[key]
+        return tag != _NO_PROMISE and tag == _promise_tag(promise_row)
 
     def completion(self, invocation_id: str) -> Completion | None:
         """Where the result of the parked ``invocation_id`` lands (made now if nobody
         asked before); None if it is not parked."""
         done = self._completions.get(invocation_id)
-        if done is None and id_key(invocation_id) in self._rows:
+        if done is None and id_key(invocation_id) in self._entries:
             done = self._completions[invocation_id] = Completion()
         return done
 

@@ -205,7 +205,8 @@ class Scheduler:
         """Drop a suspended invocation from memory; ``wake`` rebuilds it by replay."""
         assert inv.inbox_key is not None  # _block made its acceptance durable first
         self._invocations.pop(inv.invocation_id, None)
-        self._parked.park(inv.invocation_id, inv.inbox_key, inv.target, inv.done)
+        promises = inv.promises_waited or ()
+        self._parked.park(inv.invocation_id, inv.inbox_key, inv.target, inv.done, promises)
         self._k.log("parked", inv)
         activation = inv.activation
         if activation is not None and inv.target.key is not None:

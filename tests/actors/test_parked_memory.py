@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import sys
 import tracemalloc
-import types
 from typing import TYPE_CHECKING
 
 import anyio
@@ -108,19 +107,14 @@ def test_ParkedInvocations_rebuild_the_inbox_row_they_were_given() -> None:
     assert index.unpark("inv_a1") is None
 
 
-def test_ParkedInvocations_keep_a_completion_someone_holds_and_make_one_on_demand() -> None:
+def test_ParkedInvocations_keep_a_completion_with_waiters_and_make_one_on_demand() -> None:
     target = Target("Wf", "w-1", "run")
     index = ParkedInvocations()
-    # As in ``Scheduler.park``: the completion is an attribute of its invocation; a
-    # waiter holding it too is one more reference.
-    waited, alone = (
-        types.SimpleNamespace(done=Completion()),
-        types.SimpleNamespace(done=Completion()),
-    )
-    held = waited.done
-    index.park("inv_held", accepted_row(target, 1), target, waited.done)
-    index.park("inv_free", accepted_row(target, 2), target, alone.done)
-    assert index.completion("inv_free") is not alone.done  # nobody held it: dropped
+    held, alone = Completion(), Completion()
+    held.waiters = 1  # someone registered to be answered by it
+    index.park("inv_held", accepted_row(target, 1), target, held)
+    index.park("inv_free", accepted_row(target, 2), target, alone)
+    assert index.completion("inv_free") is not alone  # nobody waited on it: dropped
     assert index.completion("inv_held") is held
     made = index.completion("inv_free")  # made on demand (above), then kept
     assert made is not None
@@ -130,6 +124,45 @@ def test_ParkedInvocations_keep_a_completion_someone_holds_and_make_one_on_deman
     unparked = index.unpark("inv_free")
     assert unparked is not None
     assert unparked[1] is made
+
+
+def test_ParkedInvocations_know_which_promises_each_waits_on() -> None:
+    target = Target("Wf", "w-1", "run")
+    index = ParkedInvocations()
+    p, q, r = b"promise p", b"promise q", b"promise r"
+    index.park("inv_a1", accepted_row(target, 1), target, Completion(), [p])
+    index.park("inv_a2", accepted_row(target, 2), target, Completion(), [q, r])
+    index.park("inv_a3", accepted_row(target, 3), target, Completion())
+    index.park("inv_a4", b"\x01an old row shape", target, Completion(), [q])
+    waiting = {
+        i: [row for row in (p, q, r) if index.waits_on(i, row)]
+        for i in ("inv_a1", "inv_a2", "inv_a3", "inv_a4", "inv_a5")
+    }
+    assert waiting == {"inv_a1": [p], "inv_a2": [q, r], "inv_a3": [], "inv_a4": [q], "inv_a5": []}
+    for invocation_id, row in (("inv_a1", 1), ("inv_a2", 2), ("inv_a3", 3)):
+        unparked = index.unpark(invocation_id)
+        assert unparked is not None
+        assert inbox_row(unparked[0], target) == accepted_row(target, row)
+        assert not index.waits_on(invocation_id, q)
+
+
+async def test_Completion_counts_its_waiters_while_they_wait_and_after_they_give_up() -> None:
+    done = Completion()
+    seen: list[int] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(done.wait)
+        group.start_soon(done.wait_answer)
+        await anyio.wait_all_tasks_blocked()
+        seen.append(done.waiters)
+        group.cancel_scope.cancel()  # both give up
+    seen.append(done.waiters)
+    async with anyio.create_task_group() as group:
+        group.start_soon(done.wait)
+        await anyio.wait_all_tasks_blocked()
+        seen.append(done.waiters)
+        done.set()
+    seen.append(done.waiters)
+    assert seen == [2, 0, 1, 0]
 
 
 # --- a runtime --------------------------------------------------------------------------
@@ -257,3 +290,82 @@ async def test_parked_workflows_resolved_after_a_crash_complete_exactly_once(
     assert sorted(set(waiter.after)) == list(range(count))
     repeated = [i for i in set(waiter.after) if waiter.after.count(i) > 1]
     assert all(waiter.after.count(i) == 2 and i in done_before for i in repeated)
+
+
+class Promises(actors.Workflow):
+    """Waits on the promises "p", "q" and "r" in turn; counts how often its body runs
+    (each revive replays it from the start)."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext) -> str:
+        self.starts += 1
+        values = [await ctx.promise(name, str).value() for name in ("p", "q", "r")]
+        return "".join(values)
+
+    @actors.shared
+    async def resolve(self, ctx: actors.WorkflowSharedContext, name: str) -> None:
+        await ctx.promise(name, str).resolve(name.upper())
+
+    @actors.shared
+    async def peek(self, ctx: actors.WorkflowSharedContext, name: str) -> str:
+        return await ctx.promise(name, str).value()
+
+
+async def test_a_parked_workflow_keeps_its_completion_exactly_while_someone_waits() -> None:
+    async with open_test_runtime([Promises()], suspend_after=SUSPEND_AT_ONCE) as rt:
+        index = rt._k.parked
+        handle = await rt.send(Promises.run, key="w")
+        await parked(rt, 1)
+        results: list[str] = []
+
+        async def attach() -> None:
+            results.append(await rt.attach(handle.invocation_id))
+
+        async with anyio.create_task_group() as group:
+            gives_up, stays = anyio.CancelScope(), anyio.CancelScope()
+
+            async def attach_in(scope: anyio.CancelScope) -> None:
+                with scope:
+                    await attach()
+
+            group.start_soon(attach_in, gives_up)
+            group.start_soon(attach_in, stays)
+            await anyio.wait_all_tasks_blocked()
+            gives_up.cancel()
+            await anyio.wait_all_tasks_blocked()
+            # Revived with its completion, it parks again on "q": one attacher still
+            # waits on that completion, so the index keeps it.
+            await rt.call(Promises.resolve, "p", key="w")
+            await parked(rt, 1)
+            assert [done.waiters for done in index.completions()] == [1]
+            stays.cancel()
+            await anyio.wait_all_tasks_blocked()
+            # Nobody waits any more: parked again on "r", it keeps no completion.
+            await rt.call(Promises.resolve, "q", key="w")
+            await parked(rt, 1)
+            assert list(index.completions()) == []
+            group.start_soon(attach)
+            await anyio.wait_all_tasks_blocked()
+            await rt.call(Promises.resolve, "r", key="w")
+        assert results == ["PQR"]
+        assert await handle.result() == "PQR"
+
+
+async def test_a_resolution_revives_only_the_parked_invocations_waiting_on_it() -> None:
+    workflow = Promises()
+    async with open_test_runtime([workflow], suspend_after=SUSPEND_AT_ONCE) as rt:
+        main = await rt.send(Promises.run, key="w")
+        on_q = await rt.send(Promises.peek, "q", key="w")  # same workflow id, other promise
+        await parked(rt, 2)
+        await rt.call(Promises.resolve, "q", key="w")
+        assert await on_q.result() == "Q"
+        assert workflow.starts == 1  # the main, parked on "p", was not revived
+        assert rt.statistics().parked == 1
+        await rt.call(Promises.resolve, "p", key="w")
+        await parked(rt, 1)  # revived once, on to "r": "q" is resolved already
+        assert workflow.starts == 2
+        await rt.call(Promises.resolve, "r", key="w")
+        assert await main.result() == "PQR"
