@@ -130,6 +130,8 @@ class Results:
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         """The result for a caller outside the runtime: the outcome once it finished, or
         ``InvocationPausedError`` as soon as it is paused (it stays paused)."""
+        # ``wait_answer`` counts this task as a waiter; between two of them it awaits
+        # nothing, so the invocation cannot park uncounted.
         while True:
             await done.wait_answer()
             if done.finished:
@@ -160,14 +162,17 @@ class Results:
             done.outcome = record.outcome  # finished by kill while parked
         return self._stored_output(done.outcome, spec)
 
-    async def await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
-        """Wait for the result of ``invocation_id`` (held in memory, parked, or stored)."""
+    async def await_result(self, invocation_id: str, spec: Handler[Any, Any] | None) -> Any:
+        """Wait for the result of ``invocation_id`` (held in memory, parked, or stored),
+        decoded as ``spec``'s output; None: as its record's handler's."""
         if self._k.closed:
             if self._k.fatal is not None:
                 raise self._k.fatal_error()
             raise RuntimeClosedError("the runtime is closed")
         done = self._k.completion_of(invocation_id)
         if done is not None:
+            if spec is None:
+                spec = self.stored_spec(invocation_id)
             return await self.answer(done, invocation_id, spec)
         await anyio.lowlevel.checkpoint()
         record = self._k.load_record(invocation_id)
@@ -175,7 +180,7 @@ class Results:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
         if record.outcome is None:
             raise self._lost(invocation_id)
-        return self._stored_output(record.outcome, spec)
+        return self._stored_output(record.outcome, spec or self._resolver.spec_of(record))
 
     def output(self, invocation_id: str) -> Any:
         """``Runtime.output``: the result of a finished invocation, without waiting."""

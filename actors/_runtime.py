@@ -388,7 +388,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         check_invocation_id(invocation_id)
         inv = self._invocations.get(invocation_id)
-        spec = inv.spec if inv is not None else self._results.stored_spec(invocation_id)
+        spec = inv.spec if inv is not None else None  # else its record's: one read
         return await self._results.await_result(invocation_id, spec)
 
     async def attach_workflow(self, workflow: type[Actor], workflow_id: str) -> Any:
