@@ -292,12 +292,12 @@ class SignalOps:
             logger.error("cannot list the waiters of a completed promise: %s", exc)
             return
         parked = self._parked
-        for _, raw_id in rows:
+        for inbox_key, raw_id in rows:
             waiter = raw_id.decode()
             if waiter in woken:
                 continue
             if waiter in self._invocations or parked.waits_on(waiter, row):
-                self._scheduler.wake(waiter)
+                self._scheduler.wake(waiter, inbox_key)  # its row: a revive reads no other
 
     def promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
         key = inv.target.key

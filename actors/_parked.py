@@ -16,21 +16,28 @@ holding a compact form of its inbox row and what it waits on:
   costs 36-44 bytes where the str costs 70-80. Any other id (upper case, as Restate's)
   is kept as its str: an int and a str are never equal, so the two kinds never collide.
   Nothing needs the id back from its key (the caller names it), so the map is one way.
-* the inbox row ``(actor, key, kind, number)`` is ``number * 2 + kind``: the actor and
-  key are in the record, which ``revive`` reads anyway. A row of another shape (written
-  by an older release) is kept as its bytes (with the tag below, in a tuple).
+* the inbox row ``(actor, key, kind, number)``, only for an invocation without a key
+  (a service): ``number * 2 + kind``, the actor being in the record, which ``revive``
+  reads anyway. An invocation with a key keeps no row: its row is the one among the
+  inbox rows under its ``(actor, key)`` whose value is its id (``find_inbox_row``; a
+  workflow id's or object key's unfinished invocations, few), and a promise's
+  resolution, which lists those rows anyway, hands it over. A service's rows all share
+  one prefix per actor, so a service keeps its row. A row of another shape (written by
+  an older release) is kept as its bytes.
 * what it waits on, when that is durable promises: the parked one is revived by their
   resolution and by nothing else that completes a promise (``waits_on``). One promise
-  (the usual case) is a 33-bit tag in the same int: ``row << 33 | 1 << 32 | crc32``
-  of the promise's row. A tag is not the row: two promises whose rows share a CRC
-  revive each other's waiters, which then replay and park again (a cost, never a
-  lost wake-up). Several promises at once (a select) are kept exactly, apart. (The
-  rows come from the waits that gave way to ``Suspended``: ``Invocation.
-  promises_waited``; a promise wait cancelled instead stays registered in memory,
-  ``SignalOps.promise_waiters``, and is woken from there.)
+  (the usual case) is a tag from 1 to 255 (``crc32`` of the promise's row, mod 255,
+  plus 1), 0 is none: a small int, which CPython shares, so an entry of a keyed
+  invocation costs no value object at all. A tag is not the row: two promises of one
+  workflow id with the same tag revive each other's waiters, which then replay and
+  park again (a cost, never a lost wake-up). Several promises at once (a select) are
+  tag 256 and kept exactly, apart. (The rows come from the waits that gave way to
+  ``Suspended``: ``Invocation.promises_waited``; a promise wait cancelled instead
+  stays registered in memory, ``SignalOps.promise_waiters``, and is woken from there.)
+  A service's entry is ``(row + 1) << 9 | tag``, always above 511.
 
-That is about 100 bytes per parked invocation (the key int, the value int, the dict's
-slot), against ~1,400 when a parked one kept its ``Completion``, id and row objects.
+That is about 80 bytes per parked workflow (the key int and the dict's slot), against
+~1,400 when a parked one kept its ``Completion``, id and row objects.
 
 What wakes a parked invocation finds it through storage, never through a per-waiter
 object in memory: a callee's record names its caller, an awakeable id names its owner,
@@ -53,30 +60,34 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING, TypeAlias
 
+from actors.storage import StorageError, Table, encode_key
+
+from ._errors import PersistenceError, persistence_error
 from ._invocation import Completion
 from ._key_order import accepted_row, admitted_row, parse_row
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from actors.storage import Target
+    from actors.storage import Store, Target
 
 _IdKey: TypeAlias = "int | str"
 _Row: TypeAlias = "int | bytes"
-#: The inbox row (compact) and the promise tag; a tuple only for a row kept as bytes.
+#: The tag, with the compact inbox row above it (a service) or a tuple with the row's
+#: bytes (a row of another shape).
 _Entry: TypeAlias = "int | tuple[bytes, int]"
 
 _ID_PREFIX = "inv_"
-_TAG_BITS = 33
+_TAG_BITS = 9
 _TAG_MASK = (1 << _TAG_BITS) - 1
 #: The tag of an invocation that waits on no promise, and of one that waits on several
-#: (see ``ParkedInvocations._promise_sets``). One promise's tag has bit 32 set.
+#: (see ``ParkedInvocations._promise_sets``). One promise's tag is 1-255.
 _NO_PROMISE = 0
-_SEVERAL_PROMISES = 1
+_SEVERAL_PROMISES = 256
 
 
 def _promise_tag(promise_row: bytes) -> int:
-    return 1 << 32 | zlib.crc32(promise_row)
+    return 1 + zlib.crc32(promise_row) % 255
 
 
 def id_key(invocation_id: str) -> _IdKey:
@@ -113,6 +124,27 @@ def inbox_row(value: _Row, target: Target) -> bytes:
         return value
     number, kind = divmod(value, 2)
     return accepted_row(target, number) if kind else admitted_row(target, number)
+
+
+def revived_row(store: Store, row: _Row | None, target: Target, invocation_id: str) -> bytes:
+    """The inbox row of the parked ``invocation_id`` of ``target``, from what ``unpark``
+    gave back: rebuilt from it, or (None: a keyed invocation) the row among those under
+    its ``(actor, key)`` whose value is its id (a key's unfinished invocations: few)."""
+    if row is not None:
+        return inbox_row(row, target)
+    assert target.key is not None
+    wanted = invocation_id.encode()
+    try:
+        rows = store.scan(Table.INBOX, encode_key((target.actor, target.key)), children=True)
+    except StorageError as exc:
+        raise persistence_error(exc) from exc
+    for inbox_key, value in rows:
+        if value == wanted:
+            return inbox_key
+    raise PersistenceError(
+        f"store {store.path} is damaged: the parked invocation {invocation_id} has no inbox "
+        "row (restore the directory from a backup)"
+    )
 
 
 class ParkedInvocations:
@@ -154,20 +186,30 @@ class ParkedInvocations:
         else:
             tag = _SEVERAL_PROMISES
             self._promise_sets[key] = frozenset(promises)
-        row = _row_value(inbox_key, target)
-        self._entries[key] = row << _TAG_BITS | tag if isinstance(row, int) else (row, tag)
+        if target.key is not None:
+            self._entries[key] = tag  # its row is found again under its key
+        else:
+            row = _row_value(inbox_key, target)
+            self._entries[key] = (
+                (row + 1) << _TAG_BITS | tag if isinstance(row, int) else (row, tag)
+            )
         if done.waiters > 0:
             self._completions[invocation_id] = done
 
-    def unpark(self, invocation_id: str) -> tuple[_Row, Completion | None] | None:
-        """Remove ``invocation_id`` from the index: its row (``inbox_row`` rebuilds it)
-        and the completion someone waits on, if any; None if it is not parked."""
+    def unpark(self, invocation_id: str) -> tuple[_Row | None, Completion | None] | None:
+        """Remove ``invocation_id`` from the index: its row (``inbox_row`` rebuilds it;
+        None for a keyed invocation: ``find_inbox_row``) and the completion someone
+        waits on, if any; None if it is not parked."""
         key = id_key(invocation_id)
         entry = self._entries.pop(key, None)
         if entry is None:
             return None
         self._promise_sets.pop(key, None)
-        row = entry >> _TAG_BITS if isinstance(entry, int) else entry[0]
+        row: _Row | None
+        if isinstance(entry, tuple):
+            row = entry[0]
+        else:
+            row = (entry >> _TAG_BITS) - 1 if entry > _TAG_MASK else None
         return row, self._completions.pop(invocation_id, None)
 
     def waits_on(self, invocation_id: str, promise_row: bytes) -> bool:

@@ -33,7 +33,7 @@ from ._invocation import Activation, Completion, Invocation
 from ._kernel import logger, noop
 from ._key_order import parse_row
 from ._lifecycle import Action, Event
-from ._parked import inbox_row
+from ._parked import revived_row
 
 # Read on every call: bound once, since ``Enum.MEMBER`` costs ~0.1 us a read in
 # Python 3.11 (see actors/_executor.py).
@@ -218,10 +218,10 @@ class Scheduler:
             if idle and (last is None or last.done):
                 self.activations.pop((inv.target.actor, inv.target.key), None)
 
-    def wake(self, invocation_id: str) -> None:
+    def wake(self, invocation_id: str, inbox_key: bytes | None = None) -> None:
         """Something a suspended invocation may be waiting for happened: run it again.
         A no-op for an invocation that is not suspended (a live waiter has its own
-        event) or that finished."""
+        event) or that finished. ``inbox_key``: its inbox row, if the caller read it."""
         inv = self._invocations.get(invocation_id)
         if inv is not None:
             # Blocked: its wait re-checks; unwinding: it runs again at once; suspended:
@@ -232,9 +232,9 @@ class Scheduler:
                 inv.wake_event.set()  # a live waiter re-checks what it waits for
             return
         if invocation_id in self._parked and not self._k.closed:
-            self.revive(invocation_id)
+            self.revive(invocation_id, inbox_key)
 
-    def revive(self, invocation_id: str) -> Invocation | None:
+    def revive(self, invocation_id: str, inbox_key: bytes | None = None) -> Invocation | None:
         """Rebuild the parked ``invocation_id`` from storage and queue it to run again
         (it replays its journal); None if it finished meanwhile or cannot be rebuilt."""
         unparked = self._parked.unpark(invocation_id)
@@ -245,7 +245,9 @@ class Scheduler:
             if done is not None:
                 done.set()  # finished meanwhile (killed); its record has the outcome
             return None
-        inv = self.rebuild(record, inbox_row(row, record.target), done, started=True)
+        if inbox_key is None:
+            inbox_key = revived_row(self._store, row, record.target, invocation_id)
+        inv = self.rebuild(record, inbox_key, done, started=True)
         if inv is None:
             return None
         self._k.log("revived", inv)

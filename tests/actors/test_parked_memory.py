@@ -2,9 +2,9 @@
 wake-up still finds them: promise resolutions, attach, kill, crashes.
 
 The memory test measures Python allocations (``tracemalloc``), not RSS, so it is exact
-and fails CI on a regression: the parked index is ~100 bytes per invocation, against
-~600 when a parked invocation kept a ``Completion``, its id and row objects and a
-promise-waiter entry.
+and fails CI on a regression: the parked index is ~85 bytes per parked workflow (its
+compact id and the dict's slot), against ~600 when a parked invocation kept a
+``Completion``, its id and row objects and a promise-waiter entry.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import trio.testing
 import actors
 from actors._invocation import Completion
 from actors._key_order import accepted_row, admitted_row
-from actors._parked import ParkedInvocations, id_key, inbox_row
+from actors._parked import ParkedInvocations, id_key, inbox_row, revived_row
 from actors._util import derived_invocation_id, new_invocation_id
-from actors.storage import Target
+from actors.storage import Store, Table, Target, WriteBatch
 from actors.testing import CrashPlan, SimulatedCrash, open_test_runtime
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 #: Python bytes per parked workflow, measured between two counts of parked ones.
-BYTES_PER_PARKED_BOUND = 160
+BYTES_PER_PARKED_BOUND = 120
 #: A wait gives up its coroutine when this has passed: before the next scheduling round.
 SUSPEND_AT_ONCE = 1e-9
 
@@ -84,24 +84,29 @@ def test_ParkedInvocations_id_keys_are_distinct_and_compact() -> None:
     assert all(isinstance(id_key(i), str) for i in ("inv_ABC", "inv_0abc", "inv_", "inv_Abc"))
 
 
-def test_ParkedInvocations_rebuild_the_inbox_row_they_were_given() -> None:
-    target = Target("Wf", "w-1", "run")
+def test_ParkedInvocations_rebuild_the_inbox_row_of_a_service_and_keep_none_for_a_key() -> None:
+    service, keyed = Target("Svc", None, "run"), Target("Wf", "w-1", "run")
     index = ParkedInvocations()
     rows = {
-        "inv_a1": accepted_row(target, 41),
-        "inv_a2": admitted_row(target, 7),
-        "inv_a3": b"\x01an old row shape",
+        "inv_a1": (accepted_row(service, 41), service),
+        "inv_a2": (b"\x01an old row shape", service),
+        "inv_a3": (admitted_row(keyed, 7), keyed),
+        "inv_a4": (accepted_row(keyed, 8), keyed),
     }
-    for invocation_id, row in rows.items():
+    for invocation_id, (row, target) in rows.items():
         index.park(invocation_id, row, target, Completion())
-    assert len(index) == 3
+    assert len(index) == 4
     assert "inv_a1" in index
     assert "inv_a9" not in index
-    for invocation_id, row in rows.items():
+    for invocation_id, (row, target) in rows.items():
         unparked = index.unpark(invocation_id)
         assert unparked is not None
         value, done = unparked
-        assert inbox_row(value, target) == row
+        if target.key is None:
+            assert value is not None
+            assert inbox_row(value, target) == row
+        else:
+            assert value is None  # found again under its key (``revived_row``)
         assert done is None  # nobody waited on it: not kept
     assert len(index) == 0
     assert index.unpark("inv_a1") is None
@@ -139,11 +144,27 @@ def test_ParkedInvocations_know_which_promises_each_waits_on() -> None:
         for i in ("inv_a1", "inv_a2", "inv_a3", "inv_a4", "inv_a5")
     }
     assert waiting == {"inv_a1": [p], "inv_a2": [q, r], "inv_a3": [], "inv_a4": [q], "inv_a5": []}
-    for invocation_id, row in (("inv_a1", 1), ("inv_a2", 2), ("inv_a3", 3)):
-        unparked = index.unpark(invocation_id)
-        assert unparked is not None
-        assert inbox_row(unparked[0], target) == accepted_row(target, row)
+    for invocation_id in ("inv_a1", "inv_a2", "inv_a3", "inv_a4"):
+        assert index.unpark(invocation_id) is not None
         assert not index.waits_on(invocation_id, q)
+
+
+async def test_revived_row_finds_a_keyed_invocations_row_or_says_the_store_is_damaged(
+    tmp_path: Path,
+) -> None:
+    target = Target("Wf", "w-1", "run")
+    with Store.open(tmp_path, durability="process", commit_mode="inline") as store:
+        batch = WriteBatch()
+        batch.put(Table.INBOX, accepted_row(target, 3), b"inv_other")
+        batch.put(Table.INBOX, admitted_row(target, 5), b"inv_mine")
+        await store.commit(batch)
+        assert revived_row(store, None, target, "inv_mine") == admitted_row(target, 5)
+        assert revived_row(store, 7, target, "inv_mine") == accepted_row(target, 3)
+        with pytest.raises(
+            actors.PersistenceError,
+            match=r"^store .* is damaged: the parked invocation inv_gone has no inbox row ",
+        ):
+            revived_row(store, None, target, "inv_gone")
 
 
 async def test_Completion_counts_its_waiters_while_they_wait_and_after_they_give_up() -> None:
