@@ -85,7 +85,7 @@ def test_ParkedInvocations_id_keys_are_distinct_and_compact() -> None:
 
 
 def test_ParkedInvocations_rebuild_the_inbox_row_of_a_service_and_keep_none_for_a_key() -> None:
-    service, keyed = Target("Svc", None, "run"), Target("Wf", "w-1", "run")
+    service, keyed = Target("Svc", "run"), Target("Wf", "run", "w-1")
     index = ParkedInvocations()
     rows = {
         "inv_a1": (accepted_row(service, 41), service),
@@ -113,7 +113,7 @@ def test_ParkedInvocations_rebuild_the_inbox_row_of_a_service_and_keep_none_for_
 
 
 def test_ParkedInvocations_keep_a_completion_with_waiters_and_make_one_on_demand() -> None:
-    target = Target("Wf", "w-1", "run")
+    target = Target("Wf", "run", "w-1")
     index = ParkedInvocations()
     held, alone = Completion(), Completion()
     held.waiters = 1  # someone registered to be answered by it
@@ -132,7 +132,7 @@ def test_ParkedInvocations_keep_a_completion_with_waiters_and_make_one_on_demand
 
 
 def test_ParkedInvocations_know_which_promises_each_waits_on() -> None:
-    target = Target("Wf", "w-1", "run")
+    target = Target("Wf", "run", "w-1")
     index = ParkedInvocations()
     p, q, r = b"promise p", b"promise q", b"promise r"
     index.park("inv_a1", accepted_row(target, 1), target, Completion(), [p])
@@ -152,7 +152,7 @@ def test_ParkedInvocations_know_which_promises_each_waits_on() -> None:
 async def test_revived_row_finds_a_keyed_invocations_row_or_says_the_store_is_damaged(
     tmp_path: Path,
 ) -> None:
-    target = Target("Wf", "w-1", "run")
+    target = Target("Wf", "run", "w-1")
     with Store.open(tmp_path, durability="process", commit_mode="inline") as store:
         batch = WriteBatch()
         batch.put(Table.INBOX, accepted_row(target, 3), b"inv_other")
