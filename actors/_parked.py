@@ -19,7 +19,7 @@ holding a compact form of its inbox row and what it waits on:
 * the inbox row ``(actor, key, kind, number)``, only for an invocation without a key
   (a service): ``number * 2 + kind``, the actor being in the record, which ``revive``
   reads anyway. An invocation with a key keeps no row: its row is the one among the
-  inbox rows under its ``(actor, key)`` whose value is its id (``find_inbox_row``; a
+  inbox rows under its ``(actor, key)`` whose value is its id (``revived_row``; a
   workflow id's or object key's unfinished invocations, few), and a promise's
   resolution, which lists those rows anyway, hands it over. A service's rows all share
   one prefix per actor, so a service keeps its row. A row of another shape (written by
@@ -198,7 +198,7 @@ class ParkedInvocations:
 
     def unpark(self, invocation_id: str) -> tuple[_Row | None, Completion | None] | None:
         """Remove ``invocation_id`` from the index: its row (``inbox_row`` rebuilds it;
-        None for a keyed invocation: ``find_inbox_row``) and the completion someone
+        None for a keyed invocation: ``revived_row``) and the completion someone
         waits on, if any; None if it is not parked."""
         key = id_key(invocation_id)
         entry = self._entries.pop(key, None)
