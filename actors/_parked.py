@@ -5,10 +5,10 @@ A parked invocation has no coroutine, no ``Invocation`` object and no ``Completi
 storage holds all of it (its record, journal and inbox row), and ``Scheduler.revive``
 rebuilds it by replay when what it waits for happens. What memory must still hold is
 only what makes it findable by id (a wake-up, a cancel, a kill, an attach name it by
-id) and the one thing storage cannot answer by id in one read: which inbox row is its
-own (inbox rows are keyed by target and sequence, not by invocation id). So the index
-is one dict entry per parked invocation, from a compact form of its id to one int
-holding a compact form of its inbox row and what it waits on:
+id), what a promise's resolution needs to tell its waiters from the other unfinished
+invocations of the workflow id, and, for a service only, which inbox row is its own
+(inbox rows are keyed by target and sequence, not by invocation id). So the index is
+one dict entry per parked invocation, from a compact form of its id to one int:
 
 * the id ``inv_<tail>``, with a tail of lower-case letters and digits that does not
   start with ``0`` (every id this runtime mints, random or derived), is the int
