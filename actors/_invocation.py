@@ -77,10 +77,18 @@ class Completion:
     for its result keeps waiting on the same ``Completion``. The event is created only
     when someone actually waits, so a parked invocation costs a few dozen bytes.
 
+    ``waiters`` counts the registrations of tasks that will be answered by this object:
+    ``wait`` and ``wait_answer`` count themselves from before their first await until
+    they return, and a task that takes the object and awaits something else before
+    waiting on it registers first (``waiters += 1``, undone in a ``finally``). So it is
+    zero exactly when no task holds the object across an await, and a parked
+    invocation keeps its ``Completion`` only while it is not (``_parked``): anyone
+    later asks for it by id.
+
     ``paused`` is the reason while the invocation is paused: callers outside the
     runtime are answered with it (``wait_answer``), callers in handlers keep waiting."""
 
-    __slots__ = ("_event", "error", "finished", "outcome", "paused", "yielded")
+    __slots__ = ("_event", "error", "finished", "outcome", "paused", "waiters", "yielded")
 
     def __init__(self) -> None:
         self._event: anyio.Event | None = None
@@ -88,6 +96,7 @@ class Completion:
         self.error: Exception | None = None
         self.finished = False
         self.paused: str | None = None
+        self.waiters = 0
         #: The run that finished it waited (a checkpoint) in its caller's task: an
         #: inline call's answer needs no checkpoint of its own (``Results.result_of``).
         self.yielded = False
@@ -110,22 +119,30 @@ class Completion:
 
     async def wait(self) -> None:
         """Until the invocation finished (a pause does not end this wait)."""
-        if self.finished:
-            await anyio.lowlevel.checkpoint()
-            return
-        while not self.finished:
-            if self._event is None:
-                self._event = anyio.Event()
-            await self._event.wait()
+        self.waiters += 1  # before any await: its checkpoint too is a wait on this
+        try:
+            if self.finished:
+                await anyio.lowlevel.checkpoint()
+                return
+            while not self.finished:
+                if self._event is None:
+                    self._event = anyio.Event()
+                await self._event.wait()
+        finally:
+            self.waiters -= 1
 
     async def wait_answer(self) -> None:
         """Until the invocation finished or is paused (for callers outside the runtime)."""
-        if self.finished or self.paused is not None:
-            await anyio.lowlevel.checkpoint()
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
+        self.waiters += 1
+        try:
+            if self.finished or self.paused is not None:
+                await anyio.lowlevel.checkpoint()
+                return
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        finally:
+            self.waiters -= 1
 
 
 class Flag:
@@ -267,6 +284,10 @@ class Invocation:
     #: Live durable waits in progress (several at once under select/gather).
     blocked_waits: int = 0
     wake_event: anyio.Event | None = None
+    #: The rows of the durable promises its waits gave up while it unwound to suspend
+    #: (``SignalOps``): the parked index keeps them, so that only their resolution
+    #: revives it. None when there are none (the usual case).
+    promises_waited: list[bytes] | None = None
     awaiting_calls: set[str] = attrs.field(factory=set)
     #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
     kill_requested: bool = False
@@ -327,6 +348,7 @@ class Invocation:
         self.pending_calls = []
         self.pending_bytes = 0
         self.requested_cancels = None
+        self.promises_waited = None
         if self.pending_effects:
             self.settle_effects(unflushed_too=True)
 

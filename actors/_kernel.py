@@ -23,6 +23,7 @@ from ._clock import loop_time_function
 from ._deadlock import WaitForGraph
 from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._lifecycle import Phase
+from ._parked import ParkedInvocations
 from ._step_threads import StepThreads
 
 if TYPE_CHECKING:
@@ -41,16 +42,6 @@ logger = logging.getLogger("actors")
 
 
 @attrs.define(eq=False)
-class Parked:
-    """A suspended invocation dropped from memory: all that stays is where its result
-    lands (callers may be waiting on it) and its inbox key. Any of its wake-ups (timer,
-    promise, awakeable, callee completion, cancel) rebuilds it from storage by replay."""
-
-    done: Completion
-    inbox_key: bytes
-
-
-@attrs.define(eq=False)
 class Kernel:
     """The shared state of one open runtime."""
 
@@ -66,8 +57,8 @@ class Kernel:
     loop_time: Callable[[], float] = attrs.field(factory=loop_time_function)
     #: Invocations held in memory, by id.
     invocations: dict[str, Invocation] = attrs.field(factory=dict)
-    #: Suspended invocations dropped from memory, by id.
-    parked: dict[str, Parked] = attrs.field(factory=dict)
+    #: Suspended invocations dropped from memory, by id: a compact index (``_parked``).
+    parked: ParkedInvocations = attrs.field(factory=ParkedInvocations)
     graph: WaitForGraph = attrs.field(factory=WaitForGraph)
     #: Workflow ids whose main was accepted but is not durable yet: (actor, id) -> inv.
     workflow_claims: dict[tuple[str, str], str] = attrs.field(factory=dict)
@@ -130,7 +121,7 @@ class Kernel:
         self.on_stop()
         completing = (Phase.COMPLETING, Phase.KILL_COMPLETING)
         dones = [inv.done for inv in self.invocations.values() if inv.life.phase not in completing]
-        for done in [*dones, *(parked.done for parked in self.parked.values())]:
+        for done in [*dones, *self.parked.completions()]:
             if not done.finished:
                 done.error = self.fatal_error()
                 done.set()
@@ -145,12 +136,12 @@ class Kernel:
         return error
 
     def completion_of(self, invocation_id: str) -> Completion | None:
-        """Where the result of an invocation held in memory or parked lands."""
+        """Where the result of an invocation held in memory or parked lands (for a
+        parked one, made when first asked for: ``ParkedInvocations.completion``)."""
         inv = self.invocations.get(invocation_id)
         if inv is not None:
             return inv.done
-        parked = self.parked.get(invocation_id)
-        return parked.done if parked is not None else None
+        return self.parked.completion(invocation_id)
 
     def log_id(self, event: str, invocation_id: str) -> None:
         if logger.isEnabledFor(logging.INFO):

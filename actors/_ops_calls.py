@@ -285,11 +285,14 @@ class CallOps:
                     f"invocation {caller.invocation_id} waits on call {callee_id}, "
                     "which is neither running nor completed"
                 )
+            done.waiters += 1  # from here: the callee may park while ``block`` gates
             try:
                 await self._waits.block(caller, done.is_set, done.wait)
             except Suspended:
                 suspended = True  # parked: the callee's completion must still wake it
                 raise
+            finally:
+                done.waiters -= 1
             return self._results.completed_result(done, callee_id, spec)
         finally:
             self._graph.unwait(waiter, waited)

@@ -233,7 +233,11 @@ class HandleOps:
         try:
             done = self._k.completion_of(invocation_id)
             if done is not None:
-                await self._waits.block(inv, done.is_set, done.wait)
+                done.waiters += 1  # from here: the target may park while ``block`` gates
+                try:
+                    await self._waits.block(inv, done.is_set, done.wait)
+                finally:
+                    done.waiters -= 1
                 if done.error is not None:
                     raise done.error
                 if done.outcome is not None:

@@ -36,11 +36,12 @@ from actors.storage import (
     loads_entry,
 )
 
-from ._control_flow import check_usable
+from ._control_flow import Suspended, check_usable
 from ._effects import Journaled
 from ._errors import BadArgumentError, NonDeterminismError, TerminalError, persistence_error
 from ._futures import DurableFuture, settled
 from ._invocation import ROW_OVERHEAD, Effect
+from ._kernel import logger
 from ._limits import MAX_VALUE_BYTES, check_text, check_value
 from ._results import decode_outcome, failure, outcome_size
 from ._rows import journal_key
@@ -123,6 +124,8 @@ class SignalOps:
         self._scheduler = scheduler
         self._waits = waits
         self._store = kernel.store
+        self._invocations = kernel.invocations
+        self._parked = kernel.parked
         self.promise_waiters: dict[bytes, dict[str, None]] = {}  # ordered sets of ids
         self.promise_inflight: dict[bytes, Outcome] = {}
         self.awakeable_inflight: set[str] = set()
@@ -267,6 +270,35 @@ class SignalOps:
             raise
         return Journaled(self._output, inv, None)
 
+    def wake_promise_waiters(self, row: bytes, actor: str, key: str) -> None:
+        """The promise ``row`` of workflow ``actor``/``key`` is durably completed: wake
+        each of its waiters once, and nothing else.
+
+        Live waiters are registered in memory (``promise_waiters``). A suspended one
+        left that registry while it unwound, and once parked the parked index records
+        the promises it waits on (``ParkedInvocations.waits_on``). Every waiter is an
+        unfinished invocation of that workflow id, so it has an inbox row under
+        ``(actor, key)``: of those, a parked one is revived only if it waits on
+        ``row``, and one still in memory (unwinding to park right now) is told, as any
+        wake-up, so that it runs again instead of parking on a promise now complete."""
+        woken = self.promise_waiters.pop(row, {})
+        for waiter in woken:
+            self._scheduler.wake(waiter)
+        try:
+            rows = self._store.scan(Table.INBOX, encode_key((actor, key)), children=True)
+        except StorageError as exc:
+            # The completion is durable; only the waking failed (the store broke). A
+            # parked waiter is woken by the next open's recovery, which replays them all.
+            logger.error("cannot list the waiters of a completed promise: %s", exc)
+            return
+        parked = self._parked
+        for inbox_key, raw_id in rows:
+            waiter = raw_id.decode()
+            if waiter in woken:
+                continue
+            if waiter in self._invocations or parked.waits_on(waiter, row):
+                self._scheduler.wake(waiter, inbox_key)  # its row: a revive reads no other
+
     def promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
         key = inv.target.key
         assert key is not None
@@ -294,8 +326,21 @@ class SignalOps:
         async def produce() -> Any:
             outcome = self.stored_promise(row)
             if outcome is None:
-                self.promise_waiters.setdefault(row, {})[inv.invocation_id] = None
-                await self._waits.block(inv, ready)
+                waiters = self.promise_waiters.setdefault(row, {})
+                waiters[inv.invocation_id] = None
+                try:
+                    await self._waits.block(inv, ready)
+                except Suspended:
+                    # Parked from now on: the parked index keeps what it waits on, and
+                    # the resolution finds it there (``wake_promise_waiters``).
+                    waiters.pop(inv.invocation_id, None)
+                    if not waiters and self.promise_waiters.get(row) is waiters:
+                        del self.promise_waiters[row]
+                    if inv.promises_waited is None:
+                        inv.promises_waited = [row]
+                    else:
+                        inv.promises_waited.append(row)
+                    raise
                 outcome = self.stored_promise(row)
                 assert outcome is not None
             inv.pending_bytes += outcome_size(outcome)  # journaled with the entry
@@ -344,10 +389,11 @@ class SignalOps:
             self.promise_inflight[row] = outcome  # until durable: a second one is 409
             inv.pending_ops.extend(batch.ops)
 
+            actor, key = inv.target.actor, inv.target.key
+
             def deliver() -> None:
                 self.promise_inflight.pop(row, None)
-                for waiter in self.promise_waiters.pop(row, {}):
-                    self._scheduler.wake(waiter)
+                self.wake_promise_waiters(row, actor, key)
 
             def drop() -> None:
                 self.promise_inflight.pop(row, None)

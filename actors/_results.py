@@ -114,17 +114,25 @@ class Results:
         #: ``InvocationHandle.cancel`` does for a handle from outside a handler.
         self.cancel: Callable[[str], Awaitable[None]] = _cancel_not_wired
 
-    async def result_of(self, inv: Invocation) -> Any:
+    async def result_of(self, inv: Invocation, spec: Handler[Any, Any] | None = None) -> Any:
+        """The result of ``inv``, which ran (or began to run) in the caller's task."""
         done = inv.done
+        spec = inv.spec if spec is None else spec
         if not done.finished:
-            return await self.answer(done, inv.invocation_id, inv.spec)
+            if self._k.invocations.get(inv.invocation_id) is not inv:
+                # It parked in the caller's task, and a parked invocation keeps no
+                # ``Completion`` (``_parked``): wait for it by id, as an attach does.
+                return await self.await_result(inv.invocation_id, spec)
+            return await self.answer(done, inv.invocation_id, spec)
         if not done.yielded:  # the common case, a call that ran inline, often yielded
             await anyio.lowlevel.checkpoint()
-        return self.completed_result(done, inv.invocation_id, inv.spec)
+        return self.completed_result(done, inv.invocation_id, spec)
 
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:
         """The result for a caller outside the runtime: the outcome once it finished, or
         ``InvocationPausedError`` as soon as it is paused (it stays paused)."""
+        # ``wait_answer`` counts this task as a waiter; between two of them it awaits
+        # nothing, so the invocation cannot park uncounted.
         while True:
             await done.wait_answer()
             if done.finished:
@@ -155,14 +163,17 @@ class Results:
             done.outcome = record.outcome  # finished by kill while parked
         return self._stored_output(done.outcome, spec)
 
-    async def await_result(self, invocation_id: str, spec: Handler[Any, Any]) -> Any:
-        """Wait for the result of ``invocation_id`` (held in memory, parked, or stored)."""
+    async def await_result(self, invocation_id: str, spec: Handler[Any, Any] | None) -> Any:
+        """Wait for the result of ``invocation_id`` (held in memory, parked, or stored),
+        decoded as ``spec``'s output; None: as its record's handler's."""
         if self._k.closed:
             if self._k.fatal is not None:
                 raise self._k.fatal_error()
             raise RuntimeClosedError("the runtime is closed")
         done = self._k.completion_of(invocation_id)
         if done is not None:
+            if spec is None:
+                spec = self.stored_spec(invocation_id)
             return await self.answer(done, invocation_id, spec)
         await anyio.lowlevel.checkpoint()
         record = self._k.load_record(invocation_id)
@@ -170,15 +181,14 @@ class Results:
             raise UnknownHandlerError(f"no invocation {invocation_id!r}")
         if record.outcome is None:
             raise self._lost(invocation_id)
-        return self._stored_output(record.outcome, spec)
+        return self._stored_output(record.outcome, spec or self._resolver.spec_of(record))
 
     def output(self, invocation_id: str) -> Any:
         """``Runtime.output``: the result of a finished invocation, without waiting."""
+        if invocation_id in self._k.parked:
+            raise NotReadyError(f"invocation {invocation_id} has not completed yet")
         inv = self._k.invocations.get(invocation_id)
         done = inv.done if inv is not None else None
-        parked = self._k.parked.get(invocation_id)
-        if parked is not None:
-            done = parked.done
         if done is not None and not done.finished:
             raise NotReadyError(f"invocation {invocation_id} has not completed yet")
         record = self._k.load_record(invocation_id)

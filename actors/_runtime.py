@@ -324,12 +324,7 @@ class Runtime(metaclass=NoPublicConstructor):
             entry, spec, tgt, *checked, holds_slot=True, headers=checked_headers
         )
         await self._scheduler.run_call(inv)
-        done = inv.done
-        if not done.finished:
-            raw = await self._results.answer(done, inv.invocation_id, view)
-            return raw
-        await anyio.lowlevel.checkpoint()
-        raw = self._results.completed_result(done, inv.invocation_id, view)
+        raw = await self._results.result_of(inv, view)
         return raw
 
     async def generic_send(
@@ -393,7 +388,7 @@ class Runtime(metaclass=NoPublicConstructor):
         self._check_open()
         check_invocation_id(invocation_id)
         inv = self._invocations.get(invocation_id)
-        spec = inv.spec if inv is not None else self._results.stored_spec(invocation_id)
+        spec = inv.spec if inv is not None else None  # else its record's: one read
         return await self._results.await_result(invocation_id, spec)
 
     async def attach_workflow(self, workflow: type[Actor], workflow_id: str) -> Any:

@@ -9,8 +9,9 @@ order as they enter the mailbox (``_key_order``).
 Memory is bounded by ``max_in_flight`` slots: a ``call`` or ``send`` takes one and
 waits when none is free. An invocation blocked in a durable wait gives its coroutine up
 (suspends) after ``suspend_after``, or at once under pressure (``evict_waiters``); one
-that holds no key is then *parked*: dropped from memory entirely, and rebuilt by replay
-(``revive``) when what it waits for happens (``wake``).
+that holds no key is then *parked*: dropped from memory entirely but for an entry of
+about 100 bytes in the parked index (``_parked``), and rebuilt by replay (``revive``)
+when what it waits for happens (``wake``).
 
 The scheduler decides; the executor runs. The executor's ``run`` is handed in as
 ``runner`` when the runtime wires its parts, because the executor is built above this
@@ -29,9 +30,10 @@ from actors.mailbox import HOLD, NO_RELEASE, Mailbox, Release
 from ._control_flow import PausedInline
 from ._errors import InvocationPausedError, UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
-from ._kernel import Parked, logger
+from ._kernel import logger
 from ._key_order import parse_row
 from ._lifecycle import Action, Event
+from ._parked import revived_row
 
 # Read on every call: bound once, since ``Enum.MEMBER`` costs ~0.1 us a read in
 # Python 3.11 (see actors/_executor.py).
@@ -68,7 +70,7 @@ class Scheduler:
         self.activations: dict[tuple[str, str], Activation] = {}
         self.slots = anyio.Semaphore(max_in_flight)
         # Coroutines blocked in durable waits cost ~10 kB each: beyond this many, they
-        # are suspended early (a parked invocation costs a few hundred bytes).
+        # are suspended early (a parked invocation costs about 100 bytes: ``_parked``).
         self.max_waiting = max(100, max_in_flight // 10)
         #: Invocations blocked in a durable wait: the ones to suspend under pressure.
         self.waiting: dict[str, Invocation] = {}
@@ -203,7 +205,8 @@ class Scheduler:
         """Drop a suspended invocation from memory; ``wake`` rebuilds it by replay."""
         assert inv.inbox_key is not None  # _block made its acceptance durable first
         self._invocations.pop(inv.invocation_id, None)
-        self._parked[inv.invocation_id] = Parked(inv.done, inv.inbox_key)
+        promises = inv.promises_waited or ()
+        self._parked.park(inv.invocation_id, inv.inbox_key, inv.target, inv.done, promises)
         self._k.log("parked", inv)
         activation = inv.activation
         if activation is not None and inv.target.key is not None:
@@ -215,10 +218,10 @@ class Scheduler:
             if idle and (last is None or last.done):
                 self.activations.pop((inv.target.actor, inv.target.key), None)
 
-    def wake(self, invocation_id: str) -> None:
+    def wake(self, invocation_id: str, inbox_key: bytes | None = None) -> None:
         """Something a suspended invocation may be waiting for happened: run it again.
         A no-op for an invocation that is not suspended (a live waiter has its own
-        event) or that finished."""
+        event) or that finished. ``inbox_key``: its inbox row, if the caller read it."""
         inv = self._invocations.get(invocation_id)
         if inv is not None:
             # Blocked: its wait re-checks; unwinding: it runs again at once; suspended:
@@ -229,15 +232,22 @@ class Scheduler:
                 inv.wake_event.set()  # a live waiter re-checks what it waits for
             return
         if invocation_id in self._parked and not self._k.closed:
-            self.revive(invocation_id)
+            self.revive(invocation_id, inbox_key)
 
-    def revive(self, invocation_id: str) -> Invocation | None:
-        parked = self._parked.pop(invocation_id)
+    def revive(self, invocation_id: str, inbox_key: bytes | None = None) -> Invocation | None:
+        """Rebuild the parked ``invocation_id`` from storage and queue it to run again
+        (it replays its journal); None if it finished meanwhile or cannot be rebuilt."""
+        unparked = self._parked.unpark(invocation_id)
+        assert unparked is not None, "revive() of an invocation that is not parked"
+        row, done = unparked
         record = self._k.load_record(invocation_id)
         if record is None or record.outcome is not None:
-            parked.done.set()  # finished meanwhile (killed); its record has the outcome
+            if done is not None:
+                done.set()  # finished meanwhile (killed); its record has the outcome
             return None
-        inv = self.rebuild(record, parked.inbox_key, parked.done, started=True)
+        if inbox_key is None:
+            inbox_key = revived_row(self._store, row, record.target, invocation_id)
+        inv = self.rebuild(record, inbox_key, done, started=True)
         if inv is None:
             return None
         self._k.log("revived", inv)
