@@ -278,7 +278,8 @@ def recording_stdout() -> Iterator[io.StringIO]:
 
 
 def _cells(line: str) -> list[str]:
-    cells = [cell.strip() for cell in line.rstrip().split(" | ")]
+    # The trailing space keeps an empty last cell ("... | 3.65x |   ") a cell.
+    cells = [cell.strip() for cell in (line.rstrip() + " ").split(" | ")]
     # A leading indent marks a sub-row ("  of which ..."); Markdown would drop the spaces.
     indent = len(line) - len(line.lstrip(" "))
     if indent:
@@ -432,9 +433,9 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def update_readme(path: Path, name: str, body: str) -> bool:
     """Rewrite ``path``'s section ``name`` (see ``replace_section``); True if it changed."""
-    old = path.read_text()
+    old = path.read_bytes().decode()  # bytes: no newline translation outside the markers
     new = replace_section(old, name, body)
     if new == old:
         return False
-    path.write_text(new)
+    path.write_bytes(new.encode())
     return True
