@@ -40,6 +40,7 @@ Run::
     .venv/bin/python bench/objects.py                        # fsync, trio, 5 runs x 2 s
     .venv/bin/python bench/objects.py --runs 3 --backend asyncio
     .venv/bin/python bench/objects.py --durability process --json out.json
+    .venv/bin/python bench/objects.py --out bench/results   # also objects.md and .json
 """
 
 from __future__ import annotations

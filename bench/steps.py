@@ -61,6 +61,7 @@ Run::
     .venv/bin/python bench/steps.py                        # fsync, trio, 5 runs x 2 s
     .venv/bin/python bench/steps.py --runs 3 --backend asyncio
     .venv/bin/python bench/steps.py --durability process --json out.json
+    .venv/bin/python bench/steps.py --out bench/results   # also steps.md and .json
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ Run::
     .venv/bin/python bench/storage.py                  # fsync, 5 runs of 2 s each
     .venv/bin/python bench/storage.py --runs 3 --both  # fsync and process
     .venv/bin/python bench/storage.py --json out.json --dir /var/tmp
+    .venv/bin/python bench/storage.py --out bench/results   # also storage.md and .json
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ Run::
     .venv/bin/python bench/workflows.py                         # fsync and process, 3 runs
     .venv/bin/python bench/workflows.py --durability fsync --runs 1
     .venv/bin/python bench/workflows.py --quick                 # 200 parked, 100 sleeping
+    .venv/bin/python bench/workflows.py --out bench/results   # also workflows.md and .json
 """
 
 from __future__ import annotations
