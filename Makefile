@@ -41,13 +41,20 @@ test: lint typecheck pytest
 test-restate: $(STAMP)
 	ACTORS_TEST_RESTATE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --timeout 300 tests/restate_server
 
+# One run that updates everything: bench/results/{storage,objects,steps,workflows}.md and
+# .json (only with --out: an ad-hoc run writes nothing), scaling.md/.json, peers.md/.json
+# and the charts, and README.md's peer table; bench/targets.py then fills README.md's
+# target table from those .json files.
+BENCH_OUT := bench/results
+
 bench: $(STAMP)
-	$(BIN)/python bench/storage.py
-	$(BIN)/python bench/objects.py
-	$(BIN)/python bench/steps.py
-	$(BIN)/python bench/workflows.py --runs 1
-	$(BIN)/python bench/scaling.py
-	$(BIN)/python bench/peers/run.py
+	$(BIN)/python bench/storage.py --out $(BENCH_OUT)
+	$(BIN)/python bench/objects.py --out $(BENCH_OUT)
+	$(BIN)/python bench/steps.py --out $(BENCH_OUT)
+	$(BIN)/python bench/workflows.py --runs 1 --out $(BENCH_OUT)
+	$(BIN)/python bench/scaling.py --out $(BENCH_OUT)/scaling
+	$(BIN)/python bench/peers/run.py --out $(BENCH_OUT)
+	$(BIN)/python bench/targets.py --results $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

@@ -40,6 +40,7 @@ Run::
     .venv/bin/python bench/objects.py                        # fsync, trio, 5 runs x 2 s
     .venv/bin/python bench/objects.py --runs 3 --backend asyncio
     .venv/bin/python bench/objects.py --durability process --json out.json
+    .venv/bin/python bench/objects.py --out bench/results   # also objects.md and .json
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ from bench._common import (
     perf_counter,
     print_checks,
     raw_label,
+    recording_stdout,
     run_raw,
-    save_json,
+    save_results,
     summarize,
 )
 
@@ -553,38 +555,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print(
-        f"bench/objects.py: {args.runs} runs x {args.seconds:g} s per measurement, "
-        f"durability={args.durability}, backend={args.backend}; {machine_text(args.dir)}",
-        flush=True,
-    )
-    rows = run_all(args)
-    print_table(args, rows)
-    ok = correctness(rows)
-    checks = target_checks(args, rows)
-    sys.stdout.flush()
-    if args.json is not None:
-        result = {
-            "meta": json_meta(sys.argv[1:], durability=args.durability, backend=args.backend),
-            "rows": [
-                {
-                    "key": row.key,
-                    "label": row.label,
-                    "unit": row.unit,
-                    "rate_median": median([s.rate for s in row.samples]),
-                    "p50_ms_median": median([s.p50_ms for s in row.samples]),
-                    "p99_ms_median": median([s.p99_ms for s in row.samples]),
-                    "raw_ratio_median": median(row.raw_ratios),
-                    "pingpong_ratio_median": median(row.pp_ratios),
-                    "p50_ratio_median": median(row.p50_ratios),
-                    "samples": [asdict(s) for s in row.samples],
-                }
-                for row in rows
-            ],
-            "checks": checks,
-            "correct": ok,
-        }
-        save_json(args.json, result)
+    with recording_stdout() as printed:
+        print(
+            f"bench/objects.py: {args.runs} runs x {args.seconds:g} s per measurement, "
+            f"durability={args.durability}, backend={args.backend}; {machine_text(args.dir)}",
+            flush=True,
+        )
+        rows = run_all(args)
+        print_table(args, rows)
+        ok = correctness(rows)
+        checks = target_checks(args, rows)
+    result = {
+        "meta": json_meta(sys.argv[1:], durability=args.durability, backend=args.backend),
+        "rows": [
+            {
+                "key": row.key,
+                "label": row.label,
+                "unit": row.unit,
+                "rate_median": median([s.rate for s in row.samples]),
+                "p50_ms_median": median([s.p50_ms for s in row.samples]),
+                "p99_ms_median": median([s.p99_ms for s in row.samples]),
+                "raw_ratio_median": median(row.raw_ratios),
+                "pingpong_ratio_median": median(row.pp_ratios),
+                "p50_ratio_median": median(row.p50_ratios),
+                "samples": [asdict(s) for s in row.samples],
+            }
+            for row in rows
+        ],
+        "checks": checks,
+        "correct": ok,
+    }
+    save_results(args, "objects", printed.getvalue(), result)
     return 0 if ok else 1
 
 

@@ -61,6 +61,7 @@ Run::
     .venv/bin/python bench/steps.py                        # fsync, trio, 5 runs x 2 s
     .venv/bin/python bench/steps.py --runs 3 --backend asyncio
     .venv/bin/python bench/steps.py --durability process --json out.json
+    .venv/bin/python bench/steps.py --out bench/results   # also steps.md and .json
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ from bench._common import (
     perf_counter,
     print_checks,
     raw_label,
+    recording_stdout,
     run_raw,
-    save_json,
+    save_results,
     summarize,
 )
 
@@ -629,49 +631,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print(
-        f"bench/steps.py: {args.runs} runs x {args.seconds:g} s per measurement, "
-        f"{STEPS} ctx.run steps per invocation, durability={args.durability}, "
-        f"backend={args.backend}; {machine_text(args.dir)}",
-        flush=True,
-    )
-    rows = run_all(args)
-    print_table(args, rows)
-    ok = correctness(rows)
-    checks = target_checks(args, rows)
-    sys.stdout.flush()
-    if args.json is not None:
-        meta = json_meta(
-            sys.argv[1:],
-            durability=args.durability,
-            backend=args.backend,
-            steps_per_invocation=STEPS,
+    with recording_stdout() as printed:
+        print(
+            f"bench/steps.py: {args.runs} runs x {args.seconds:g} s per measurement, "
+            f"{STEPS} ctx.run steps per invocation, durability={args.durability}, "
+            f"backend={args.backend}; {machine_text(args.dir)}",
+            flush=True,
         )
-        result = {
-            "meta": meta,
-            "rows": [
-                {
-                    "key": row.key,
-                    "label": row.label,
-                    "unit": row.unit,
-                    "rate_median": median([s.rate for s in row.samples]),
-                    "steps_per_s_median": median(steps_rates(row)) if row.steps else None,
-                    "p50_ms_median": median([s.p50_ms for s in row.samples]),
-                    "p99_ms_median": median([s.p99_ms for s in row.samples]),
-                    "commits_per_op_median": median([s.commits_per_op for s in row.samples]),
-                    "batches_per_op_median": median([s.batches_per_op for s in row.samples]),
-                    "cpu_us_per_step_median": median([s.cpu_us_per_step for s in row.samples]),
-                    "raw_ratio_median": median(row.raw_ratios),
-                    "p50_ratio_median": median(row.p50_ratios),
-                    "p50_direct_ratio_median": median(row.p50_direct_ratios),
-                    "samples": [asdict(s) for s in row.samples],
-                }
-                for row in rows
-            ],
-            "checks": checks,
-            "correct": ok,
-        }
-        save_json(args.json, result)
+        rows = run_all(args)
+        print_table(args, rows)
+        ok = correctness(rows)
+        checks = target_checks(args, rows)
+    meta = json_meta(
+        sys.argv[1:],
+        durability=args.durability,
+        backend=args.backend,
+        steps_per_invocation=STEPS,
+    )
+    result = {
+        "meta": meta,
+        "rows": [
+            {
+                "key": row.key,
+                "label": row.label,
+                "unit": row.unit,
+                "rate_median": median([s.rate for s in row.samples]),
+                "steps_per_s_median": median(steps_rates(row)) if row.steps else None,
+                "p50_ms_median": median([s.p50_ms for s in row.samples]),
+                "p99_ms_median": median([s.p99_ms for s in row.samples]),
+                "commits_per_op_median": median([s.commits_per_op for s in row.samples]),
+                "batches_per_op_median": median([s.batches_per_op for s in row.samples]),
+                "cpu_us_per_step_median": median([s.cpu_us_per_step for s in row.samples]),
+                "raw_ratio_median": median(row.raw_ratios),
+                "p50_ratio_median": median(row.p50_ratios),
+                "p50_direct_ratio_median": median(row.p50_direct_ratios),
+                "samples": [asdict(s) for s in row.samples],
+            }
+            for row in rows
+        ],
+        "checks": checks,
+        "correct": ok,
+    }
+    save_results(args, "steps", printed.getvalue(), result)
     return 0 if ok else 1
 
 

@@ -35,6 +35,7 @@ Run::
     .venv/bin/python bench/storage.py                  # fsync, 5 runs of 2 s each
     .venv/bin/python bench/storage.py --runs 3 --both  # fsync and process
     .venv/bin/python bench/storage.py --json out.json --dir /var/tmp
+    .venv/bin/python bench/storage.py --out bench/results   # also storage.md and .json
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ from bench._common import (
     perf_counter,
     print_checks,
     raw_label,
+    recording_stdout,
     run_raw,
-    save_json,
+    save_results,
     summarize,
 )
 
@@ -313,8 +315,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_and_print(args: argparse.Namespace) -> dict[str, object]:
     modes: list[Durability] = ["fsync", "process"] if args.both else [args.durability]
     print(
         f"bench/storage.py: {args.runs} runs x {args.seconds:g} s per measurement, "
@@ -343,8 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             "checks": checks,
         }
-    if args.json is not None:
-        save_json(args.json, {"meta": json_meta(sys.argv[1:]), **results})
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with recording_stdout() as printed:
+        results = run_and_print(args)
+    save_results(args, "storage", printed.getvalue(), {"meta": json_meta(sys.argv[1:]), **results})
     return 0
 
 

@@ -59,6 +59,7 @@ Run::
     .venv/bin/python bench/workflows.py                         # fsync and process, 3 runs
     .venv/bin/python bench/workflows.py --durability fsync --runs 1
     .venv/bin/python bench/workflows.py --quick                 # 200 parked, 100 sleeping
+    .venv/bin/python bench/workflows.py --out bench/results   # also workflows.md and .json
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ from bench._common import (
     perf_counter,
     print_checks,
     raw_label,
+    recording_stdout,
     run_raw,
-    save_json,
+    save_results,
 )
 
 TEMP_PREFIX: Final = "bench-workflows-"
@@ -589,37 +591,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes: list[Durability] = (
         ["fsync", "process"] if args.durability == "both" else [args.durability]
     )
-    print(
-        f"bench/workflows.py: {args.runs} runs, {args.parked:,} parked, {args.sleeping:,} "
-        f"sleeping {args.sleep:g} s, durability {', '.join(modes)}, suspend_after="
-        f"{args.suspend_after:g} s; {machine_text(args.dir)}",
-        flush=True,
-    )
-    ok = True
-    results: dict[str, object] = {}
-    for durability in modes:
-        samples: list[Sample] = []
-        for run in range(args.runs):
-            print(
-                f"  {durability} run {run + 1}/{args.runs} ...", end="", flush=True, file=sys.stderr
-            )
-            samples.append(measure(args, durability))
-            print(" done", file=sys.stderr)
-        print_table(args, durability, samples)
-        ok = correctness(durability, args, samples) and ok
-        checks = target_checks(args, durability, samples)
-        results[durability] = {"samples": [asdict(s) for s in samples], "checks": checks}
-        sys.stdout.flush()
-    if args.json is not None:
-        meta = json_meta(
-            sys.argv[1:],
-            parked=args.parked,
-            sleeping=args.sleeping,
-            sleep=args.sleep,
-            suspend_after=args.suspend_after,
-            pid=os.getpid(),
+    with recording_stdout() as printed:
+        print(
+            f"bench/workflows.py: {args.runs} runs, {args.parked:,} parked, {args.sleeping:,} "
+            f"sleeping {args.sleep:g} s, durability {', '.join(modes)}, suspend_after="
+            f"{args.suspend_after:g} s; {machine_text(args.dir)}",
+            flush=True,
         )
-        save_json(args.json, {"meta": meta, "results": results, "correct": ok})
+        ok = True
+        results: dict[str, object] = {}
+        for durability in modes:
+            samples: list[Sample] = []
+            for run in range(args.runs):
+                print(
+                    f"  {durability} run {run + 1}/{args.runs} ...",
+                    end="",
+                    flush=True,
+                    file=sys.stderr,
+                )
+                samples.append(measure(args, durability))
+                print(" done", file=sys.stderr)
+            print_table(args, durability, samples)
+            ok = correctness(durability, args, samples) and ok
+            checks = target_checks(args, durability, samples)
+            results[durability] = {"samples": [asdict(s) for s in samples], "checks": checks}
+            sys.stdout.flush()
+    meta = json_meta(
+        sys.argv[1:],
+        parked=args.parked,
+        sleeping=args.sleeping,
+        sleep=args.sleep,
+        suspend_after=args.suspend_after,
+        pid=os.getpid(),
+    )
+    result = {"meta": meta, "results": results, "correct": ok}
+    save_results(args, "workflows", printed.getvalue(), result)
     return 0 if ok else 1
 
 

@@ -14,7 +14,9 @@ The peers live in their own virtual environments under ``bench/.peers/`` (git-ig
 created here on first use with pinned versions. Every server binds to loopback and is
 stopped by this script, also when a run fails (process groups, ``finally``, ``atexit``).
 Writes ``bench/results/peers.md`` (medians with [min-max] over ``--runs``, ratios to
-virtual-actors fsync), ``bench/results/peers.json`` (every raw number) and two charts.
+virtual-actors fsync), ``bench/results/peers.json`` (every raw number), two charts, and
+README.md's table between ``<!-- bench:peers:begin/end -->`` (``bench/peers/readme.py``;
+not with ``--no-readme`` or ``--quick``).
 
     .venv/bin/python bench/peers/run.py                     # 3 runs, everything
     .venv/bin/python bench/peers/run.py --quick --only va-fsync,dbos-sqlite
@@ -40,7 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench._common import update_readme
 from bench.peers.common import METRICS, Settings
+from bench.peers.readme import peers_readme_section
 from bench.peers.restate_server import RESTATE_NPM, restate_server_binary
 
 if TYPE_CHECKING:
@@ -602,6 +606,9 @@ def main() -> None:
     parser.add_argument("--w6", type=int, default=10_000, help="W6 workflows (virtual-actors)")
     parser.add_argument("--peer-w6", type=int, default=1_000, help="W6 workflows (peers)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-readme", action="store_true", help="leave README.md's table alone (--quick does)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds, args.w6, args.peer_w6 = 1, 1.0, 1_000, 200
@@ -643,6 +650,8 @@ def main() -> None:
         "systems": {o.system: {"runs": o.runs, "error": o.error} for o in outcomes},
     }
     (args.out / "peers.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not (args.no_readme or args.quick):  # a quick run's figures are not the README's
+        update_readme(ROOT / "README.md", "peers", peers_readme_section(result))
     text = report(outcomes, args, settings)
     (args.out / "peers.md").write_text(text)
     print(text)
