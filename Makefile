@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/objects.py --out $(BENCH_OUT)
 	$(BIN)/python bench/steps.py --out $(BENCH_OUT)
 	$(BIN)/python bench/workflows.py --runs 1 --out $(BENCH_OUT)
+	$(BIN)/python bench/parked.py --out $(BENCH_OUT)
 	$(BIN)/python bench/scaling.py --out $(BENCH_OUT)/scaling
 	$(BIN)/python bench/peers/run.py --out $(BENCH_OUT)
 	$(BIN)/python bench/targets.py --results $(BENCH_OUT)

@@ -41,7 +41,16 @@ import trio
 import actors
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
-from bench._common import Durability, perf_counter, run_raw
+from bench._common import (
+    Durability,
+    add_output_args,
+    json_meta,
+    perf_counter,
+    print_checks,
+    recording_stdout,
+    run_raw,
+    save_results,
+)
 from bench.workflows import Wf, memory_mb, pool, wait_parked
 
 
@@ -97,37 +106,68 @@ def main() -> int:
     parser.add_argument("--high", type=int, default=500_000)
     parser.add_argument("--resolve", type=int, default=100_000)
     parser.add_argument("--durability", choices=("fsync", "process"), default="fsync")
+    add_output_args(parser)
     args = parser.parse_args()
     if not 0 < args.low < args.high or args.resolve < 0:
         parser.error("need 0 < --low < --high and --resolve >= 0")
-    with tempfile.TemporaryDirectory(prefix="bench-parked-") as directory:
+    with recording_stdout() as printed:
+        result = run(args)
+    save_results(args, "parked", printed.getvalue(), result)
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="bench-parked-", dir=args.dir) as directory:
         memory = trio.run(measure_memory, Path(directory), args.low, args.high)
     print(
         f"RSS {memory['rss_low']:.1f} MB at {args.low:,} parked, "
         f"{memory['rss_high']:.1f} MB at {args.high:,}"
     )
+    per = memory["per_VmRSS"]
     print(
-        f"per parked workflow between them: {memory['per_VmRSS']:.0f} bytes VmRSS "
+        f"per parked workflow between them: {per:.0f} bytes VmRSS "
         f"= {memory['per_RssAnon']:.0f} anonymous + {memory['per_RssFile']:.0f} LMDB map "
         "pages; target <= 200"
     )
-    if not args.resolve:
-        return 0
-    with tempfile.TemporaryDirectory(prefix="bench-parked-") as raw_dir:
-        units, seconds, _ = run_raw(
-            Path(raw_dir), args.durability, seconds=2.0, warmup=0.3, cap=1_000_000
+    checks: list[dict[str, object]] = [
+        {
+            "name": "rss_per_parked",
+            "passed": per <= 200,
+            "text": f"RSS per parked workflow, {args.low:,} to {args.high:,}: {per:.0f} B "
+            "(target <= 200 B)",
+        }
+    ]
+    result: dict[str, object] = {
+        "meta": json_meta(sys.argv, low=args.low, high=args.high, durability=args.durability),
+        "memory": memory,
+        "checks": checks,
+    }
+    if args.resolve:
+        with tempfile.TemporaryDirectory(prefix="bench-parked-", dir=args.dir) as raw_dir:
+            units, seconds, _ = run_raw(
+                Path(raw_dir), args.durability, seconds=2.0, warmup=0.3, cap=1_000_000
+            )
+        raw = units / seconds
+        with tempfile.TemporaryDirectory(prefix="bench-parked-", dir=args.dir) as directory:
+            resolved = trio.run(measure_resolve, Path(directory), args.durability, args.resolve)
+        print(f"raw LMDB, 1 record/commit ({args.durability}): {raw:,.0f} commits/s")
+        rate = resolved["rate"]
+        print(
+            f"resolve {args.resolve:,} ({args.durability}) and get each result: {rate:,.0f}/s "
+            f"= {rate / raw:.3f}x raw commits/s (target >= 0.8x fsync); "
+            f"{resolved['cpu_us']:.0f} us CPU per resolution"
         )
-    raw = units / seconds
-    with tempfile.TemporaryDirectory(prefix="bench-parked-") as directory:
-        result = trio.run(measure_resolve, Path(directory), args.durability, args.resolve)
-    print(f"raw LMDB, 1 record/commit ({args.durability}): {raw:,.0f} commits/s")
-    rate = result["rate"]
-    print(
-        f"resolve {args.resolve:,} ({args.durability}) and get each result: {rate:,.0f}/s "
-        f"= {rate / raw:.3f}x raw commits/s (target >= 0.8x fsync); "
-        f"{result['cpu_us']:.0f} us CPU per resolution"
-    )
-    return 0
+        checks.append(
+            {
+                "name": "resolve_rate",
+                "passed": rate / raw >= 0.8,
+                "text": f"resolving {args.resolve:,} parked workflows: {rate / raw:.3f}x raw "
+                "commits/s (target >= 0.8x)",
+            }
+        )
+        result["resolve"] = {**resolved, "raw_commits_per_s": raw, "ratio": rate / raw}
+    print_checks(checks, args.durability)
+    return result
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-SOURCES: Final = ("objects", "steps", "workflows", "scaling", "http")
+SOURCES: Final = ("objects", "steps", "workflows", "parked", "scaling", "http")
 LINEAR: Final = 100 / 3  # scaling.py's verdict: from a third of the 100x factor is ~linear
 # Rows scaling.py shows for information: a cost per open, not per operation.
 SCALING_INFORMATION: Final = frozenset({"open runtime over N keys (per open)"})
@@ -96,16 +96,24 @@ def row(key: str, field: str) -> Callable[[Mapping[str, Any]], Measured | None]:
     return measure
 
 
-def bytes_per_parked(document: Mapping[str, Any]) -> Measured | None:
-    """Median RSS per parked workflow over the empty runtime, fsync runs first."""
-    results = document.get("results", {})
-    for durability in ("fsync", *sorted(set(results) - {"fsync"})):
-        values = [s["bytes_per_parked"] for s in results.get(durability, {}).get("samples", [])]
-        if values:
-            value = statistics.median(values)
-            parked = int(results[durability]["samples"][0].get("parked_count", 0))
-            return Measured(value, f"{value:,.0f} B ({parked:,} parked)", durability)
-    return None
+def parked_slope(document: Mapping[str, Any]) -> Measured | None:
+    """``bench/parked.py``: VmRSS growth per parked workflow between its two counts (the
+    memory phase always runs at process durability; memory does not depend on it)."""
+    memory = document.get("memory", {})
+    if "per_VmRSS" not in memory:
+        return None
+    meta = document.get("meta", {})
+    value = float(memory["per_VmRSS"])
+    text = f"{value:,.0f} B ({meta.get('low', 0):,} to {meta.get('high', 0):,} parked)"
+    return Measured(value, text, None)
+
+
+def parked_resolve(document: Mapping[str, Any]) -> Measured | None:
+    """``bench/parked.py``: resolutions/s over raw commits/s of the same durability."""
+    resolve = document.get("resolve")
+    if not isinstance(resolve, dict):
+        return None
+    return _ratio(resolve.get("ratio"), _durability(document))
 
 
 def worst_scaling(document: Mapping[str, Any]) -> Measured | None:
@@ -192,12 +200,20 @@ TARGETS: Final = (
         row("w5_writes", "raw_ratio_median"),
     ),
     Target(
-        "workflows",
-        "memory per parked workflow (RSS over the empty runtime)",
+        "parked",
+        "memory: RSS growth per workflow parked on a promise, 100,000 to 500,000",
         200.0,
         False,
         " B",
-        bytes_per_parked,
+        parked_slope,
+    ),
+    Target(
+        "parked",
+        "resolving 100,000 parked workflows: resolutions/s vs raw commits/s",
+        0.8,
+        True,
+        "x",
+        parked_resolve,
     ),
     Target(
         "scaling",

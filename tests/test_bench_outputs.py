@@ -242,7 +242,7 @@ def test_targets_from_the_quick_results(results: Path, tmp_path: Path) -> None:
     assert len(lines) == 2 + len(TARGETS)
     for target, line in zip(TARGETS, lines[2:], strict=True):
         assert line.startswith(f"| {target.text} | {target.bound_text()} | ")
-        if target.source == "scaling":
+        if target.source in ("scaling", "parked"):  # not among the quick scripts
             assert "| not measured | not measured |" in line
         elif target.source == "workflows":
             assert line.endswith("| info (process) | `workflows.json` |")  # --quick: process
@@ -263,6 +263,33 @@ def test_targets_from_the_quick_results(results: Path, tmp_path: Path) -> None:
     assert outside(text, "targets") == outside(README_TEXT, "targets")
     assert section(documents) in text
     assert replace_section(text, "targets", section(documents)) == text
+
+
+def test_parked_writes_its_figures_and_targets_reads_them(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "parked.py"),
+            *("--low", "200", "--high", "400", "--resolve", "50", "--durability", "process"),
+            *("--dir", str(tmp_path), "--out", str(out)),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads((out / "parked.json").read_text())
+    assert {"per_VmRSS", "per_RssAnon", "per_RssFile"} <= set(document["memory"])
+    assert document["resolve"]["ratio"] > 0
+    assert [c["name"] for c in document["checks"]] == ["rss_per_parked", "resolve_rate"]
+    assert "RSS per parked workflow, 200 to 400" in (out / "parked.md").read_text()
+    lines = [line for line in table(load(out)) if "`parked.json`" in line]
+    assert len(lines) == 2
+    assert " | not measured | " not in lines[0]  # memory: measured, whatever the durability
+    assert "info (process)" in lines[1]  # the resolve target is defined for fsync
 
 
 def test_targets_with_no_results(tmp_path: Path) -> None:
