@@ -7,7 +7,13 @@ Restate's own SDK (``bench/peers/services/restate_service.py``), both under hype
 Each run starts a fresh server (a new base directory) and one deployment; runs alternate
 between the two so drift on a shared machine hits both. The figure per metric is the
 median over runs; the overhead is how much worse the endpoint is (lower rate, higher
-latency), in percent. Writes ``bench/results/endpoint.json`` and ``endpoint.md``. As
+latency), in percent. Beside the wall-clock figures, each workload runs as its own
+driver call with the CPU time (user + system, from ``/proc``, child processes included)
+of the deployment (``*_cpu_us``: the endpoint, or the SDK's hypercorn and its worker)
+and of the Restate server (``*_server_cpu_us``) read before and after it, divided by the
+invocations the driver made (warm-up included): CPU per invocation, the figure that
+holds on a shared, noisy machine where calls/s and latencies move by 10-30% between
+runs. Writes ``bench/results/endpoint.json`` and ``endpoint.md``. As
 root, everything runs in a network namespace with only a loopback interface.
 """
 
@@ -30,13 +36,47 @@ from bench.peers.restate_server import RESTATE_VERSION, restate_server_binary
 from bench.peers.run import HERE, PROCS, PY, ROOT, http_post, retry_until, run_driver
 
 RESULTS: Final = ROOT / "bench" / "results"
-ONLY: Final = "w1,w2,w3,w4"
+WORKLOADS: Final = ("w1", "w2", "w3", "w4")
 SYSTEMS: Final = {
     "restate-sdk": "Restate server + its Python SDK (restate_service.py), hypercorn",
     "va-endpoint": "Restate server + our classes on `actors endpoint`, hypercorn",
 }
 #: Metrics where higher is better (rates); the others are latencies.
 HIGHER_IS_BETTER: Final = {name: spec[3] for name, spec in METRICS.items()}
+CPU_METRICS: Final = {
+    **{
+        f"{w}_cpu_us": (w.upper(), "deployment's CPU per invocation", "us", False)
+        for w in WORKLOADS
+    },
+    **{
+        f"{w}_server_cpu_us": (w.upper(), "Restate server's CPU per invocation", "us", False)
+        for w in WORKLOADS
+    },
+}
+TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (hypercorn's CLI
+    serves from a spawned worker process), from ``/proc``."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        child = int(entry.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / TICKS
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return total
 
 
 def deployment(system: str, in_ns: list[str], port: int) -> list[str]:
@@ -77,8 +117,17 @@ def one_run(system: str, settings: Settings, in_ns: list[str], work: Path) -> di
             "ingress",
         )
         cmd = [*in_ns, PY, str(HERE / "http_client.py"), "http://127.0.0.1:8080", "workloads"]
-        result = run_driver([*cmd, "--only", ONLY, "--settings", settings.to_json()], log_path)
-        metrics: dict[str, float] = result["metrics"]
+        metrics: dict[str, float] = {}
+        for workload in WORKLOADS:
+            before = tree_cpu(service.pid), tree_cpu(server.pid)
+            result = run_driver(
+                [*cmd, "--only", workload, "--settings", settings.to_json()], log_path
+            )
+            cpu = tree_cpu(service.pid) - before[0], tree_cpu(server.pid) - before[1]
+            calls = max(1, result["calls"][workload])
+            metrics.update(result["metrics"])
+            metrics[f"{workload}_cpu_us"] = 1e6 * cpu[0] / calls
+            metrics[f"{workload}_server_cpu_us"] = 1e6 * cpu[1] / calls
         return metrics
     finally:
         PROCS.kill(service)
@@ -153,7 +202,7 @@ def main() -> None:
     ]
     for row in rows:
         metric = str(row["metric"])
-        label, what, unit, _ = METRICS.get(metric, (metric, "", "", True))
+        label, what, unit, _ = {**METRICS, **CPU_METRICS}.get(metric, (metric, "", "", True))
         lines.append(
             f"| {label} `{row['metric']}` | {what} ({unit}) | {row['restate_sdk']:.2f} | "
             f"{row['va_endpoint']:.2f} | {row['overhead_percent']:+.1f}% |"
