@@ -20,9 +20,11 @@ root, everything runs in a network namespace with only a loopback interface.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,15 +81,48 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def deployment(system: str, in_ns: list[str], port: int) -> list[str]:
+def deployment(system: str, port: int) -> list[str]:
     if system == "restate-sdk":
         hypercorn = str(Path(PY).parent / "hypercorn")
-        return [*in_ns, hypercorn, "--bind", f"127.0.0.1:{port}", "restate_service:app"]
-    return [*in_ns, PY, "-m", "actors._cli", "endpoint", "bench.peers.va_endpoint:ACTORS",
+        return [hypercorn, "--bind", f"127.0.0.1:{port}", "restate_service:app"]
+    return [PY, "-m", "actors._cli", "endpoint", "bench.peers.va_endpoint:ACTORS",
             "--port", str(port)]  # fmt: skip
 
 
-def one_run(system: str, settings: Settings, in_ns: list[str], work: Path) -> dict[str, float]:
+def group_pids(leader: int) -> list[int]:
+    """The processes of ``leader``'s process group (the deployment and its workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == leader:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def callgrind_total(directory: Path, pids: list[int]) -> int:
+    """Instructions counted since the last zeroing: the newest dump of each of ``pids``."""
+    total = 0
+    for pid in pids:
+        dumps = sorted(directory.glob(f"cg.{pid}.*"), key=lambda p: int(p.suffix[1:]))
+        if dumps:
+            for line in dumps[-1].read_text().splitlines():
+                if line.startswith(("summary:", "totals:")):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def one_run(
+    system: str,
+    settings: Settings,
+    in_ns: list[str],
+    work: Path,
+    callgrind: Path | None = None,
+) -> dict[str, float]:
+    """One server and one deployment through the workloads. With ``callgrind`` (a fresh
+    directory), the deployment runs under ``valgrind --tool=callgrind`` and the figures
+    are instructions per invocation of W1 and W2 (each after a warm-up driver run)."""
     log_path = work / f"{system}.log"
     env = {
         **os.environ,
@@ -103,12 +138,17 @@ def one_run(system: str, settings: Settings, in_ns: list[str], work: Path) -> di
         env=env,
     )
     cwd = HERE / "services" if system == "restate-sdk" else ROOT
-    service = PROCS.start(deployment(system, in_ns, 9080), log_path, cwd=cwd)
+    command = deployment(system, 9080)
+    if callgrind is not None:
+        callgrind.mkdir(parents=True)
+        command = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+                   f"--callgrind-out-file={callgrind}/cg.%p", *command]  # fmt: skip
+    service = PROCS.start([*in_ns, *command], log_path, cwd=cwd)
     try:
         retry_until(
             lambda: http_post(in_ns, "http://127.0.0.1:9070", "/deployments",
                               '{"uri": "http://127.0.0.1:9080", "force": true}', log_path),
-            60,
+            60 if callgrind is None else 600,
             "deployment registration",
         )  # fmt: skip
         retry_until(
@@ -118,6 +158,21 @@ def one_run(system: str, settings: Settings, in_ns: list[str], work: Path) -> di
         )
         cmd = [*in_ns, PY, str(HERE / "http_client.py"), "http://127.0.0.1:8080", "workloads"]
         metrics: dict[str, float] = {}
+        if callgrind is not None:
+            for workload in ("w1", "w2"):
+                only = ["--only", workload, "--settings", settings.to_json()]
+                run_driver([*cmd, *only], log_path)  # warm: every key seen, code paths hot
+                pids = group_pids(service.pid)
+                for pid in pids:
+                    subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True,
+                                   check=False)  # fmt: skip
+                result = run_driver([*cmd, *only], log_path)
+                for pid in pids:
+                    subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True,
+                                   check=False)  # fmt: skip
+                calls = max(1, result["calls"][workload])
+                metrics[f"{workload}_instructions"] = callgrind_total(callgrind, pids) / calls
+            return metrics
         for workload in WORKLOADS:
             before = tree_cpu(service.pid), tree_cpu(server.pid)
             result = run_driver(
@@ -132,6 +187,11 @@ def one_run(system: str, settings: Settings, in_ns: list[str], work: Path) -> di
     finally:
         PROCS.kill(service)
         PROCS.kill(server)
+        # Throwaway: a fresh one per run (and its unix sockets would trip a copy of the
+        # tree, as tests/test_packaging.py makes).
+        shutil.rmtree(base, ignore_errors=True)
+        if callgrind is not None:
+            shutil.rmtree(callgrind, ignore_errors=True)
 
 
 def overhead(name: str, sdk: float, ours: float) -> float:
@@ -145,6 +205,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the deployment's instructions per invocation of W1 and W2 under "
+        "callgrind instead (user space only; one run per system; prints, writes nothing)",
+    )
     args = parser.parse_args()
     settings = Settings(seconds=args.seconds)
     work = ROOT / "bench" / ".peers" / "endpoint"
@@ -161,6 +227,20 @@ def main() -> None:
         in_ns = ["ip", "netns", "exec", ns]
         subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
     runs: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
+    if args.instructions:
+        try:
+            for system in SYSTEMS:
+                print(f"callgrind: {system}", file=sys.stderr, flush=True)
+                directory = work / f"callgrind-{system}-{time.monotonic_ns()}"
+                runs[system].append(one_run(system, settings, in_ns, work, directory))
+        finally:
+            PROCS.stop_all()
+        counted = runs["restate-sdk"][0], runs["va-endpoint"][0]
+        for name in counted[0]:
+            print(f"{name}: Restate SDK {counted[0][name]:,.0f}, actors endpoint "
+                  f"{counted[1][name]:,.0f} per invocation: "
+                  f"{counted[1][name] / counted[0][name]:.3f}x")  # fmt: skip
+        return
     try:
         for r in range(args.runs):
             order = list(SYSTEMS) if r % 2 == 0 else list(reversed(SYSTEMS))
