@@ -58,7 +58,15 @@ def copy_sources(dst: Path) -> Path:
     """A copy of the project to build from, so the build leaves this checkout alone
     (setuptools writes build/ and *.egg-info next to the sources)."""
     ignore = shutil.ignore_patterns(
-        ".git", ".venv", "*.egg-info", "build", "dist", "__pycache__", ".*_cache", ".hypothesis"
+        ".git",
+        ".venv",
+        "*.egg-info",
+        "build",
+        "dist",
+        "__pycache__",
+        ".*_cache",
+        ".hypothesis",
+        ".peers",  # the benchmarks' peers: virtualenvs, servers' data (sockets too)
     )
     shutil.copytree(REPO, dst, symlinks=True, ignore=ignore)
     return dst

@@ -155,6 +155,12 @@ def thread_phase(
         phase.elapsed = elapsed
 
 
-def emit(metrics: dict[str, float], notes: dict[str, str]) -> None:
-    """The driver's result: one JSON line on stdout."""
-    print(json.dumps({"metrics": metrics, "notes": notes}), flush=True)
+def emit(
+    metrics: dict[str, float], notes: dict[str, str], calls: dict[str, int] | None = None
+) -> None:
+    """The driver's result: one JSON line on stdout. ``calls``: operations made per
+    workload, warm-up included (what a server's CPU time is divided by)."""
+    result: dict[str, object] = {"metrics": metrics, "notes": notes}
+    if calls is not None:
+        result["calls"] = calls
+    print(json.dumps(result), flush=True)

@@ -144,35 +144,44 @@ async def workloads(base: str, s: Settings, only: set[str]) -> None:
         if json.loads(out) != sum(range(STEPS)):
             raise HttpError(f"bad workflow output {out!r}")
 
-    async def phase(groups: list[tuple[int, Callable[[int], Awaitable[None]]]]) -> list[Phase]:
-        await asyncio_phase([(Phase(), n, c) for n, c in groups], s.warmup, s.cap)
+    calls: dict[str, int] = {}
+
+    async def phase(
+        workload: str, groups: list[tuple[int, Callable[[int], Awaitable[None]]]]
+    ) -> list[Phase]:
+        warmups = [Phase() for _ in groups]
+        await asyncio_phase(
+            [(p, n, c) for p, (n, c) in zip(warmups, groups, strict=True)], s.warmup, s.cap
+        )
         phases = [Phase() for _ in groups]
         await asyncio_phase(
             [(p, n, c) for p, (n, c) in zip(phases, groups, strict=True)], s.seconds, s.cap
         )
+        for p in (*warmups, *phases):
+            calls[workload] = calls.get(workload, 0) + len(p.latencies)
         return phases
 
     if "w1" in only:
-        (w1,) = await phase([(1, add_one)])
+        (w1,) = await phase("w1", [(1, add_one)])
         metrics["w1_p50_ms"], metrics["w1_p99_ms"] = w1.percentile_ms(0.5), w1.percentile_ms(0.99)
     if "w2" in only:
-        (w2,) = await phase([(KEYS, add_key)])
+        (w2,) = await phase("w2", [(KEYS, add_key)])
         metrics["w2_rate"] = w2.rate
     if "w3" in only:
-        (w3,) = await phase([(CALLERS, add_one)])
+        (w3,) = await phase("w3", [(CALLERS, add_one)])
         metrics["w3_rate"] = w3.rate
     if "w5" in only:
-        reads, writes = await phase([(READERS, read_one), (WRITERS, add_one)])
+        reads, writes = await phase("w5", [(READERS, read_one), (WRITERS, add_one)])
         metrics["w5_reads"], metrics["w5_writes"] = reads.rate, writes.rate
     if "w4" in only:
-        (w4,) = await phase([(1, workflow)])
+        (w4,) = await phase("w4", [(1, workflow)])
         metrics["w4_p50_ms"] = w4.percentile_ms(0.5)
         for c in W4_CONCURRENCY:
-            (wc,) = await phase([(c, workflow)])
+            (wc,) = await phase("w4", [(c, workflow)])
             metrics[f"w4_rate_{c}"] = wc.rate
     for conn in conns:
         conn.close()
-    emit(metrics, {})
+    emit(metrics, {}, calls)
 
 
 async def submit(base: str, count: int) -> None:
