@@ -38,9 +38,11 @@ from pathlib import Path
 
 import trio
 
-import actors
+# This checkout's actors and bench, first: an editable install of another checkout
+# would otherwise win (so a benchmark run from a worktree measures that worktree).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-sys.path.append(str(Path(__file__).resolve().parent.parent))
+import actors
 from bench._common import (
     Durability,
     add_output_args,

@@ -77,13 +77,15 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+# This checkout's actors and bench, first: an editable install of another checkout
+# would otherwise win (so a benchmark run from a worktree measures that worktree).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import actors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-# Run as ``python bench/workflows.py``: make ``bench._common`` importable.
-sys.path.append(str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     HANG_MARGIN,
     Durability,

@@ -6,27 +6,24 @@ queue wakes the writer, and the writer wakes the loop (``run_sync_soon`` /
 is ~100 us of wall clock and as much CPU (``bench/step_handoff.py``), a third of an
 fsync'd commit, paid in full by a caller that waits for each commit in turn.
 
-So a batch submitted from a loop is first *held* on that loop, and the loop's
-``IdleCommitter`` decides where it commits:
+So a batch submitted from a loop is *held* on that loop, and the loop's
+``IdleCommitter`` commits everything held (every batch this loop submitted since) on the
+loop's own thread, in one transaction, and publishes it at once:
 
-* the loop has no other runnable task and the writer thread has nothing of its own in
-  flight: everything held (every batch this loop submitted since) commits here, on the
-  loop's thread, in one transaction, and is published at once. Nothing else could have
-  run meanwhile, so blocking the loop for the commit costs no other task anything, and
-  it saves the round trip;
-* the loop stays busy for ``IDLE_WAIT``: the held batches go to the writer thread, which
-  commits them while the loop goes on (group commit overlapping the loop's work, the
-  path every batch took before);
-* the loop is busy already when the batch is submitted: its last wait for idle ran out,
-  or ``BUSY_TASKS`` tasks are ready to run after this one. The batch goes to the writer
-  thread at once (a pass of such a loop lasts longer than a commit, so waiting for idle
-  would only add passes to the commit's latency: 64 readers of a key kept its writers'
-  commits waiting three passes each), and the committer looks again for an idle moment,
-  so that the next batch may be held once the loop calms down.
+* as soon as the loop has no other runnable task: nothing else could have run
+  meanwhile, so blocking the loop for the commit costs no other task anything;
+* or, when the loop stays busy, after ``IDLE_WAIT``, still on the loop's thread. A busy
+  loop holds the GIL, and a writer thread needs it before its commit, after its fsync
+  and to wake the loop: with 64 readers keeping the loop busy, 16 writers of the same
+  key got 0.06x raw commits/s through the thread and 0.66x committing on the loop
+  (``bench/objects.py`` W5); calls on 64 keys went from 2.5x to 3.9x. The loop pauses
+  for the fsync itself (~0.3 ms), which the batches of every task in the pass share.
 
-Order is kept: held batches have higher numbers than any batch queued for the thread
-(a submit from anywhere else first queues what is held), and they commit here only when
-the thread has settled everything queued to it.
+The writer thread still commits for threads without a loop (``commit_blocking``), and
+everything in ``commit_mode="thread"``. Order is kept: held batches have higher numbers
+than any batch queued for the thread (a submit from anywhere else first queues what is
+held), and they commit here only when the thread has settled everything queued to it
+(otherwise they are queued behind it).
 
 Under trio the committer is a system task waiting in ``wait_all_tasks_blocked`` (which
 returns when every other task is blocked); under asyncio it is a callback that looks at
@@ -46,17 +43,15 @@ import trio.testing
 if TYPE_CHECKING:
     from ._ticket import Waker
 
-#: How long held batches wait for their loop to go idle before the writer thread takes
-#: them: about one fsync'd commit (waiting longer would cost more than the round trip).
+#: How long held batches wait for their loop to go idle before they commit anyway (on
+#: the loop): about one fsync'd commit.
 IDLE_WAIT: Final = 0.0002
-#: A loop with this many tasks (callbacks, under asyncio) ready to run is busy.
-BUSY_TASKS: Final = 4
 
 
 class HeldBatches(Protocol):
     """The writer, as its committers see it."""
 
-    def commit_held(self, committer: IdleCommitter, *, here: bool) -> None: ...
+    def commit_held(self, committer: IdleCommitter) -> None: ...
 
     def retire(self, committer: IdleCommitter) -> None: ...
 
@@ -65,10 +60,6 @@ class IdleCommitter(Protocol):
     """Commits what its loop holds once the loop is idle (see the module essay)."""
 
     waker: Waker
-
-    def busy(self) -> bool:
-        """Whether the loop is busy (see the module essay); if so, look again for an
-        idle moment."""
 
     def arm(self) -> None:
         """Something is held: commit it at the next idle moment, or hand it on."""
@@ -93,37 +84,23 @@ def idle_committer(writer: HeldBatches, waker: Waker) -> IdleCommitter | None:
 
 
 class _TrioIdleCommitter:
-    __slots__ = ("_armed", "_loop_busy", "_parked", "_probing", "_writer", "waker")
+    __slots__ = ("_armed", "_parked", "_writer", "waker")
 
     def __init__(self, writer: HeldBatches, waker: Waker) -> None:
         self._writer = writer
         self.waker = waker
         self._armed = False
-        #: The last wait for idle ran out; a probe (a wait with nothing held) is on.
-        self._loop_busy = False
-        self._probing = False
         #: The committer's task while it waits to be armed (parked by hand: cheaper than
         #: an Event, and this happens once per commit).
         self._parked: trio.lowlevel.Task | None = None
         trio.lowlevel.spawn_system_task(self._run, name="actors-idle-commit")
 
-    def busy(self) -> bool:
-        if self._loop_busy or trio.lowlevel.current_statistics().tasks_runnable >= BUSY_TASKS:
-            if not self._probing:
-                self._probing = True
-                self._wake()
-            return True
-        return False
-
     def arm(self) -> None:
         if not self._armed:
             self._armed = True
-            self._wake()
-
-    def _wake(self) -> None:
-        parked, self._parked = self._parked, None
-        if parked is not None:
-            trio.lowlevel.reschedule(parked)
+            parked, self._parked = self._parked, None
+            if parked is not None:
+                trio.lowlevel.reschedule(parked)
 
     async def _run(self) -> None:
         # After a commit it waits for the next idle moment straight away: the task it
@@ -133,21 +110,18 @@ class _TrioIdleCommitter:
         expecting = False
         try:
             while True:
-                if not (self._armed or self._probing or expecting):
+                if not (self._armed or expecting):
                     self._parked = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(_abort)
-                with trio.CancelScope(deadline=trio.current_time() + IDLE_WAIT) as waited:
+                with trio.move_on_after(IDLE_WAIT):
                     await trio.testing.wait_all_tasks_blocked()
-                idle = not waited.cancelled_caught
-                self._loop_busy = not idle
-                self._probing = False
                 expecting = self._armed
                 if expecting:
                     self._armed = False
-                    self._writer.commit_held(self, here=idle)
+                    self._writer.commit_held(self)
         finally:
-            # The run is ending (system tasks are cancelled last): the thread takes
-            # whatever is still held, and this loop gets no more.
+            # The run is ending (system tasks are cancelled last): the writer thread
+            # takes whatever is still held, and this loop gets no more.
             self._parked = None
             self._writer.retire(self)
 
@@ -157,16 +131,7 @@ def _abort(_: object) -> trio.lowlevel.Abort:
 
 
 class _AsyncioIdleCommitter:
-    __slots__ = (
-        "_armed",
-        "_deadline",
-        "_loop",
-        "_loop_busy",
-        "_probing",
-        "_ready",
-        "_writer",
-        "waker",
-    )
+    __slots__ = ("_armed", "_deadline", "_loop", "_ready", "_writer", "waker")
 
     def __init__(self, writer: HeldBatches, waker: Waker, loop: asyncio.AbstractEventLoop) -> None:
         self._writer = writer
@@ -175,20 +140,6 @@ class _AsyncioIdleCommitter:
         self._ready = loop._ready  # type: ignore[attr-defined]
         self._armed = False
         self._deadline = 0.0
-        self._loop_busy = False
-        self._probing = False
-
-    def busy(self) -> bool:
-        if self._loop_busy or len(self._ready) >= BUSY_TASKS:
-            if not self._probing:
-                self._probing = True
-                self._loop.call_soon(self._probe)
-            return True
-        return False
-
-    def _probe(self) -> None:
-        self._probing = False
-        self._loop_busy = bool(self._ready)
 
     def arm(self) -> None:
         if not self._armed:
@@ -199,10 +150,8 @@ class _AsyncioIdleCommitter:
     def _check(self) -> None:
         # Callbacks queued after this one run in the next pass of the loop: if there
         # are none, nothing else is ready to run.
-        busy = bool(self._ready)
-        if busy and self._loop.time() < self._deadline:
+        if self._ready and self._loop.time() < self._deadline:
             self._loop.call_soon(self._check)
             return
-        self._loop_busy = busy
         self._armed = False
-        self._writer.commit_held(self, here=not busy)
+        self._writer.commit_held(self)

@@ -61,9 +61,11 @@ for a loop, since it may be blocking that very loop's thread. With several loops
 store, the baton passes between them in sequence order; a loop that has finished is
 skipped (nobody is left to wake) and its tickets published where the baton is.
 
-*Auto mode* (``commit_mode="auto"``, the default) is thread mode plus one shortcut: a
-batch submitted from an event loop that then has nothing else to run commits on that
-loop's thread, saving the thread round trip (``_idle_commit``).
+*Auto mode* (``commit_mode="auto"``, the default): a batch submitted from an event loop
+commits on that loop's thread, at its next idle moment (or after 0.2 ms if it stays
+busy), with everything else the loop submitted meanwhile; this saves the thread round
+trip, and a busy loop no longer starves the writer of the GIL (``_idle_commit``). The
+writer thread commits for callers without a loop, and everything in thread mode.
 
 *Inline mode* (``commit_mode="inline"``) commits synchronously in ``submit`` with no
 thread, for tests under ``trio.testing.MockClock(autojump_threshold=0)``, where a thread
@@ -189,11 +191,7 @@ class Writer:
                 committer = self._committers.get(waker, _UNKNOWN)
                 if committer is _UNKNOWN:
                     committer = self._committers[waker] = idle_committer(self, waker)
-            if (
-                committer is not None
-                and self._held_by in (None, committer)
-                and (self._held or not committer.busy())
-            ):
+            if committer is not None and self._held_by in (None, committer):
                 self._held.append(ticket)
                 self._held_by = committer
                 committer.arm()
@@ -211,14 +209,14 @@ class Writer:
             for ticket in held:
                 self._queue.put(ticket)
 
-    def commit_held(self, committer: IdleCommitter, *, here: bool) -> None:
-        """Called by ``committer`` on its loop's thread: commit what it holds right here
-        if ``here`` (its loop is idle) and the writer thread has nothing in flight, or
-        else hand it to the thread (``_idle_commit``)."""
+    def commit_held(self, committer: IdleCommitter) -> None:
+        """Called by ``committer`` on its loop's thread: commit what it holds right here,
+        unless the writer thread still has batches in flight (they must land first: what
+        is held then queues behind them) (``_idle_commit``)."""
         with self._seq_lock:
             if self._held_by is not committer:
                 return
-            if not here or self._thread_pending or self._stopping or self.broken is not None:
+            if self._thread_pending or self._stopping or self.broken is not None:
                 self._queue_held()
                 return
             group, self._held, self._held_by = self._held, [], None

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import anyio
 
-import actors
-
+# This checkout's actors and bench, first: an editable install of another checkout
+# would otherwise win (so a benchmark run from a worktree measures that worktree).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import actors
 from bench.peers.common import (
     CALLERS,
     HANG_MARGIN,

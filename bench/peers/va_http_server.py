@@ -14,9 +14,11 @@ from typing import Any
 
 import trio
 
-import actors
-
+# This checkout's actors and bench, first: an editable install of another checkout
+# would otherwise win (so a benchmark run from a worktree measures that worktree).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import actors
 from bench.peers.va_embedded import Counter, Steps
 
 NOT_AVAILABLE = 3
