@@ -164,6 +164,12 @@ def count_instructions(python: str, workload: str, per_task: int, args: argparse
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "callgrind.log"
         env = dict(os.environ, PYTHONHASHSEED="0")
+        # This checkout's python counts this checkout (not whatever an editable install
+        # or an inherited PYTHONPATH points at); a revision's venv counts its install.
+        if python == sys.executable:
+            env["PYTHONPATH"] = str(ROOT)
+        else:
+            env.pop("PYTHONPATH", None)
         if args.no_gc:
             env["ACTORS_BENCH_NO_GC"] = "1"
         command = [
