@@ -224,14 +224,22 @@ class Writer:
             try:
                 self._commit_group(group)
             except BaseException as exc:  # as if the writer thread died (``_writer_main``)
-                broken = self._break(f"a commit on the event loop's thread died of {exc!r}")
-                for ticket in self._unsettled[self._unsettled_from :]:
-                    if ticket.error is None:
-                        ticket.error = broken
+                broken = self._died_committing(
+                    f"a commit on the event loop's thread died of {exc!r}"
+                )
                 logger.critical("%s", broken, exc_info=exc)
         self._settled(group, here=committer.waker)
         if self.broken is not None:
             self.fail_queued(self.broken)
+
+    def _died_committing(self, reason: str) -> StoreBrokenError:
+        """A commit died mid-group: break the store and fail the group's tickets it had
+        not settled. What it committed before dying is in LMDB: those stay committed."""
+        broken = self._break(reason)
+        for ticket in self._unsettled[self._unsettled_from :]:
+            if ticket.error is None:
+                ticket.error = broken
+        return broken
 
     def retire(self, committer: IdleCommitter) -> None:
         """``committer``'s loop is ending: the thread takes what it holds."""
@@ -320,13 +328,9 @@ class Writer:
         try:
             self._writer_loop()
         except BaseException as exc:  # a bug in the writer: fail loudly, never hang waiters
-            broken = self._break(f"its writer thread died of {exc!r}")
+            broken = self._died_committing(f"its writer thread died of {exc!r}")
             group, self._in_flight = self._in_flight, None
             if group:
-                # What it committed before dying is in LMDB: published as committed.
-                for ticket in self._unsettled[self._unsettled_from :]:
-                    if ticket.error is None:
-                        ticket.error = broken
                 self._settled(group)
             self.fail_queued(broken)
             # Not re-raised: the thread's end is reported here, with its traceback, and
