@@ -137,7 +137,7 @@ class Executor:
         taken_over = False
         status = _COMPLETED
         try:
-            with anyio.CancelScope() as scope:  # kill() cancels it
+            with self._k.primitives.cancel_scope() as scope:  # kill() cancels it
                 inv.run_scope = scope
                 outcome = await self.attempts(inv)
             inv.run_scope = None

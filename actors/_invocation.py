@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from actors.storage import CommitTicket, StorageError, WriteBatch
 
     from ._definitions import ActorEntry, Handler
+    from ._loop_primitives import CancelScopeLike
 
 E = TypeVar("E", bound=JournalEntry)
 #: Handler kinds that hold their key while they run.
@@ -291,7 +292,7 @@ class Invocation:
     awaiting_calls: set[str] = attrs.field(factory=set)
     #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
     kill_requested: bool = False
-    run_scope: anyio.CancelScope | None = None
+    run_scope: CancelScopeLike | None = None
     #: Why it paused (kept in its record), and the event its task waits on meanwhile.
     paused_reason: str | None = None
     resume: anyio.Event | None = None

@@ -23,6 +23,7 @@ from ._clock import loop_time_function
 from ._deadlock import WaitForGraph
 from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._lifecycle import Phase
+from ._loop_primitives import LoopPrimitives, loop_primitives
 from ._parked import ParkedInvocations
 from ._step_threads import StepThreads
 
@@ -55,6 +56,8 @@ class Kernel:
     idle_timeout: float
     #: The event loop's clock, usable in commit callbacks too.
     loop_time: Callable[[], float] = attrs.field(factory=loop_time_function)
+    #: The running loop's cancel scope and checkpoint (trio's own under trio).
+    primitives: LoopPrimitives = attrs.field(factory=loop_primitives)
     #: Invocations held in memory, by id.
     invocations: dict[str, Invocation] = attrs.field(factory=dict)
     #: Suspended invocations dropped from memory, by id: a compact index (``_parked``).

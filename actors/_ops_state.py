@@ -22,8 +22,6 @@ import random
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio.lowlevel
-
 from actors.storage import (
     ClearStateEntry,
     GetStateEntry,
@@ -65,11 +63,12 @@ def _check_state_name(name: object) -> None:
 class StateOps:
     """State, time and randomness, for every kind of context."""
 
-    __slots__ = ("_clock", "_store")
+    __slots__ = ("_checkpoint_if_cancelled", "_clock", "_store")
 
     def __init__(self, kernel: Kernel) -> None:
         self._store = kernel.store
         self._clock = kernel.clock
+        self._checkpoint_if_cancelled = kernel.primitives.checkpoint_if_cancelled
 
     async def get(self, inv: Invocation, name: str, annotation: Any) -> Any:
         check_usable("ctx.get()")
@@ -85,7 +84,7 @@ class StateOps:
                 # at the next write or flush; a read alone never passes the limit).
                 inv.pending_bytes += len(data)
             inv.append(GetStateEntry(name, data))
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await self._checkpoint_if_cancelled()
         if data is None:
             return None
         where = f"state {name!r} of {inv.target.actor}/{inv.target.key}"
@@ -117,7 +116,7 @@ class StateOps:
         check_usable("ctx.state_keys()")
         recorded = inv.next_replayed(StateKeysEntry, None, "state_keys()")
         if recorded is not None:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._checkpoint_if_cancelled()
             return list(recorded.names)
         assert inv.target.key is not None
         prefix = encode_key((inv.target.actor, inv.target.key))
@@ -152,7 +151,7 @@ class StateOps:
         result = sorted(names)
         inv.pending_bytes += sum(map(len, result)) + 8 * len(result)  # journaled, as a read
         inv.append(StateKeysEntry(tuple(result)))
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await self._checkpoint_if_cancelled()
         return result
 
     def set(self, inv: Invocation, name: str, value: object) -> None:
@@ -202,7 +201,7 @@ class StateOps:
         else:
             now = self._clock.now()
             inv.append(TimeEntry(now))
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await self._checkpoint_if_cancelled()
         return now
 
     def rng(self, inv: Invocation) -> random.Random:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from ._kernel import Kernel
     from ._key_order import KeyOrder
+    from ._loop_primitives import CancelScopeLike
     from ._resolution import Resolver
 
 #: Runs one invocation (``Executor.run``): the mailbox runner.
@@ -76,7 +77,7 @@ class Scheduler:
         self.waiting: dict[str, Invocation] = {}
         #: Scopes of handlers running in their caller's task (closing cancels them),
         #: with the ids of their invocations.
-        self.inline_scopes: dict[anyio.CancelScope, str] = {}
+        self.inline_scopes: dict[CancelScopeLike, str] = {}
         self.runner: Runner = _not_wired
 
     def run_soon(self, inv: Invocation) -> None:
@@ -123,7 +124,7 @@ class Scheduler:
             inv.life.apply(_ADMIT)
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
-        scope = anyio.CancelScope()
+        scope = self._k.primitives.cancel_scope()
         self.inline_scopes[scope] = inv.invocation_id
         try:
             with scope:

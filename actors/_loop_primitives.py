@@ -1,0 +1,74 @@
+"""The cancel scope and checkpoint of the hot path, bound once to the running event loop.
+
+anyio's portable primitives find the event loop on every use (``sniffio``, then the
+backend's class) and, under trio, wrap trio's own objects. On this project's 2-core VMs
+an ``anyio.CancelScope`` entered and left costs ~8.7 us under trio, trio's own ~5.2 us;
+``anyio.lowlevel.checkpoint_if_cancelled`` adds the same lookup to trio's. Every call
+enters two scopes (the caller's inline scope, the handler's kill scope) and every state
+read checkpoints, so a runtime, which knows its event loop when it opens, takes trio's
+objects directly under trio. Under asyncio these are anyio's own, which are native there.
+
+The objects behave the same for what the runtime uses of them: ``cancel()``,
+``cancel_called``, ``cancelled_caught``, and entering and leaving with ``with``; a
+cancel raises the loop's own cancellation exception either way
+(``anyio.get_cancelled_exc_class()``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import anyio.lowlevel
+import attrs
+import sniffio
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import TracebackType
+
+
+class CancelScopeLike(Protocol):
+    """What the runtime uses of a cancel scope (anyio's or trio's)."""
+
+    def cancel(self) -> None: ...
+
+    @property
+    def cancel_called(self) -> bool: ...
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def __enter__(self) -> CancelScopeLike: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+
+@attrs.frozen
+class LoopPrimitives:
+    """The primitives of one event loop."""
+
+    #: A new cancel scope, not entered yet.
+    cancel_scope: Callable[[], CancelScopeLike]
+    #: Raises the loop's cancellation if the task is cancelled; never yields otherwise.
+    checkpoint_if_cancelled: Callable[[], Awaitable[None]]
+
+
+_TRIO = LoopPrimitives(trio.CancelScope, trio.lowlevel.checkpoint_if_cancelled)
+_PORTABLE = LoopPrimitives(anyio.CancelScope, anyio.lowlevel.checkpoint_if_cancelled)
+
+
+def loop_primitives() -> LoopPrimitives:
+    """The primitives of the running event loop: trio's own under trio, anyio's
+    otherwise (``RuntimeError`` outside any loop, as anyio would raise)."""
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError as exc:
+        raise RuntimeError("no event loop is running") from exc
+    return _TRIO if library == "trio" else _PORTABLE
