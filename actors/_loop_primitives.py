@@ -8,6 +8,9 @@ enters two scopes (the caller's inline scope, the handler's kill scope) and ever
 read checkpoints, so a runtime, which knows its event loop when it opens, takes trio's
 objects directly under trio. Under asyncio these are anyio's own, which are native there.
 
+``checkpoint`` is trio's own, too: a call that ran inline without yielding ends with one
+(``Results.result_of``), so a caller looping on ``rt.call`` cannot starve the loop.
+
 The objects behave the same for what the runtime uses of them: ``cancel()``,
 ``cancel_called``, ``cancelled_caught``, and entering and leaving with ``with``; a
 cancel raises the loop's own cancellation exception either way
@@ -58,10 +61,16 @@ class LoopPrimitives:
     cancel_scope: Callable[[], CancelScopeLike]
     #: Raises the loop's cancellation if the task is cancelled; never yields otherwise.
     checkpoint_if_cancelled: Callable[[], Awaitable[None]]
+    #: Lets the loop run other tasks, and raises its cancellation if cancelled.
+    checkpoint: Callable[[], Awaitable[None]]
 
 
-_TRIO = LoopPrimitives(trio.CancelScope, trio.lowlevel.checkpoint_if_cancelled)
-_PORTABLE = LoopPrimitives(anyio.CancelScope, anyio.lowlevel.checkpoint_if_cancelled)
+_TRIO = LoopPrimitives(
+    trio.CancelScope, trio.lowlevel.checkpoint_if_cancelled, trio.lowlevel.checkpoint
+)
+_PORTABLE = LoopPrimitives(
+    anyio.CancelScope, anyio.lowlevel.checkpoint_if_cancelled, anyio.lowlevel.checkpoint
+)
 
 
 def loop_primitives() -> LoopPrimitives:

@@ -125,7 +125,7 @@ class Results:
                 return await self.await_result(inv.invocation_id, spec)
             return await self.answer(done, inv.invocation_id, spec)
         if not done.yielded:  # the common case, a call that ran inline, often yielded
-            await anyio.lowlevel.checkpoint()
+            await self._k.primitives.checkpoint()
         return self.completed_result(done, inv.invocation_id, spec)
 
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:

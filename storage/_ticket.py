@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +28,9 @@ class Watermark(Protocol):
     """What a ticket reads to know it is done: the writer's ``durable_seq``."""
 
     _durable_seq: int
+
+
+_TRIO_TOKEN: Final = trio.lowlevel.TrioToken
 
 
 def current_waker() -> Waker:
@@ -75,7 +78,7 @@ class CommitTicket:
         self.error: StorageError | None = None
         # Created by the first ``wait()``: many tickets complete before anyone awaits
         # them (or are never awaited), and an event costs a backend lookup to make.
-        self._event: anyio.Event | None = None
+        self._event: anyio.Event | trio.Event | None = None
         self._thread_event: threading.Event | None = None if waker else threading.Event()
 
     @property
@@ -86,12 +89,17 @@ class CommitTicket:
 
     async def wait(self) -> None:
         """Wait until the batch is durable. Always a checkpoint."""
+        under_trio = type(getattr(self._waker, "__self__", None)) is _TRIO_TOKEN
         if self._writer._durable_seq >= self.seq:
-            await anyio.lowlevel.checkpoint()
+            if under_trio:
+                await trio.lowlevel.checkpoint()
+            else:
+                await anyio.lowlevel.checkpoint()
         else:
             assert self._waker is not None, "a blocking ticket cannot be awaited"
             if self._event is None:
-                self._event = anyio.Event()
+                # trio's own event under trio: anyio's wraps it, after a backend lookup.
+                self._event = trio.Event() if under_trio else anyio.Event()
             await self._event.wait()
         if self.error is not None:
             raise self.error
