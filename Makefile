@@ -42,7 +42,8 @@ test-restate: $(STAMP)
 	ACTORS_TEST_RESTATE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --timeout 300 tests/restate_server
 
 # One run that updates everything: bench/results/{storage,objects,steps,workflows}.md and
-# .json (only with --out: an ad-hoc run writes nothing), scaling.md/.json, peers.md/.json
+# .json (only with --out: an ad-hoc run writes nothing), scaling.md/.json, floors.md/.json,
+# peers.md/.json
 # and the charts, and README.md's peer table; bench/targets.py then fills README.md's
 # target table from those .json files.
 BENCH_OUT := bench/results
@@ -54,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/workflows.py --runs 1 --out $(BENCH_OUT)
 	$(BIN)/python bench/parked.py --out $(BENCH_OUT)
 	$(BIN)/python bench/scaling.py --out $(BENCH_OUT)/scaling
+	$(BIN)/python bench/floors.py --out $(BENCH_OUT)
 	$(BIN)/python bench/peers/run.py --out $(BENCH_OUT)
 	$(BIN)/python bench/targets.py --results $(BENCH_OUT)
 

@@ -295,3 +295,25 @@ def test_parked_writes_its_figures_and_targets_reads_them(tmp_path: Path) -> Non
 def test_targets_with_no_results(tmp_path: Path) -> None:
     for line in table(load(tmp_path))[2:]:
         assert " | not measured | not measured | " in line, line
+
+
+def test_floors_writes_the_primitives_beside_the_calls(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    quick = ["--runs", "1", "--n", "2000", "--calls", "640"]
+    proc = subprocess.run(
+        [sys.executable, ROOT / "bench" / "floors.py", *quick, "--out", out],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    document = json.loads((out / "floors.json").read_text())
+    assert [row["workload"] for row in document["rows"]] == ["w5r", "w2", "w1"]
+    for row in document["rows"]:
+        # A call uses its primitives and does more besides: its CPU is above their sum.
+        assert 0 < row["floor_us"] < row["cpu_us"]
+    markdown = (out / "floors.md").read_text()
+    assert "| trio cancel scope, entered and left | " in markdown
+    assert "| W2 exclusive add, 64 keys x 1 caller | " in markdown
