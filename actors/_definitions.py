@@ -53,6 +53,7 @@ class Handler(Generic[InT_contra, OutT_co]):
         "_annotations_resolved",
         "_has_input",
         "_input_param",
+        "_qualname",
         "declared_kind",
         "fn",
         "inactivity_timeout",
@@ -115,6 +116,7 @@ class Handler(Generic[InT_contra, OutT_co]):
             raise TypeError(f"handler {where} has no return type annotation (use '-> None')")
         self.kind: HandlerKind | None = None  # set when the owning class is checked
         self.owner: type[Actor] | None = None
+        self._qualname: str | None = None
         self.input_type: Any = None
         self.output_type: Any = None
         self._annotations_resolved = False
@@ -157,13 +159,14 @@ class Handler(Generic[InT_contra, OutT_co]):
 
     @property
     def qualname(self) -> str:
-        """``Actor.handler`` for messages."""
-        actor = (
-            self.owner.actor_name
-            if self.owner is not None and hasattr(self.owner, "actor_name")
-            else "?"
-        )
-        return f"{actor}.{self.name}"
+        """``Actor.handler`` for messages (kept once the actor has its name: every call
+        formats it into the messages its input and output checks may raise)."""
+        if self._qualname is not None:
+            return self._qualname
+        if self.owner is None or not hasattr(self.owner, "actor_name"):
+            return f"?.{self.name}"
+        self._qualname = f"{self.owner.actor_name}.{self.name}"
+        return self._qualname
 
     def apply_actor_options(self, actor: HandlerOptions) -> None:
         """Fill in what the decorator left unset from the actor's class keywords."""

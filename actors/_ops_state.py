@@ -74,7 +74,8 @@ class StateOps:
         check_usable("ctx.get()")
         if not (isinstance(name, str) and name.isascii() and len(name) <= _SHORT_NAME):
             _check_state_name(name)
-        recorded = inv.next_replayed(GetStateEntry, name, f"get({name!r})")
+        # (A live invocation has nothing to replay: no lookup, no message to format.)
+        recorded = inv.next_replayed(GetStateEntry, name, f"get({name!r})") if inv.replay else None
         if recorded is not None:
             data = recorded.value
         else:
@@ -158,7 +159,7 @@ class StateOps:
         check_usable("ctx.set()")
         if not (isinstance(name, str) and name.isascii() and len(name) <= _SHORT_NAME):
             _check_state_name(name)
-        if inv.next_replayed(SetStateEntry, name, f"set({name!r})") is not None:
+        if inv.replay and inv.next_replayed(SetStateEntry, name, f"set({name!r})") is not None:
             return  # written with the journal entry that recorded it
         annotation = type(value) if value is not None else object
         data = encode_value(value, annotation, f"state {name!r}")
