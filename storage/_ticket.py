@@ -25,9 +25,12 @@ Waker = Callable[..., object]
 
 
 class Watermark(Protocol):
-    """What a ticket reads to know it is done: the writer's ``durable_seq``."""
+    """What a ticket reads to know it is done (the writer's ``durable_seq``), and asks
+    of the writer before it waits."""
 
     _durable_seq: int
+
+    def commit_before_waiting(self, waker: Waker) -> None: ...
 
 
 _TRIO_TOKEN: Final = trio.lowlevel.TrioToken
@@ -89,7 +92,10 @@ class CommitTicket:
 
     async def wait(self) -> None:
         """Wait until the batch is durable. Always a checkpoint."""
-        under_trio = type(getattr(self._waker, "__self__", None)) is _TRIO_TOKEN
+        waker = self._waker
+        under_trio = type(getattr(waker, "__self__", None)) is _TRIO_TOKEN
+        if under_trio and waker is not None and self._writer._durable_seq < self.seq:
+            self._writer.commit_before_waiting(waker)  # maybe committed right here
         if self._writer._durable_seq >= self.seq:
             if under_trio:
                 await trio.lowlevel.checkpoint()
