@@ -82,12 +82,16 @@ async def open_runtime(
         state, promises and result, and an idempotency key are kept (default one day);
         a background task removes them afterwards. A handler's ``retention=``
         (decorator or class keyword) overrides it.
-      commit_mode: ``"auto"`` (the default) group-commits on a writer thread, but a
-        commit submitted while the event loop has nothing else to run happens on the
-        loop's own thread, which saves a thread round trip (~100 us) per commit for a
-        caller that waits for each in turn; the loop is blocked for that commit only
-        when no other task could run. ``"thread"`` always uses the writer thread.
-        ``"inline"`` commits without the writer thread, for tests under
+      commit_mode: ``"auto"`` (the default) commits on the event loop's own thread:
+        what the loop's tasks submit is held and committed together, in one
+        transaction, as soon as the loop has nothing else to run (under trio, by the
+        last task to wait, when no other task is runnable or waits on a descriptor), or
+        after 0.2 ms if it stays busy. The loop pauses for that commit (its fsync, ~0.3
+        ms), which saves a thread round trip per commit and keeps commits going beside
+        a busy loop, which would starve a writer thread of the GIL. Commits from
+        threads without a loop go to a writer thread. ``"thread"`` sends every commit
+        to the writer thread: the loop never pauses for a commit. ``"inline"`` commits
+        in the submitting call, for tests under
         ``trio.testing.MockClock(autojump_threshold=0)``.
 
     On exit, running handlers are cancelled; accepted invocations resume at the next

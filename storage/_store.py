@@ -111,11 +111,12 @@ class Store:
         Args:
           durability: ``"fsync"`` (every commit reaches the disk: survives power loss) or
             ``"process"`` (no fsync per commit: survives a killed process, not an OS crash).
-          commit_mode: ``"auto"`` (group commit on a writer thread, except that a
-            batch submitted from an event loop with nothing else to run commits on the
-            loop's thread, saving a thread round trip), ``"thread"`` (always the writer
-            thread) or ``"inline"`` (commit in ``submit`` itself; for deterministic
-            tests).
+          commit_mode: ``"auto"`` (a batch submitted from an event loop is held and
+            committed on the loop's own thread, with everything else the loop holds,
+            at its next idle moment or after ``IDLE_WAIT`` if it stays busy; batches
+            from threads without a loop go to the writer thread: ``_idle_commit``),
+            ``"thread"`` (always the writer thread) or ``"inline"`` (commit in
+            ``submit`` itself; for deterministic tests).
           map_size: initial LMDB map size; the map doubles by itself when full.
           max_map_size: the map never grows past this; commits that need more fail with
             ``StoreFullError`` and nothing else is affected.
