@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-import anyio.lowlevel
 import attrs
 
 from actors.storage import InvocationRecord, InvocationStatus, JournalEntry, Outcome, Target
@@ -31,16 +29,18 @@ from actors.storage import InvocationRecord, InvocationStatus, JournalEntry, Out
 from ._errors import NonDeterminismError
 from ._lifecycle import Lifecycle
 from ._limits import MAX_BATCH_BYTES, batch_too_large
+from ._loop_primitives import CancelScopeLike, EventLike, checkpoint, new_event
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Callable
 
+    import anyio
+
     from actors.mailbox import Mailbox
     from actors.storage import CommitTicket, StorageError, WriteBatch
 
     from ._definitions import ActorEntry, Handler
-    from ._loop_primitives import CancelScopeLike
 
 E = TypeVar("E", bound=JournalEntry)
 #: Handler kinds that hold their key while they run.
@@ -92,7 +92,7 @@ class Completion:
     __slots__ = ("_event", "error", "finished", "outcome", "paused", "waiters", "yielded")
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._event: EventLike | None = None
         self.outcome: Outcome | None = None
         self.error: Exception | None = None
         self.finished = False
@@ -123,11 +123,11 @@ class Completion:
         self.waiters += 1  # before any await: its checkpoint too is a wait on this
         try:
             if self.finished:
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
                 return
             while not self.finished:
                 if self._event is None:
-                    self._event = anyio.Event()
+                    self._event = new_event()
                 await self._event.wait()
         finally:
             self.waiters -= 1
@@ -137,10 +137,10 @@ class Completion:
         self.waiters += 1
         try:
             if self.finished or self.paused is not None:
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
                 return
             if self._event is None:
-                self._event = anyio.Event()
+                self._event = new_event()
             await self._event.wait()
         finally:
             self.waiters -= 1
@@ -148,12 +148,12 @@ class Completion:
 
 class Flag:
     """A one-shot flag that commit callbacks may set: they run outside any task, where
-    an ``anyio.Event`` cannot be made, so the event is made by the first waiter."""
+    no event can be made, so the event is made by the first waiter."""
 
     __slots__ = ("_event", "is_set")
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._event: EventLike | None = None
         self.is_set = False
 
     def set(self) -> None:
@@ -163,10 +163,10 @@ class Flag:
 
     async def wait(self) -> None:
         if self.is_set:
-            await anyio.lowlevel.checkpoint()
+            await checkpoint()
             return
         if self._event is None:
-            self._event = anyio.Event()
+            self._event = new_event()
         await self._event.wait()
 
 

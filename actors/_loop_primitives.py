@@ -73,6 +73,33 @@ _PORTABLE = LoopPrimitives(
 )
 
 
+class EventLike(Protocol):
+    """What the runtime uses of an event (anyio's or trio's)."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> None: ...
+
+
+def new_event() -> EventLike:
+    """An event of the running loop: trio's own under trio (anyio's wraps it, after a
+    backend lookup), anyio's otherwise. For objects that make their event lazily, in
+    the first task that waits, and know no runtime (``Completion``)."""
+    if sniffio.current_async_library() == "trio":
+        return trio.Event()
+    return anyio.Event()
+
+
+async def checkpoint() -> None:
+    """``checkpoint`` of the running loop, for callers that know no runtime."""
+    if sniffio.current_async_library() == "trio":
+        await trio.lowlevel.checkpoint()
+    else:
+        await anyio.lowlevel.checkpoint()
+
+
 def loop_primitives() -> LoopPrimitives:
     """The primitives of the running event loop: trio's own under trio, anyio's
     otherwise (``RuntimeError`` outside any loop, as anyio would raise)."""

@@ -8,7 +8,7 @@ import pytest
 import sniffio
 import trio
 
-from actors._loop_primitives import loop_primitives
+from actors._loop_primitives import checkpoint, loop_primitives, new_event
 
 
 async def test_the_primitives_are_the_running_loops() -> None:
@@ -51,3 +51,20 @@ async def test_the_checkpoint_does_not_yield_when_not_cancelled() -> None:
 def test_outside_an_event_loop_it_says_so() -> None:
     with pytest.raises(RuntimeError, match="no event loop is running"):
         loop_primitives()
+
+
+async def test_new_event_and_checkpoint_are_the_running_loops() -> None:
+    event = new_event()
+    if sniffio.current_async_library() == "trio":
+        assert type(event) is trio.Event
+    else:
+        assert isinstance(event, anyio.Event)
+    async with anyio.create_task_group() as tg:
+
+        async def setter() -> None:
+            await checkpoint()
+            event.set()
+
+        tg.start_soon(setter)
+        await event.wait()
+    assert event.is_set()
