@@ -31,6 +31,12 @@ import trio
 import actors
 
 
+def say(line: str) -> None:
+    """Print ``line`` in one write: the server's steps print from its step threads, and
+    ``print`` writes the text and its newline separately, so two lines could mix."""
+    sys.stdout.write(f"{line}\n")
+
+
 @dataclass(frozen=True)
 class User:
     name: str
@@ -43,14 +49,14 @@ class Signup(actors.Workflow, name="signupWorkflow"):
         self.mail_sent = trio.Event()
 
     def send_link(self, email: str, secret: str) -> None:
-        print(f"  [server] mail to {email}: https://example.com/verify?secret={secret}")
+        say(f"  [server] mail to {email}: https://example.com/verify?secret={secret}")
         self.mailed[email] = secret
         trio.from_thread.run_sync(self.mail_sent.set)
 
     @actors.main
     async def run(self, ctx: actors.WorkflowContext, user: User) -> bool:
         ctx.set("stage", "Creating user")
-        await ctx.run("create user", lambda: print(f"  [server] created user {user.name}"))
+        await ctx.run("create user", lambda: say(f"  [server] created user {user.name}"))
         ctx.set("stage", "Email verification")
         secret = await ctx.run("generate secret", lambda: str(uuid.uuid4()), type=str)
         await ctx.run("send email", self.send_link, user.email, secret)
@@ -87,7 +93,7 @@ async def request(
     method: str, url: str, payload: object = None, *, raw: bytes | None = None
 ) -> object:
     answer = await trio.to_thread.run_sync(functools.partial(http, method, url, payload, raw=raw))
-    print(f"  [client] {method} {url.split(':', 2)[2].split('/', 1)[1]} -> {answer}")
+    say(f"  [client] {method} {url.split(':', 2)[2].split('/', 1)[1]} -> {answer}")
     return answer
 
 
