@@ -258,7 +258,7 @@ class StepOps:
         async def produce() -> Any:
             if not body.started:
                 await start()
-                self._k.task_group.start_soon(run_body)
+                self._k.start_soon(run_body)
             await body.wait()
             return finish()
 

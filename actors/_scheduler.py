@@ -82,7 +82,7 @@ class Scheduler:
 
     def run_soon(self, inv: Invocation) -> None:
         """Run ``inv`` in a task of its own, holding no key."""
-        self._k.task_group.start_soon(self.runner, inv, NO_RELEASE)
+        self._k.start_soon(self.runner, inv, NO_RELEASE)
 
     def dispatch(self, inv: Invocation) -> None:
         """Hand ``inv`` to its key's mailbox (a service: run it now). An accepted one is

@@ -17,6 +17,11 @@ else the machine is doing. This script counts them for the object workloads of
 * **T16** / **T256**: S16 / S256 with a plain ``def`` body, which runs on the runtime's
   step threads: the cost of the thread hand-off is T minus S (callgrind counts the
   instructions of every thread).
+* **R64**: resolving parked workflows, as ``bench/parked.py``'s resolve phase: ``3n``
+  workflows per task are parked on a durable promise (as ``bench.workflows.Wf``), then 64
+  tasks each resolve ``n`` of them (``rt.call(Wf.approve, ...)``) and wait for each
+  result (``rt.attach_workflow``). Both runs park the same number, so the difference
+  is the cost of a resolution alone.
 
 Each workload runs twice under callgrind, with ``n`` and ``3n`` calls per task; the
 difference divided by the extra calls is the cost of one call in steady state, without
@@ -53,7 +58,9 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-WORKLOADS: Final = ("w2", "w3", "w5", "w1", "s16", "s1", "t16", "s256", "t256")
+WORKLOADS: Final = ("w2", "w3", "w5", "w1", "s16", "s1", "t16", "s256", "t256", "r64")
+#: R64: workflows parked per task, in both runs of the workload (``count_instructions``).
+_PARK_ENV: Final = "ACTORS_BENCH_PARK_PER_TASK"
 _TASKS: Final = 64
 
 
@@ -80,6 +87,10 @@ def run_workload(workload: str, per_task: int, commit_mode: CommitMode) -> None:
     import trio
 
     import actors
+
+    if workload == "r64":
+        trio.run(resolve_parked, per_task, int(os.environ.get(_PARK_ENV, per_task)))
+        return
 
     class Counter(actors.VirtualObject):
         @actors.exclusive
@@ -164,6 +175,50 @@ def run_workload(workload: str, per_task: int, commit_mode: CommitMode) -> None:
     trio.run(main)
 
 
+async def resolve_parked(per_task: int, park_per_task: int) -> None:
+    """R64: park ``park_per_task`` workflows per task, then resolve ``per_task`` each."""
+    import tempfile as _tempfile
+
+    import trio
+
+    import actors
+
+    class Wf(actors.Workflow):  # as bench.workflows.Wf
+        @actors.main
+        async def run(self, ctx: actors.WorkflowContext, i: int) -> str:
+            return await ctx.promise("p", str).value()
+
+        @actors.shared
+        async def approve(self, ctx: actors.WorkflowSharedContext, value: str) -> None:
+            await ctx.promise("p", str).resolve(value)
+
+    parked = _TASKS * park_per_task
+    with _tempfile.TemporaryDirectory() as tmp:
+        async with actors.open_runtime(
+            Path(tmp) / "db", [Wf], durability="process", suspend_after=0.2
+        ) as rt:
+
+            async def park(first: int) -> None:
+                for i in range(first, parked, _TASKS):
+                    await rt.send(Wf.run, i, key=f"wf-{i}")
+
+            async def resolve(first: int) -> None:
+                for i in range(first, _TASKS * per_task, _TASKS):
+                    await rt.call(Wf.approve, f"v{i}", key=f"wf-{i}")
+                    if await rt.attach_workflow(Wf, f"wf-{i}") != f"v{i}":
+                        raise SystemExit(f"wrong result for wf-{i}")
+
+            async with trio.open_nursery() as nursery:
+                for first in range(_TASKS):
+                    nursery.start_soon(park, first)
+            # statistics() is a snapshot with no event to wait on: poll it.
+            while rt.statistics().parked < parked:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            async with trio.open_nursery() as nursery:
+                for first in range(_TASKS):
+                    nursery.start_soon(resolve, first)
+
+
 def count_instructions(python: str, workload: str, per_task: int, args: argparse.Namespace) -> int:
     """Instructions callgrind counts for one run of ``workload``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,6 +232,8 @@ def count_instructions(python: str, workload: str, per_task: int, args: argparse
             env.pop("PYTHONPATH", None)
         if args.no_gc:
             env["ACTORS_BENCH_NO_GC"] = "1"
+        if workload == "r64":
+            env[_PARK_ENV] = str(3 * args.calls)
         command = [
             "valgrind",
             "--tool=callgrind",

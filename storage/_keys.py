@@ -33,6 +33,8 @@ _STR = 0x02
 _INT_ZERO = 0x14
 _INT_POS_BIG = 0x1D
 _INT_NEG_BIG = 0x0B
+#: Positive ints below this take ``encode_key``'s fast path (at most 8 bytes).
+_SMALL_INT = 1 << 64
 
 
 def _escape(raw: bytes) -> bytes:
@@ -68,6 +70,18 @@ def encode_key(parts: Sequence[KeyPart]) -> bytes:
     """Encode a tuple of str, int and bytes into an order-preserving byte key."""
     out = bytearray()
     for part in parts:
+        # Exact types first: every key the runtime makes is str and small ints, and a
+        # key is encoded several times per invocation. Subclasses take the checks below.
+        if type(part) is str:
+            out.append(_STR)
+            out += part.encode("utf-8").replace(b"\x00", b"\x00\xff")
+            out.append(0)
+            continue
+        if type(part) is int and 0 < part < _SMALL_INT:
+            size = (part.bit_length() + 7) // 8
+            out.append(_INT_ZERO + size)
+            out += part.to_bytes(size, "big")
+            continue
         # bool is an int subclass; a key holding True would decode as 1, so refuse it.
         if isinstance(part, bool):
             raise TypeError("key parts must be str, int or bytes, not bool")

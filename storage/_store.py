@@ -189,8 +189,17 @@ class Store:
         children: bool = False,
     ) -> list[tuple[bytes, bytes]]:
         """Committed items of ``table`` under ``prefix``, in key order (see ``ReadView.scan``)."""
-        with self.read() as view:
-            return view.scan(table, prefix, start=start, limit=limit, children=children)
+        # ``read()``'s work without its generator context manager (a generator and a
+        # wrapper more per scan; a promise's resolution and a replay each scan).
+        self._check_open()
+        with self._resize_lock:
+            try:
+                txn = self._env.begin(buffers=False)
+            except lmdb.Error as exc:
+                raise read_error(self.path, exc) from exc
+            with txn:
+                view = ReadView(txn, self._dbs, self.path)
+                return view.scan(table, prefix, start=start, limit=limit, children=children)
 
     # --- writing -----------------------------------------------------------------------
 

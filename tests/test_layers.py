@@ -11,6 +11,7 @@ Relative imports are resolved against the package the folder is mapped to
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -291,3 +292,18 @@ def test_cycle_finder_finds_cycles_through_type_checking_imports() -> None:
     assert find_cycle(graph) == ["actors.a", "actors.b", "actors.c", "actors.a"]
     graph["actors.c"] = set()
     assert find_cycle(graph) is None
+
+
+def test_importing_actors_imports_no_test_tooling() -> None:
+    # ``trio.testing`` imports pytest when it is installed: a runtime that imported it
+    # carried pytest and pygments (~12,000 objects, ~120 ms of import) into every
+    # process that uses it.
+    code = (
+        "import sys, actors, actors.storage, actors.mailbox\n"
+        "print(sorted(m for m in ('pytest', '_pytest', 'pygments', 'trio.testing')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert done.stdout.strip() == "[]", done.stdout

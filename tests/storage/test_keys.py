@@ -257,3 +257,18 @@ def test_decode_key_raises_only_value_error(data: bytes) -> None:
     except ValueError:
         return
     assert isinstance(decoded, tuple)
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+@given(st.text(), st.integers(min_value=-(2**70), max_value=2**70))
+def test_encode_key_of_subclasses_is_that_of_their_values(text: str, number: int) -> None:
+    # Exact str and int take a fast path; subclasses (str and int enums, say) the
+    # general one: both must give the same bytes.
+    assert encode_key((_Text(text), _Number(number))) == encode_key((text, number))
