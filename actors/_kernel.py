@@ -16,7 +16,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import trio
 
 from actors.storage import InvocationRecord, RecordDecodeError, StorageError, Table, loads
 
@@ -24,7 +23,7 @@ from ._clock import loop_time_function
 from ._deadlock import WaitForGraph
 from ._errors import PersistenceError, damaged_record_error, persistence_error
 from ._lifecycle import Phase
-from ._loop_primitives import LoopPrimitives, loop_primitives
+from ._loop_primitives import LoopPrimitives, loop_primitives, start_soon_of
 from ._parked import ParkedInvocations
 from ._step_threads import StepThreads
 
@@ -167,23 +166,6 @@ class Kernel:
                 inv.target.key,
                 inv.target.handler,
             )
-
-
-def start_soon_of(task_group: anyio.abc.TaskGroup) -> Callable[..., object]:
-    """``task_group.start_soon``, without anyio's wrapper around each task under trio.
-
-    anyio (4.14 on) runs every task it starts inside a ``TaskHandle``: one more
-    coroutine, cancel scope (three objects in trio) and event per task, made for a handle
-    nobody here keeps, and alive as long as the task, so every pass of the cyclic GC
-    meets them (revived workflows: ~20 us of CPU per spawn, GC not counted). Under trio
-    the group *is* a trio nursery, whose own ``start_soon`` gives the same structure: a
-    task's exception cancels the group and leaves it through the same ``__aexit__``, and
-    cancelling the group's scope cancels the task. Under asyncio anyio's task group
-    keeps the per-task state its cancel scopes need, so its ``start_soon`` stays."""
-    nursery = getattr(task_group, "_nursery", None)  # anyio's trio backend
-    if isinstance(nursery, trio.Nursery):
-        return nursery.start_soon
-    return task_group.start_soon
 
 
 def noop() -> None:

@@ -13,7 +13,7 @@ import sniffio
 import trio
 import trio.lowlevel
 
-from actors._kernel import start_soon_of
+from actors._loop_primitives import start_soon_of
 
 
 async def test_tasks_run_with_their_arguments_in_the_group(async_backend: str) -> None:
