@@ -61,6 +61,10 @@ def _structure_none(value: object, _: type) -> None:
 
 
 def _unstructure_any(value: object) -> object:
+    # By the value's own class. A bare ``object()`` would dispatch back here without
+    # end (a RecursionError at whatever depth the stack allows): the encoder refuses it.
+    if type(value) is object:
+        return value
     return _converter.unstructure(value)
 
 
