@@ -145,9 +145,10 @@ class Context(metaclass=NoPublicConstructor):
         handler's context variables; ``trio.from_thread`` and ``anyio.from_thread``
         work in it. ``blocking=False`` declares a plain function that never blocks and
         returns quickly (parsing, arithmetic, a dict lookup): it then runs on the event
-        loop like an ``async def`` body, without the thread hand-off (about a quarter of
-        a step's CPU, ``bench/steps.py``), and while it runs it stalls every handler of
-        the loop. A cancel or kill does not interrupt a body that has started: it
+        loop like an ``async def`` body, without the thread hand-off (a step then costs
+        what an async one does: ``bench/instructions.py`` L256 against T256), and while
+        it runs it stalls every handler of the loop (it is on the loop: no
+        ``from_thread``). A cancel or kill does not interrupt a body that has started: it
         lands once the body returns; closing the runtime waits for running bodies. A
         body raising ``TerminalError`` fails the step at once;
         other exceptions are retried with ``retry`` (else the handler's, else the
