@@ -106,6 +106,7 @@ class Context(metaclass=NoPublicConstructor):
         *args: object,
         retry: RetryPolicy | None = None,
         type: type[T] | None = None,
+        blocking: bool = True,
     ) -> DurableFuture[T]: ...
     @overload
     def run(
@@ -116,6 +117,7 @@ class Context(metaclass=NoPublicConstructor):
         *args: object,
         retry: RetryPolicy | None = None,
         type: type[T] | None = None,
+        blocking: bool = True,
     ) -> DurableFuture[T]: ...
     def run(
         self,
@@ -125,6 +127,7 @@ class Context(metaclass=NoPublicConstructor):
         *args: object,
         retry: RetryPolicy | None = None,
         type: Any = None,
+        blocking: bool = True,
     ) -> DurableFuture[Any]:
         """Run ``fn(*args)`` as a durable step named ``name`` and return its result.
 
@@ -140,7 +143,12 @@ class Context(metaclass=NoPublicConstructor):
         thread limiter (40 unless raised before ``open_runtime``); beyond that, bodies
         wait in order for a thread, and idle threads exit after 10 s. The body sees the
         handler's context variables; ``trio.from_thread`` and ``anyio.from_thread``
-        work in it. A cancel or kill does not interrupt a body that has started: it
+        work in it. ``blocking=False`` declares a plain function that never blocks and
+        returns quickly (parsing, arithmetic, a dict lookup): it then runs on the event
+        loop like an ``async def`` body, without the thread hand-off (a step then costs
+        what an async one does: ``bench/instructions.py`` L256 against T256), and while
+        it runs it stalls every handler of the loop (it is on the loop: no
+        ``from_thread``). A cancel or kill does not interrupt a body that has started: it
         lands once the body returns; closing the runtime waits for running bodies. A
         body raising ``TerminalError`` fails the step at once;
         other exceptions are retried with ``retry`` (else the handler's, else the
@@ -153,7 +161,7 @@ class Context(metaclass=NoPublicConstructor):
         Returns a durable future: ``await`` it, or run several steps concurrently with
         ``actors.gather``. The body starts when the future is first awaited.
         """
-        return self._port.run(self._inv, name, fn, args, retry, type)
+        return self._port.run(self._inv, name, fn, args, retry, type, blocking)
 
     def sleep(self, duration: timedelta | float, /) -> DurableFuture[None]:
         """A durable timer: the future completes ``duration`` (a ``timedelta`` or

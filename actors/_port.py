@@ -46,6 +46,7 @@ class HandlerPort(Protocol):
         args: tuple[Any, ...],
         retry: RetryPolicy | None,
         result_type: Any,
+        blocking: bool = True,
     ) -> DurableFuture[Any]: ...
 
     def call(

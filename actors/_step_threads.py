@@ -83,7 +83,7 @@ _WITHDRAWN: Final = 2
 
 
 class _Job:
-    __slots__ = ("args", "context", "fn", "ok", "result", "state", "waiter")
+    __slots__ = ("args", "context", "fn", "outcome", "state", "waiter")
 
     def __init__(
         self,
@@ -95,8 +95,8 @@ class _Job:
         self.fn = fn
         self.args = args
         self.context = context
-        self.ok = False
-        self.result: Any = None
+        #: ``(True, what fn returned)`` or ``(False, what it raised)``, set by the worker.
+        self.outcome: tuple[bool, Any] = (False, None)
         self.state = _QUEUED
         #: What the drain resumes: a trio task, or an asyncio future.
         self.waiter: Any = waiter
@@ -179,15 +179,14 @@ class StepThreads:
 
     # --- the loop's side ------------------------------------------------------------------
 
-    def _job(self, fn: Callable[..., Any], args: tuple[Any, ...], waiter: object) -> _Job:
+    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], waiter: object) -> _Job:
+        """Queue ``fn(*args)`` for a worker, in a copy of the caller's context; its job."""
         if self._closing:
             raise RuntimeClosedError("the runtime is closed: its step threads take no body")
         context = contextvars.copy_context()
         if context.get(_ASYNC_LIBRARY) is not None:
             context.run(_ASYNC_LIBRARY.set, None)  # a worker thread is not on a loop
-        return _Job(fn, args, context, waiter)
-
-    def _submit(self, job: _Job) -> None:
+        job = _Job(fn, args, context, waiter)
         with self._mutex:
             self._jobs.append(job)
             start = self._seeking == 0 and self._recruit()
@@ -197,11 +196,11 @@ class StepThreads:
                 if job.state == _QUEUED and self._threads == 0:
                     self._jobs.remove(job)
                     raise RuntimeError("no thread could be started for a ctx.run body")
+        return job
 
     async def _run_trio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         await _checkpoint_if_cancelled()  # as trio's to_thread: not run then
-        job = self._job(fn, args, _current_task())
-        self._submit(job)
+        job = self._submit(fn, args, _current_task())
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
             # Withdraw a body that has not started; one that has is waited for.
@@ -213,18 +212,17 @@ class StepThreads:
             return _ABORT_SUCCEEDED
 
         await _wait_task_rescheduled(abort)
-        return job.ok, job.result
+        return job.outcome
 
     async def _run_asyncio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         await anyio.lowlevel.checkpoint_if_cancelled()  # as anyio's to_thread: not run then
         future = self._loop_future()
-        job = self._job(fn, args, future)
-        self._submit(job)
+        job = self._submit(fn, args, future)
         # Shielded, as anyio's to_thread.run_sync is under asyncio: a started body is
         # waited for, and the cancellation comes at the next checkpoint.
         with anyio.CancelScope(shield=True):
             await future
-        return job.ok, job.result
+        return job.outcome
 
     def _drain_trio(self) -> None:
         reschedule = _reschedule
@@ -304,24 +302,37 @@ class StepThreads:
         worker = _Worker()
         mutex = self._mutex
         jobs = self._jobs
+        finished: _Job | None = None  # the body just run, whose result goes back first
         while True:  # seeking
+            wake = start = leave = False
+            job: _Job | None = None
             with mutex:
+                if finished is not None:
+                    # Hand back the last result and look for the next job in one go.
+                    self._done.append(finished)
+                    wake = not self._wake_pending
+                    self._wake_pending = True
+                    finished = None
+                else:
+                    self._seeking -= 1
                 if jobs:
                     job = jobs.popleft()
                     job.state = _TAKEN
-                    self._seeking -= 1
                     start = bool(jobs) and self._seeking == 0 and self._recruit()
                 elif self._closing:
-                    self._seeking -= 1
                     self._threads -= 1
                     if self._threads == 0:
                         self._exited.set()
-                    return
+                    leave = True
                 else:
-                    self._seeking -= 1
                     self._idle.append(worker)
-                    job = None
-                    start = False
+            if wake:  # before the next body, which may block
+                try:
+                    self._notify()
+                except (RuntimeError, trio.RunFinishedError):
+                    pass  # the loop is gone: nobody is waiting for this result
+            if leave:
+                return
             if start:
                 self._start_thread()
             if job is None:
@@ -336,20 +347,10 @@ class StepThreads:
                     worker.park.acquire()  # recruited just as it timed out
                 continue
             try:
-                job.result = job.context.run(job.fn, *job.args)
-                job.ok = True
+                job.outcome = (True, job.context.run(job.fn, *job.args))
             except BaseException as exc:  # handed to the task, which raises it
-                job.result = exc
-            with mutex:
-                self._done.append(job)
-                wake = not self._wake_pending
-                self._wake_pending = True
-                self._seeking += 1
-            if wake:
-                try:
-                    self._notify()
-                except (RuntimeError, trio.RunFinishedError):
-                    pass  # the loop is gone: nobody is waiting for this result
+                job.outcome = (False, exc)
+            finished = job
 
     def _adopt_thread(self) -> None:
         """Let ``trio.from_thread`` / ``anyio.from_thread`` find this pool's loop from a

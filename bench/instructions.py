@@ -22,6 +22,8 @@ else the machine is doing. This script counts them for the object workloads of
   tasks each resolve ``n`` of them (``rt.call(Wf.approve, ...)``) and wait for each
   result (``rt.attach_workflow``). Both runs park the same number, so the difference
   is the cost of a resolution alone.
+* **L16** / **L256**: T16 / T256 with the body declared ``blocking=False``, so it runs on
+  the loop (no thread): what the opt-in saves (a revision before it cannot run these).
 
 Each workload runs twice under callgrind, with ``n`` and ``3n`` calls per task; the
 difference divided by the extra calls is the cost of one call in steady state, without
@@ -58,7 +60,20 @@ from pathlib import Path
 from typing import Final, Literal, cast
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-WORKLOADS: Final = ("w2", "w3", "w5", "w1", "s16", "s1", "t16", "s256", "t256", "r64")
+WORKLOADS: Final = (
+    "w2",
+    "w3",
+    "w5",
+    "w1",
+    "s16",
+    "s1",
+    "t16",
+    "s256",
+    "t256",
+    "r64",
+    "l16",
+    "l256",
+)
 #: R64: workflows parked per task, in both runs of the workload (``count_instructions``).
 _PARK_ENV: Final = "ACTORS_BENCH_PARK_PER_TASK"
 _TASKS: Final = 64
@@ -68,9 +83,9 @@ def calls_made(workload: str, per_task: int) -> int:
     """Calls of one run: what the workload's tasks do with ``per_task`` each."""
     if workload == "w5":
         return _TASKS * per_task + 16 * (per_task // 4)
-    if workload in ("s16", "t16"):
+    if workload in ("s16", "t16", "l16"):
         return 16 * per_task
-    if workload in ("s256", "t256"):
+    if workload in ("s256", "t256", "l256"):
         return 256 * max(1, per_task // 5)
     if workload == "s1":
         return 4 * per_task
@@ -124,6 +139,13 @@ def run_workload(workload: str, per_task: int, commit_mode: CommitMode) -> None:
                 total += await ctx.run(f"step{i}", step_sync, i)
             return total
 
+        @actors.handler
+        async def ten_on_loop(self, ctx: actors.Context) -> int:
+            total = 0
+            for i in range(10):
+                total += await ctx.run(f"step{i}", step_sync, i, blocking=False)
+            return total
+
     async def main() -> None:
         with _tempfile.TemporaryDirectory() as tmp:
             async with actors.open_runtime(
@@ -134,7 +156,7 @@ def run_workload(workload: str, per_task: int, commit_mode: CommitMode) -> None:
                     for _ in range(count):
                         await rt.call(Counter.add, 1, key=key)
 
-                ten = Steps.ten_sync if workload.startswith("t") else Steps.ten
+                ten = {"t": Steps.ten_sync, "l": Steps.ten_on_loop}.get(workload[0], Steps.ten)
 
                 async def tens(count: int) -> None:
                     for _ in range(count):
@@ -146,7 +168,7 @@ def run_workload(workload: str, per_task: int, commit_mode: CommitMode) -> None:
                         await rt.call(Counter.value, key="one")
 
                 async with trio.open_nursery() as nursery:
-                    if workload[0] in "st":
+                    if workload[0] in "stl":
                         tasks = int(workload[1:])
                         count = {1: 4 * per_task, 16: per_task}.get(tasks, max(1, per_task // 5))
                         for _ in range(tasks):

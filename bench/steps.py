@@ -37,6 +37,8 @@ Measured in every run, in this order, each in a fresh temporary directory:
   function runs on one of the runtime's step threads), to show the cost of the thread
   hop; the 256 row is the issue's sync-body target, compared with raw commits/s and
   with the async-body row of the same run.
+* **C = 256, plain ``def`` steps with ``blocking=False``**: the same ``def`` body declared
+  non-blocking, so it runs on the event loop (no thread hop): the opt-in's rate.
 
 Every runtime row also reports the CPU time of the process (``time.process_time()``,
 all threads) over the measured phase per step: on a shared machine steps/s moves with
@@ -71,7 +73,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import process_time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
@@ -105,10 +107,12 @@ from bench._common import (
 )
 
 STEPS: Final = 10  # ctx.run steps per invocation
+BodyKind = Literal["async", "thread", "loop"]  # how a step's body runs
 COMMITS_PER_INVOCATION: Final = STEPS + 1  # batches one invocation writes in sequence
 EXPECTED: Final = sum(range(STEPS))  # what every invocation returns
 CONCURRENCY: Final = (1, 16, 256)
 THREAD_CONCURRENCY: Final = (16, 256)  # the plain-def rows
+ON_LOOP_CONCURRENCY: Final = (256,)  # the plain-def rows with blocking=False
 GROUP_SIZES: Final = (16, 256)  # raw grouped ceilings
 TEMP_PREFIX: Final = "bench-steps-"
 
@@ -150,6 +154,13 @@ class Steps(actors.Service):
         total = 0
         for i in range(STEPS):
             total += await ctx.run(f"step{i}", step_fn_sync, i)
+        return total
+
+    @actors.handler
+    async def ten_on_loop(self, ctx: actors.Context) -> int:
+        total = 0
+        for i in range(STEPS):
+            total += await ctx.run(f"step{i}", step_fn_sync, i, blocking=False)
         return total
 
 
@@ -281,13 +292,13 @@ async def run_phase(
 async def measure_runtime_async(
     directory: Path,
     durability: Durability,
-    threaded: bool,
+    body: BodyKind,
     concurrency: int,
     seconds: float,
     warmup: float,
     cap: int,
 ) -> Sample:
-    target = Steps.ten_threaded if threaded else Steps.ten
+    target = {"async": Steps.ten, "thread": Steps.ten_threaded, "loop": Steps.ten_on_loop}[body]
     async with actors.open_runtime(directory, [Steps], durability=durability) as rt:
         store = rt._store  # private: read only for its commit counters
         await run_phase(rt, target, concurrency, warmup, cap)
@@ -309,7 +320,7 @@ def measure_runtime(
     directory: Path,
     durability: Durability,
     backend: Backend,
-    threaded: bool,
+    body: BodyKind,
     concurrency: int,
     seconds: float,
     warmup: float,
@@ -319,7 +330,7 @@ def measure_runtime(
         measure_runtime_async,
         directory,
         durability,
-        threaded,
+        body,
         concurrency,
         seconds,
         warmup,
@@ -358,6 +369,15 @@ def make_rows(durability: Durability) -> list[Row]:
             )
             for c in THREAD_CONCURRENCY
         ],
+        *[
+            Row(
+                f"on_loop{c}",
+                f"{c} concurrent x {STEPS} def steps (loop)",
+                "invocations/s",
+                steps=True,
+            )
+            for c in ON_LOOP_CONCURRENCY
+        ],
     ]
 
 
@@ -378,10 +398,8 @@ def run_all(args: argparse.Namespace) -> list[Row]:
             cap=cap * COMMITS_PER_INVOCATION,
         )
 
-    def runtime(threaded: bool, concurrency: int) -> Callable[[Path], Sample]:
-        return lambda d: measure_runtime(
-            d, durability, backend, threaded, concurrency, secs, warm, cap
-        )
+    def runtime(body: BodyKind, concurrency: int) -> Callable[[Path], Sample]:
+        return lambda d: measure_runtime(d, durability, backend, body, concurrency, secs, warm, cap)
 
     for run in range(args.runs):
         print(f"  run {run + 1}/{args.runs} ...", end="", flush=True, file=sys.stderr)
@@ -401,14 +419,21 @@ def run_all(args: argparse.Namespace) -> list[Row]:
             measured.append(
                 (
                     f"c{concurrency}",
-                    in_fresh_dir(args.dir, TEMP_PREFIX, runtime(False, concurrency)),
+                    in_fresh_dir(args.dir, TEMP_PREFIX, runtime("async", concurrency)),
                 )
             )
         for concurrency in THREAD_CONCURRENCY:
             measured.append(
                 (
                     f"threaded{concurrency}",
-                    in_fresh_dir(args.dir, TEMP_PREFIX, runtime(True, concurrency)),
+                    in_fresh_dir(args.dir, TEMP_PREFIX, runtime("thread", concurrency)),
+                )
+            )
+        for concurrency in ON_LOOP_CONCURRENCY:
+            measured.append(
+                (
+                    f"on_loop{concurrency}",
+                    in_fresh_dir(args.dir, TEMP_PREFIX, runtime("loop", concurrency)),
                 )
             )
         floor_ms = base.p50_ms * COMMITS_PER_INVOCATION
@@ -597,6 +622,16 @@ def target_checks(args: argparse.Namespace, rows: list[Row]) -> list[dict[str, o
             f"{median(steps_rates(threaded)):,.0f} steps/s = {speed:.2f}x the async-step rate, "
             f"p50 {slow:.2f}x, CPU {median([t.cpu_us_per_step for t, _ in pairs]):.1f} us/step "
             f"= {cpu:+.1f} us/step over the async body"
+        )
+    for concurrency in ON_LOOP_CONCURRENCY:
+        on_loop, same = by_key[f"on_loop{concurrency}"], by_key[f"c{concurrency}"]
+        runs = list(zip(raw.samples, on_loop.samples, same.samples, strict=True))
+        print(
+            f"info  plain def steps with blocking=False (on the loop) at {concurrency} "
+            f"concurrent: {median(steps_rates(on_loop)):,.0f} steps/s = "
+            f"{median([o.rate * STEPS / r.rate for r, o, _ in runs]):.2f}x raw commits/s, "
+            f"{median([o.rate / a.rate for _, o, a in runs]):.2f}x the async-step rate, CPU "
+            f"{median([o.cpu_us_per_step for o in on_loop.samples]):.1f} us/step"
         )
     for group in GROUP_SIZES:
         if group not in CONCURRENCY:
