@@ -224,9 +224,15 @@ class RestatePort:
         args: tuple[Any, ...],
         retry: RetryPolicy | None,
         result_type: Any,
+        blocking: bool = True,
     ) -> DurableFuture[Any]:
         if not isinstance(name, str) or not name:
             raise BadArgumentError("ctx.run needs a non-empty str name")
+        if blocking is not True and blocking is not False:
+            raise BadArgumentError(
+                f"ctx.run({name!r}, blocking=...) takes True or False, not "
+                f"{type(blocking).__name__}"
+            )
         options, is_async = _step_options(fn, name, result_type)
         if retry is not None:
             options = copy.copy(options)
@@ -241,6 +247,8 @@ class RestatePort:
             try:
                 if is_async:
                     return await fn(*args)
+                if not blocking:  # declared non-blocking: on the loop, as embedded
+                    return fn(*args)
                 return await anyio.to_thread.run_sync(lambda: fn(*args))
             except BaseException as exc:
                 terminal = to_restate_error(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -110,6 +111,15 @@ class Greeter(actors.Service):
         drawn = [ctx.random().randint(0, 10**9), str(ctx.uuid())]
         echoed = await ctx.run("echo", lambda: drawn)
         return [drawn == echoed, *drawn, await ctx.time()]
+
+    @actors.handler
+    async def threads(self, ctx: actors.Context) -> list[bool]:
+        """Whether a ``blocking=False`` step ran on the loop's thread, and a plain one
+        off it."""
+        loop = threading.get_ident()
+        on_loop = await ctx.run("on loop", lambda: threading.get_ident(), blocking=False)
+        off_loop = await ctx.run("off loop", lambda: threading.get_ident())
+        return [on_loop == loop, off_loop != loop]
 
 
 async def _slow(value: int) -> int:

@@ -100,6 +100,8 @@ def test_steps_select_wait_completed_random_time(single: Single) -> None:
     assert isinstance(number, int)
     assert len(uuid_text) == 36
     assert abs(now - time.time()) < 60
+    # ctx.run(..., blocking=False) runs on the endpoint's loop, as embedded.
+    assert _ok(single.ingress.post("/Greeter/threads")) == [True, True]
 
 
 def test_sleep_and_delayed_send(single: Single) -> None:
