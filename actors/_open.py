@@ -84,9 +84,8 @@ async def open_runtime(
         (decorator or class keyword) overrides it.
       commit_mode: ``"auto"`` (the default) commits on the event loop's own thread:
         what the loop's tasks submit is held and committed together, in one
-        transaction, as soon as the loop has nothing else to run (under trio, by the
-        last task to wait, when no other task is runnable or waits on a descriptor), or
-        after 0.2 ms if it stays busy. The loop pauses for that commit (its fsync, ~0.3
+        transaction, as soon as the loop has nothing else to run, or after 0.2 ms if
+        it stays busy. The loop pauses for that commit (its fsync, ~0.3
         ms), which saves a thread round trip per commit and keeps commits going beside
         a busy loop, which would starve a writer thread of the GIL. Commits from
         threads without a loop go to a writer thread. ``"thread"`` sends every commit

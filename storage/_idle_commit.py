@@ -29,14 +29,6 @@ Under trio the committer is a system task waiting in ``wait_all_tasks_blocked`` 
 returns when every other task is blocked); under asyncio it is a callback that looks at
 the loop's ready queue (``loop._ready``: a loop without one, such as uvloop, gets no
 committer and every batch goes to the thread).
-
-Under trio, a task about to wait for a held batch first asks whether anything else
-could run (``commit_if_alone``): no other task runnable, and none waiting on a file
-descriptor, which the idle moment would poll first (trio's own wakeup socket aside).
-Then the idle moment is already here, and the task commits what is held itself: the
-same commit, without the two passes of the loop that find the idle moment and wake the
-waiter (one ``epoll_wait`` per sequential call instead of two; ``bench/floors.py``
-splits a single call's latency).
 """
 
 from __future__ import annotations
@@ -62,8 +54,6 @@ if TYPE_CHECKING:
 #: How long held batches wait for their loop to go idle before they commit anyway (on
 #: the loop): about one fsync'd commit.
 IDLE_WAIT: Final = 0.0002
-#: Tasks of trio's own that wait to read (its ``run_sync_soon`` queue's wakeup socket).
-_TRIO_OWN_READERS: Final = 1
 
 
 class HeldBatches(Protocol):
@@ -81,10 +71,6 @@ class IdleCommitter(Protocol):
 
     def arm(self) -> None:
         """Something is held: commit it at the next idle moment, or hand it on."""
-
-    def commit_if_alone(self) -> None:
-        """A task is about to wait for a held batch: if nothing else can run meanwhile,
-        commit what is held now, in that task (see the module essay)."""
 
 
 def idle_committer(writer: HeldBatches, waker: Waker) -> IdleCommitter | None:
@@ -106,7 +92,7 @@ def idle_committer(writer: HeldBatches, waker: Waker) -> IdleCommitter | None:
 
 
 class _TrioIdleCommitter:
-    __slots__ = ("_armed", "_parked", "_woken", "_writer", "waker")
+    __slots__ = ("_armed", "_parked", "_writer", "waker")
 
     def __init__(self, writer: HeldBatches, waker: Waker) -> None:
         self._writer = writer
@@ -115,9 +101,6 @@ class _TrioIdleCommitter:
         #: The committer's task while it waits to be armed (parked by hand: cheaper than
         #: an Event, and this happens once per commit).
         self._parked: trio.lowlevel.Task | None = None
-        #: 1 while ``arm`` has rescheduled the parked task and it has not run yet: it
-        #: is then among the loop's runnable tasks, and ``commit_if_alone`` discounts it.
-        self._woken = 0
         trio.lowlevel.spawn_system_task(self._run, name="actors-idle-commit")
 
     def arm(self) -> None:
@@ -125,28 +108,7 @@ class _TrioIdleCommitter:
             self._armed = True
             parked, self._parked = self._parked, None
             if parked is not None:
-                self._woken = 1
                 trio.lowlevel.reschedule(parked)
-
-    def commit_if_alone(self) -> None:
-        if not self._armed:
-            return
-        statistics = trio.lowlevel.current_statistics()
-        if statistics.tasks_runnable > self._woken:
-            return
-        # A task waiting on a file descriptor may be ready without being runnable yet:
-        # the loop's idle moment would poll for it first, and its batch could join this
-        # commit. Only a loop with no such task commits here (trio's epoll and kqueue
-        # statistics count them; with another backend it never does). Trio's own task
-        # for ``run_sync_soon`` always waits on its wakeup socket: that one is allowed.
-        io = statistics.io_statistics
-        readers = getattr(io, "tasks_waiting_read", _TRIO_OWN_READERS + 1)
-        if readers > _TRIO_OWN_READERS or getattr(io, "tasks_waiting_write", 1):
-            return
-        if getattr(io, "monitors", 0):
-            return
-        self._armed = False
-        self._writer.commit_held(self)
 
     async def _run(self) -> None:
         # After a commit it waits for the next idle moment straight away: the task it
@@ -159,7 +121,6 @@ class _TrioIdleCommitter:
                 if not (self._armed or expecting):
                     self._parked = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(_abort)
-                    self._woken = 0
                 with trio.move_on_after(IDLE_WAIT):
                     await wait_all_tasks_blocked()
                 expecting = self._armed
@@ -193,11 +154,6 @@ class _AsyncioIdleCommitter:
             self._armed = True
             self._deadline = self._loop.time() + IDLE_WAIT
             self._loop.call_soon(self._check)
-
-    def commit_if_alone(self) -> None:
-        # asyncio's ready queue says what else would run, but not which of the loop's
-        # file descriptors are ready: the next idle moment (``_check``) decides.
-        return
 
     def _check(self) -> None:
         # Callbacks queued after this one run in the next pass of the loop: if there

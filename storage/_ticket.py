@@ -25,12 +25,9 @@ Waker = Callable[..., object]
 
 
 class Watermark(Protocol):
-    """What a ticket reads to know it is done (the writer's ``durable_seq``), and asks
-    of the writer before it waits."""
+    """What a ticket reads to know it is done: the writer's ``durable_seq``."""
 
     _durable_seq: int
-
-    def commit_before_waiting(self, waker: Waker) -> None: ...
 
 
 _TRIO_TOKEN: Final = trio.lowlevel.TrioToken
@@ -92,10 +89,7 @@ class CommitTicket:
 
     async def wait(self) -> None:
         """Wait until the batch is durable. Always a checkpoint."""
-        waker = self._waker
-        under_trio = type(getattr(waker, "__self__", None)) is _TRIO_TOKEN
-        if under_trio and waker is not None and self._writer._durable_seq < self.seq:
-            self._writer.commit_before_waiting(waker)  # maybe committed right here
+        under_trio = type(getattr(self._waker, "__self__", None)) is _TRIO_TOKEN
         if self._writer._durable_seq >= self.seq:
             if under_trio:
                 await trio.lowlevel.checkpoint()

@@ -209,15 +209,6 @@ class Writer:
             for ticket in held:
                 self._queue.put(ticket)
 
-    def commit_before_waiting(self, waker: Waker) -> None:
-        """A task of ``waker``'s loop is about to wait for a batch it holds: its loop's
-        committer commits what is held now if nothing else could run meanwhile (the
-        commit the loop would make at its idle moment, without the two passes of the
-        loop that find the moment and wake the waiter)."""
-        committer = self._committers.get(waker)
-        if committer is not None:
-            committer.commit_if_alone()
-
     def commit_held(self, committer: IdleCommitter) -> None:
         """Called by ``committer`` on its loop's thread: commit what it holds right here,
         unless the writer thread still has batches in flight (they must land first: what

@@ -3,8 +3,7 @@ at its next idle moment or, if it stays busy, after ``IDLE_WAIT``; order, failur
 closing behave as in thread mode (``actors.storage._idle_commit``).
 
 Which thread committed is seen by a ``_fault_hook`` (it runs inside each transaction).
-Under trio and asyncio; under trio, a waiter that nothing else could run beside commits
-in its own task (``commit_if_alone``).
+Under trio and asyncio.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 import pytest
-import trio
-import trio.testing
 
 from actors.storage import Store, StoreBrokenError, Table, WriteBatch, _idle_commit
 
@@ -156,66 +153,19 @@ class _NoWriter:
         raise AssertionError("not called")
 
 
-# --- a lone waiter commits in its own task (trio) ------------------------------------------
-
-
-class CommittingTasks:
-    """A ``_fault_hook`` that records, per transaction, the trio task committing it."""
-
-    def __init__(self) -> None:
-        self.commits: list[tuple[str, list[bytes]]] = []
-
-    def __call__(self, batches: Sequence[WriteBatch]) -> None:
-        keys = [op[2] for batch in batches for op in batch.ops]
-        self.commits.append((trio.lowlevel.current_task().name, keys))
-
-
-COMMITTER = "actors-idle-commit"
-
-
-@pytest.mark.trio_only
-async def test_a_lone_waiter_commits_in_its_own_task(tmp_path: Path) -> None:
-    # Nothing else can run while it waits: the commit the idle moment would make is
-    # made right away, in the waiting task, and the committer's task never steps.
-    tasks = CommittingTasks()
-    with Store.open(tmp_path / "s", _fault_hook=tasks) as store:
-        await store.submit(put(b"first")).wait()  # the loop's committer exists now
-        await store.submit(put(b"k")).wait()
-        assert tasks.commits[-1] == (trio.lowlevel.current_task().name, [b"k"])
-
-
-@pytest.mark.trio_only
-async def test_a_runnable_task_joins_the_commit(tmp_path: Path) -> None:
-    # Another task could still submit in this pass: the first waiter parks, and both
-    # batches commit together, once the last one waits with nothing else to run.
+async def test_callers_that_wait_in_the_same_pass_share_every_commit(tmp_path: Path) -> None:
+    # Eight tasks each commit and wait, three times over: after the first round they
+    # are woken together, so each round is one pass of the loop and one commit of all
+    # eight. (A commit made by the first of them to wait, before the others of the same
+    # pass had run, halved the groups of bench/objects.py.)
     threads = Threads()
     with Store.open(tmp_path / "s", _fault_hook=threads) as store:
-        await store.submit(put(b"first")).wait()
 
-        async def other() -> None:
-            await store.submit(put(b"other")).wait()
+        async def caller(i: int) -> None:
+            for round_ in range(3):
+                await store.submit(put(b"k%d-%d" % (i, round_))).wait()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(other)  # runnable when this task waits
-            await store.submit(put(b"mine")).wait()
-        assert threads.commits[-1] == (LOOP_THREAD, [b"mine", b"other"])
-
-
-@pytest.mark.trio_only
-async def test_a_task_waiting_on_a_socket_keeps_the_idle_poll(tmp_path: Path) -> None:
-    # A task blocked on a file descriptor may be ready: the idle moment polls for it
-    # first, so a lone waiter does not commit in its own task while one exists.
-    tasks = CommittingTasks()
-    a, b = trio.socket.socketpair()
-    with a, b, Store.open(tmp_path / "s", _fault_hook=tasks) as store:
-        await store.submit(put(b"first")).wait()
-
-        async def reader() -> None:
-            await trio.lowlevel.wait_readable(a)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reader)
-            await trio.testing.wait_all_tasks_blocked()
-            await store.submit(put(b"k")).wait()
-            nursery.cancel_scope.cancel()
-        assert tasks.commits[-1] == (COMMITTER, [b"k"])
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(caller, i)
+        assert [len(keys) for _, keys in threads.commits] == [8, 8, 8]
