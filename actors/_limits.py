@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from actors._errors import TerminalError
+from actors._errors import BadArgumentError, TerminalError
 
 MAX_KEY_BYTES: Final = 256
 """An object key or workflow id, in UTF-8 bytes."""
@@ -108,6 +108,15 @@ def check_step_name(name: str) -> str:
     if len(name) <= MAX_STEP_NAME_BYTES // 2 and name.isascii():
         return name  # check_text's fast path, without its call: read on every call
     return check_text(name, "step name", MAX_STEP_NAME_BYTES)
+
+
+def check_blocking(name: str, blocking: object) -> None:
+    """``ctx.run(name, ..., blocking=...)`` takes True or False: anything else is the
+    handler's bug (a 400 ``BadArgumentError``)."""
+    if blocking is not True and blocking is not False:
+        raise BadArgumentError(
+            f"ctx.run({name!r}, blocking=...) takes True or False, not {type(blocking).__name__}"
+        )
 
 
 def check_value(size: int, what: str) -> None:

@@ -1,4 +1,4 @@
-"""The cancel scope and checkpoint of the hot path, bound once to the running event loop.
+"""The hot path's cancel scope, checkpoints, events and task starts, native to the loop.
 
 anyio's portable primitives find the event loop on every use (``sniffio``, then the
 backend's class) and, under trio, wrap trio's own objects. On this project's 2-core VMs
@@ -10,6 +10,10 @@ objects directly under trio. Under asyncio these are anyio's own, which are nati
 
 ``checkpoint`` is trio's own, too: a call that ran inline without yielding ends with one
 (``Results.result_of``), so a caller looping on ``rt.call`` cannot starve the loop.
+
+Objects that know no runtime make their events with ``new_event`` (one sniffio lookup,
+trio's own event under trio), and the runtime starts its own tasks on trio's nursery
+itself (``start_soon_of``).
 
 The objects behave the same for what the runtime uses of them: ``cancel()``,
 ``cancel_called``, ``cancelled_caught``, and entering and leaving with ``with``; a

@@ -31,7 +31,7 @@ from ._control_flow import RUN_BODY, StepFailed, check_usable
 from ._errors import BadArgumentError, RuntimeClosedError, SerializationError, TerminalError
 from ._failures import cut, describe, passes_through
 from ._futures import DurableFuture, settled
-from ._limits import MAX_VALUE_BYTES, check_step_name
+from ._limits import MAX_VALUE_BYTES, check_blocking, check_step_name
 from ._results import decode_outcome, failure, outcome_size
 from ._retry import RetryPolicy
 from ._retry_start import keep_retry_start, retry_start
@@ -164,11 +164,7 @@ class StepOps:
                     f"{retry.on_max_attempts!r} is for invocations; a step that runs out "
                     "of attempts raises TerminalError in its handler (leave it at 'pause')"
                 )
-        if blocking is not True and blocking is not False:
-            raise BadArgumentError(
-                f"ctx.run({name!r}, blocking=...) takes True or False, not "
-                f"{type(blocking).__name__}"
-            )
+        check_blocking(name, blocking)
         annotation = _result_annotation(fn, result_type)
         what = f"result of ctx.run({name!r})"
         index, recorded = inv.reserve(RunEntry, name, f"run({name!r})")

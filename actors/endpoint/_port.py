@@ -31,7 +31,7 @@ from restate.serde import BytesSerde
 
 from actors import DeadlockError, DurableFuture, Handler, Request, TerminalError
 from actors._errors import BadArgumentError
-from actors._limits import check_idempotency_key, check_key, check_name
+from actors._limits import check_blocking, check_idempotency_key, check_key, check_name
 from actors._request import check_headers_in_handler
 from actors._resolution import delay_seconds
 from actors._serde import ANY, check_value, decode_value, encode_value
@@ -228,11 +228,7 @@ class RestatePort:
     ) -> DurableFuture[Any]:
         if not isinstance(name, str) or not name:
             raise BadArgumentError("ctx.run needs a non-empty str name")
-        if blocking is not True and blocking is not False:
-            raise BadArgumentError(
-                f"ctx.run({name!r}, blocking=...) takes True or False, not "
-                f"{type(blocking).__name__}"
-            )
+        check_blocking(name, blocking)
         options, is_async = _step_options(fn, name, result_type)
         if retry is not None:
             options = copy.copy(options)
