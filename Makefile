@@ -43,9 +43,8 @@ test-restate: $(STAMP)
 
 # One run that updates everything: bench/results/{storage,objects,steps,workflows}.md and
 # .json (only with --out: an ad-hoc run writes nothing), scaling.md/.json, floors.md/.json,
-# peers.md/.json
-# and the charts, and README.md's peer table; bench/targets.py then fills README.md's
-# target table from those .json files.
+# profile.md/.json, peers.md/.json and the charts, and README.md's peer table;
+# bench/targets.py then fills README.md's target table from those .json files.
 BENCH_OUT := bench/results
 
 bench: $(STAMP)
@@ -56,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/parked.py --out $(BENCH_OUT)
 	$(BIN)/python bench/scaling.py --out $(BENCH_OUT)/scaling
 	$(BIN)/python bench/floors.py --out $(BENCH_OUT)
+	$(BIN)/python bench/profile.py --out $(BENCH_OUT)
 	$(BIN)/python bench/peers/run.py --out $(BENCH_OUT)
 	$(BIN)/python bench/targets.py --results $(BENCH_OUT)
 
