@@ -192,4 +192,3 @@ async def test_a_busy_loop_gives_a_held_batch_its_whole_wait_from_its_submit(
                 if anyio.current_time() - submitted < idle_wait:
                     assert not ticket.done, "committed before its IDLE_WAIT was up"
         await ticket.wait()
-
