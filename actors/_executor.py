@@ -155,9 +155,11 @@ class Executor:
                 except self._k.primitives.cancelled:
                     if life.phase is not _KILLING or self._k.closed:
                         raise  # not a kill: it unwinds the caller's scope
-                    # Killed. The caller's scope stays cancelled (trio's cancellation is
-                    # level-triggered): what is left to await, its killed record, is
-                    # awaited shielded, and the caller's scope ends catching nothing.
+                if inline.cancel_called and not self._k.closed:
+                    # Killed (maybe after its handler's last checkpoint). The caller's
+                    # scope stays cancelled (trio's cancellation is level-triggered): what
+                    # is left to await, its killed record, is awaited shielded, and the
+                    # caller's scope ends catching nothing.
                     shielded = self._k.primitives.shielded_scope
                     assert shielded is not None
                     shield = shielded()
