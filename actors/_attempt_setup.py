@@ -1,11 +1,20 @@
-"""What an attempt starts from: the context its handler gets, and the journal it
-replays (pure functions of the invocation; the executor runs the attempt)."""
+"""What an attempt starts from (the context its handler gets, the journal it replays:
+pure functions of the invocation), and one attempt's run; the executor runs the
+attempts, retries and pauses."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from actors.storage import StorageError, Table, decode_key, encode_key, loads_entry
+from actors.storage import (
+    Failure,
+    StorageError,
+    Success,
+    Table,
+    decode_key,
+    encode_key,
+    loads_entry,
+)
 
 from ._context import (
     Context,
@@ -13,11 +22,25 @@ from ._context import (
     ObjectSharedContext,
     WorkflowContext,
     WorkflowSharedContext,
+    context_misuse,
 )
-from ._errors import persistence_error
+from ._control_flow import HandlerFailed, StepFailed
+from ._errors import (
+    NonDeterminismError,
+    SerializationError,
+    TerminalError,
+    UnknownHandlerError,
+    persistence_error,
+)
+from ._failures import describe, unwinding
+from ._invocation import UNDECODED
+from ._kernel import logger
+from ._limits import MAX_VALUE_BYTES
+from ._results import failure
+from ._serde import decode_value, encode_value
 
 if TYPE_CHECKING:
-    from actors.storage import JournalEntry, Store
+    from actors.storage import JournalEntry, Outcome, Store
 
     from ._invocation import Invocation
     from ._port import HandlerPort
@@ -53,3 +76,60 @@ def load_journal(store: Store, inv: Invocation) -> dict[int, JournalEntry]:
         assert isinstance(index, int)
         journal[index] = loads_entry(value)
     return journal
+
+
+async def run_attempt(port: HandlerPort, inv: Invocation) -> Outcome:
+    """One attempt of ``inv``'s handler: its outcome, or the signal that unwinds it
+    (``HandlerFailed``: a failure to retry or pause on)."""
+    spec = inv.spec
+    try:
+        if spec.has_input and inv.arg is UNDECODED:
+            inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
+    except SerializationError as exc:
+        return Failure(str(exc), exc.status_code)
+    ctx = context_for(port, inv)
+    instance = inv.entry.instance
+    try:
+        result = await (
+            spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
+        )
+        data = encode_value(result, spec.output_type, f"output of {spec.qualname}")
+        if len(data) > MAX_VALUE_BYTES:
+            # As if the handler raised it at its return: what it wrote is kept.
+            return Failure(
+                f"the output of {spec.qualname} is {len(data)} bytes, over the limit "
+                f"of {MAX_VALUE_BYTES} bytes",
+                413,
+            )
+        return Success(data)
+    except TerminalError as exc:
+        # Restate semantics: a terminal failure keeps the state written before it.
+        return failure(exc)
+    except (NonDeterminismError, StepFailed):
+        raise
+    except SerializationError as exc:
+        return Failure(str(exc), 500)
+    except UnknownHandlerError as exc:
+        # A call to a handler that does not exist: retrying cannot help.
+        return Failure(str(exc), exc.status_code)
+    except BaseException as exc:
+        # Anything else is a failure of this attempt, BaseException included
+        # (KeyboardInterrupt, SystemExit, a CancelledError nobody cancelled...), never
+        # the end of the runtime; only the runtime's signals and an outside
+        # cancellation unwind (``_failures``).
+        signal = unwinding(exc)
+        try:  # no local outlives the raise: this frame is in its traceback (a GC cycle)
+            if signal is exc:
+                raise
+            if signal is not None:
+                raise signal from exc
+        finally:
+            del signal
+        misuse = context_misuse(exc)
+        if misuse is not None:  # no retry fixes the handler's code: fail it now
+            return failure(misuse)
+        reason = describe(exc)
+        logger.warning(
+            "handler %s of invocation %s raised %s", spec.qualname, inv.invocation_id, reason
+        )
+        raise HandlerFailed(reason) from exc

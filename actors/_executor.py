@@ -17,6 +17,7 @@ backoff and never pauses it; a completion's is committed again, unchanged, until
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import TYPE_CHECKING, Final
 
@@ -30,32 +31,25 @@ from actors.storage import (
     Outcome,
     RunEntry,
     StorageError,
-    Success,
     Table,
     WriteBatch,
     dumps,
 )
 
-from ._attempt_setup import context_for, load_journal
+from ._attempt_setup import load_journal, run_attempt
 from ._completion import Completions
-from ._context import context_misuse
 from ._control_flow import RUN_BODY, HandlerFailed, PausedInline, StepFailed, Suspended
 from ._errors import (
     NonDeterminismError,
     PersistenceError,
-    SerializationError,
     TerminalError,
-    UnknownHandlerError,
 )
-from ._failures import cut, describe, unwinding
-from ._invocation import UNDECODED, Effect
+from ._failures import cut, describe
+from ._invocation import Effect
 from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
-from ._limits import MAX_VALUE_BYTES
-from ._results import failure
 from ._retry import INVOCATION_RETRIES
 from ._retry_start import keep_retry_start, retry_start
-from ._serde import decode_value, encode_value
 
 # Read on every call. In Python 3.11 each ``Enum.MEMBER`` read goes through
 # ``EnumType.__getattr__``'s slot and is not specialised (~0.1 us; a module global
@@ -71,8 +65,12 @@ _NO_CANCEL: Final = Cancel.NONE
 _COMPLETED: Final = InvocationStatus.COMPLETED
 _KILLED: Final = InvocationStatus.KILLED
 
+#: The ``with`` of a run that needs no shield (every run but an inline one killed).
+_UNSHIELDED: Final = contextlib.nullcontext()
+
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from contextlib import AbstractContextManager
 
     from actors.mailbox import Release
     from actors.storage import CommitTicket
@@ -81,6 +79,7 @@ if TYPE_CHECKING:
     from ._gate import OutputGate
     from ._invocation import Invocation
     from ._kernel import Kernel
+    from ._loop_primitives import CancelScopeLike
     from ._port import HandlerPort
     from ._recommit import Recommits
     from ._scheduler import Scheduler
@@ -118,15 +117,22 @@ class Executor:
         #: Why a policy killed an invocation, until its killed record is written.
         self._kill_reasons: dict[str, str] = {}
 
-    async def run(self, inv: Invocation, release: Release) -> object:
+    async def run(
+        self, inv: Invocation, release: Release, inline: CancelScopeLike | None = None, /
+    ) -> object:
         # A call made from a step's body runs a handler of its own, in the same task.
         token = RUN_BODY.set(None)
         try:
-            return await self.run_handler(inv, release)
+            return await self.run_handler(inv, release, inline)
         finally:
             RUN_BODY.reset(token)
 
-    async def run_handler(self, inv: Invocation, release: Release) -> object:
+    async def run_handler(
+        self, inv: Invocation, release: Release, inline: CancelScopeLike | None = None
+    ) -> object:
+        """Run ``inv`` to its end (or its unwinding). ``inline``: under trio, the scope
+        of the caller it runs inline in, which a kill cancels (``shielded_scope``);
+        otherwise it runs in a kill scope of its own."""
         life = inv.life
         key_node: Node | None = None
         if inv.exclusive and life.phase is not _KILLING:
@@ -136,10 +142,27 @@ class Executor:
         parked = False
         taken_over = False
         status = _COMPLETED
+        shield: AbstractContextManager[object] = _UNSHIELDED
         try:
-            with self._k.primitives.cancel_scope() as scope:  # kill() cancels it
-                inv.run_scope = scope
-                outcome = await self.attempts(inv)
+            if inline is None:
+                with self._k.primitives.cancel_scope() as scope:  # kill() cancels it
+                    inv.run_scope = scope
+                    outcome = await self.attempts(inv)
+            else:
+                inv.run_scope = inline  # kill() cancels the caller's scope
+                try:
+                    outcome = await self.attempts(inv)
+                except self._k.primitives.cancelled:
+                    if life.phase is not _KILLING or self._k.closed:
+                        raise  # not a kill: it unwinds the caller's scope
+                if inline.cancel_called and not self._k.closed:
+                    # Killed (maybe after its handler's last checkpoint). The caller's
+                    # scope stays cancelled (trio's cancellation is level-triggered): what
+                    # is left to await, its killed record, is awaited shielded, and the
+                    # caller's scope ends catching nothing.
+                    shielded = self._k.primitives.shielded_scope
+                    assert shielded is not None
+                    shield = shielded()
             inv.run_scope = None
             if life.phase is _KILLING:
                 why = self._kill_reasons.pop(inv.invocation_id, None)  # killed by its policy
@@ -172,7 +195,8 @@ class Executor:
                 finished = True
                 # (``attempts`` saw no failed batch under it: ``chain_broken``.)
                 if ticket is not None and not ticket.done:
-                    error = await self._read_settled(inv, ticket)
+                    with shield:
+                        error = await self._read_settled(inv, ticket)
                     if error is not None:
                         inv.error = self._k.write_failed(error)
                         self._act(inv, Event.ABANDON)
@@ -202,7 +226,8 @@ class Executor:
                 taken_over = True
                 self._k.spawn(functools.partial(self._answered, inv, ticket, outcome, status))
                 return None
-            await self._completed(inv, ticket, outcome, status)
+            with shield:  # (the only other await after ``attempts``: above)
+                await self._completed(inv, ticket, outcome, status)
             return None
         except PausedInline:
             taken_over = True  # not finished: ``run_call`` hands it to a task of its own
@@ -353,7 +378,7 @@ class Executor:
             if timed:
                 started = self._clock.now()
             try:
-                outcome = await self.attempt(inv)
+                outcome = await run_attempt(self._port, inv)
                 if inv.requested_cancels:  # durable before it completes (``_ops_handles``)
                     await self._port.settle_cancels(inv)
                 if self._output.chain_broken(inv):
@@ -473,60 +498,6 @@ class Executor:
                 await self._clock.sleep_until(inv.not_before)
             finally:
                 inv.wait_scopes.discard(scope)
-
-    async def attempt(self, inv: Invocation) -> Outcome:
-        spec = inv.spec
-        try:
-            if spec.has_input and inv.arg is UNDECODED:
-                inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
-        except SerializationError as exc:
-            return Failure(str(exc), exc.status_code)
-        ctx = context_for(self._port, inv)
-        instance = inv.entry.instance
-        try:
-            result = await (
-                spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
-            )
-            data = encode_value(result, spec.output_type, f"output of {spec.qualname}")
-            if len(data) > MAX_VALUE_BYTES:
-                # As if the handler raised it at its return: what it wrote is kept.
-                return Failure(
-                    f"the output of {spec.qualname} is {len(data)} bytes, over the limit "
-                    f"of {MAX_VALUE_BYTES} bytes",
-                    413,
-                )
-            return Success(data)
-        except TerminalError as exc:
-            # Restate semantics: a terminal failure keeps the state written before it.
-            return failure(exc)
-        except (NonDeterminismError, StepFailed):
-            raise
-        except SerializationError as exc:
-            return Failure(str(exc), 500)
-        except UnknownHandlerError as exc:
-            # A call to a handler that does not exist: retrying cannot help.
-            return Failure(str(exc), exc.status_code)
-        except BaseException as exc:
-            # Anything else is a failure of this attempt, BaseException included
-            # (KeyboardInterrupt, SystemExit, a CancelledError nobody cancelled...), never
-            # the end of the runtime; only the runtime's signals and an outside
-            # cancellation unwind (``_failures``).
-            signal = unwinding(exc)
-            try:  # no local outlives the raise: this frame is in its traceback (a GC cycle)
-                if signal is exc:
-                    raise
-                if signal is not None:
-                    raise signal from exc
-            finally:
-                del signal
-            misuse = context_misuse(exc)
-            if misuse is not None:  # no retry fixes the handler's code: fail it now
-                return failure(misuse)
-            reason = describe(exc)
-            logger.warning(
-                "handler %s of invocation %s raised %s", spec.qualname, inv.invocation_id, reason
-            )
-            raise HandlerFailed(reason) from exc
 
     async def pause(self, inv: Invocation, reason: str) -> None:
         """Pause ``inv`` (durably), answer its callers outside the runtime, and wait for

@@ -4,9 +4,10 @@ anyio's portable primitives find the event loop on every use (``sniffio``, then 
 backend's class) and, under trio, wrap trio's own objects. On this project's 2-core VMs
 an ``anyio.CancelScope`` entered and left costs ~8.7 us under trio, trio's own ~5.2 us;
 ``anyio.lowlevel.checkpoint_if_cancelled`` adds the same lookup to trio's. Every call
-enters two scopes (the caller's inline scope, the handler's kill scope) and every state
-read checkpoints, so a runtime, which knows its event loop when it opens, takes trio's
-objects directly under trio. Under asyncio these are anyio's own, which are native there.
+enters a scope (under asyncio two: the caller's inline scope and the handler's kill
+scope; see ``shielded_scope``) and every state read checkpoints, so a runtime, which
+knows its event loop when it opens, takes trio's objects directly under trio. Under
+asyncio these are anyio's own, which are native there.
 
 ``checkpoint`` is trio's own, too: a call that ran inline without yielding ends with one
 (``Results.result_of``), so a caller looping on ``rt.call`` cannot starve the loop.
@@ -23,6 +24,7 @@ cancel raises the loop's own cancellation exception either way
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -68,10 +70,23 @@ class LoopPrimitives:
     checkpoint_if_cancelled: Callable[[], Awaitable[None]]
     #: Lets the loop run other tasks, and raises its cancellation if cancelled.
     checkpoint: Callable[[], Awaitable[None]]
+    #: Under trio: a new shielded scope, and the cancellation it keeps out. trio's
+    #: cancellation is level-triggered (every checkpoint in a cancelled scope raises,
+    #: except inside a shielded scope), so code may catch a cancellation of an outer
+    #: scope and go on, shielded, inside it: an inline call's handler is killed through
+    #: its caller's scope, one scope less per call (``Executor.run_handler``). None
+    #: under asyncio, where anyio delivers a cancellation by cancelling the task again
+    #: and again: there the handler has a kill scope of its own.
+    shielded_scope: Callable[[], CancelScopeLike] | None = None
+    cancelled: type[BaseException] = BaseException
 
 
 _TRIO = LoopPrimitives(
-    trio.CancelScope, trio.lowlevel.checkpoint_if_cancelled, trio.lowlevel.checkpoint
+    trio.CancelScope,
+    trio.lowlevel.checkpoint_if_cancelled,
+    trio.lowlevel.checkpoint,
+    functools.partial(trio.CancelScope, shield=True),
+    trio.Cancelled,
 )
 _PORTABLE = LoopPrimitives(
     anyio.CancelScope, anyio.lowlevel.checkpoint_if_cancelled, anyio.lowlevel.checkpoint

@@ -20,7 +20,7 @@ module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 import attrs
@@ -41,7 +41,7 @@ _DELIVER: Final = Event.DELIVER
 _ADMIT: Final = Event.ADMIT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Coroutine
 
     from actors.storage import InvocationRecord
 
@@ -50,8 +50,14 @@ if TYPE_CHECKING:
     from ._loop_primitives import CancelScopeLike
     from ._resolution import Resolver
 
-#: Runs one invocation (``Executor.run``): the mailbox runner.
-Runner: TypeAlias = "Callable[[Invocation, Release], Coroutine[Any, Any, object]]"
+
+class Runner(Protocol):
+    """Runs one invocation (``Executor.run``): the mailbox runner. ``inline``: the
+    scope of the caller it runs inline in, when a kill may cancel that scope."""
+
+    def __call__(
+        self, inv: Invocation, release: Release, inline: CancelScopeLike | None = None, /
+    ) -> Coroutine[Any, Any, object]: ...
 
 
 class Scheduler:
@@ -124,11 +130,15 @@ class Scheduler:
             inv.life.apply(_ADMIT)
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
-        scope = self._k.primitives.cancel_scope()
+        primitives = self._k.primitives
+        scope = primitives.cancel_scope()
         self.inline_scopes[scope] = inv.invocation_id
         try:
             with scope:
-                outcome = await self.runner(inv, release)
+                if primitives.shielded_scope is not None:  # trio: kill() cancels it too
+                    outcome = await self.runner(inv, release, scope)
+                else:
+                    outcome = await self.runner(inv, release)
         except BaseException as exc:
             paused = isinstance(exc, PausedInline)
             life = inv.life
@@ -323,5 +333,7 @@ class Scheduler:
                     del self.activations[key]
 
 
-async def _not_wired(inv: Invocation, release: Release) -> object:
+async def _not_wired(
+    inv: Invocation, release: Release, inline: CancelScopeLike | None = None, /
+) -> object:
     raise AssertionError("the scheduler's runner was not wired")  # pragma: no cover

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import actors
@@ -604,6 +605,73 @@ async def test_kill_a_running_exclusive_handler_frees_its_key(tmp_path: Path) ->
     # Python `finally` blocks run (the task is cancelled), but no durable compensation.
     assert probe.finally_ran == ["hold"]
     assert probe.effects == ["work next"]
+
+
+async def test_a_caller_whose_inline_call_was_killed_goes_on_calling(tmp_path: Path) -> None:
+    # Under trio the kill cancels the caller's own scope of the inline call (one scope
+    # per call), and the handler writes its killed record shielded inside it: the caller
+    # gets the 409 and nothing more of that cancellation, whatever it awaits next.
+    probe = Probe()
+    after: list[str] = []
+    with anyio.fail_after(10):
+        async with open_test_runtime([Desk(probe)], path=tmp_path) as rt:
+
+            async def caller() -> None:
+                with pytest.raises(actors.TerminalError) as killed:
+                    await rt.call(Desk.hold, key="k")
+                assert killed.value.status_code == 409
+                await anyio.lowlevel.checkpoint()
+                after.append(await rt.call(Desk.work, "after", key="k"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(caller)
+                await probe.arrived("hold")
+                await rt.kill(probe.ids["hold"])
+            assert after == ["worked after"]
+            with pytest.raises(actors.TerminalError) as attached:
+                await rt.attach(probe.ids["hold"])
+            assert "killed" in attached.value.message
+
+
+class Swallower(actors.VirtualObject, name="swallower"):
+    """Catches what a kill raises in it and returns at once, with no checkpoint after."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+
+    @actors.exclusive
+    async def hold(self, ctx: actors.ObjectContext) -> str:
+        self.probe.ids["hold"] = ctx.invocation_id
+        _, fut = ctx.awakeable(str)
+        self.probe.arrive("hold")
+        try:
+            return await fut
+        except BaseException:
+            return "swallowed"
+
+    @actors.exclusive
+    async def ping(self, ctx: actors.ObjectContext) -> str:
+        return "pong"
+
+
+async def test_an_inline_call_killed_after_its_last_checkpoint_is_killed(tmp_path: Path) -> None:
+    probe = Probe()
+    after: list[str] = []
+    with anyio.fail_after(10):
+        async with open_test_runtime([Swallower(probe)], path=tmp_path) as rt:
+
+            async def caller() -> None:
+                with pytest.raises(actors.TerminalError) as killed:
+                    await rt.call(Swallower.hold, key="k")
+                assert killed.value.status_code == 409
+                after.append(await rt.call(Swallower.ping, key="k"))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(caller)
+                await probe.arrived("hold")
+                await rt.kill(probe.ids["hold"])
+            assert after == ["pong"]
+            assert rt.statistics().in_flight == 0
 
 
 async def test_kill_a_running_workflow_runs_no_compensation(tmp_path: Path) -> None:

@@ -169,3 +169,26 @@ async def test_callers_that_wait_in_the_same_pass_share_every_commit(tmp_path: P
             for i in range(8):
                 tg.start_soon(caller, i)
         assert [len(keys) for _, keys in threads.commits] == [8, 8, 8]
+
+
+async def test_a_busy_loop_gives_a_held_batch_its_whole_wait_from_its_submit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait for an idle moment runs from the first batch held, not from the last
+    # commit: a batch submitted late in a busy spell still gets IDLE_WAIT to be joined
+    # by others (under trio, the wait once began at the previous commit).
+    idle_wait = 0.2
+    monkeypatch.setattr(_idle_commit, "IDLE_WAIT", idle_wait)
+    with Store.open(tmp_path / "s") as store:
+        await store.submit(put(b"first")).wait()  # committed at an idle moment
+        started = anyio.current_time()
+        while anyio.current_time() < started + idle_wait * 0.6:
+            await anyio.lowlevel.checkpoint()  # busy: this task stays runnable
+        submitted = anyio.current_time()  # before the submit: the wait starts after it
+        ticket = store.submit(put(b"late"))
+        with anyio.fail_after(30):
+            while not ticket.done:
+                await anyio.lowlevel.checkpoint()
+                if anyio.current_time() - submitted < idle_wait:
+                    assert not ticket.done, "committed before its IDLE_WAIT was up"
+        await ticket.wait()
