@@ -11,8 +11,8 @@ task, inside the invocation's cancel scope; a plain body's first try then goes t
 thread from the callback that publishes the gate's commit, so the task suspends once per
 step (``_gated_first_try``; trio only, asyncio takes the two waits in turn). Raced in
 ``select`` or ``gather``, it runs as a runtime task of its own: a branch that loses is
-not cancelled, runs once, and awaiting it later joins that same run. A body's result is journaled only while its
-attempt is still the current one.
+not cancelled, runs once, and awaiting it later joins that same run. A body's result is
+journaled only while its attempt is still the current one.
 """
 
 from __future__ import annotations
