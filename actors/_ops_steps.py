@@ -7,10 +7,12 @@ retry policy (the invocation's, else the runtime's: by default until it succeeds
 capped backoff); when attempts run out, the handler gets a ``TerminalError``.
 
 Awaited directly by its handler (the common case), the body runs in the handler's own
-task, inside the invocation's cancel scope. Raced in ``select`` or ``gather``, it runs
-as a runtime task of its own: a branch that loses is not cancelled, runs once, and
-awaiting it later joins that same run. A body's result is journaled only while its
-attempt is still the current one.
+task, inside the invocation's cancel scope; a plain body's first try then goes to a step
+thread from the callback that publishes the gate's commit, so the task suspends once per
+step (``_gated_first_try``; trio only, asyncio takes the two waits in turn). Raced in
+``select`` or ``gather``, it runs as a runtime task of its own: a branch that loses is
+not cancelled, runs once, and awaiting it later joins that same run. A body's result is
+journaled only while its attempt is still the current one.
 """
 
 from __future__ import annotations
@@ -174,9 +176,12 @@ class StepOps:
 
         body = RunBody()
         attempt = inv.life.attempt
+        # A plain function may block: it runs on one of the runtime's step threads.
+        on_thread = blocking and not _is_async(fn)
 
-        async def attempts() -> Outcome:
-            """Run the body per its retry policy; the outcome to journal."""
+        async def attempts(first: tuple[bool, Any] | None = None) -> Outcome:
+            """Run the body per its retry policy; the outcome to journal. ``first``: the
+            outcome of the first try, when ``produce_inline`` already ran it."""
             policy = retry or inv.spec.retry or self._retry
             # A time limit counts from the first try: read the clock only under one.
             started = self._clock.now() if policy.max_duration is not None else 0.0
@@ -184,16 +189,35 @@ class StepOps:
             while True:
                 tries += 1
                 try:
-                    if self._k.before_run_body is not None:
-                        self._k.before_run_body(name)
-                    if blocking:
-                        result = await self.call_body(fn, args)
-                    else:
-                        # Declared non-blocking: on the loop, in this task, as an async
-                        # body (a coroutine function's call returns its coroutine).
-                        result = fn(*args)
+                    if first is not None:  # run already: its outcome, as below
+                        ok, result = first
+                        first = None
+                        if not ok:
+                            raise result
                         if _awaitable(result):
                             result = await result
+                    else:
+                        if self._k.before_run_body is not None:
+                            self._k.before_run_body(name)
+                        if on_thread:
+                            # What the body raised comes back as a value and is raised
+                            # here: under asyncio, an exception thrown into the task
+                            # from a future, a GeneratorExit so, would close the whole
+                            # coroutine chain instead of failing this try.
+                            ok, result = await self._threads.run(fn, args)
+                            if not ok:
+                                raise result
+                            if _awaitable(result):
+                                result = await result
+                        elif blocking:
+                            result = await fn(*args)
+                        else:
+                            # Declared non-blocking: on the loop, in this task, as an
+                            # async body (a coroutine function's call returns its
+                            # coroutine).
+                            result = fn(*args)
+                            if _awaitable(result):
+                                result = await result
                 except TerminalError as exc:
                     return failure(exc)
                 except BaseException as exc:
@@ -234,7 +258,7 @@ class StepOps:
                     )
                 return Success(data)
 
-        async def execute(*, own_scope: bool) -> None:
+        async def execute(*, own_scope: bool, first: tuple[bool, Any] | None = None) -> None:
             # In a task of its own, the body needs a scope that kill() can cancel; inline,
             # the invocation's run scope already encloses it.
             outcome: Outcome | None = None
@@ -245,7 +269,7 @@ class StepOps:
                         inv.body_scopes.add(scope)
                         outcome = await attempts()
                 else:
-                    outcome = await attempts()
+                    outcome = await attempts(first)
             except BaseException as exc:  # a crash injected by actors.testing, or a bug
                 body.escaped = exc
                 raise
@@ -300,10 +324,18 @@ class StepOps:
             # cancels it (it runs inside the invocation's scope).
             if body.started:
                 return await produce()
-            await start()
+            first = None
+            if (  # see _gated_first_try
+                on_thread
+                and self._k.before_run_body is None
+                and (retry or inv.spec.retry or self._retry).max_duration is None
+            ):
+                first = await self._gated_first_try(inv, body, name, fn, args)
+            if first is None:
+                await start()
             token = RUN_BODY.set(name)
             try:
-                await execute(own_scope=False)
+                await execute(own_scope=False, first=first)
             except Exception:
                 pass  # recorded in ``body``; finish() raises what the handler should see
             finally:
@@ -313,6 +345,51 @@ class StepOps:
         future: DurableFuture[Any] = DurableFuture._create(self._waits, inv, produce)
         future._produce_inline = produce_inline
         return future
+
+    async def _gated_first_try(
+        self,
+        inv: Invocation,
+        body: RunBody,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> tuple[bool, Any] | None:
+        """The output gate and the first try of a plain body, with one suspension.
+
+        For a plain body under the defaults (no crash injection, no time limit), the
+        callback that publishes the gate's commit queues the body on a step thread
+        (``StepThreads.defer``): the task suspends once, until the body's result is back,
+        not twice (for the commit, then for the body). Returns the first try's outcome
+        as ``StepThreads.run`` gives it, with the body started (``body.started``,
+        ``runs_in_progress``); or None when no body was queued, and none will be: then
+        ``start()`` and the tries go as usual (the gate's commit failed, calls or
+        effects are due after it, there was nothing to flush, or, under asyncio, the
+        pool cannot defer). Raises what ``start()`` raises. A cancellation before the
+        body is queued means it never runs; one while it waits for a thread withdraws
+        it, and is returned as the try's outcome ``(False, exc)``, which the tries raise
+        (it passes through) as they would have from ``StepThreads.run``."""
+        token = RUN_BODY.set(name)  # the body's context is copied now
+        try:
+            job = self._threads.defer(fn, args)
+        finally:
+            RUN_BODY.reset(token)
+        if job is None:
+            return None
+        threads = self._threads
+
+        def then(go: bool) -> None:  # on the loop, as the gate's commit is published
+            if threads.release(job, go):
+                body.started = True
+                inv.runs_in_progress += 1  # counted from now, as in start()
+
+        if not self._output.gate_then(inv, then):
+            return None
+        try:
+            return await threads.wait_deferred(job)
+        except BaseException as exc:
+            if body.started:  # queued, then withdrawn (or a signal): raised by the tries
+                return (False, exc)
+            raise
 
     async def _retry_elapsed(
         self, inv: Invocation, index: int, started: float, attempt: int
@@ -326,18 +403,3 @@ class StepOps:
             if inv.life.attempt == attempt and inv.life.may_run:  # not a stale body's write
                 await keep_retry_start(self._output, inv, index, started)
         return self._clock.now() - since
-
-    async def call_body(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        if _is_async(fn):
-            return await fn(*args)
-        # A plain function may block: it runs on one of the runtime's step threads
-        # (``_step_threads``), off the event loop. What it raises comes back as a value
-        # and is raised here: under asyncio, an exception thrown into the task from a
-        # future, a GeneratorExit so, would close the whole coroutine chain instead of
-        # failing this try.
-        ok, result = await self._threads.run(fn, args)
-        if not ok:
-            raise result
-        if _awaitable(result):
-            return await result
-        return result

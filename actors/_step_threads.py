@@ -23,6 +23,13 @@ does the same job for a fraction of that:
   parked for ``IDLE_SECONDS`` exits. At the limit, bodies wait in the deque in FIFO order
   for a thread to come free, as they waited for a limiter token before.
 
+* **Deferred bodies** (trio). A body that must wait for a commit first (the output gate)
+  is made a job with ``defer`` and queued by ``release`` from the callback that
+  publishes the commit, on the loop; ``wait_deferred`` is its task's one suspension for
+  both waits (the commit, then the body), instead of being woken by the commit only to
+  hand the body over and suspend again. A deferred job not yet released is withdrawn by
+  a cancellation, as a queued one is.
+
 Cancellation is what ``to_thread.run_sync`` without ``abandon_on_cancel`` gave: a body
 that has started is never abandoned; the task waits for it to return and the
 cancellation is raised at its next checkpoint. A body still waiting in the deque is
@@ -76,10 +83,14 @@ _reschedule = trio.lowlevel.reschedule
 _ABORT_FAILED: Final = trio.lowlevel.Abort.FAILED
 _ABORT_SUCCEEDED: Final = trio.lowlevel.Abort.SUCCEEDED
 
-# A job's state: waiting in the deque, taken by a worker, withdrawn by a cancellation.
+# A job's state: waiting in the deque, taken by a worker, withdrawn by a cancellation;
+# a deferred job (``defer``) before it is queued: waiting for its go, or passed (its task
+# resumed without it, or told so before it waited).
 _QUEUED: Final = 0
 _TAKEN: Final = 1
 _WITHDRAWN: Final = 2
+_DEFERRED: Final = 3
+_PASSED: Final = 4
 
 
 class _Job:
@@ -100,6 +111,14 @@ class _Job:
         self.state = _QUEUED
         #: What the drain resumes: a trio task, or an asyncio future.
         self.waiter: Any = waiter
+
+
+def _body_context() -> contextvars.Context:
+    """A copy of the caller's context for a body, without sniffio's loop marker."""
+    context = contextvars.copy_context()
+    if context.get(_ASYNC_LIBRARY) is not None:
+        context.run(_ASYNC_LIBRARY.set, None)  # a worker thread is not on a loop
+    return context
 
 
 class _Worker:
@@ -183,10 +202,13 @@ class StepThreads:
         """Queue ``fn(*args)`` for a worker, in a copy of the caller's context; its job."""
         if self._closing:
             raise RuntimeClosedError("the runtime is closed: its step threads take no body")
-        context = contextvars.copy_context()
-        if context.get(_ASYNC_LIBRARY) is not None:
-            context.run(_ASYNC_LIBRARY.set, None)  # a worker thread is not on a loop
-        job = _Job(fn, args, context, waiter)
+        job = _Job(fn, args, _body_context(), waiter)
+        self._enqueue(job)
+        return job
+
+    def _enqueue(self, job: _Job) -> None:
+        """Put ``job`` in the deque, recruiting a worker if none is seeking. Raises
+        ``RuntimeError`` (the job not queued) when no thread could take it."""
         with self._mutex:
             self._jobs.append(job)
             start = self._seeking == 0 and self._recruit()
@@ -196,7 +218,6 @@ class StepThreads:
                 if job.state == _QUEUED and self._threads == 0:
                     self._jobs.remove(job)
                     raise RuntimeError("no thread could be started for a ctx.run body")
-        return job
 
     async def _run_trio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         await _checkpoint_if_cancelled()  # as trio's to_thread: not run then
@@ -213,6 +234,63 @@ class StepThreads:
 
         await _wait_task_rescheduled(abort)
         return job.outcome
+
+    # --- deferred bodies (trio): queued from a loop callback, one suspension ------------
+
+    def defer(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Job | None:
+        """A job for ``fn(*args)``, in a copy of the caller's context, that is not queued
+        yet: ``release(job)`` queues it later from a callback on the loop (when a commit
+        the body must wait for is published), and ``await wait_deferred(job)`` is the
+        one suspension of the task for both waits. None when this pool cannot defer a
+        body (under asyncio, or closing): then use ``run``."""
+        if self._trio_token is None or self._closing:
+            return None
+        job = _Job(fn, args, _body_context(), None)
+        job.state = _DEFERRED
+        return job
+
+    def release(self, job: _Job, go: bool) -> bool:
+        """On the loop's thread: if ``go``, queue the deferred ``job`` and return True;
+        else (or if it cannot be queued: the task withdrew it, is not waiting yet, or no
+        thread could take it) resume its waiting task without it and return False.
+        Never raises (it runs in a ticket's ``on_done``)."""
+        if job.state != _DEFERRED:
+            return False  # withdrawn by a cancellation: nobody waits
+        task = job.waiter
+        if go and task is not None and not self._closing:
+            job.state = _QUEUED
+            try:
+                self._enqueue(job)
+            except RuntimeError:
+                pass
+            else:
+                return True
+        job.state = _PASSED
+        if task is not None:
+            _reschedule(task)
+        return False
+
+    async def wait_deferred(self, job: _Job) -> tuple[bool, Any] | None:
+        """Wait for ``release(job, ...)`` and, if it queued the body, for its outcome, as
+        ``run`` gives it. None: the body was not queued (and will never run); the task
+        then goes its usual way. A cancellation before the body is queued, or while
+        it waits in the deque, withdraws it (it never runs; ``Cancelled`` is raised);
+        a body that has started is waited for, as in ``run``."""
+        if job.state == _PASSED:
+            return None  # released before this task waited: not a checkpoint
+        job.waiter = _current_task()
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            with self._mutex:
+                if job.state == _QUEUED:
+                    self._jobs.remove(job)
+                elif job.state != _DEFERRED:
+                    return _ABORT_FAILED  # taken: waited for
+                job.state = _WITHDRAWN
+            return _ABORT_SUCCEEDED
+
+        await _wait_task_rescheduled(abort)
+        return None if job.state == _PASSED else job.outcome
 
     async def _run_asyncio(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         await anyio.lowlevel.checkpoint_if_cancelled()  # as anyio's to_thread: not run then
