@@ -48,13 +48,12 @@ class Journaled(Generic[T]):
         self._value = value
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._durable().__await__()
-
-    async def _durable(self) -> T:
+        # A generator, not an ``async def`` awaited through its wrapper: one object
+        # per await instead of a coroutine and its ``coroutine_wrapper``.
         if self._gate is None:
-            await anyio.lowlevel.checkpoint()
+            yield from anyio.lowlevel.checkpoint().__await__()
         else:
-            await self._gate.gate(self._inv)
+            yield from self._gate.gate(self._inv).__await__()
         return self._value
 
     def __repr__(self) -> str:
