@@ -86,7 +86,6 @@ class OutputGate:
             )
             if inv.inbox_key is not None and nothing_new:
                 return None
-            batch = WriteBatch()
         head = WriteBatch()
         accepting = accept and inv.inbox_key is None
         moving_from: bytes | None = None
@@ -103,8 +102,9 @@ class OutputGate:
             head.nbytes += sum(len(op[2]) + len(op[3] or b"") for op in pending_ops)
         if inv.exclusive:
             self.add_state_writes(inv, head)
-        head.ops.extend(batch.ops)
-        head.nbytes += batch.nbytes
+        if batch is not None:
+            head.ops.extend(batch.ops)
+            head.nbytes += batch.nbytes
         chain = self.chain(inv)
         head.depends_on = chain.seq if chain is not None else 0
         try:
