@@ -20,7 +20,7 @@ effect where the next gate commits them all in one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
 import anyio.lowlevel
 
@@ -48,12 +48,17 @@ class Journaled(Generic[T]):
         self._value = value
 
     def __await__(self) -> Generator[Any, None, T]:
-        # A generator, not an ``async def`` awaited through its wrapper: one object
-        # per await instead of a coroutine and its ``coroutine_wrapper``.
+        if self._gate is not None and self._value is None:
+            # The usual case (a completion, a cancel): the gate's own awaiter, with no
+            # coroutine of ours around it (one object less per await, for the collector).
+            return cast("Generator[Any, None, T]", self._gate.gate(self._inv).__await__())
+        return self._durable().__await__()
+
+    async def _durable(self) -> T:
         if self._gate is None:
-            yield from anyio.lowlevel.checkpoint().__await__()
+            await anyio.lowlevel.checkpoint()
         else:
-            yield from self._gate.gate(self._inv).__await__()
+            await self._gate.gate(self._inv)
         return self._value
 
     def __repr__(self) -> str:
