@@ -140,7 +140,8 @@ class Completions:
             # Ephemeral: its journal is moot. Killed on a chain that failed: what it did
             # may rest on writes that were lost, and its record must be safe to commit
             # again (``_recommit``): it ends with nothing of its last attempt.
-            inv.unflushed = []
+            if inv.unflushed:
+                inv.unflushed = []
             if not ephemeral:
                 inv.writes = {}
                 inv.cleared_all = False
@@ -159,7 +160,7 @@ class Completions:
                 dumps(TimerRecord(TimerKind.EXPIRE, inv.invocation_id, expire_at)),
             )
             inv.expiry = (expire_at, expiry)
-        for row in inv.timer_keys:  # sleeps that never fired (a lost select)
+        for row in inv.timer_keys or ():  # sleeps that never fired (a lost select)
             batch.delete(Table.TIMERS, row)
         if inv.inbox_key is not None:
             batch.delete(Table.INBOX, inv.inbox_key)
@@ -176,11 +177,12 @@ class Completions:
     def after(self, inv: Invocation) -> None:
         """The completion is durable: deliver calls it left undelivered, schedule its
         expiry and wake its caller."""
-        for callee in inv.pending_calls:
-            self._scheduler.dispatch(callee)
-            if callee.idempotency_key is not None:  # its key's row is durable now
-                self._k.idempotency_inflight.pop(callee.idempotency_key, None)
-        inv.pending_calls = []
+        if inv.pending_calls:
+            for callee in inv.pending_calls:
+                self._scheduler.dispatch(callee)
+                if callee.idempotency_key is not None:  # its key's row is durable now
+                    self._k.idempotency_inflight.pop(callee.idempotency_key, None)
+            inv.pending_calls = []
         if inv.pending_effects:  # journaled effects (invariant 14): durable now
             inv.settle_effects()
         if inv.expiry is not None and inv.expiry[0] <= self._timers.loaded_until:

@@ -74,7 +74,7 @@ class Control:
         if inv.done.finished:
             raise TerminalError(f"invocation {invocation_id} has already completed", 409)
         life = inv.life
-        callees = list(inv.awaiting_calls)
+        callees = list(inv.awaiting_calls or ())
         actions = life.apply(Event.KILL if kill else Event.CANCEL)
         if Action.REJECT_COMPLETED in actions:
             raise TerminalError(f"invocation {invocation_id} has already completed", 409)
@@ -95,7 +95,7 @@ class Control:
     def kill_callees(self, inv: Invocation) -> None:
         """Kill the invocations ``inv`` waits on, in memory or in its journal: what a
         kill of ``inv`` propagates to (used when its retry policy kills it)."""
-        callees = list(inv.awaiting_calls)
+        callees = list(inv.awaiting_calls or ())
         callees += [c for c in self._unanswered_calls(inv) if c not in callees]
         for callee_id in callees:
             self.cancel_later(callee_id, True)
@@ -119,12 +119,12 @@ class Control:
                 batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
                 await self._k.commit(batch)
         elif action is Action.INTERRUPT_WAITS:
-            for scope in list(inv.wait_scopes):
+            for scope in list(inv.wait_scopes or ()):
                 scope.cancel()
         elif action is Action.CANCEL_RUN:
             if inv.run_scope is not None:
                 inv.run_scope.cancel()
-            for scope in (*inv.body_scopes, *inv.wait_scopes):
+            for scope in inv.interruptible_scopes():
                 scope.cancel()
         elif action is Action.WAKE_TASK:
             inv.paused_reason = None  # run it again, to deliver the cancellation

@@ -20,7 +20,7 @@ effect where the next gate commits them all in one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
 import anyio.lowlevel
 
@@ -48,6 +48,10 @@ class Journaled(Generic[T]):
         self._value = value
 
     def __await__(self) -> Generator[Any, None, T]:
+        if self._gate is not None and self._value is None:
+            # The usual case (a completion, a cancel): the gate's own awaiter, with no
+            # coroutine of ours around it (one object less per await, for the collector).
+            return cast("Generator[Any, None, T]", self._gate.gate(self._inv).__await__())
         return self._durable().__await__()
 
     async def _durable(self) -> T:

@@ -120,19 +120,10 @@ class Executor:
     async def run(
         self, inv: Invocation, release: Release, inline: CancelScopeLike | None = None, /
     ) -> object:
-        # A call made from a step's body runs a handler of its own, in the same task.
-        token = RUN_BODY.set(None)
-        try:
-            return await self.run_handler(inv, release, inline)
-        finally:
-            RUN_BODY.reset(token)
-
-    async def run_handler(
-        self, inv: Invocation, release: Release, inline: CancelScopeLike | None = None
-    ) -> object:
-        """Run ``inv`` to its end (or its unwinding). ``inline``: under trio, the scope
-        of the caller it runs inline in, which a kill cancels (``shielded_scope``);
-        otherwise it runs in a kill scope of its own."""
+        """Run ``inv`` to its end in memory (completed, suspended or parked), with
+        ``release`` giving its key back (the mailbox runner). ``inline``: under trio,
+        the scope of the caller it runs inline in, which a kill cancels
+        (``shielded_scope``); otherwise it runs in a kill scope of its own."""
         life = inv.life
         key_node: Node | None = None
         if inv.exclusive and life.phase is not _KILLING:
@@ -143,6 +134,9 @@ class Executor:
         taken_over = False
         status = _COMPLETED
         shield: AbstractContextManager[object] = _UNSHIELDED
+        # A call made from a step's body runs a handler of its own, in the same task.
+        # (Set here, not in a wrapping coroutine: one coroutine less per invocation.)
+        token = RUN_BODY.set(None)
         try:
             if inline is None:
                 with self._k.primitives.cancel_scope() as scope:  # kill() cancels it
@@ -233,13 +227,16 @@ class Executor:
             taken_over = True  # not finished: ``run_call`` hands it to a task of its own
             raise
         finally:
-            inv.run_scope = None
-            if key_node is not None and life.phase is not _SUSPENDED:
-                self._graph.release(key_node)
-            if parked or taken_over:
-                pass
-            elif finished or life.phase is not _SUSPENDED:
-                self.finish(inv)
+            try:
+                inv.run_scope = None
+                if key_node is not None and life.phase is not _SUSPENDED:
+                    self._graph.release(key_node)
+                if parked or taken_over:
+                    pass
+                elif finished or life.phase is not _SUSPENDED:
+                    self.finish(inv)
+            finally:
+                RUN_BODY.reset(token)
 
     async def _answered(
         self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus
@@ -472,11 +469,11 @@ class Executor:
         """End ``inv`` as killed, because its policy ran out and says so: as ``kill``
         would, without compensation, and the invocations it waits on are killed too.
         Called between attempts (RUNNING, nothing of the handler runs any more); its
-        task then writes the killed record (``run_handler``)."""
+        task then writes the killed record (``run``)."""
         logger.error("invocation %s (%s) killed: %s", inv.invocation_id, inv.spec.qualname, reason)
         self._kill_reasons[inv.invocation_id] = cut(reason)
         inv.life.apply(Event.KILL)  # CANCEL_RUN: the bodies a select left running
-        for scope in (*inv.body_scopes, *inv.wait_scopes):
+        for scope in inv.interruptible_scopes():
             scope.cancel()
         self.kill_callees(inv)  # PROPAGATE_KILL
 
@@ -493,11 +490,11 @@ class Executor:
         if inv.not_before is None or inv.cancel_requested:
             return
         with anyio.CancelScope() as scope:
-            inv.wait_scopes.add(scope)
+            inv.add_wait_scope(scope)
             try:
                 await self._clock.sleep_until(inv.not_before)
             finally:
-                inv.wait_scopes.discard(scope)
+                inv.discard_wait_scope(scope)
 
     async def pause(self, inv: Invocation, reason: str) -> None:
         """Pause ``inv`` (durably), answer its callers outside the runtime, and wait for

@@ -86,7 +86,6 @@ class OutputGate:
             )
             if inv.inbox_key is not None and nothing_new:
                 return None
-            batch = WriteBatch()
         head = WriteBatch()
         accepting = accept and inv.inbox_key is None
         moving_from: bytes | None = None
@@ -103,8 +102,9 @@ class OutputGate:
             head.nbytes += sum(len(op[2]) + len(op[3] or b"") for op in pending_ops)
         if inv.exclusive:
             self.add_state_writes(inv, head)
-        head.ops.extend(batch.ops)
-        head.nbytes += batch.nbytes
+        if batch is not None:
+            head.ops.extend(batch.ops)
+            head.nbytes += batch.nbytes
         chain = self.chain(inv)
         head.depends_on = chain.seq if chain is not None else 0
         try:
@@ -134,8 +134,10 @@ class OutputGate:
                 reason = str(exc).replace(str(self._store.path), "the data directory")
                 raise TerminalError(f"cannot store the invocation's data: {reason}", 413) from exc
             raise StepFailed(str(self._k.write_failed(exc))) from exc  # broken or closed
-        inv.unflushed = []
-        inv.pending_ops = []
+        if inv.unflushed:  # (an empty one is kept: a list less to allocate and collect)
+            inv.unflushed = []
+        if pending_ops:
+            inv.pending_ops = []
         inv.pending_bytes = 0
         effects = inv.pending_effects
         if effects:  # they become visible when this batch is durable (``settle_effects``)
@@ -156,7 +158,7 @@ class OutputGate:
                 activation.overlay.update(inv.writes)
             if inv.writes or inv.cleared_all:
                 activation.overlay_seq = ticket.seq
-            inv.writes = {}
+                inv.writes = {}
             inv.cleared_all = False
             activation.last_ticket = ticket
         else:

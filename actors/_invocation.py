@@ -276,12 +276,14 @@ class Invocation:
     #: Ids this attempt asked to cancel (``ctx.cancel_invocation``): before it completes,
     #: each request is made durable (``HandleOps.settle_cancels``).
     requested_cancels: list[str] | None = None
-    timer_keys: set[bytes] = attrs.field(factory=set)
+    #: Rows of its sleeps' timers; None until the first (as the sets below: an empty set
+    #: is a container the collector tracks, and most invocations never need one).
+    timer_keys: set[bytes] | None = None
     expiry: tuple[float, bytes] | None = None  # its retention timer, once completed
     # --- the I/O handles and data its lifecycle's actions name ---
     #: Cancel scopes of the waits in progress (and of a retry's backoff), which an
     #: eviction, a cancel or a kill interrupts.
-    wait_scopes: set[anyio.CancelScope] = attrs.field(factory=set)
+    wait_scopes: set[anyio.CancelScope] | None = None
     #: Live durable waits in progress (several at once under select/gather).
     blocked_waits: int = 0
     wake_event: anyio.Event | None = None
@@ -289,7 +291,8 @@ class Invocation:
     #: (``SignalOps``): the parked index keeps them, so that only their resolution
     #: revives it. None when there are none (the usual case).
     promises_waited: list[bytes] | None = None
-    awaiting_calls: set[str] = attrs.field(factory=set)
+    #: Callees whose answer it awaits right now (a kill propagates to them); None: none yet.
+    awaiting_calls: set[str] | None = None
     #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
     kill_requested: bool = False
     run_scope: CancelScopeLike | None = None
@@ -340,13 +343,20 @@ class Invocation:
         self.replay = journal
         self.replay_end = max(journal) + 1 if journal else 0
         self.index = 0
-        self.unflushed = []
-        self.writes = {}
+        # Fresh buffers only where the last attempt left something: the first attempt
+        # keeps the empty ones made with the object (each list is a container more for
+        # the collector to track; nothing else holds them).
+        if self.unflushed:
+            self.unflushed = []
+        if self.writes:
+            self.writes = {}
         self.cleared_all = False
         self.runs_in_progress = 0
         self.rng = None
-        self.pending_ops = []
-        self.pending_calls = []
+        if self.pending_ops:
+            self.pending_ops = []
+        if self.pending_calls:
+            self.pending_calls = []
         self.pending_bytes = 0
         self.requested_cancels = None
         self.promises_waited = None
@@ -369,6 +379,23 @@ class Invocation:
             self.settle_effects(unflushed_too=True)
         dropped, self.pending_calls = self.pending_calls, []
         return dropped
+
+    def add_wait_scope(self, scope: anyio.CancelScope) -> None:
+        """Register the cancel scope of a wait that starts (``wait_scopes``)."""
+        if self.wait_scopes is None:
+            self.wait_scopes = {scope}
+        else:
+            self.wait_scopes.add(scope)
+
+    def discard_wait_scope(self, scope: anyio.CancelScope) -> None:
+        """Forget the cancel scope of a wait that ended."""
+        if self.wait_scopes is not None:
+            self.wait_scopes.discard(scope)
+
+    def interruptible_scopes(self) -> list[anyio.CancelScope]:
+        """The scopes a kill cancels besides its run scope: its step bodies' and its
+        waits' (a copy: cancelling one may end its wait meanwhile)."""
+        return [*self.body_scopes, *(self.wait_scopes or ())]
 
     def add_effect(self, effect: Effect) -> None:
         """Buffer an effect: it is delivered once the next batch is durable."""

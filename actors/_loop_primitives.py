@@ -74,8 +74,8 @@ class LoopPrimitives:
     #: cancellation is level-triggered (every checkpoint in a cancelled scope raises,
     #: except inside a shielded scope), so code may catch a cancellation of an outer
     #: scope and go on, shielded, inside it: an inline call's handler is killed through
-    #: its caller's scope, one scope less per call (``Executor.run_handler``). None
-    #: under asyncio, where anyio delivers a cancellation by cancelling the task again
+    #: its caller's scope, one scope less per call (``Executor.run``). None under
+    #: asyncio, where anyio delivers a cancellation by cancelling the task again
     #: and again: there the handler has a kill scope of its own.
     shielded_scope: Callable[[], CancelScopeLike] | None = None
     cancelled: type[BaseException] = BaseException

@@ -269,7 +269,10 @@ class CallOps:
         waiter: Node = ("inv", caller.invocation_id)
         waited = self.wait_node(spec, target, callee_id)
         self._graph.wait(waiter, waited)
-        caller.awaiting_calls.add(callee_id)
+        if caller.awaiting_calls is None:
+            caller.awaiting_calls = {callee_id}
+        else:
+            caller.awaiting_calls.add(callee_id)
         if foreign:  # its completion wakes this caller only if told to
             self._watchers.setdefault(callee_id, set()).add(caller.invocation_id)
         suspended = False
@@ -296,7 +299,8 @@ class CallOps:
             return self._results.completed_result(done, callee_id, spec)
         finally:
             self._graph.unwait(waiter, waited)
-            caller.awaiting_calls.discard(callee_id)
+            if caller.awaiting_calls is not None:
+                caller.awaiting_calls.discard(callee_id)
             if foreign and not suspended:
                 watchers = self._watchers.get(callee_id)
                 if watchers is not None:

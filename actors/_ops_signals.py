@@ -319,35 +319,44 @@ class SignalOps:
         if recorded is not None and recorded.outcome is not None:
             outcome = recorded.outcome
             return settled(self._waits, inv, lambda: decode_outcome(outcome, annotation, what))
+        # Partials, not closures: a revived waiter asks once per resolution, and a
+        # closure's cells, tuple and function are each a container for the collector.
+        return DurableFuture._create(
+            self._waits,
+            inv,
+            functools.partial(self._produce_value, inv, row, index, name, annotation, what),
+            functools.partial(self._promise_ready, row),
+        )
 
-        def ready() -> bool:
-            return self.stored_promise(row) is not None
+    def _promise_ready(self, row: bytes) -> bool:
+        return self.stored_promise(row) is not None
 
-        async def produce() -> Any:
+    async def _produce_value(
+        self, inv: Invocation, row: bytes, index: int, name: str, annotation: Any, what: str
+    ) -> Any:
+        """``promise_value``'s wait: the stored outcome, once there, journaled."""
+        outcome = self.stored_promise(row)
+        if outcome is None:
+            waiters = self.promise_waiters.setdefault(row, {})
+            waiters[inv.invocation_id] = None
+            try:
+                await self._waits.block(inv, functools.partial(self._promise_ready, row))
+            except Suspended:
+                # Parked from now on: the parked index keeps what it waits on, and
+                # the resolution finds it there (``wake_promise_waiters``).
+                waiters.pop(inv.invocation_id, None)
+                if not waiters and self.promise_waiters.get(row) is waiters:
+                    del self.promise_waiters[row]
+                if inv.promises_waited is None:
+                    inv.promises_waited = [row]
+                else:
+                    inv.promises_waited.append(row)
+                raise
             outcome = self.stored_promise(row)
-            if outcome is None:
-                waiters = self.promise_waiters.setdefault(row, {})
-                waiters[inv.invocation_id] = None
-                try:
-                    await self._waits.block(inv, ready)
-                except Suspended:
-                    # Parked from now on: the parked index keeps what it waits on, and
-                    # the resolution finds it there (``wake_promise_waiters``).
-                    waiters.pop(inv.invocation_id, None)
-                    if not waiters and self.promise_waiters.get(row) is waiters:
-                        del self.promise_waiters[row]
-                    if inv.promises_waited is None:
-                        inv.promises_waited = [row]
-                    else:
-                        inv.promises_waited.append(row)
-                    raise
-                outcome = self.stored_promise(row)
-                assert outcome is not None
-            inv.pending_bytes += outcome_size(outcome)  # journaled with the entry
-            inv.record_at(index, PromiseEntry(name, outcome))
-            return decode_outcome(outcome, annotation, what)
-
-        return DurableFuture._create(self._waits, inv, produce, ready)
+            assert outcome is not None
+        inv.pending_bytes += outcome_size(outcome)  # journaled with the entry
+        inv.record_at(index, PromiseEntry(name, outcome))
+        return decode_outcome(outcome, annotation, what)
 
     async def promise_peek(self, inv: Invocation, name: str, annotation: Any) -> Any:
         check_usable("promise.peek()")
@@ -376,28 +385,44 @@ class SignalOps:
     ) -> Journaled[None]:
         check_usable("promise.resolve()")
         row, where = self.promise_row(inv, name)
-
-        def complete() -> None:
-            if self.promise_inflight.get(row) is not None or self.stored_promise(row):
-                raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
-            outcome = _outcome_of(value, reason, annotation, f"value of promise {name!r}", code)
-            assert inv.target.key is not None
-            batch = WriteBatch()
-            record = PromiseRecord(inv.target.actor, inv.target.key, name, outcome)
-            batch.put(Table.PROMISES, row, dumps(record))
-            inv.take_room(batch.nbytes, ROW_OVERHEAD, "promise.resolve", name)
-            self.promise_inflight[row] = outcome  # until durable: a second one is 409
-            inv.pending_ops.extend(batch.ops)
-
-            actor, key = inv.target.actor, inv.target.key
-
-            def deliver() -> None:
-                self.promise_inflight.pop(row, None)
-                self.wake_promise_waiters(row, actor, key)
-
-            def drop() -> None:
-                self.promise_inflight.pop(row, None)
-
-            inv.add_effect(Effect(deliver, drop))
-
+        complete = functools.partial(
+            self._complete_promise, inv, row, where, name, annotation, value, reason, code
+        )
         return self.journaled_completion(inv, f"promise:{name}", complete)
+
+    def _complete_promise(
+        self,
+        inv: Invocation,
+        row: bytes,
+        where: str,
+        name: str,
+        annotation: Any,
+        value: object,
+        reason: str | None,
+        code: int,
+    ) -> None:
+        """``promise_complete``'s effect: validated and buffered, delivered once durable."""
+        if self.promise_inflight.get(row) is not None or self.stored_promise(row):
+            raise TerminalError(f"promise {name!r} of {where} was already completed", 409)
+        outcome = _outcome_of(value, reason, annotation, f"value of promise {name!r}", code)
+        actor, key = inv.target.actor, inv.target.key
+        assert key is not None
+        batch = WriteBatch()
+        record = PromiseRecord(actor, key, name, outcome)
+        batch.put(Table.PROMISES, row, dumps(record))
+        inv.take_room(batch.nbytes, ROW_OVERHEAD, "promise.resolve", name)
+        self.promise_inflight[row] = outcome  # until durable: a second one is 409
+        inv.pending_ops.extend(batch.ops)
+        inv.add_effect(
+            Effect(
+                functools.partial(self._promise_delivered, row, actor, key),
+                functools.partial(self._promise_dropped, row),
+            )
+        )
+
+    def _promise_delivered(self, row: bytes, actor: str, key: str) -> None:
+        self.promise_inflight.pop(row, None)
+        self.wake_promise_waiters(row, actor, key)
+
+    def _promise_dropped(self, row: bytes) -> None:
+        self.promise_inflight.pop(row, None)

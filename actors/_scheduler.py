@@ -312,7 +312,7 @@ class Scheduler:
         waiting, self.waiting = self.waiting, {}
         for inv in waiting.values():
             if Action.INTERRUPT_WAITS in inv.life.apply(Event.EVICT):
-                for scope in list(inv.wait_scopes):
+                for scope in list(inv.wait_scopes or ()):
                     scope.cancel()
 
     async def reap_idle(self) -> None:

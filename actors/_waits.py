@@ -178,7 +178,7 @@ class Waits:
             if after is None:
                 after = self._suspend_after
             scope = anyio.CancelScope(deadline=anyio.current_time() + after)
-            inv.wait_scopes.add(scope)
+            inv.add_wait_scope(scope)
             self._scheduler.waiting[inv.invocation_id] = inv
             if len(self._scheduler.waiting) > self._scheduler.max_waiting:
                 self._scheduler.evict_waiters()  # including this one: park them all, amortized
@@ -186,7 +186,7 @@ class Waits:
                 with scope:
                     await waiting()
             finally:
-                inv.wait_scopes.discard(scope)
+                inv.discard_wait_scope(scope)
                 if not inv.wait_scopes:
                     self._scheduler.waiting.pop(inv.invocation_id, None)
             # Timed out, or evicted under memory pressure (a cancel shows up above).
@@ -350,7 +350,10 @@ class Waits:
             wake_at = self._clock.now() + seconds
             inv.record_at(index, SleepEntry(wake_at))
         row = timer_key(wake_at, invocation_id, TimerKind.WAKE, index)
-        inv.timer_keys.add(row)
+        if inv.timer_keys is None:
+            inv.timer_keys = {row}
+        else:
+            inv.timer_keys.add(row)
         if recorded is None:
             timer = WriteBatch()
             timer.put(
