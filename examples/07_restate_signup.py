@@ -34,6 +34,15 @@ import anyio
 import actors
 import actors.restate
 
+
+def say(line: str) -> None:
+    """Print ``line`` in one write and at once. The workflow's steps print from step
+    threads, and the server's lines from a reader thread, while this thread prints too:
+    ``print`` writes the text and its newline separately, so two lines could mix."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
 HERE = Path(__file__).resolve().parent / "restate_signup"
 
 
@@ -45,16 +54,16 @@ async def embedded(data_dir: Path) -> None:
     async with actors.open_runtime(data_dir, [signup.signup_workflow]) as rt:
         user = json.dumps({"name": "Pete", "email": "pete@example.com"}).encode()
         handle = await rt.generic_send("signupWorkflow", "run", user, key="pete123")
-        print(f"submitted workflow pete123: {handle.status}")
+        say(f"submitted workflow pete123: {handle.status}")
         await anyio.to_thread.run_sync(signup.MAIL_SENT.wait)
         stage = await rt.generic_call("signupWorkflow", "getStage", b"", key="pete123")
-        print(f"stage: {json.loads(stage)}")
+        say(f"stage: {json.loads(stage)}")
         secret = json.dumps(signup.MAILED["pete@example.com"]).encode()
         await rt.generic_call("signupWorkflow", "approveEmail", secret, key="pete123")
-        print("approved the email with the mailed secret")
-        print(f"workflow result: {json.loads(await handle.result())}")
+        say("approved the email with the mailed secret")
+        say(f"workflow result: {json.loads(await handle.result())}")
         stage = await rt.generic_call("signupWorkflow", "getStage", b"", key="pete123")
-        print(f"stage: {json.loads(stage)}")
+        say(f"stage: {json.loads(stage)}")
 
 
 def over_http(data_dir: Path) -> None:
@@ -82,14 +91,14 @@ def over_http(data_dir: Path) -> None:
         if " at http://" not in first:
             raise SystemExit(f"actors serve did not start: {first!r}")
         url = first.rsplit(" at ", 1)[1].strip()
-        print(f"actors serve --restate: serving at {url}")
+        say(f"actors serve --restate: serving at {url}")
         secret: list[str] = []
         mailed = threading.Event()
 
         def read_server() -> None:
             assert server.stdout is not None
             for line in server.stdout:
-                print(f"  [server] {line.strip()}", flush=True)
+                say(f"  [server] {line.strip()}")
                 if "verify?secret=" in line:
                     secret.append(line.rsplit("secret=", 1)[1].strip())
                     mailed.set()
@@ -103,7 +112,7 @@ def over_http(data_dir: Path) -> None:
             data=json.dumps(secret[0]).encode(),
             headers={"Content-Type": "application/json"},
         )
-        print("  [user] clicks the mailed link (approveEmail)", flush=True)
+        say("  [user] clicks the mailed link (approveEmail)")
         with urllib.request.urlopen(click, timeout=30) as answer:
             assert answer.status == 200
         if client.wait(60) != 0:
@@ -111,7 +120,7 @@ def over_http(data_dir: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
-    print("server stopped")
+    say("server stopped")
 
 
 def main() -> None:

@@ -22,11 +22,15 @@ MAIL_SENT = threading.Event()
 
 
 def create_user_entry(user: User) -> None:
-    print(f"  created user entry for {user.name}", flush=True)
+    # One write per line (text and newline together): this runs on a step thread while
+    # the example's own thread prints too.
+    print(f"  created user entry for {user.name}\n", end="", flush=True)
 
 
 def send_email_with_link(email: str, secret: str) -> None:
-    print(f"  mail to {email}: click https://example.com/verify?secret={secret}", flush=True)
+    print(
+        f"  mail to {email}: click https://example.com/verify?secret={secret}\n", end="", flush=True
+    )
     MAILED[email] = secret
     MAIL_SENT.set()
 
