@@ -159,13 +159,8 @@ class Store:
     def read(self) -> Iterator[ReadView]:
         """A snapshot for several reads. Keep it short: never hold it across an await."""
         self._check_open()
-        with self._resize_lock:
-            try:
-                txn = self._env.begin(buffers=False)
-            except lmdb.Error as exc:
-                raise read_error(self.path, exc) from exc
-            with txn:
-                yield ReadView(txn, self._dbs, self.path)
+        with self._resize_lock, self._begin_read() as txn:
+            yield ReadView(txn, self._dbs, self.path)
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         """The committed value of ``key`` in ``table``, or None. One read transaction."""
@@ -192,14 +187,17 @@ class Store:
         # ``read()``'s work without its generator context manager (a generator and a
         # wrapper more per scan; a promise's resolution and a replay each scan).
         self._check_open()
-        with self._resize_lock:
-            try:
-                txn = self._env.begin(buffers=False)
-            except lmdb.Error as exc:
-                raise read_error(self.path, exc) from exc
-            with txn:
-                view = ReadView(txn, self._dbs, self.path)
-                return view.scan(table, prefix, start=start, limit=limit, children=children)
+        with self._resize_lock, self._begin_read() as txn:
+            view = ReadView(txn, self._dbs, self.path)
+            return view.scan(table, prefix, start=start, limit=limit, children=children)
+
+    def _begin_read(self) -> lmdb.Transaction:
+        """A read transaction (the caller holds ``_resize_lock``); LMDB's failure to
+        begin one is a ``StorageError`` naming the store."""
+        try:
+            return self._env.begin(buffers=False)
+        except lmdb.Error as exc:
+            raise read_error(self.path, exc) from exc
 
     # --- writing -----------------------------------------------------------------------
 

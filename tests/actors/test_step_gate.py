@@ -14,7 +14,7 @@ on ``threading`` events that the test sets.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -27,7 +27,7 @@ from actors._step_threads import StepThreads
 from actors.storage import Table
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
@@ -41,6 +41,21 @@ modes = pytest.mark.parametrize("commit_mode", ["auto", "thread", "inline"])
 
 async def wait_thread_event(event: threading.Event) -> None:
     assert await anyio.to_thread.run_sync(event.wait, HANG), "never got there"
+
+
+async def signal_then_release(
+    signal: Callable[[str], Coroutine[Any, Any, object]],
+    invocation_id: str,
+    release: threading.Event,
+) -> None:
+    """Send ``signal`` (``rt.kill``, ``rt.cancel``) to the invocation, give it 20 passes
+    of the loop to reach what it waits on, then set ``release``: whatever the invocation
+    waits for goes on only after the signal has landed."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(signal, invocation_id)
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        release.set()
 
 
 def journals(batch: WriteBatch, step: str) -> bool:
@@ -191,11 +206,7 @@ async def test_a_kill_while_a_step_waits_for_its_commit_never_runs_the_body(
     async with _open(tmp_path, steps, commit_mode, hook) as rt:
         handle = await rt.send(Steps.then_block, "b")
         await wait_thread_event(hook.entered)  # the second step waits for this commit
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(rt.kill, handle.invocation_id)
-            for _ in range(20):
-                await anyio.lowlevel.checkpoint()
-            hook.release.set()
+        await signal_then_release(rt.kill, handle.invocation_id, hook.release)
         with pytest.raises(actors.TerminalError) as info:
             await handle.result()
         assert info.value.status_code == 409
@@ -214,11 +225,8 @@ async def test_a_cancel_while_a_step_waits_for_its_commit_lands_at_the_next_step
     async with _open(tmp_path, steps, commit_mode, hook) as rt:
         handle = await rt.send(Steps.then_block, "b")
         await wait_thread_event(hook.entered)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(rt.cancel, handle.invocation_id)  # its own commit waits too
-            for _ in range(20):
-                await anyio.lowlevel.checkpoint()
-            hook.release.set()
+        # (The cancel's own commit waits for the held one too.)
+        await signal_then_release(rt.cancel, handle.invocation_id, hook.release)
         with pytest.raises(actors.TerminalError) as info:
             await handle.result()
         assert info.value.status_code == 409
@@ -272,11 +280,8 @@ async def test_a_cancel_while_a_gated_body_runs_waits_for_it(
         handle = await rt.send(Steps.then_block, "c")
         await wait_thread_event(steps.blocker("c").entered)
         await rt.cancel(handle.invocation_id)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(rt.kill, handle.invocation_id)
-            for _ in range(20):
-                await anyio.lowlevel.checkpoint()
-            steps.blocker("c").release.set()  # never interrupted: it returns
+        # The body is never interrupted: it returns once released.
+        await signal_then_release(rt.kill, handle.invocation_id, steps.blocker("c").release)
         with pytest.raises(actors.TerminalError) as info:
             await handle.result()
         assert info.value.status_code == 409
