@@ -26,8 +26,8 @@ attaches every invocation whose id is known, lets the clock run), and a last one
 the directory and checks that nothing changed.
 
 The model (``Model``, in tests/stateful_model.py with the actors and the operations) knows
-only what the API answered and checks, as answers arrive and
-at the end (DESIGN.md section 3):
+only what the API answered and checks, as answers arrive and at the end (DESIGN.md
+section 3):
 
 * one request, one invocation: a non-idempotent send answers "Accepted"; sends of one
   idempotency key or one workflow id all answer the same id, "PreviouslyAccepted" once an
