@@ -1,7 +1,7 @@
 """Issue 14's ratio targets, measured: one table from the benchmarks' last results.
 
-Reads ``bench/results/{objects,steps,workflows,scaling}.json`` (and ``http.json`` when
-present), which ``make bench`` writes just before running this, and prints each target
+Reads ``bench/results/{objects,steps,workflows,parked,scaling,peers}.json``, which ``make
+bench`` writes just before running this, and prints each target
 with the measured ratio and PASS/FAIL. A figure whose file or field is missing reads
 "not measured"; a figure measured with ``durability="process"`` reads "info", since the
 targets are defined for ``"fsync"``. Then it writes the same table into README.md between
@@ -11,7 +11,9 @@ targets are defined for ``"fsync"``. Then it writes the same table into README.m
 The ratios are the ones the benchmark scripts compute, each against a baseline measured
 in the same run (raw LMDB commits with the same durability), so they are comparable
 across machines; only the memory target is an absolute figure (bytes per parked workflow,
-RSS over the empty runtime).
+RSS over the empty runtime). The HTTP targets compare systems of one ``bench/peers/run.py``
+run: virtual-actors' HTTP ingress (fsync) against Restate, and against virtual-actors
+embedded (fsync), each a ratio of the systems' medians over the run's repetitions.
 
 Run::
 
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-SOURCES: Final = ("objects", "steps", "workflows", "parked", "scaling", "http")
+SOURCES: Final = ("objects", "steps", "workflows", "parked", "scaling", "peers")
 #: "Flat or logarithmic": at 100x the work, an operation may cost a few times what it
 #: cost at 1x (a B-tree a level deeper, caches missed), never ~100x.
 FLAT_OR_LOG: Final = 3.0
@@ -136,6 +138,29 @@ def worst_scaling(document: Mapping[str, Any]) -> Measured | None:
     return Measured(worst[0], f"{worst[0]:.2f}x ({worst[1]})", None)
 
 
+def peers_ratio(
+    system: str, other: str, metric: str
+) -> Callable[[Mapping[str, Any]], Measured | None]:
+    """``bench/peers/run.py``: the median of ``metric`` over ``system``'s runs divided by
+    ``other``'s, both of the same run of the script (None when either was not measured)."""
+
+    def measure(document: Mapping[str, Any]) -> Measured | None:
+        systems = document.get("systems", {})
+        medians = []
+        for name in (system, other):
+            runs = systems.get(name, {}).get("runs", [])
+            values = [run["metrics"][metric] for run in runs if metric in run.get("metrics", {})]
+            if not values:
+                return None
+            medians.append(statistics.median(values))
+        if not medians[1] > 0:
+            return None
+        # va-http and va-fsync commit with fsync; Restate's durability is its own.
+        return _ratio(medians[0] / medians[1], "fsync")
+
+    return measure
+
+
 TARGETS: Final = (
     Target(
         "steps",
@@ -225,6 +250,30 @@ TARGETS: Final = (
         "x",
         worst_scaling,
     ),
+    Target(
+        "peers",
+        "HTTP, 64 keys x 1 caller (W2), keep-alive: calls/s vs Restate's in the same run",
+        3.0,
+        True,
+        "x",
+        peers_ratio("va-http", "restate", "w2_rate"),
+    ),
+    Target(
+        "peers",
+        "HTTP, one key x 64 callers (W3), keep-alive: calls/s vs Restate's in the same run",
+        3.0,
+        True,
+        "x",
+        peers_ratio("va-http", "restate", "w3_rate"),
+    ),
+    Target(
+        "peers",
+        "HTTP, one call at a time (W1): p50 vs the embedded W1's p50 in the same run",
+        3.0,
+        False,
+        "x",
+        peers_ratio("va-http", "va-fsync", "w1_p50_ms"),
+    ),
 )
 
 
@@ -262,20 +311,19 @@ def table(documents: Documents) -> list[str]:
             f"| {target.text} | {target.bound_text()} | {shown} | {verdict(target, measured)} "
             f"| `{target.source}.json` |"
         )
-    for item in documents.get("http", {}).get("checks", []):
-        passed = "PASS" if item.get("passed") else "FAIL"
-        lines.append(
-            f"| HTTP: {item.get('text', item.get('name', '?'))} | | | {passed} | `http.json` |"
-        )
     return lines
+
+
+def _date(document: Mapping[str, Any]) -> str:
+    """When a results file was measured: its ``meta.time`` (``machine.date`` in peers.json
+    files written before it had a ``meta``)."""
+    when = document.get("meta", {}).get("time") or document.get("machine", {}).get("date", "?")
+    return str(when)[:10]
 
 
 def section(documents: Documents) -> str:
     """The README section: when each source was measured, then the table."""
-    dates = ", ".join(
-        f"`{stem}.json` {str(doc.get('meta', {}).get('time', '?'))[:10]}"
-        for stem, doc in documents.items()
-    )
+    dates = ", ".join(f"`{stem}.json` {_date(doc)}" for stem, doc in documents.items())
     return "\n".join(
         [
             "Filled by `bench/targets.py` (the last step of `make bench`) from "

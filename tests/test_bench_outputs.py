@@ -242,7 +242,7 @@ def test_targets_from_the_quick_results(results: Path, tmp_path: Path) -> None:
     assert len(lines) == 2 + len(TARGETS)
     for target, line in zip(TARGETS, lines[2:], strict=True):
         assert line.startswith(f"| {target.text} | {target.bound_text()} | ")
-        if target.source in ("scaling", "parked"):  # not among the quick scripts
+        if target.source in ("scaling", "parked", "peers"):  # not among the quick scripts
             assert "| not measured | not measured |" in line
         elif target.source == "workflows":
             assert line.endswith("| info (process) | `workflows.json` |")  # --quick: process
@@ -290,6 +290,58 @@ def test_parked_writes_its_figures_and_targets_reads_them(tmp_path: Path) -> Non
     assert len(lines) == 2
     assert " | not measured | " not in lines[0]  # memory: measured, whatever the durability
     assert "info (process)" in lines[1]  # the resolve target is defined for fsync
+
+
+def _peers_document(rates: dict[str, list[float]]) -> dict[str, Any]:
+    """A peers.json with one metric per system, a run per value."""
+    return {
+        "systems": {
+            system: {
+                "runs": [{"metrics": {"w2_rate": v}, "notes": {}} for v in values],
+                "error": "",
+            }
+            for system, values in rates.items()
+        }
+    }
+
+
+def test_http_targets_are_ratios_of_the_peers_medians() -> None:
+    w2 = next(t for t in TARGETS if t.source == "peers" and "(W2)" in t.text)
+    measured = w2.measure(
+        _peers_document({"va-http": [900.0, 1200.0, 3000.0], "restate": [400.0, 300.0]})
+    )
+    assert measured is not None
+    assert measured.value == pytest.approx(1200.0 / 350.0)  # medians, not means
+    assert (measured.shown, measured.durability) == ("3.43x", "fsync")
+    assert w2.measure(_peers_document({"va-http": [900.0], "restate": []})) is None
+    assert w2.measure(_peers_document({"va-http": [900.0]})) is None
+    assert w2.measure(_peers_document({"va-http": [900.0], "restate": [0.0]})) is None
+
+
+def test_http_targets_from_the_stored_peers_json(tmp_path: Path) -> None:
+    (tmp_path / "peers.json").write_text((ROOT / "bench" / "results" / "peers.json").read_text())
+    lines = [line for line in table(load(tmp_path)) if "`peers.json`" in line]
+    assert len(lines) == 3
+    for line in lines:
+        assert line.split(" | ")[3] in ("PASS", "FAIL"), line
+
+
+def test_peers_without_out_writes_nothing(tmp_path: Path) -> None:
+    results = ROOT / "bench" / "results"
+    before = {path.name: path.stat().st_mtime_ns for path in results.glob("peers*")}
+    readme = (ROOT / "README.md").read_bytes()
+    done = subprocess.run(
+        [sys.executable, ROOT / "bench" / "peers" / "run.py", "--quick", "--only", "raw-pingpong"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| raw-pingpong | " in done.stdout  # the report is printed
+    assert {path.name: path.stat().st_mtime_ns for path in results.glob("peers*")} == before
+    assert (ROOT / "README.md").read_bytes() == readme
 
 
 def test_targets_with_no_results(tmp_path: Path) -> None:

@@ -13,13 +13,14 @@ Runs the same workloads (``bench/peers/common.py``: W1-W6) on
 The peers live in their own virtual environments under ``bench/.peers/`` (git-ignored),
 created here on first use with pinned versions. Every server binds to loopback and is
 stopped by this script, also when a run fails (process groups, ``finally``, ``atexit``).
-Writes ``bench/results/peers.md`` (medians with [min-max] over ``--runs``, ratios to
-virtual-actors fsync), ``bench/results/peers.json`` (every raw number), two charts, and
-README.md's table between ``<!-- bench:peers:begin/end -->`` (``bench/peers/readme.py``;
-not with ``--no-readme`` or ``--quick``).
+Prints the report; with ``--out DIR`` (``make bench``: ``bench/results``) it also writes
+``DIR/peers.md`` (medians with [min-max] over ``--runs``, ratios to virtual-actors fsync),
+``DIR/peers.json`` (every raw number), two charts, and README.md's table between
+``<!-- bench:peers:begin/end -->`` (``bench/peers/readme.py``; not with ``--no-readme`` or
+``--quick``). ``bench/targets.py`` reads issue 14's HTTP targets from ``peers.json``.
 
-    .venv/bin/python bench/peers/run.py                     # 3 runs, everything
-    .venv/bin/python bench/peers/run.py --quick --only va-fsync,dbos-sqlite
+    .venv/bin/python bench/peers/run.py --out bench/results   # 3 runs, everything
+    .venv/bin/python bench/peers/run.py --quick --only va-fsync,dbos-sqlite   # print only
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench._common import update_readme
+from bench._common import json_meta, update_readme
 from bench.peers.common import METRICS, Settings
 from bench.peers.readme import peers_readme_section
 from bench.peers.report import PINS, SYSTEMS, Outcome, machine, report, versions
@@ -466,7 +467,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per phase (2)")
     parser.add_argument("--w6", type=int, default=10_000, help="W6 workflows (virtual-actors)")
     parser.add_argument("--peer-w6", type=int, default=1_000, help="W6 workflows (peers)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"write peers.md, peers.json and the charts here (make bench: {RESULTS}); "
+        "without it nothing is written",
+    )
     parser.add_argument(
         "--no-readme", action="store_true", help="leave README.md's table alone (--quick does)"
     )
@@ -480,7 +487,8 @@ def main() -> None:
         parser.error(f"unknown systems {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
     signal.signal(signal.SIGTERM, _on_signal)
     PEERS.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     logs = PEERS / "logs"
     logs.mkdir(exist_ok=True)
     outcomes: list[Outcome] = []
@@ -502,6 +510,7 @@ def main() -> None:
         finally:
             PROCS.stop_all()
     result = {
+        "meta": json_meta(sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
         "settings": settings.__dict__,
@@ -510,12 +519,14 @@ def main() -> None:
         "metrics": {k: list(v) for k, v in METRICS.items()},
         "systems": {o.system: {"runs": o.runs, "error": o.error} for o in outcomes},
     }
+    text = report(outcomes, args, settings)
+    print(text)
+    if args.out is None:
+        return
     (args.out / "peers.json").write_text(json.dumps(result, indent=2) + "\n")
     if not (args.no_readme or args.quick):  # a quick run's figures are not the README's
         update_readme(ROOT / "README.md", "peers", peers_readme_section(result))
-    text = report(outcomes, args, settings)
     (args.out / "peers.md").write_text(text)
-    print(text)
     try:
         plot_bin = ensure_venv("plot")
         subprocess.run(
