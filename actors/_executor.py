@@ -17,7 +17,6 @@ backoff and never pauses it; a completion's is committed again, unchanged, until
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import TYPE_CHECKING, Final
 
@@ -65,12 +64,9 @@ _NO_CANCEL: Final = Cancel.NONE
 _COMPLETED: Final = InvocationStatus.COMPLETED
 _KILLED: Final = InvocationStatus.KILLED
 
-#: The ``with`` of a run that needs no shield (every run but an inline one killed).
-_UNSHIELDED: Final = contextlib.nullcontext()
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from contextlib import AbstractContextManager
 
     from actors.mailbox import Release
     from actors.storage import CommitTicket
@@ -133,7 +129,8 @@ class Executor:
         parked = False
         taken_over = False
         status = _COMPLETED
-        shield: AbstractContextManager[object] = _UNSHIELDED
+        # A killed inline run's shield (below); None, the usual case, needs no ``with``.
+        shield: CancelScopeLike | None = None
         # A call made from a step's body runs a handler of its own, in the same task.
         # (Set here, not in a wrapping coroutine: one coroutine less per invocation.)
         token = RUN_BODY.set(None)
@@ -149,7 +146,9 @@ class Executor:
                 except self._k.primitives.cancelled:
                     if life.phase is not _KILLING or self._k.closed:
                         raise  # not a kill: it unwinds the caller's scope
-                if inline.cancel_called and not self._k.closed:
+                # (A kill sets KILLING before it cancels: the phase is read first, as
+                # trio's ``cancel_called`` reads the clock.)
+                if life.phase is _KILLING and inline.cancel_called and not self._k.closed:
                     # Killed (maybe after its handler's last checkpoint). The caller's
                     # scope stays cancelled (trio's cancellation is level-triggered): what
                     # is left to await, its killed record, is awaited shielded, and the
@@ -189,8 +188,11 @@ class Executor:
                 finished = True
                 # (``attempts`` saw no failed batch under it: ``chain_broken``.)
                 if ticket is not None and not ticket.done:
-                    with shield:
+                    if shield is None:
                         error = await self._read_settled(inv, ticket)
+                    else:
+                        with shield:
+                            error = await self._read_settled(inv, ticket)
                     if error is not None:
                         inv.error = self._k.write_failed(error)
                         self._act(inv, Event.ABANDON)
@@ -220,8 +222,11 @@ class Executor:
                 taken_over = True
                 self._k.spawn(functools.partial(self._answered, inv, ticket, outcome, status))
                 return None
-            with shield:  # (the only other await after ``attempts``: above)
+            if shield is None:  # (the only other await after ``attempts``: above)
                 await self._completed(inv, ticket, outcome, status)
+            else:
+                with shield:
+                    await self._completed(inv, ticket, outcome, status)
             return None
         except PausedInline:
             taken_over = True  # not finished: ``run_call`` hands it to a task of its own
@@ -366,7 +371,8 @@ class Executor:
                 # await from here to the start, so none can fail unseen meanwhile.
                 await self._recommits.drained(activation)
             self._output.forget_failed_chain(inv)
-            journal = self.load_journal(inv)
+            # (A call not yet recorded has no journal to read: no call to find so.)
+            journal = load_journal(self._store, inv) if inv.inbox_key is not None else {}
             if life.cancel is not _NO_CANCEL and not journal:
                 # Cancelled before it did anything: nothing to compensate, do not start.
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)

@@ -204,7 +204,10 @@ class Results:
 
     def _stored_output(self, outcome: Outcome, spec: Handler[Any, Any]) -> Any:
         try:
-            return decode_outcome(outcome, spec.output_type, f"output of {spec.qualname}")
+            try:
+                return decode_outcome(outcome, spec.output_type, "")
+            except SerializationError:  # again, named in its message (not formatted per call)
+                return decode_outcome(outcome, spec.output_type, f"output of {spec.qualname}")
         except SerializationError as exc:
             if not isinstance(exc.__cause__, msgspec.DecodeError):
                 raise  # valid JSON of another shape: the output type changed, not damage

@@ -269,14 +269,18 @@ class Runtime(metaclass=NoPublicConstructor):
         entry, spec, tgt = self._resolver.resolve(target, key)
         payload, value = self._resolver.check_input(spec, arg)
         checked = check_headers(headers) if headers is not None else None
-        await self._scheduler.acquire_slot()
-        if self._k.closed:  # it closed (or stopped) while this call waited for a slot
-            self._scheduler.slots.release()
-            self._check_open()
+        scheduler = self._scheduler
+        try:
+            scheduler.slots.acquire_nowait()  # the common case: acquire_slot's, no await
+        except anyio.WouldBlock:
+            await scheduler.acquire_slot()
+            if self._k.closed:  # it closed (or stopped) while this call waited for a slot
+                scheduler.slots.release()
+                self._check_open()
         inv = self._resolver.new_invocation(
             entry, spec, tgt, payload, value, holds_slot=True, headers=checked
         )
-        await self._scheduler.run_call(inv)
+        await scheduler.run_call(inv)
         result = await self._results.result_of(inv)
         return result
 
