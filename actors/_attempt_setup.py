@@ -51,14 +51,14 @@ def context_for(port: HandlerPort, inv: Invocation) -> Context:
     shared handler of a workflow or an object."""
     kind = inv.spec.kind
     if kind == "exclusive":
-        return ObjectContext._create(port, inv)
+        return ObjectContext._for(port, inv)
     if kind == "service":
-        return Context._create(port, inv)
+        return Context._for(port, inv)
     if kind == "main":
-        return WorkflowContext._create(port, inv)
+        return WorkflowContext._for(port, inv)
     if inv.entry.cls.actor_kind == "workflow":
-        return WorkflowSharedContext._create(port, inv)
-    return ObjectSharedContext._create(port, inv)
+        return WorkflowSharedContext._for(port, inv)
+    return ObjectSharedContext._for(port, inv)
 
 
 def load_journal(store: Store, inv: Invocation) -> dict[int, JournalEntry]:

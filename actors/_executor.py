@@ -197,7 +197,7 @@ class Executor:
                         inv.error = self._k.write_failed(error)
                         self._act(inv, Event.ABANDON)
                         return None
-                inv.outcome = outcome
+                inv.done.outcome = outcome
                 if _RELEASE_SLOT in life.apply(_DURABLE):
                     self._scheduler.slots.release()
                 self._k.log("completed", inv)
@@ -277,7 +277,7 @@ class Executor:
             if not self._k.closed:
                 self._k.spawn(functools.partial(self._completed, inv, ticket, outcome, status))
             raise
-        inv.outcome = outcome
+        inv.done.outcome = outcome
         self._act(inv, _DURABLE)
         if status is not _KILLED:
             self._k.log("completed", inv)
