@@ -132,8 +132,9 @@ class Executor:
         # A killed inline run's shield (below); None, the usual case, needs no ``with``.
         shield: CancelScopeLike | None = None
         # A call made from a step's body runs a handler of its own, in the same task.
-        # (Set here, not in a wrapping coroutine: one coroutine less per invocation.)
-        token = RUN_BODY.set(None)
+        # (Set here, not in a wrapping coroutine: one coroutine less per invocation; and
+        # only in a body: elsewhere it is None already, and a set and a reset cost.)
+        token = RUN_BODY.set(None) if RUN_BODY.get() is not None else None
         try:
             if inline is None:
                 with self._k.primitives.cancel_scope() as scope:  # kill() cancels it
@@ -241,7 +242,8 @@ class Executor:
                 elif finished or life.phase is not _SUSPENDED:
                     self.finish(inv)
             finally:
-                RUN_BODY.reset(token)
+                if token is not None:
+                    RUN_BODY.reset(token)
 
     async def _answered(
         self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus

@@ -160,13 +160,17 @@ class StateOps:
         return result
 
     def set(self, inv: Invocation, name: str, value: object) -> None:
-        check_usable("ctx.set()")
+        if RUN_BODY.get() is not None:  # (check_usable's test, without its call)
+            check_usable("ctx.set()")
         if not (isinstance(name, str) and name.isascii() and len(name) <= _SHORT_NAME):
             _check_state_name(name)
         if inv.replay and inv.next_replayed(SetStateEntry, name, f"set({name!r})") is not None:
             return  # written with the journal entry that recorded it
         annotation = type(value) if value is not None else object
-        data = encode_value(value, annotation, f"state {name!r}")
+        try:
+            data = encode_value(value, annotation, "")
+        except SerializationError:  # again, named in its message (not formatted per write)
+            data = encode_value(value, annotation, f"state {name!r}")
         size = len(data)
         if size > MAX_VALUE_BYTES:
             check_value(size, f"value of state {name!r}")

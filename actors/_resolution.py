@@ -242,7 +242,10 @@ class Resolver:
             raise TypeError(
                 f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given"
             )
-        payload, value = check_value(arg, spec.input_type, f"input of {spec.qualname}")
+        try:
+            payload, value = check_value(arg, spec.input_type, "")
+        except SerializationError:  # again, named in its message (not formatted per call)
+            payload, value = check_value(arg, spec.input_type, f"input of {spec.qualname}")
         if len(payload) > MAX_VALUE_BYTES:
             check_value_size(len(payload), f"input of {spec.qualname}")
         return payload, value
