@@ -77,10 +77,11 @@ class Resolver:
         self._clock = clock
         self._raw_views: dict[Handler[Any, Any], Handler[Any, Any]] = {}
         #: Handlers resolved before, with their entry, registered handler and actor
-        #: name (None for a service: its calls take no key). The registered actors never change while a runtime
-        #: is open, nor does a handler's owner or name once its class exists, so a
-        #: lookup that succeeded once succeeds again the same way (one dict read on
-        #: every call instead of the checks). Failures are not kept: they raise anew.
+        #: name (None for a service: its calls take no key). The registered actors
+        #: never change while a runtime is open, nor does a handler's owner or name once
+        #: its class exists, so a lookup that succeeded once succeeds again the same way
+        #: (one dict read on every call instead of the checks). Failures are not kept:
+        #: they raise anew.
         self._resolved: dict[
             Handler[Any, Any], tuple[ActorEntry, Handler[Any, Any], str | None]
         ] = {}
