@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from actors.mailbox import HOLD
+from actors.mailbox import HOLD, NO_RELEASE
 from actors.storage import (
     Failure,
     InvocationStatus,
@@ -185,7 +185,8 @@ class Executor:
                 if key_node is not None:
                     self._graph.release(key_node)
                     key_node = None
-                release()
+                if release is not NO_RELEASE:  # (a call of a shared handler: no call)
+                    release()
                 finished = True
                 # (``attempts`` saw no failed batch under it: ``chain_broken``.)
                 if ticket is not None and not ticket.done:
