@@ -51,14 +51,14 @@ def context_for(port: HandlerPort, inv: Invocation) -> Context:
     shared handler of a workflow or an object."""
     kind = inv.spec.kind
     if kind == "exclusive":
-        return ObjectContext._create(port, inv)
+        return ObjectContext._for(port, inv)
     if kind == "service":
-        return Context._create(port, inv)
+        return Context._for(port, inv)
     if kind == "main":
-        return WorkflowContext._create(port, inv)
+        return WorkflowContext._for(port, inv)
     if inv.entry.cls.actor_kind == "workflow":
-        return WorkflowSharedContext._create(port, inv)
-    return ObjectSharedContext._create(port, inv)
+        return WorkflowSharedContext._for(port, inv)
+    return ObjectSharedContext._for(port, inv)
 
 
 def load_journal(store: Store, inv: Invocation) -> dict[int, JournalEntry]:
@@ -82,18 +82,20 @@ async def run_attempt(port: HandlerPort, inv: Invocation) -> Outcome:
     """One attempt of ``inv``'s handler: its outcome, or the signal that unwinds it
     (``HandlerFailed``: a failure to retry or pause on)."""
     spec = inv.spec
+    has_input = spec.has_input
     try:
-        if spec.has_input and inv.arg is UNDECODED:
+        if has_input and inv.arg is UNDECODED:
             inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
     except SerializationError as exc:
         return Failure(str(exc), exc.status_code)
     ctx = context_for(port, inv)
     instance = inv.entry.instance
     try:
-        result = await (
-            spec.fn(instance, ctx, inv.arg) if spec.has_input else spec.fn(instance, ctx)
-        )
-        data = encode_value(result, spec.output_type, f"output of {spec.qualname}")
+        result = await (spec.fn(instance, ctx, inv.arg) if has_input else spec.fn(instance, ctx))
+        try:
+            data = encode_value(result, spec.output_type, "")
+        except SerializationError:  # again, named in its message (not formatted per call)
+            data = encode_value(result, spec.output_type, f"output of {spec.qualname}")
         if len(data) > MAX_VALUE_BYTES:
             # As if the handler raised it at its return: what it wrote is kept.
             return Failure(

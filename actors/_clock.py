@@ -28,7 +28,10 @@ def loop_time_function() -> Callable[[], float]:
         trio.lowlevel.current_trio_token()
     except RuntimeError:
         return asyncio.get_running_loop().time
-    return trio.current_time
+    # ``trio.current_time`` asks the run for its clock on each read (three calls); a
+    # run's clock never changes, so its own method is the same time in one call (read
+    # on every call to an object: ``Activation.last_used``).
+    return trio.lowlevel.current_clock().current_time
 
 
 class Clock(Protocol):

@@ -73,8 +73,10 @@ class Completions:
         """An ephemeral call that wrote nothing and asked for no effect (a call, a send,
         a completion, a cancel left un-awaited: invariant 14): completing it needs no
         commit at all."""
-        return (
-            self.is_ephemeral(inv)
+        return (  # (is_ephemeral's test, without its call: asked on every call)
+            inv.inbox_key is None
+            and inv.caller_id is None
+            and inv.idempotency_key is None
             and not inv.writes
             and not inv.cleared_all
             and not inv.pending_ops

@@ -51,11 +51,11 @@ class Handler(Generic[InT_contra, OutT_co]):
 
     __slots__ = (
         "_annotations_resolved",
-        "_has_input",
         "_input_param",
         "_qualname",
         "declared_kind",
         "fn",
+        "has_input",
         "inactivity_timeout",
         "ingress_private",
         "input_type",
@@ -106,8 +106,10 @@ class Handler(Generic[InT_contra, OutT_co]):
         self.retention: float | None = options.retention
         self.inactivity_timeout: float | None = options.inactivity_timeout
         self.ingress_private: bool = bool(options.ingress_private)
-        self._has_input = len(params) == 3
-        self._input_param = params[2] if self._has_input else None
+        #: Whether the handler takes an input argument. (A plain attribute, not a
+        #: property: read twice on every call.)
+        self.has_input: bool = len(params) == 3
+        self._input_param = params[2] if self.has_input else None
         if self._input_param is not None and self._input_param.annotation is _NO_INPUT:
             raise TypeError(
                 f"handler {where}: input '{self._input_param.name}' has no type annotation"
@@ -120,11 +122,6 @@ class Handler(Generic[InT_contra, OutT_co]):
         self.input_type: Any = None
         self.output_type: Any = None
         self._annotations_resolved = False
-
-    @property
-    def has_input(self) -> bool:
-        """Whether the handler takes an input argument."""
-        return self._has_input
 
     def __set_name__(self, owner: type, attr: str) -> None:
         if self.owner is None:

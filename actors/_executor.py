@@ -17,13 +17,12 @@ backoff and never pauses it; a completion's is committed again, unchanged, until
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from actors.mailbox import HOLD
+from actors.mailbox import HOLD, NO_RELEASE
 from actors.storage import (
     Failure,
     InvocationStatus,
@@ -65,12 +64,9 @@ _NO_CANCEL: Final = Cancel.NONE
 _COMPLETED: Final = InvocationStatus.COMPLETED
 _KILLED: Final = InvocationStatus.KILLED
 
-#: The ``with`` of a run that needs no shield (every run but an inline one killed).
-_UNSHIELDED: Final = contextlib.nullcontext()
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from contextlib import AbstractContextManager
 
     from actors.mailbox import Release
     from actors.storage import CommitTicket
@@ -133,10 +129,12 @@ class Executor:
         parked = False
         taken_over = False
         status = _COMPLETED
-        shield: AbstractContextManager[object] = _UNSHIELDED
+        # A killed inline run's shield (below); None, the usual case, needs no ``with``.
+        shield: CancelScopeLike | None = None
         # A call made from a step's body runs a handler of its own, in the same task.
-        # (Set here, not in a wrapping coroutine: one coroutine less per invocation.)
-        token = RUN_BODY.set(None)
+        # (Set here, not in a wrapping coroutine: one coroutine less per invocation; and
+        # only in a body: elsewhere it is None already, and a set and a reset cost.)
+        token = RUN_BODY.set(None) if RUN_BODY.get() is not None else None
         try:
             if inline is None:
                 with self._k.primitives.cancel_scope() as scope:  # kill() cancels it
@@ -149,7 +147,9 @@ class Executor:
                 except self._k.primitives.cancelled:
                     if life.phase is not _KILLING or self._k.closed:
                         raise  # not a kill: it unwinds the caller's scope
-                if inline.cancel_called and not self._k.closed:
+                # (A kill sets KILLING before it cancels: the phase is read first, as
+                # trio's ``cancel_called`` reads the clock.)
+                if life.phase is _KILLING and inline.cancel_called and not self._k.closed:
                     # Killed (maybe after its handler's last checkpoint). The caller's
                     # scope stays cancelled (trio's cancellation is level-triggered): what
                     # is left to await, its killed record, is awaited shielded, and the
@@ -185,17 +185,21 @@ class Executor:
                 if key_node is not None:
                     self._graph.release(key_node)
                     key_node = None
-                release()
+                if release is not NO_RELEASE:  # (a call of a shared handler: no call)
+                    release()
                 finished = True
                 # (``attempts`` saw no failed batch under it: ``chain_broken``.)
                 if ticket is not None and not ticket.done:
-                    with shield:
+                    if shield is None:
                         error = await self._read_settled(inv, ticket)
+                    else:
+                        with shield:
+                            error = await self._read_settled(inv, ticket)
                     if error is not None:
                         inv.error = self._k.write_failed(error)
                         self._act(inv, Event.ABANDON)
                         return None
-                inv.outcome = outcome
+                inv.done.outcome = outcome
                 if _RELEASE_SLOT in life.apply(_DURABLE):
                     self._scheduler.slots.release()
                 self._k.log("completed", inv)
@@ -220,8 +224,11 @@ class Executor:
                 taken_over = True
                 self._k.spawn(functools.partial(self._answered, inv, ticket, outcome, status))
                 return None
-            with shield:  # (the only other await after ``attempts``: above)
+            if shield is None:  # (the only other await after ``attempts``: above)
                 await self._completed(inv, ticket, outcome, status)
+            else:
+                with shield:
+                    await self._completed(inv, ticket, outcome, status)
             return None
         except PausedInline:
             taken_over = True  # not finished: ``run_call`` hands it to a task of its own
@@ -236,7 +243,8 @@ class Executor:
                 elif finished or life.phase is not _SUSPENDED:
                     self.finish(inv)
             finally:
-                RUN_BODY.reset(token)
+                if token is not None:
+                    RUN_BODY.reset(token)
 
     async def _answered(
         self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus
@@ -272,7 +280,7 @@ class Executor:
             if not self._k.closed:
                 self._k.spawn(functools.partial(self._completed, inv, ticket, outcome, status))
             raise
-        inv.outcome = outcome
+        inv.done.outcome = outcome
         self._act(inv, _DURABLE)
         if status is not _KILLED:
             self._k.log("completed", inv)
@@ -366,7 +374,8 @@ class Executor:
                 # await from here to the start, so none can fail unseen meanwhile.
                 await self._recommits.drained(activation)
             self._output.forget_failed_chain(inv)
-            journal = self.load_journal(inv)
+            # (A call not yet recorded has no journal to read: no call to find so.)
+            journal = load_journal(self._store, inv) if inv.inbox_key is not None else {}
             if life.cancel is not _NO_CANCEL and not journal:
                 # Cancelled before it did anything: nothing to compensate, do not start.
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from actors.storage import Target
 
@@ -21,7 +21,7 @@ from ._definitions import Actor, Handler
 from ._errors import SerializationError, TerminalError, UnknownHandlerError
 from ._invocation import Invocation
 from ._lifecycle import Lifecycle
-from ._limits import MAX_VALUE_BYTES, check_key, utf8_size
+from ._limits import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, utf8_size
 from ._limits import check_value as check_value_size
 from ._serde import check_value, decode_input
 from ._types import RAW_BYTES
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
     from ._clock import Clock
     from ._definitions import ActorEntry
+
+
+#: A key this short and ASCII is within ``MAX_KEY_BYTES`` (``check_key``'s fast path).
+_SHORT_KEY: Final = MAX_KEY_BYTES // 2
 
 
 def check_invocation_id(invocation_id: object) -> None:
@@ -66,16 +70,35 @@ def delay_seconds(delay: timedelta | float | None) -> float:
 class Resolver:
     """Resolves targets against the actors registered with one runtime."""
 
-    __slots__ = ("_clock", "_entries", "_raw_views")
+    __slots__ = ("_clock", "_entries", "_raw_views", "_resolved")
 
     def __init__(self, entries: dict[str, ActorEntry], clock: Clock) -> None:
         self._entries = entries
         self._clock = clock
         self._raw_views: dict[Handler[Any, Any], Handler[Any, Any]] = {}
+        #: Handlers resolved before, with their entry, registered handler and actor
+        #: name (None for a service: its calls take no key). The registered actors
+        #: never change while a runtime is open, nor does a handler's owner or name once
+        #: its class exists, so a lookup that succeeded once succeeds again the same way
+        #: (one dict read on every call instead of the checks). Failures are not kept:
+        #: they raise anew.
+        self._resolved: dict[
+            Handler[Any, Any], tuple[ActorEntry, Handler[Any, Any], str | None]
+        ] = {}
 
     def resolve(
         self, target: Handler[Any, Any], key: str | None
     ) -> tuple[ActorEntry, Handler[Any, Any], Target]:
+        try:
+            known, handler, keyed_actor = self._resolved[target]
+        except (KeyError, TypeError):  # (TypeError: not hashable, so not a handler)
+            pass
+        else:
+            if keyed_actor is None or key is None or not isinstance(key, str):
+                return known, handler, self.target(known, handler, key)  # raises what is wrong
+            if len(key) > _SHORT_KEY or not key.isascii():
+                check_key(key)  # (its fast path is the condition above, without a call)
+            return known, handler, Target(keyed_actor, handler.name, key)
         if not isinstance(target, Handler):
             raise TypeError(f"call target must be a handler such as Counter.add, not {target!r}")
         owner = target.owner
@@ -96,6 +119,8 @@ class Resolver:
             # A request's key, checked before anything is stored (400 bad text, 413
             # too long). Not in ``target``: keys read back from storage need no check.
             check_key(key)
+        keyed = None if entry.cls.actor_kind == "service" else entry.name
+        self._resolved[target] = (entry, spec, keyed)
         return entry, spec, resolved
 
     def resolve_name(
@@ -218,7 +243,10 @@ class Resolver:
             raise TypeError(
                 f"{spec.qualname} takes an input of type {spec.input_type!r}; none was given"
             )
-        payload, value = check_value(arg, spec.input_type, f"input of {spec.qualname}")
+        try:
+            payload, value = check_value(arg, spec.input_type, "")
+        except SerializationError:  # again, named in its message (not formatted per call)
+            payload, value = check_value(arg, spec.input_type, f"input of {spec.qualname}")
         if len(payload) > MAX_VALUE_BYTES:
             check_value_size(len(payload), f"input of {spec.qualname}")
         return payload, value

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import anyio.lowlevel
 import msgspec
 
-from actors.storage import Failure
+from actors.storage import Failure, Success
 
 from ._errors import (
     DeadlockError,
@@ -126,6 +126,9 @@ class Results:
             return await self.answer(done, inv.invocation_id, spec)
         if not done.yielded:  # the common case, a call that ran inline, often yielded
             await self._k.primitives.checkpoint()
+        outcome = done.outcome
+        if outcome is not None and done.error is None:  # (completed_result's common case)
+            return self._stored_output(outcome, spec)
         return self.completed_result(done, inv.invocation_id, spec)
 
     async def answer(self, done: Completion, invocation_id: str, spec: Handler[Any, Any]) -> Any:
@@ -204,6 +207,11 @@ class Results:
 
     def _stored_output(self, outcome: Outcome, spec: Handler[Any, Any]) -> Any:
         try:
+            if type(outcome) is Success:  # (decode_outcome's common case, without its call)
+                try:
+                    return decode_value(outcome.value, spec.output_type, "")
+                except SerializationError:  # again, named in its message (not formatted per call)
+                    pass
             return decode_outcome(outcome, spec.output_type, f"output of {spec.qualname}")
         except SerializationError as exc:
             if not isinstance(exc.__cause__, msgspec.DecodeError):

@@ -265,20 +265,25 @@ class Runtime(metaclass=NoPublicConstructor):
             )
             result: OutT = await handle.result()
             return result
-        self._check_open()
+        if self._k.closed:
+            self._check_open()
         entry, spec, tgt = self._resolver.resolve(target, key)
         payload, value = self._resolver.check_input(spec, arg)
         checked = check_headers(headers) if headers is not None else None
-        await self._scheduler.acquire_slot()
-        if self._k.closed:  # it closed (or stopped) while this call waited for a slot
-            self._scheduler.slots.release()
-            self._check_open()
+        scheduler = self._scheduler
+        slots = scheduler.slots
+        if slots.free:  # the common case: acquire_slot's, without its calls
+            slots.free -= 1
+        else:
+            await scheduler.acquire_slot()
+            if self._k.closed:  # it closed (or stopped) while this call waited for a slot
+                slots.release()
+                self._check_open()
         inv = self._resolver.new_invocation(
             entry, spec, tgt, payload, value, holds_slot=True, headers=checked
         )
-        await self._scheduler.run_call(inv)
-        result = await self._results.result_of(inv)
-        return result
+        await scheduler.run_call(inv)
+        return await self._results.result_of(inv)  # type: ignore[no-any-return]
 
     async def generic_call(
         self,

@@ -34,6 +34,7 @@ from ._kernel import logger
 from ._key_order import parse_row
 from ._lifecycle import Action, Event
 from ._parked import revived_row
+from ._slots import Slots
 
 # Read on every call: bound once, since ``Enum.MEMBER`` costs ~0.1 us a read in
 # Python 3.11 (see actors/_executor.py).
@@ -75,7 +76,7 @@ class Scheduler:
         self._loop_time = kernel.loop_time
         self._idle_timeout = kernel.idle_timeout
         self.activations: dict[tuple[str, str], Activation] = {}
-        self.slots = anyio.Semaphore(max_in_flight)
+        self.slots = Slots(max_in_flight)
         # Coroutines blocked in durable waits cost ~10 kB each: beyond this many, they
         # are suspended early (a parked invocation costs about 100 bytes: ``_parked``).
         self.max_waiting = max(100, max_in_flight // 10)
@@ -174,7 +175,7 @@ class Scheduler:
             raise
         finally:
             del self.inline_scopes[scope]
-        if scope.cancelled_caught or outcome != HOLD:
+        if (scope.cancelled_caught or outcome != HOLD) and release is not NO_RELEASE:
             release()
 
     def runs_inline(self, invocation_id: str) -> bool:
@@ -297,11 +298,8 @@ class Scheduler:
         # The common case takes a free slot without yielding: the call checkpoints later
         # anyway (its result is always delivered through one), and a yield here costs a
         # whole scheduler round per call.
-        try:
-            self.slots.acquire_nowait()
+        if self.slots.acquire_nowait():
             return
-        except anyio.WouldBlock:
-            pass
         self.evict_waiters()
         await self.slots.acquire()
 
