@@ -9,7 +9,7 @@ capped backoff); when attempts run out, the handler gets a ``TerminalError``.
 Awaited directly by its handler (the common case), the body runs in the handler's own
 task, inside the invocation's cancel scope; a plain body's first try then goes to a step
 thread from the callback that publishes the gate's commit, so the task suspends once per
-step (``_gated_first_try``; trio only, asyncio takes the two waits in turn). Raced in
+step (``_defer_first_try``; trio only, asyncio takes the two waits in turn). Raced in
 ``select`` or ``gather``, it runs as a runtime task of its own: a branch that loses is
 not cancelled, runs once, and awaiting it later joins that same run. A body's result is
 journaled only while its attempt is still the current one.
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ._gate import OutputGate
     from ._invocation import Invocation
     from ._kernel import Kernel
+    from ._step_threads import _Job
     from ._waits import Waits
 
 
@@ -145,6 +146,7 @@ class _Step:
         "gate_state",
         "index",
         "inv",
+        "job",
         "name",
         "on_thread",
         "ops",
@@ -189,6 +191,8 @@ class _Step:
         self.escaped: BaseException | None = None
         self.gate_state = _OPEN
         self.task: trio.lowlevel.Task | None = None
+        #: The first try of a plain body, deferred to the gate's commit (trio).
+        self.job: _Job | None = None
 
     async def wait(self) -> None:
         if self.done:
@@ -199,7 +203,7 @@ class _Step:
 
     async def attempts(self, first: tuple[bool, Any] | None = None) -> Outcome:
         """Run the body per its retry policy; the outcome to journal. ``first``: the
-        outcome of the first try, when ``_gated_first_try`` already ran it."""
+        outcome of the first try, when ``_defer_first_try`` already ran it."""
         ops, inv, name, fn, args = self.ops, self.inv, self.name, self.fn, self.args
         policy = self.retry or inv.spec.retry or ops._retry
         # A time limit counts from the first try: read the clock only under one.
@@ -357,12 +361,21 @@ class _Step:
             else:
                 ops, inv = self.ops, self.inv
                 first = None
-                if (  # see _gated_first_try
+                if (  # see _defer_first_try
                     self.on_thread
                     and ops._k.before_run_body is None
                     and (self.retry or inv.spec.retry or ops._retry).max_duration is None
                 ):
-                    first = await ops._gated_first_try(self)
+                    job = ops._defer_first_try(self)
+                    if job is not None:
+                        try:
+                            first = await ops._threads.wait_deferred(job)
+                        except BaseException as exc:
+                            if not self.started:
+                                raise
+                            # Queued, then withdrawn (or a signal): the tries raise it
+                            # (it passes through), as they would from StepThreads.run.
+                            first = (False, exc)
                 if first is not None:
                     pass
                 elif (  # once per step: a task that was withdrawn takes ``start``
@@ -400,6 +413,13 @@ class _Step:
             raise
         future._settled, future._value = True, value
         return value
+
+    def _release(self, go: bool) -> None:
+        """On the loop, as the gate's commit is published: queue the deferred body."""
+        job = self.job
+        if job is not None and self.ops._threads.release(job, go):
+            self.started = True
+            self.inv.runs_in_progress += 1  # counted from now, as in start()
 
     def _published(self, go: bool) -> None:
         """On the loop, as the gate's commit is published (``gate_then``)."""
@@ -484,21 +504,23 @@ class StepOps:
         future._produce_inline = step.produce_inline
         return future
 
-    async def _gated_first_try(self, step: _Step) -> tuple[bool, Any] | None:
-        """The output gate and the first try of a plain body, with one suspension.
+    def _defer_first_try(self, step: _Step) -> _Job | None:
+        """The output gate and the first try of a plain body, for one suspension.
 
         For a plain body under the defaults (no crash injection, no time limit), the
         callback that publishes the gate's commit queues the body on a step thread
-        (``StepThreads.defer``): the task suspends once, until the body's result is back,
-        not twice (for the commit, then for the body). Returns the first try's outcome
-        as ``StepThreads.run`` gives it, with the body started (``step.started``,
-        ``runs_in_progress``); or None when no body was queued, and none will be: then
-        ``start()`` and the tries go as usual (the gate's commit failed, calls or
-        effects are due after it, there was nothing to flush, or, under asyncio, the
-        pool cannot defer). Raises what ``start()`` raises. A cancellation before the
-        body is queued means it never runs; one while it waits for a thread withdraws
-        it, and is returned as the try's outcome ``(False, exc)``, which the tries raise
-        (it passes through) as they would have from ``StepThreads.run``."""
+        (``StepThreads.defer``): the task suspends once, in ``wait_deferred(job)``,
+        until the body's result is back, not twice (for the commit, then for the body).
+        That gives the first try's outcome as ``StepThreads.run`` does, or None when
+        the body was not queued, and will not be: then ``start()`` and the tries go as
+        usual (the gate's commit failed, or calls or effects came due after it). The
+        body is started (``step.started``, ``runs_in_progress``) once queued. Returns
+        None, with nothing flushed, when nothing was deferred: calls or effects are due
+        after the gate, there is nothing to flush, or, under asyncio, the pool cannot
+        defer. Raises what ``start()`` raises. A cancellation before the body is queued
+        means it never runs; one while it waits for a thread withdraws it, and
+        ``wait_deferred`` raises it with the body started (the tries raise it, as they
+        would have from ``StepThreads.run``)."""
         token = RUN_BODY.set(step.name)  # the body's context is copied now
         try:
             job = self._threads.defer(step.fn, step.args)
@@ -506,22 +528,10 @@ class StepOps:
             RUN_BODY.reset(token)
         if job is None:
             return None
-        threads = self._threads
-        inv = step.inv
-
-        def then(go: bool) -> None:  # on the loop, as the gate's commit is published
-            if threads.release(job, go):
-                step.started = True
-                inv.runs_in_progress += 1  # counted from now, as in start()
-
-        if not self._output.gate_then(inv, then):
+        step.job = job
+        if not self._output.gate_then(step.inv, step._release):
             return None
-        try:
-            return await threads.wait_deferred(job)
-        except BaseException as exc:
-            if step.started:  # queued, then withdrawn (or a signal): raised by the tries
-                return (False, exc)
-            raise
+        return job
 
     async def _retry_elapsed(
         self, inv: Invocation, index: int, started: float, attempt: int
