@@ -15,7 +15,7 @@ store's durable watermark passes its batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio.lowlevel
 
@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from ._kernel import Kernel
     from ._key_order import KeyOrder
     from ._scheduler import Scheduler
+
+#: Bound once: every flush writes journal entries, and in Python 3.11 ``Enum.MEMBER`` is
+#: a lookup through the enum's metaclass (~0.25 us a read).
+_JOURNAL: Final = Table.JOURNAL
 
 
 class OutputGate:
@@ -95,7 +99,7 @@ class OutputGate:
             # Its first durable step: from now on it resumes at its admitted place.
             moving_from = self._order.move_to_admitted(inv, head)
         for index, entry in inv.unflushed:
-            head.put(Table.JOURNAL, journal_key(inv.invocation_id, index), dumps_entry(entry))
+            head.put(_JOURNAL, journal_key(inv.invocation_id, index), dumps_entry(entry))
         pending_ops = inv.pending_ops
         if pending_ops:
             head.ops.extend(pending_ops)
