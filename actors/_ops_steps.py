@@ -39,6 +39,7 @@ from ._errors import (
 )
 from ._failures import cut, describe, passes_through
 from ._futures import DurableFuture, settled
+from ._gate import may_start
 from ._limits import MAX_VALUE_BYTES, check_blocking, check_step_name
 from ._results import decode_outcome, failure, outcome_size
 from ._retry import RetryPolicy
@@ -47,6 +48,8 @@ from ._serde import encode_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from actors.storage import CommitTicket
 
     from ._gate import OutputGate
     from ._invocation import Invocation
@@ -414,18 +417,18 @@ class _Step:
         future._settled, future._value = True, value
         return value
 
-    def _release(self, go: bool) -> None:
+    def _release(self, ticket: CommitTicket) -> None:
         """On the loop, as the gate's commit is published: queue the deferred body."""
         job = self.job
-        if job is not None and self.ops._threads.release(job, go):
+        if job is not None and self.ops._threads.release(job, may_start(self.inv, ticket)):
             self.started = True
             self.inv.runs_in_progress += 1  # counted from now, as in start()
 
-    def _published(self, go: bool) -> None:
+    def _published(self, ticket: CommitTicket) -> None:
         """On the loop, as the gate's commit is published (``gate_then``)."""
         if self.gate_state == _WITHDRAWN:
             return
-        self.gate_state = _GO if go else _NO_GO
+        self.gate_state = _GO if may_start(self.inv, ticket) else _NO_GO
         task = self.task
         if task is not None:
             self.task = None
