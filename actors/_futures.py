@@ -19,7 +19,7 @@ from ._errors import ActorsError, BadArgumentError
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 
     from ._invocation import Invocation
 
@@ -83,8 +83,9 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         self._inv = invocation
         self._produce = produce
         #: A cheaper producer for a plain ``await`` of the future by its own handler
-        #: (``ctx.run`` runs its body in the handler's task then); None: use ``produce``.
-        self._produce_inline: Callable[[], Awaitable[T]] | None = None
+        #: (``ctx.run`` runs its body in the handler's task then), called with the
+        #: future, which it settles as ``_produced`` would; None: use ``produce``.
+        self._produce_inline: Callable[[DurableFuture[T]], Coroutine[Any, Any, T]] | None = None
         self._ready = ready
         self._settled = False
         self._value: Any = None
@@ -99,15 +100,26 @@ class DurableFuture(Generic[T], metaclass=NoPublicConstructor):
         """Whether awaiting would not block (the result is already known)."""
         return self._settled or self._ready()
 
-    async def _result(self, *, inline: bool = False) -> T:
+    def _result(self, *, inline: bool = False) -> Coroutine[Any, Any, T]:
+        """The result, awaited: ``inline`` takes the cheaper producer if there is one
+        (a plain ``await`` by the future's own handler). That producer settles the
+        future itself, so its coroutine is returned as it is: one await level less
+        between a handler and a step's suspension, which costs on every suspend and
+        resume."""
+        if inline and not self._settled:
+            produce_inline = self._produce_inline
+            if produce_inline is not None:
+                return produce_inline(self)
+        return self._produced()
+
+    async def _produced(self) -> T:
         if self._settled:
             if self._error is not None:
                 raise self._error
             value: T = self._value
             return value
-        produce = self._produce_inline if inline and self._produce_inline else self._produce
         try:
-            value = await produce()
+            value = await self._produce()
         except ActorsError as exc:  # a result too: keep it, as a replay would
             self._settled, self._error = True, exc
             raise

@@ -12,7 +12,7 @@ sits on every read path. A record that fails to decode raises ``RecordDecodeErro
 from __future__ import annotations
 
 import operator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import cattrs
 import msgspec
@@ -29,6 +29,8 @@ from ._records import (
     InvocationStatus,
     JournalEntry,
     Outcome,
+    RunEntry,
+    Success,
     TimerKind,
 )
 
@@ -111,8 +113,25 @@ def dumps(record: object) -> bytes:
     return _encoder.encode(unstructured)
 
 
+_RUN_TAG: Final = JOURNAL_TAGS[RunEntry]
+_SUCCESS_TAG: Final = OUTCOME_TAGS[Success]
+
+
 def dumps_entry(entry: JournalEntry) -> bytes:
     """Encode a journal entry with its union tag."""
+    if type(entry) is RunEntry:
+        outcome = entry.outcome
+        if type(outcome) is Success:
+            # A step that succeeded, the most common entry of all, built here: the map
+            # the converter makes, in its order (``test_codec`` checks the bytes), for a
+            # quarter of the cost of its two tagged-union hooks.
+            return _encoder.encode(
+                {
+                    "name": entry.name,
+                    "outcome": {"value": outcome.value, "t": _SUCCESS_TAG},
+                    "t": _RUN_TAG,
+                }
+            )
     return _encoder.encode(_converter.unstructure(entry, JournalEntry))
 
 

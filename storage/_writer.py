@@ -542,15 +542,22 @@ class Writer:
         self._publish(here)
 
 
+# Bound once: ``_apply_ops`` compares every operation with them, and in Python 3.11
+# ``Enum.MEMBER`` is a lookup through the enum's metaclass (~0.25 us a read).
+_PUT: Final = _Op.PUT
+_DELETE: Final = _Op.DELETE
+_DELETE_PREFIX: Final = _Op.DELETE_PREFIX
+
+
 def _apply_ops(txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], batch: WriteBatch) -> None:
     for op, table, key, value in batch.ops:
         db = dbs[table]
-        if op is _Op.PUT:
+        if op is _PUT:
             assert value is not None
             txn.put(key, value, db=db)
-        elif op is _Op.DELETE:
+        elif op is _DELETE:
             txn.delete(key, db=db)
-        elif op is _Op.DELETE_PREFIX:
+        elif op is _DELETE_PREFIX:
             cursor = txn.cursor(db=db)
             if cursor.set_range(key):
                 while bytes(cursor.key()).startswith(key):

@@ -136,6 +136,23 @@ class Steps(actors.Service):
             raise RuntimeError("never released")
         return name
 
+    async def record_async(self, name: str) -> str:
+        self.log.add(f"body {name}")
+        return name
+
+    @actors.handler
+    async def two_async(self, ctx: actors.Context) -> str:
+        first = await ctx.run("first", self.record_async, "first")
+        second = await ctx.run("second", self.record_async, "second")
+        return first + second
+
+    @actors.handler
+    async def then_async(self, ctx: actors.Context, name: str) -> str:
+        await ctx.run("first", self.record_async, "first")
+        value = await ctx.run("second", self.record_async, name)
+        await ctx.run("after", self.record_async, "after")
+        return value
+
     @actors.handler
     async def two(self, ctx: actors.Context) -> str:
         first = await ctx.run("first", self.record, "first")
@@ -232,6 +249,49 @@ async def test_a_cancel_while_a_step_waits_for_its_commit_lands_at_the_next_step
         assert info.value.status_code == 409
     # A cancel is not a kill: the step it found waiting goes on, the next one raises it.
     assert steps.log.events == ["body first", "commit first", "body b"]
+
+
+# An async body: under trio its task parks on the gate's commit itself (``produce_inline``).
+@modes
+async def test_an_async_body_runs_only_after_the_commit_before_it_and_never_after_a_failed_one(
+    tmp_path: Path, commit_mode: CommitMode
+) -> None:
+    steps = Steps()
+    hook = Hook(steps.log, "first", fail=2)
+    async with _open(tmp_path, steps, commit_mode, hook) as rt:
+        assert await rt.call(Steps.two_async) == "firstsecond"
+    assert steps.log.events == [
+        "body first",
+        "commit first failed",
+        "body first",
+        "commit first failed",
+        "body first",
+        "commit first",
+        "body second",
+    ]
+
+
+@pytest.mark.parametrize("commit_mode", ["thread"])  # the hook holds the writer thread
+@pytest.mark.parametrize("signal", ["kill", "cancel"])
+async def test_a_signal_while_an_async_step_waits_for_its_commit(
+    tmp_path: Path, commit_mode: CommitMode, signal: str
+) -> None:
+    steps = Steps()
+    hook = Hook(steps.log, "first", hold=True)
+    async with _open(tmp_path, steps, commit_mode, hook) as rt:
+        handle = await rt.send(Steps.then_async, "b")
+        await wait_thread_event(hook.entered)  # the second step waits for this commit
+        await signal_then_release(getattr(rt, signal), handle.invocation_id, hook.release)
+        with pytest.raises(actors.TerminalError) as info:
+            await handle.result()
+        assert info.value.status_code == 409
+        assert await rt.call(Steps.two_async) == "firstsecond"  # the runtime goes on
+    # A kill withdraws the waiting step: its body never runs. A cancel is not a kill:
+    # the step it found waiting goes on, and the next one raises it.
+    expected = ["body first", "commit first"] + (["body b"] if signal == "cancel" else [])
+    assert steps.log.events[: len(expected)] == expected
+    assert ("body b" in steps.log.events) == (signal == "cancel")
+    assert "body after" not in steps.log.events
 
 
 @modes
