@@ -95,7 +95,7 @@ The cancel rows (every other cell keeps the cancel state)::
     REQUESTED/RAISED + pause in RD   -> stays READY: the cancel overrides a stored pause
     REQUESTED/RAISED + fail or pause in RU -> COMPLETING, END_CANCELLED: not retried
 
-Invariants (a Hypothesis state machine in tests/actors/test_lifecycle.py checks them):
+Invariants (a Hypothesis state machine in tests/actors/test_lifecycle_machine.py checks them):
 
 1. *Single writer*: from ``admit`` it holds its key (``holds_key``), and exactly the row
    that leaves the holding phases says RELEASE_KEY (a crash releases nothing: the process
