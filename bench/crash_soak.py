@@ -11,7 +11,7 @@ round in progress then runs to the end without kills and is checked too.
 exclusive work on each of a few counter keys at once (idempotent, delayed and plain
 sends and calls, ``ctx.send``/``ctx.call`` from a service, a durable timer inside an
 exclusive handler, workflows with chained steps, a timer and a promise resolved from
-another actor). The oracle (``crash_mixed.verify``): per key the values returned by
+another actor). The oracle (``crash_mixed_oracle.verify``): per key the values returned by
 completed increments are exactly 1..n, once each, matching the stored counter and its
 history; every accepted submission completed exactly once; every chained step saw the
 durable output of the step before. Kill points: after 1..``--max-lines`` progress lines,
@@ -54,6 +54,7 @@ from actors.testing import run_until_killed
 # test folder tests/actors/ cannot shadow the package.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))
 import crash_mixed
+import crash_mixed_oracle
 import crash_workload
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def ledger_round(
             lines, status = run_until_killed(argv, kill_after_lines=10**9, timeout=300)
         elif rng.random() < args.timed_fraction:
             delay = rng.uniform(0, args.max_delay)
-            lines, status = crash_mixed.run_until_timed_kill(argv, delay, workdir / "stdout")
+            lines, status = crash_mixed_oracle.run_until_timed_kill(argv, delay, workdir / "stdout")
             totals.timed_kills += status == -signal.SIGKILL
         else:
             kill_after = rng.randint(1, args.max_lines)
@@ -153,7 +154,7 @@ def mixed_round(
 ) -> list[str]:
     """One mixed round from an empty directory until DONE; returns its violations."""
     config = mixed_config(args)
-    kills = crash_mixed.KillPlan(
+    kills = crash_mixed_oracle.KillPlan(
         max_kills=min(args.kills_per_round, max(0, args.kills - totals.kills)),
         max_seconds=max(0.0, deadline - time.monotonic()),
         max_lines=args.max_lines,
@@ -163,7 +164,7 @@ def mixed_round(
         burst_delay=args.burst_delay,
         max_lives=MAX_LIVES_PER_ROUND,
     )
-    observed, stats, problems = crash_mixed.run_round(
+    observed, stats, problems = crash_mixed_oracle.run_round(
         workdir, config, rng, kills, durability=durability
     )
     totals.lives += stats.lives
@@ -172,12 +173,12 @@ def mixed_round(
     totals.burst_kills += stats.burst_kills
     if problems:
         return problems
-    evidence = crash_mixed.collect(workdir, config, durability)
+    evidence = crash_mixed_oracle.collect(workdir, config, durability)
     totals.invocations += len(crash_mixed.make_plan(config))
     for (_, _), runs in evidence.chain_log.items():
         totals.step_executions += len(runs)
         totals.reexecuted_steps += len(runs) - 1
-    return crash_mixed.verify(config, evidence, observed)
+    return crash_mixed_oracle.verify(config, evidence, observed)
 
 
 # --- the driver ---------------------------------------------------------------------------------

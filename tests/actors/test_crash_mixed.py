@@ -6,7 +6,7 @@ delayed and plain ``rt.send``/``rt.call``, ``ctx.send``/``ctx.call`` from a serv
 durable timer inside an exclusive handler, and workflows (chained steps, a timer, a
 promise resolved from another actor). Lives are killed after a few progress lines, after
 a random delay, and in bursts right after start (so kills land in recovery), from a
-seeded ``random.Random``. The oracle (``crash_mixed.verify``) wants, per key, the values
+seeded ``random.Random``. The oracle (``crash_mixed_oracle.verify``) wants, per key, the values
 returned by completed increments to be exactly 1..n, once each; a replayed stale read
 shows up as a value returned twice. ``bench/crash_soak.py`` is the long version.
 
@@ -26,18 +26,13 @@ from crash_mixed import (
     PLAIN,
     ChainResult,
     Config,
-    Evidence,
     History,
     HistoryEntry,
-    KillPlan,
-    Observed,
     StepOut,
-    collect,
     key_names,
     make_plan,
-    run_round,
-    verify,
 )
+from crash_mixed_oracle import Evidence, KillPlan, Observed, collect, run_round, verify
 
 if TYPE_CHECKING:
     from pathlib import Path
