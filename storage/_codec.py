@@ -7,6 +7,9 @@ the exact bytes the caller gave, with no base64 or re-encoding.
 
 ``detailed_validation`` is off: stored records are written by this code, and decoding
 sits on every read path. A record that fails to decode raises ``RecordDecodeError``.
+The records and journal entries read on every resolution and replay skip cattrs on
+the way in: ``_decoders`` builds them from the msgpack map directly (the same records:
+tests compare both decoders).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
 
+from ._decoders import JOURNAL, RECORDS
 from ._errors import RecordDecodeError
 from ._records import (
     JOURNAL_TAGS,
@@ -119,6 +123,10 @@ def dumps_entry(entry: JournalEntry) -> bytes:
 def loads(cls: type[T], data: bytes) -> T:
     """Decode bytes made by ``dumps`` into ``cls``."""
     try:
+        fast = RECORDS.get(cls)
+        if fast is not None:  # the hot records: a hand-written decoder (``_decoders``)
+            decoded: T = fast(_decoder.decode(data))
+            return decoded
         return _converter.structure(_decoder.decode(data), cls)
     except Exception as exc:
         raise RecordDecodeError(f"stored bytes do not decode as {cls.__name__}: {exc!r}") from exc
@@ -127,10 +135,11 @@ def loads(cls: type[T], data: bytes) -> T:
 def loads_entry(data: bytes) -> JournalEntry:
     """Decode a journal entry written by ``dumps_entry``."""
     try:
-        entry: JournalEntry = _converter.structure(
-            _decoder.decode(data),
-            JournalEntry,  # type: ignore[arg-type]
-        )
+        raw = _decoder.decode(data)
+        fast = JOURNAL.get(raw["t"]) if type(raw) is dict else None
+        if fast is not None:  # the entries replayed most (``_decoders``)
+            return fast(raw)
+        entry: JournalEntry = _converter.structure(raw, JournalEntry)  # type: ignore[arg-type]
     except Exception as exc:
         raise RecordDecodeError(f"stored bytes do not decode as a journal entry: {exc!r}") from exc
     return entry
