@@ -7,15 +7,15 @@ the exact bytes the caller gave, with no base64 or re-encoding.
 
 ``detailed_validation`` is off: stored records are written by this code, and decoding
 sits on every read path. A record that fails to decode raises ``RecordDecodeError``.
-The records and journal entries read on every resolution and replay skip cattrs on
-the way in: ``_decoders`` builds them from the msgpack map directly (the same records:
-tests compare both decoders).
+The records and journal entries written and read on every resolution and replay skip
+cattrs: ``_encoders`` builds their msgpack maps and ``_decoders`` the records from them
+directly (the same bytes and the same records: tests compare them with cattrs').
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import cattrs
 import msgspec
@@ -23,7 +23,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
 
-from ._decoders import JOURNAL, RECORDS
+from . import _decoders, _encoders
 from ._errors import RecordDecodeError
 from ._records import (
     JOURNAL_TAGS,
@@ -105,25 +105,32 @@ def make_converter(*, fast_paths: bool = True) -> cattrs.Converter:
 
 
 _converter = make_converter()
+_FAST_RECORDS: Final = _encoders.RECORDS
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
 
 def dumps(record: object) -> bytes:
     """Encode a record (or a union member) into bytes."""
+    fast = _FAST_RECORDS.get(record.__class__)
+    if fast is not None:  # the hot records: a hand-written encoder (``_encoders``)
+        return _encoder.encode(fast(record))
     unstructured: Any = _converter.unstructure(record)
     return _encoder.encode(unstructured)
 
 
 def dumps_entry(entry: JournalEntry) -> bytes:
     """Encode a journal entry with its union tag."""
+    fast = _encoders.JOURNAL.get(entry.__class__)
+    if fast is not None:  # the entries journaled most (``_encoders``)
+        return _encoder.encode(fast(entry))
     return _encoder.encode(_converter.unstructure(entry, JournalEntry))
 
 
 def loads(cls: type[T], data: bytes) -> T:
     """Decode bytes made by ``dumps`` into ``cls``."""
     try:
-        fast = RECORDS.get(cls)
+        fast = _decoders.RECORDS.get(cls)
         if fast is not None:  # the hot records: a hand-written decoder (``_decoders``)
             decoded: T = fast(_decoder.decode(data))
             return decoded
@@ -136,7 +143,7 @@ def loads_entry(data: bytes) -> JournalEntry:
     """Decode a journal entry written by ``dumps_entry``."""
     try:
         raw = _decoder.decode(data)
-        fast = JOURNAL.get(raw["t"]) if type(raw) is dict else None
+        fast = _decoders.JOURNAL.get(raw["t"]) if type(raw) is dict else None
         if fast is not None:  # the entries replayed most (``_decoders``)
             return fast(raw)
         entry: JournalEntry = _converter.structure(raw, JournalEntry)  # type: ignore[arg-type]
