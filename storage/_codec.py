@@ -15,7 +15,7 @@ directly (the same bytes and the same records: tests compare them with cattrs').
 from __future__ import annotations
 
 import operator
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import cattrs
 import msgspec
@@ -36,7 +36,11 @@ from ._records import (
     TimerKind,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def make_converter(*, fast_paths: bool = True) -> cattrs.Converter:
@@ -117,6 +121,19 @@ def dumps(record: object) -> bytes:
         return _encoder.encode(fast(record))
     unstructured: Any = _converter.unstructure(record)
     return _encoder.encode(unstructured)
+
+
+def _encoding(fields: Callable[P, dict[str, Any]]) -> Callable[P, bytes]:
+    def encode(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        return _encoder.encode(fields(*args, **kwargs))
+
+    encode.__doc__ = fields.__doc__
+    return encode
+
+
+#: ``dumps(InvocationRecord(...))`` of the same fields (all of them, in the record's
+#: order), without making the record: one is written per acceptance and completion.
+dumps_invocation: Final = _encoding(_encoders.invocation_fields)
 
 
 def dumps_entry(entry: JournalEntry) -> bytes:

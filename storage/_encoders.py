@@ -17,6 +17,7 @@ from ._records import (
     CallEntry,
     Failure,
     InvocationRecord,
+    InvocationStatus,
     PromiseEntry,
     PromiseRecord,
     ResolveEntry,
@@ -67,30 +68,71 @@ def _target(target: Target) -> dict[str, Any]:
     return {"actor": target.actor, "handler": target.handler, "key": target.key}
 
 
-def invocation_record(record: InvocationRecord) -> dict[str, Any]:
-    outcome = record.outcome
+def invocation_fields(
+    invocation_id: str,
+    target: Target,
+    payload: bytes,
+    status: InvocationStatus,
+    accepted_at: float,
+    attempt: int,
+    caller_id: str | None,
+    caller_index: int | None,
+    idempotency_key: str | None,
+    outcome: Outcome | None,
+    completed_at: float | None,
+    next_attempt_at: float | None,
+    pause_reason: str | None,
+    cancel_requested: bool,
+    kill_requested: bool,
+    headers: dict[str, str] | None,
+    retry_since: tuple[tuple[int, float], ...],
+) -> dict[str, Any]:
+    """The map of the ``InvocationRecord`` of these fields (in its field order), without
+    the record: ``_codec.dumps_invocation`` writes one without making it."""
     out: dict[str, Any] = {
-        "invocation_id": record.invocation_id,
-        "target": _target(record.target),
-        "payload": record.payload,
-        "status": record.status._value_,
-        "accepted_at": record.accepted_at,
-        "attempt": record.attempt,
-        "caller_id": record.caller_id,
-        "caller_index": record.caller_index,
-        "idempotency_key": record.idempotency_key,
+        "invocation_id": invocation_id,
+        "target": _target(target),
+        "payload": payload,
+        "status": status._value_,
+        "accepted_at": accepted_at,
+        "attempt": attempt,
+        "caller_id": caller_id,
+        "caller_index": caller_index,
+        "idempotency_key": idempotency_key,
         "outcome": None if outcome is None else _outcome(outcome),
-        "completed_at": record.completed_at,
-        "next_attempt_at": record.next_attempt_at,
-        "pause_reason": record.pause_reason,
-        "cancel_requested": record.cancel_requested,
-        "kill_requested": record.kill_requested,
+        "completed_at": completed_at,
+        "next_attempt_at": next_attempt_at,
+        "pause_reason": pause_reason,
+        "cancel_requested": cancel_requested,
+        "kill_requested": kill_requested,
     }
-    if record.headers is not None:
-        out["headers"] = record.headers
-    if record.retry_since != ():
-        out["retry_since"] = record.retry_since
+    if headers is not None:
+        out["headers"] = headers
+    if retry_since != ():
+        out["retry_since"] = retry_since
     return out
+
+
+def invocation_record(record: InvocationRecord) -> dict[str, Any]:
+    return invocation_fields(
+        record.invocation_id,
+        record.target,
+        record.payload,
+        record.status,
+        record.accepted_at,
+        record.attempt,
+        record.caller_id,
+        record.caller_index,
+        record.idempotency_key,
+        record.outcome,
+        record.completed_at,
+        record.next_attempt_at,
+        record.pause_reason,
+        record.cancel_requested,
+        record.kill_requested,
+        record.headers,
+        record.retry_since,
+    )
 
 
 def timer_record(record: TimerRecord) -> dict[str, Any]:

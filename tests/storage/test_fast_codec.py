@@ -35,6 +35,7 @@ from actors.storage import (
     _records,
     dumps,
     dumps_entry,
+    dumps_invocation,
     loads,
     loads_entry,
 )
@@ -230,3 +231,10 @@ def test_an_outcome_neither_decoder_knows_is_a_decode_error() -> None:
         loads_entry(msgspec.msgpack.encode(entry))
     with pytest.raises(ValueError, match="disambiguate"):
         _GENERAL.structure(entry, JournalEntry)  # type: ignore[arg-type]
+
+
+@given(RECORDS[InvocationRecord])
+def test_an_invocation_is_written_alike_from_its_fields(record: InvocationRecord) -> None:
+    fields = [getattr(record, field.name) for field in attrs.fields(InvocationRecord)]
+    assert dumps_invocation(*fields) == dumps(record)
+    assert dumps_invocation(*fields) == msgspec.msgpack.encode(_GENERAL.unstructure(record))
