@@ -298,6 +298,10 @@ class Invocation:
     #: (``SignalOps``): the parked index keeps them, so that only their resolution
     #: revives it. None when there are none (the usual case).
     promises_waited: list[bytes] | None = None
+    #: The promise whose resolution revived it from parked, with the outcome that
+    #: resolution made durable (its row, completed once, holds just that): its replayed
+    #: wait takes it from here instead of reading it back (``SignalOps``).
+    revived_by: tuple[bytes, Outcome] | None = None
     #: Callees whose answer it awaits right now (a kill propagates to them); None: none yet.
     awaiting_calls: set[str] | None = None
     #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
