@@ -150,8 +150,8 @@ class Completions:
         batch = WriteBatch()
         if not ephemeral:
             now = self._clock.now()
-            record = inv.record(status, outcome, now)
-            batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(record))
+            record = inv.record_bytes(status, outcome, now)
+            batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), record)
             # The handler's own retention (decorator or class keyword), else the runtime's.
             retention = inv.spec.retention
             expire_at = now + (self._retention if retention is None else retention)

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from actors.storage import InvocationRecord, InvocationStatus, JournalEntry, Outcome, Target
+from actors.storage import (
+    InvocationRecord,
+    InvocationStatus,
+    JournalEntry,
+    Outcome,
+    Target,
+    dumps_invocation,
+)
 
 from ._errors import NonDeterminismError
 from ._lifecycle import Lifecycle
@@ -291,6 +298,10 @@ class Invocation:
     #: (``SignalOps``): the parked index keeps them, so that only their resolution
     #: revives it. None when there are none (the usual case).
     promises_waited: list[bytes] | None = None
+    #: The promise whose resolution revived it from parked, with the outcome that
+    #: resolution made durable (its row, completed once, holds just that): its replayed
+    #: wait takes it from here instead of reading it back (``SignalOps``).
+    revived_by: tuple[bytes, Outcome] | None = None
     #: Callees whose answer it awaits right now (a kill propagates to them); None: none yet.
     awaiting_calls: set[str] | None = None
     #: Asked for offline (``actors kill`` on a closed data directory): killed at open.
@@ -533,24 +544,37 @@ class Invocation:
         self, status: InvocationStatus, outcome: Outcome | None = None, now: float | None = None
     ) -> InvocationRecord:
         """The stored record of this invocation in ``status``."""
-        return InvocationRecord(
-            invocation_id=self.invocation_id,
-            target=self.target,
-            payload=self.payload,
-            status=status,
-            accepted_at=self.accepted_at,
-            attempt=self.attempt,
-            cancel_requested=self.cancel_requested,
-            kill_requested=self.kill_requested,
-            caller_id=self.caller_id,
-            caller_index=self.caller_index,
-            idempotency_key=self.idempotency_key,
-            headers=self.headers,
-            outcome=outcome,
-            completed_at=now if outcome is not None else None,
-            next_attempt_at=self.not_before,
-            pause_reason=self.paused_reason,
-            retry_since=tuple(self.retry_since.items()) if self.retry_since else (),
+        return InvocationRecord(*self._record_fields(status, outcome, now))
+
+    def record_bytes(
+        self, status: InvocationStatus, outcome: Outcome | None = None, now: float | None = None
+    ) -> bytes:
+        """``dumps(self.record(...))``, without making the record (the acceptance and the
+        completion write one each)."""
+        return dumps_invocation(*self._record_fields(status, outcome, now))
+
+    def _record_fields(
+        self, status: InvocationStatus, outcome: Outcome | None, now: float | None
+    ) -> tuple[Any, ...]:
+        """``InvocationRecord``'s fields, in its order: the one mapping of both."""
+        return (
+            self.invocation_id,
+            self.target,
+            self.payload,
+            status,
+            self.accepted_at,
+            self.attempt,
+            self.caller_id,
+            self.caller_index,
+            self.idempotency_key,
+            outcome,
+            now if outcome is not None else None,  # completed_at
+            self.not_before,  # next_attempt_at
+            self.paused_reason,
+            self.cancel_requested,
+            self.kill_requested,
+            self.headers,
+            tuple(self.retry_since.items()) if self.retry_since else (),
         )
 
 

@@ -101,7 +101,7 @@ class KeyOrder:
             inv.inbox_key = admitted_row(inv.target, inv.position)
         else:
             inv.inbox_key = accepted_row(inv.target, self.next_seq())
-        batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), dumps(inv.record(status)))
+        batch.put(Table.INVOCATIONS, inv.invocation_id.encode(), inv.record_bytes(status))
         batch.put(Table.INBOX, inv.inbox_key, inv.invocation_id.encode())
         if inv.spec.kind == "main" and inv.target.key is not None:
             batch.put(

@@ -270,9 +270,12 @@ class SignalOps:
             raise
         return Journaled(self._output, inv, None)
 
-    def wake_promise_waiters(self, row: bytes, actor: str, key: str) -> None:
-        """The promise ``row`` of workflow ``actor``/``key`` is durably completed: wake
-        each of its waiters once, and nothing else.
+    def wake_promise_waiters(
+        self, row: bytes, actor: str, key: str, outcome: Outcome | None = None
+    ) -> None:
+        """The promise ``row`` of workflow ``actor``/``key`` is durably completed (with
+        ``outcome``, if the caller has it): wake each of its waiters once, and nothing
+        else.
 
         Live waiters are registered in memory (``promise_waiters``). A suspended one
         left that registry while it unwound, and once parked the parked index records
@@ -292,12 +295,15 @@ class SignalOps:
             logger.error("cannot list the waiters of a completed promise: %s", exc)
             return
         parked = self._parked
+        # A revived waiter replays its wait: hand it the outcome rather than have it
+        # read the row back (completed once: it holds just this).
+        promise = None if outcome is None else (row, outcome)
         for inbox_key, raw_id in rows:
             waiter = raw_id.decode()
             if waiter in woken:
                 continue
             if waiter in self._invocations or parked.waits_on(waiter, row):
-                self._scheduler.wake(waiter, inbox_key)  # its row: a revive reads no other
+                self._scheduler.wake(waiter, inbox_key, promise)  # a revive reads no other row
 
     def promise_row(self, inv: Invocation, name: str) -> tuple[bytes, str]:
         key = inv.target.key
@@ -335,7 +341,11 @@ class SignalOps:
         self, inv: Invocation, row: bytes, index: int, name: str, annotation: Any, what: str
     ) -> Any:
         """``promise_value``'s wait: the stored outcome, once there, journaled."""
-        outcome = self.stored_promise(row)
+        revived_by = inv.revived_by
+        if revived_by is not None and revived_by[0] == row:
+            outcome: Outcome | None = revived_by[1]  # durable: what revived it
+        else:
+            outcome = self.stored_promise(row)
         if outcome is None:
             waiters = self.promise_waiters.setdefault(row, {})
             waiters[inv.invocation_id] = None
@@ -421,8 +431,8 @@ class SignalOps:
         )
 
     def _promise_delivered(self, row: bytes, actor: str, key: str) -> None:
-        self.promise_inflight.pop(row, None)
-        self.wake_promise_waiters(row, actor, key)
+        outcome = self.promise_inflight.pop(row, None)
+        self.wake_promise_waiters(row, actor, key, outcome)
 
     def _promise_dropped(self, row: bytes) -> None:
         self.promise_inflight.pop(row, None)

@@ -43,7 +43,8 @@ def state_key(actor: str, key: str, name: str) -> bytes:
 
 def timer_key(due: float, invocation_id: str, kind: TimerKind, index: int) -> bytes:
     """A durable timer, in due-time order (microseconds)."""
-    return encode_key((round(due * 1_000_000), invocation_id, kind.value, index))
+    # ``_value_``: ``Enum.value`` is a property (~0.3 us); every completion makes one.
+    return encode_key((round(due * 1_000_000), invocation_id, kind._value_, index))
 
 
 #: The actor part of a signal's ``promises`` row: empty, which no actor's name can be

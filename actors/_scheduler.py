@@ -44,7 +44,7 @@ _ADMIT: Final = Event.ADMIT
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from actors.storage import InvocationRecord
+    from actors.storage import InvocationRecord, Outcome
 
     from ._kernel import Kernel
     from ._key_order import KeyOrder
@@ -230,10 +230,16 @@ class Scheduler:
             if idle and (last is None or last.done):
                 self.activations.pop((inv.target.actor, inv.target.key), None)
 
-    def wake(self, invocation_id: str, inbox_key: bytes | None = None) -> None:
+    def wake(
+        self,
+        invocation_id: str,
+        inbox_key: bytes | None = None,
+        promise: tuple[bytes, Outcome] | None = None,
+    ) -> None:
         """Something a suspended invocation may be waiting for happened: run it again.
         A no-op for an invocation that is not suspended (a live waiter has its own
-        event) or that finished. ``inbox_key``: its inbox row, if the caller read it."""
+        event) or that finished. ``inbox_key``: its inbox row, if the caller read it;
+        ``promise``: the durable promise row and outcome whose resolution wakes it."""
         inv = self._invocations.get(invocation_id)
         if inv is not None:
             # Blocked: its wait re-checks; unwinding: it runs again at once; suspended:
@@ -244,11 +250,17 @@ class Scheduler:
                 inv.wake_event.set()  # a live waiter re-checks what it waits for
             return
         if invocation_id in self._parked and not self._k.closed:
-            self.revive(invocation_id, inbox_key)
+            self.revive(invocation_id, inbox_key, promise)
 
-    def revive(self, invocation_id: str, inbox_key: bytes | None = None) -> Invocation | None:
+    def revive(
+        self,
+        invocation_id: str,
+        inbox_key: bytes | None = None,
+        promise: tuple[bytes, Outcome] | None = None,
+    ) -> Invocation | None:
         """Rebuild the parked ``invocation_id`` from storage and queue it to run again
-        (it replays its journal); None if it finished meanwhile or cannot be rebuilt."""
+        (it replays its journal); None if it finished meanwhile or cannot be rebuilt.
+        ``promise``: as for ``wake`` (``Invocation.revived_by``)."""
         unparked = self._parked.unpark(invocation_id)
         assert unparked is not None, "revive() of an invocation that is not parked"
         row, done = unparked
@@ -262,6 +274,7 @@ class Scheduler:
         inv = self.rebuild(record, inbox_key, done, started=True)
         if inv is None:
             return None
+        inv.revived_by = promise
         self._k.log("revived", inv)
         self.dispatch(inv)
         return inv

@@ -8,7 +8,7 @@
 """Durable storage for virtual-actors: LMDB tables, records and group commit."""
 
 from ._batch import Table, WriteBatch
-from ._codec import dumps, dumps_entry, loads, loads_entry, make_converter
+from ._codec import dumps, dumps_entry, dumps_invocation, loads, loads_entry, make_converter
 from ._environment import SCHEMA_VERSION, Durability, lock_holder
 from ._errors import (
     CommitFailedError,
@@ -126,6 +126,7 @@ __all__ = [
     "decode_key",
     "dumps",
     "dumps_entry",
+    "dumps_invocation",
     "encode_key",
     "loads",
     "loads_entry",

@@ -7,12 +7,15 @@ the exact bytes the caller gave, with no base64 or re-encoding.
 
 ``detailed_validation`` is off: stored records are written by this code, and decoding
 sits on every read path. A record that fails to decode raises ``RecordDecodeError``.
+The records and journal entries written and read on every resolution and replay skip
+cattrs: ``_encoders`` builds their msgpack maps and ``_decoders`` the records from them
+directly (the same bytes and the same records: tests compare them with cattrs').
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import cattrs
 import msgspec
@@ -20,6 +23,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.strategies import configure_tagged_union
 
+from . import _decoders, _encoders
 from ._errors import RecordDecodeError
 from ._records import (
     JOURNAL_TAGS,
@@ -34,7 +38,11 @@ from ._records import (
     TimerKind,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def make_converter(*, fast_paths: bool = True) -> cattrs.Converter:
@@ -103,18 +111,35 @@ def make_converter(*, fast_paths: bool = True) -> cattrs.Converter:
 
 
 _converter = make_converter()
+_FAST_RECORDS: Final = _encoders.RECORDS
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
 
 def dumps(record: object) -> bytes:
     """Encode a record (or a union member) into bytes."""
+    fast = _FAST_RECORDS.get(record.__class__)
+    if fast is not None:  # the hot records: a hand-written encoder (``_encoders``)
+        return _encoder.encode(fast(record))
     unstructured: Any = _converter.unstructure(record)
     return _encoder.encode(unstructured)
 
 
 _RUN_TAG: Final = JOURNAL_TAGS[RunEntry]
 _SUCCESS_TAG: Final = OUTCOME_TAGS[Success]
+
+
+def _encoding(fields: Callable[P, dict[str, Any]]) -> Callable[P, bytes]:
+    def encode(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        return _encoder.encode(fields(*args, **kwargs))
+
+    encode.__doc__ = fields.__doc__
+    return encode
+
+
+#: ``dumps(InvocationRecord(...))`` of the same fields (all of them, in the record's
+#: order), without making the record: one is written per acceptance and completion.
+dumps_invocation: Final = _encoding(_encoders.invocation_fields)
 
 
 def dumps_entry(entry: JournalEntry) -> bytes:
@@ -132,12 +157,19 @@ def dumps_entry(entry: JournalEntry) -> bytes:
                     "t": _RUN_TAG,
                 }
             )
+    fast = _encoders.JOURNAL.get(entry.__class__)
+    if fast is not None:  # the other entries journaled most (``_encoders``)
+        return _encoder.encode(fast(entry))
     return _encoder.encode(_converter.unstructure(entry, JournalEntry))
 
 
 def loads(cls: type[T], data: bytes) -> T:
     """Decode bytes made by ``dumps`` into ``cls``."""
     try:
+        fast = _decoders.RECORDS.get(cls)
+        if fast is not None:  # the hot records: a hand-written decoder (``_decoders``)
+            decoded: T = fast(_decoder.decode(data))
+            return decoded
         return _converter.structure(_decoder.decode(data), cls)
     except Exception as exc:
         raise RecordDecodeError(f"stored bytes do not decode as {cls.__name__}: {exc!r}") from exc
@@ -146,10 +178,11 @@ def loads(cls: type[T], data: bytes) -> T:
 def loads_entry(data: bytes) -> JournalEntry:
     """Decode a journal entry written by ``dumps_entry``."""
     try:
-        entry: JournalEntry = _converter.structure(
-            _decoder.decode(data),
-            JournalEntry,  # type: ignore[arg-type]
-        )
+        raw = _decoder.decode(data)
+        fast = _decoders.JOURNAL.get(raw["t"]) if type(raw) is dict else None
+        if fast is not None:  # the entries replayed most (``_decoders``)
+            return fast(raw)
+        entry: JournalEntry = _converter.structure(raw, JournalEntry)  # type: ignore[arg-type]
     except Exception as exc:
         raise RecordDecodeError(f"stored bytes do not decode as a journal entry: {exc!r}") from exc
     return entry

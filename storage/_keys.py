@@ -33,7 +33,7 @@ _STR = 0x02
 _INT_ZERO = 0x14
 _INT_POS_BIG = 0x1D
 _INT_NEG_BIG = 0x0B
-#: Positive ints below this take ``encode_key``'s fast path (at most 8 bytes).
+#: Ints from 0 to below this take ``encode_key``'s fast path (at most 8 bytes).
 _SMALL_INT = 1 << 64
 
 
@@ -77,10 +77,13 @@ def encode_key(parts: Sequence[KeyPart]) -> bytes:
             out += part.encode("utf-8").replace(b"\x00", b"\x00\xff")
             out.append(0)
             continue
-        if type(part) is int and 0 < part < _SMALL_INT:
-            size = (part.bit_length() + 7) // 8
-            out.append(_INT_ZERO + size)
-            out += part.to_bytes(size, "big")
+        if type(part) is int and 0 <= part < _SMALL_INT:
+            if part:
+                size = (part.bit_length() + 7) // 8
+                out.append(_INT_ZERO + size)
+                out += part.to_bytes(size, "big")
+            else:  # a journal's first entry, a timer's index
+                out.append(_INT_ZERO)
             continue
         # bool is an int subclass; a key holding True would decode as 1, so refuse it.
         if isinstance(part, bool):

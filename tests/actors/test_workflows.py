@@ -1048,3 +1048,49 @@ def test_exclusive_handler_on_a_workflow_is_rejected() -> None:
             @actors.exclusive
             async def write(self, ctx: actors.WorkflowContext) -> int:
                 return 0
+
+
+class TwoSteps(actors.Workflow):
+    @actors.main
+    async def run(self, ctx: actors.WorkflowContext) -> str:
+        first = await ctx.promise("a", str).value()
+        second = await ctx.promise("b", str).value()
+        return f"{first}+{second}"
+
+    @actors.shared
+    async def give(self, ctx: actors.WorkflowSharedContext, given: tuple[str, str]) -> None:
+        name, value = given
+        await ctx.promise(name, str).resolve(value)
+
+
+async def test_a_revived_waiter_takes_the_promise_value_from_its_resolution(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parked on a promise, a workflow is revived by the promise's resolution, which
+    # hands it the outcome it made durable: its replayed wait reads no promise row.
+    from actors._ops_signals import SignalOps
+
+    read: list[object] = []
+    stored_promise = SignalOps.stored_promise
+
+    def counted(self: SignalOps, row: bytes) -> Any:
+        outcome = stored_promise(self, row)
+        if outcome is not None:
+            read.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(SignalOps, "stored_promise", counted)
+    async with open_test_runtime([TwoSteps], suspend_after=1.0) as rt:
+        handle = await rt.send(TwoSteps.run, key="w")
+        await trio.sleep(5)
+        assert rt.statistics().parked == 1
+        await rt.call(TwoSteps.give, ("a", "x"), key="w")
+        await trio.sleep(5)  # revived, past "a", parked again on "b"
+        assert rt.statistics().parked == 1
+        await rt.call(TwoSteps.give, ("b", "y"), key="w")
+        assert await handle.result() == "x+y"
+        assert read == []
+        # A second resolution of the same promise reads it (and refuses: 409).
+        with pytest.raises(actors.TerminalError):
+            await rt.call(TwoSteps.give, ("a", "z"), key="w")
+        assert len(read) == 1
