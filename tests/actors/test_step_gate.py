@@ -194,13 +194,14 @@ def _open(
 
 
 @modes
+@pytest.mark.parametrize("body", ["plain", "async"])  # an async body: see produce_inline
 async def test_a_body_runs_only_after_the_commit_before_it_and_never_after_a_failed_one(
-    tmp_path: Path, commit_mode: CommitMode
+    tmp_path: Path, commit_mode: CommitMode, body: str
 ) -> None:
     steps = Steps()
     hook = Hook(steps.log, "first", fail=2)
     async with _open(tmp_path, steps, commit_mode, hook) as rt:
-        assert await rt.call(Steps.two) == "firstsecond"
+        assert await rt.call(Steps.two if body == "plain" else Steps.two_async) == "firstsecond"
     # Each failed commit of the first step's result failed the attempt: the second body
     # did not run, and the next attempt ran the first body again (its result was lost).
     assert steps.log.events == [
@@ -251,26 +252,7 @@ async def test_a_cancel_while_a_step_waits_for_its_commit_lands_at_the_next_step
     assert steps.log.events == ["body first", "commit first", "body b"]
 
 
-# An async body: under trio its task parks on the gate's commit itself (``produce_inline``).
-@modes
-async def test_an_async_body_runs_only_after_the_commit_before_it_and_never_after_a_failed_one(
-    tmp_path: Path, commit_mode: CommitMode
-) -> None:
-    steps = Steps()
-    hook = Hook(steps.log, "first", fail=2)
-    async with _open(tmp_path, steps, commit_mode, hook) as rt:
-        assert await rt.call(Steps.two_async) == "firstsecond"
-    assert steps.log.events == [
-        "body first",
-        "commit first failed",
-        "body first",
-        "commit first failed",
-        "body first",
-        "commit first",
-        "body second",
-    ]
-
-
+# An async body under trio: its task parks on the gate's commit itself (``produce_inline``).
 @pytest.mark.parametrize("commit_mode", ["thread"])  # the hook holds the writer thread
 @pytest.mark.parametrize("signal", ["kill", "cancel"])
 async def test_a_signal_while_an_async_step_waits_for_its_commit(

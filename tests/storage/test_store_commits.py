@@ -1,11 +1,6 @@
 """The Store contract, commits: group commit, durability tickets and their order, several
 event loops, reopening, map growth, a full map, closing (reads, writes and atomic batches:
-test_store.py).
-
-Most data-contract tests run in both commit modes: ``"thread"`` (the group-commit writer)
-and ``"inline"`` (commit inside ``submit``, for MockClock tests). Where a test must force
-batches into one transaction it uses ``Gate``, a ``_fault_hook`` that holds the writer
-inside a transaction until the test has queued everything: no sleeps, no timing luck.
+test_store.py, whose docstring says how the commit modes and ``Gate`` are used).
 """
 
 from __future__ import annotations
