@@ -283,7 +283,8 @@ class Runtime(metaclass=NoPublicConstructor):
             entry, spec, tgt, payload, value, holds_slot=True, headers=checked
         )
         await scheduler.run_call(inv)
-        return await self._results.result_of(inv)  # type: ignore[no-any-return]
+        result = await self._results.result_of(inv)
+        return result
 
     async def generic_call(
         self,
