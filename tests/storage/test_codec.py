@@ -10,6 +10,13 @@ import msgspec
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from storage_strategies import (
+    JOURNAL_STRATEGIES,
+    RECORD_STRATEGIES,
+    journal_entries,
+    outcomes,
+    texts,
+)
 
 from actors.storage import (
     AttachEntry,
@@ -41,7 +48,6 @@ from actors.storage import (
     TimeEntry,
     TimerKind,
     TimerRecord,
-    WorkflowRecord,
     _records,
     dumps,
     dumps_entry,
@@ -49,94 +55,6 @@ from actors.storage import (
     loads_entry,
 )
 from actors.storage._codec import make_converter
-
-# --- strategies ----------------------------------------------------------------------
-
-texts = st.text(max_size=20)
-payloads = st.binary(max_size=64)
-opt_texts = st.none() | texts
-# NaN never equals itself, so it cannot round-trip by ==; infinities and -0.0 can.
-floats = st.floats(allow_nan=False)
-opt_floats = st.none() | floats
-# msgpack integers are 64-bit; records hold counters and status codes, never more.
-ints = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
-
-targets = st.builds(Target, actor=texts, handler=texts, key=opt_texts)
-successes = st.builds(Success, value=payloads)
-failures = st.builds(
-    Failure,
-    message=texts,
-    status_code=ints,
-    deadlock=st.booleans(),
-    metadata=st.lists(st.tuples(texts, texts), max_size=3).map(tuple),
-)
-outcomes = st.one_of(successes, failures)
-opt_outcomes = st.none() | outcomes
-
-JOURNAL_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
-    RunEntry: st.builds(RunEntry, name=texts, outcome=outcomes),
-    GetStateEntry: st.builds(GetStateEntry, name=texts, value=st.none() | payloads),
-    SetStateEntry: st.builds(SetStateEntry, name=texts),
-    ClearStateEntry: st.builds(ClearStateEntry, name=opt_texts),
-    StateKeysEntry: st.builds(StateKeysEntry, names=st.lists(texts, max_size=5).map(tuple)),
-    TimeEntry: st.builds(TimeEntry, now=floats),
-    CallEntry: st.builds(
-        CallEntry, callee_id=texts, target=targets, payload=payloads, outcome=opt_outcomes
-    ),
-    SendEntry: st.builds(
-        SendEntry, callee_id=texts, target=targets, payload=payloads, deliver_at=opt_floats
-    ),
-    SleepEntry: st.builds(SleepEntry, wake_at=floats, fired=st.booleans()),
-    PromiseEntry: st.builds(PromiseEntry, name=texts, outcome=opt_outcomes),
-    AwakeableEntry: st.builds(AwakeableEntry, awakeable_id=texts, outcome=opt_outcomes),
-    SelectEntry: st.builds(SelectEntry, winner=texts),
-    PromisePeekEntry: st.builds(PromisePeekEntry, name=texts, outcome=opt_outcomes),
-    ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
-    CancelledEntry: st.builds(CancelledEntry, message=texts),
-    AttachEntry: st.builds(AttachEntry, invocation_id=texts, outcome=opt_outcomes),
-    SignalEntry: st.builds(SignalEntry, name=texts, outcome=opt_outcomes),
-    CompletedEntry: st.builds(
-        CompletedEntry, done=st.lists(st.integers(0, 1000), max_size=5).map(tuple)
-    ),
-}
-journal_entries: st.SearchStrategy[JournalEntry] = st.one_of(*JOURNAL_STRATEGIES.values())
-
-RECORD_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
-    Success: successes,
-    Failure: failures,
-    Target: targets,
-    InvocationRecord: st.builds(
-        InvocationRecord,
-        invocation_id=texts,
-        target=targets,
-        payload=payloads,
-        status=st.sampled_from(InvocationStatus),
-        accepted_at=floats,
-        attempt=ints,
-        caller_id=opt_texts,
-        idempotency_key=opt_texts,
-        outcome=opt_outcomes,
-        completed_at=opt_floats,
-        next_attempt_at=opt_floats,
-        pause_reason=opt_texts,
-        cancel_requested=st.booleans(),
-    ),
-    **JOURNAL_STRATEGIES,
-    TimerRecord: st.builds(
-        TimerRecord,
-        kind=st.sampled_from(TimerKind),
-        invocation_id=texts,
-        due=floats,
-        entry_index=st.none() | ints,
-    ),
-    PromiseRecord: st.builds(
-        PromiseRecord, workflow=texts, workflow_id=texts, name=texts, outcome=opt_outcomes
-    ),
-    IdempotencyRecord: st.builds(
-        IdempotencyRecord, invocation_id=texts, request_digest=payloads, expires_at=opt_floats
-    ),
-    WorkflowRecord: st.builds(WorkflowRecord, invocation_id=texts),
-}
 
 
 def _record_classes() -> set[type]:

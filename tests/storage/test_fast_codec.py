@@ -13,12 +13,19 @@ import msgspec
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from storage_strategies import (
+    JOURNAL_STRATEGIES,
+    RECORD_STRATEGIES,
+    float_fields,
+    invocation_records,
+    outcomes,
+    timer_records,
+)
 
 from actors.storage import (
     CallEntry,
     Failure,
     InvocationRecord,
-    InvocationStatus,
     JournalEntry,
     PromiseEntry,
     PromiseRecord,
@@ -26,8 +33,6 @@ from actors.storage import (
     ResolveEntry,
     RunEntry,
     Success,
-    Target,
-    TimerKind,
     TimerRecord,
     WorkflowRecord,
     _decoders,
@@ -44,66 +49,16 @@ from actors.storage._codec import make_converter
 #: The general decoder: cattrs' converter, without any fast path.
 _GENERAL = make_converter(fast_paths=False)
 
-texts = st.text(max_size=12)
-opt_texts = st.none() | texts
-payloads = st.binary(max_size=32)
-floats = st.floats(allow_nan=False)
-# A float field written from an int comes back as a float from both decoders.
-float_fields = floats | st.integers(-(10**6), 10**6)
-opt_floats = st.none() | float_fields
-ints = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
-targets = st.builds(Target, actor=texts, handler=texts, key=opt_texts)
-failures = st.builds(
-    Failure,
-    message=texts,
-    status_code=ints,
-    deadlock=st.booleans(),
-    metadata=st.lists(st.tuples(texts, texts), max_size=3).map(tuple),
-)
-outcomes = st.builds(Success, value=payloads) | failures
-opt_outcomes = st.none() | outcomes
-
+#: The records and entries with hand-written codecs, drawn as ``storage_strategies`` draws
+#: them, with float fields also written from ints.
 RECORDS: dict[type, st.SearchStrategy[Any]] = {
-    # Every field drawn, the rare ones too (headers, retry starts, a caller's index).
-    InvocationRecord: st.builds(
-        InvocationRecord,
-        invocation_id=texts,
-        target=targets,
-        payload=payloads,
-        status=st.sampled_from(InvocationStatus),
-        accepted_at=float_fields,
-        attempt=ints,
-        caller_id=opt_texts,
-        caller_index=st.none() | ints,
-        idempotency_key=opt_texts,
-        outcome=opt_outcomes,
-        completed_at=opt_floats,
-        next_attempt_at=opt_floats,
-        pause_reason=opt_texts,
-        cancel_requested=st.booleans(),
-        kill_requested=st.booleans(),
-        headers=st.none() | st.dictionaries(texts, texts, max_size=3),
-        retry_since=st.lists(st.tuples(ints, floats), max_size=3).map(tuple),
-    ),
-    PromiseRecord: st.builds(
-        PromiseRecord, workflow=texts, workflow_id=texts, name=texts, outcome=opt_outcomes
-    ),
-    WorkflowRecord: st.builds(WorkflowRecord, invocation_id=texts),
-    TimerRecord: st.builds(
-        TimerRecord,
-        kind=st.sampled_from(TimerKind),
-        invocation_id=texts,
-        due=float_fields,
-        entry_index=st.none() | ints,
-    ),
+    InvocationRecord: invocation_records(float_fields),
+    PromiseRecord: RECORD_STRATEGIES[PromiseRecord],
+    WorkflowRecord: RECORD_STRATEGIES[WorkflowRecord],
+    TimerRecord: timer_records(float_fields),
 }
 ENTRIES: dict[type, st.SearchStrategy[Any]] = {
-    PromiseEntry: st.builds(PromiseEntry, name=texts, outcome=opt_outcomes),
-    RunEntry: st.builds(RunEntry, name=texts, outcome=outcomes),
-    ResolveEntry: st.builds(ResolveEntry, target=texts, failure=st.none() | failures),
-    CallEntry: st.builds(
-        CallEntry, callee_id=texts, target=targets, payload=payloads, outcome=opt_outcomes
-    ),
+    cls: JOURNAL_STRATEGIES[cls] for cls in (PromiseEntry, RunEntry, ResolveEntry, CallEntry)
 }
 
 
