@@ -18,6 +18,7 @@ backoff and never pauses it; a completion's is committed again, unchanged, until
 from __future__ import annotations
 
 import functools
+import logging
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -44,7 +45,7 @@ from ._errors import (
     TerminalError,
 )
 from ._failures import cut, describe
-from ._invocation import Effect
+from ._invocation import NO_JOURNAL, Effect
 from ._kernel import logger
 from ._lifecycle import Action, Cancel, Event, Phase
 from ._retry import INVOCATION_RETRIES
@@ -202,7 +203,8 @@ class Executor:
                 inv.done.outcome = outcome
                 if _RELEASE_SLOT in life.apply(_DURABLE):
                     self._scheduler.slots.release()
-                self._k.log("completed", inv)
+                if logger.isEnabledFor(logging.INFO):  # (log's own test, without its call)
+                    self._k.log("completed", inv)
                 return None
             try:
                 # The outcome it records is the one every caller is told (maybe a 413).
@@ -282,7 +284,7 @@ class Executor:
             raise
         inv.done.outcome = outcome
         self._act(inv, _DURABLE)
-        if status is not _KILLED:
+        if status is not _KILLED and logger.isEnabledFor(logging.INFO):
             self._k.log("completed", inv)
         self._completions.after(inv)
 
@@ -375,7 +377,7 @@ class Executor:
                 await self._recommits.drained(activation)
             self._output.forget_failed_chain(inv)
             # (A call not yet recorded has no journal to read: no call to find so.)
-            journal = load_journal(self._store, inv) if inv.inbox_key is not None else {}
+            journal = load_journal(self._store, inv) if inv.inbox_key is not None else NO_JOURNAL
             if life.cancel is not _NO_CANCEL and not journal:
                 # Cancelled before it did anything: nothing to compensate, do not start.
                 return Failure(f"invocation {inv.invocation_id} was cancelled", 409)

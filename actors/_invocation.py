@@ -20,6 +20,8 @@ gap simply runs live again, while later recorded entries still replay.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -51,9 +53,17 @@ if TYPE_CHECKING:
 
 E = TypeVar("E", bound=JournalEntry)
 #: Handler kinds that hold their key while they run.
-_HOLDS_KEY = frozenset({"exclusive", "main"})
+HOLDS_KEY_KINDS = frozenset({"exclusive", "main"})
 
 UNDECODED: Any = object()
+#: The journal of an attempt that has none to replay (read only: shared by every call).
+NO_JOURNAL: Mapping[int, JournalEntry] = MappingProxyType({})
+
+
+def holds_key(spec: Handler[Any, Any]) -> bool:
+    """Whether an invocation of ``spec`` holds its key while it runs."""
+    return spec.kind in HOLDS_KEY_KINDS
+
 
 #: Upper bounds on what one buffered item adds to a batch beyond the data counted in
 #: ``Invocation.pending_bytes``: a journal entry's key and framing (its name included,
@@ -236,6 +246,9 @@ class Invocation:
     payload: bytes
     arg: Any
     accepted_at: float
+    #: Whether it holds its key while it runs (an exclusive handler or a workflow's main):
+    #: ``holds_key(spec)``, given by whoever builds it (the runtime asks on every step).
+    exclusive: bool = False
     caller_id: str | None = None
     caller_index: int | None = None
     idempotency_key: str | None = None
@@ -261,7 +274,9 @@ class Invocation:
     #: When its next attempt may start (a retry's backoff), or when a delayed send is due.
     not_before: float | None = None
     # --- the current attempt ---
-    replay: dict[int, JournalEntry] = attrs.field(factory=dict)
+    #: The durable journal the attempt replays, by index (never changed in place: a
+    #: call with none shares one empty mapping).
+    replay: Mapping[int, JournalEntry] = NO_JOURNAL
     replay_end: int = 0  # one past the last recorded index
     index: int = 0
     unflushed: list[tuple[int, JournalEntry]] = attrs.field(factory=list)
@@ -272,7 +287,8 @@ class Invocation:
     pending_bytes: int = 0
     last_ticket: CommitTicket | None = None  # chain of a non-exclusive invocation
     runs_in_progress: int = 0  # ctx.run bodies of this attempt still running
-    body_scopes: set[anyio.CancelScope] = attrs.field(factory=set)
+    #: Cancel scopes of its ``ctx.run`` bodies running now; None until the first.
+    body_scopes: set[anyio.CancelScope] | None = None
     rng: random.Random | None = None
     #: Acceptances of calls created but not yet delivered (written with the next flush).
     pending_ops: list[tuple[Any, ...]] = attrs.field(factory=list)
@@ -314,12 +330,6 @@ class Invocation:
     #: by journal index of the ``ctx.run`` step, ``INVOCATION_RETRIES`` for its own
     #: attempts. None (no dict made) until a timed policy sees a failure.
     retry_since: dict[int, float] | None = None
-    #: Whether it holds its key while it runs (an exclusive handler or a workflow's main).
-    #: Computed once: the runtime asks on every step.
-    exclusive: bool = attrs.field(
-        init=False,
-        default=attrs.Factory(lambda self: self.spec.kind in _HOLDS_KEY, takes_self=True),
-    )
 
     @property
     def attempt(self) -> int:
@@ -349,7 +359,7 @@ class Invocation:
     def error(self, value: Exception | None) -> None:
         self.done.error = value
 
-    def start_attempt(self, journal: dict[int, JournalEntry]) -> None:
+    def start_attempt(self, journal: Mapping[int, JournalEntry]) -> None:
         """Reset the per-attempt state and position the cursor at the journal's start."""
         self.replay = journal
         self.replay_end = max(journal) + 1 if journal else 0
@@ -406,7 +416,7 @@ class Invocation:
     def interruptible_scopes(self) -> list[anyio.CancelScope]:
         """The scopes a kill cancels besides its run scope: its step bodies' and its
         waits' (a copy: cancelling one may end its wait meanwhile)."""
-        return [*self.body_scopes, *(self.wait_scopes or ())]
+        return [*(self.body_scopes or ()), *(self.wait_scopes or ())]
 
     def add_effect(self, effect: Effect) -> None:
         """Buffer an effect: it is delivered once the next batch is durable."""
@@ -526,6 +536,7 @@ class Invocation:
             payload=record.payload,
             arg=UNDECODED,
             accepted_at=record.accepted_at,
+            exclusive=holds_key(spec),
             caller_id=record.caller_id,
             caller_index=record.caller_index,
             idempotency_key=record.idempotency_key,

@@ -314,13 +314,15 @@ class _Step:
         scope: anyio.CancelScope | None = None
         try:
             with anyio.CancelScope() as scope:
+                if inv.body_scopes is None:
+                    inv.body_scopes = set()
                 inv.body_scopes.add(scope)
                 outcome = await self.attempts()
         except BaseException as exc:  # a crash injected by actors.testing, or a bug
             self.escaped = exc
             raise
         finally:
-            if scope is not None:
+            if scope is not None and inv.body_scopes is not None:
                 inv.body_scopes.discard(scope)
             self.ended(outcome)
 

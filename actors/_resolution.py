@@ -19,7 +19,7 @@ from actors.storage import Target
 
 from ._definitions import Actor, Handler
 from ._errors import SerializationError, TerminalError, UnknownHandlerError
-from ._invocation import Invocation
+from ._invocation import HOLDS_KEY_KINDS, Invocation
 from ._lifecycle import Lifecycle
 from ._limits import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, utf8_size
 from ._limits import check_value as check_value_size
@@ -218,20 +218,28 @@ class Resolver:
         headers: dict[str, str] | None = None,
     ) -> Invocation:
         """A new invocation accepted now (a fresh id unless a derived one is given)."""
-        return Invocation(
-            invocation_id=invocation_id or new_invocation_id(),
-            target=target,
-            entry=entry,
-            spec=spec,
-            payload=payload,
-            arg=value,
-            accepted_at=self._clock.now(),
-            caller_id=caller_id,
-            caller_index=caller_index,
-            idempotency_key=idempotency_key,
-            headers=headers,
+        # Positional, and the optional fields set only when given: each keyword the
+        # 50-field ``__init__`` matches costs more than the assignment it saves.
+        inv = Invocation(
+            invocation_id or new_invocation_id(),
+            target,
+            entry,
+            spec,
+            payload,
+            value,
+            self._clock.now(),
+            spec.kind in HOLDS_KEY_KINDS,
             life=Lifecycle(holds_slot=holds_slot),
         )
+        if caller_id is not None:
+            inv.caller_id = caller_id
+        if caller_index is not None:
+            inv.caller_index = caller_index
+        if idempotency_key is not None:
+            inv.idempotency_key = idempotency_key
+        if headers is not None:
+            inv.headers = headers
+        return inv
 
     @staticmethod
     def check_input(spec: Handler[Any, Any], arg: object) -> tuple[bytes, Any]:

@@ -95,6 +95,13 @@ def _RAW(raw: object, annotation: Any) -> Any:
 
 _encoders: dict[Any, _Encoder] = {RAW_BYTES: raw_bytes}
 _structures: dict[Any, _Structure] = {RAW_BYTES: _RAW}
+#: The JSON scalars, decoded and checked by msgspec in one C call, with the strict
+#: hooks' answers (an int is not a bool, a float may be written as an int): the
+#: commonest state values and results (a counter's ``int``) skip the hook's frame. A
+#: value they refuse takes the general path, which names what is wrong.
+_SCALAR_DECODERS: Final[dict[type, Callable[[bytes], Any]]] = {
+    kind: msgspec.json.Decoder(kind).decode for kind in (int, str, bool, float)
+}
 _input_structures: dict[Any, _Structure] = {RAW_BYTES: _RAW}
 
 
@@ -162,6 +169,12 @@ def encode_value(value: object, annotation: Any, what: str) -> bytes:
 def decode_value(data: bytes, annotation: Any, what: str) -> Any:
     """The value of type ``annotation`` that stored ``data`` holds, or
     ``SerializationError``. Fields a class no longer declares are ignored."""
+    scalar = _SCALAR_DECODERS.get(annotation) if type(annotation) is type else None
+    if scalar is not None:
+        try:
+            return scalar(data)
+        except msgspec.MsgspecError:
+            pass  # the general path says why, in its words
     try:
         structure = _structures[annotation]
     except (KeyError, TypeError):
