@@ -20,7 +20,6 @@ gap simply runs live again, while later recorded entries still replay.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,7 +41,7 @@ from ._loop_primitives import CancelScopeLike, EventLike, checkpoint, new_event
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import anyio
 
