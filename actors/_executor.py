@@ -178,11 +178,15 @@ class Executor:
                 release()  # a parked main holds no key: nothing else may run on it anyway
                 self._scheduler.park(inv)
                 return None
-            life.apply(_COMPLETE)  # hands the key on (below), keeps its slot
             if self._completions.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
                 ticket = self._output.chain(inv)
+                settled = ticket is None or ticket.done
+                if settled:  # (the usual case: durable as soon as it is complete)
+                    ended = life.apply_pair(_COMPLETE, _DURABLE)
+                else:
+                    life.apply(_COMPLETE)  # hands the key on (below), keeps its slot
                 if key_node is not None:
                     self._graph.release(key_node)
                     key_node = None
@@ -190,7 +194,7 @@ class Executor:
                     release()
                 finished = True
                 # (``attempts`` saw no failed batch under it: ``chain_broken``.)
-                if ticket is not None and not ticket.done:
+                if ticket is not None and not settled:
                     if shield is None:
                         error = await self._read_settled(inv, ticket)
                     else:
@@ -200,12 +204,14 @@ class Executor:
                         inv.error = self._k.write_failed(error)
                         self._act(inv, Event.ABANDON)
                         return None
+                    ended = life.apply(_DURABLE)
                 inv.done.outcome = outcome
-                if _RELEASE_SLOT in life.apply(_DURABLE):
+                if _RELEASE_SLOT in ended:
                     self._scheduler.slots.release()
                 if logger.isEnabledFor(logging.INFO):  # (log's own test, without its call)
                     self._k.log("completed", inv)
                 return None
+            life.apply(_COMPLETE)  # hands the key on (below), keeps its slot
             try:
                 # The outcome it records is the one every caller is told (maybe a 413).
                 ticket, outcome = self._completions.submit(inv, outcome, status)

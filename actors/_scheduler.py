@@ -115,11 +115,11 @@ class Scheduler:
     async def run_call(self, inv: Invocation) -> None:
         """Run a ``call`` in the caller's own task when it may start at once (no task
         to spawn, no extra switch); otherwise queue it like any invocation."""
-        inv.life.apply(_DELIVER)
-        self._invocations[inv.invocation_id] = inv
         key = inv.target.key
         release: Release = NO_RELEASE
         if key is not None and inv.exclusive:
+            inv.life.apply(_DELIVER)
+            self._invocations[inv.invocation_id] = inv
             activation = self.activation(inv.target.actor, key)
             inv.activation = activation
             self._order.admit(inv)
@@ -128,7 +128,8 @@ class Scheduler:
                 return  # queued behind the key's current work
             release = claimed
         else:
-            inv.life.apply(_ADMIT)
+            inv.life.apply_pair(_DELIVER, _ADMIT)  # admitted at once: no key to wait for
+            self._invocations[inv.invocation_id] = inv
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
         primitives = self._k.primitives

@@ -86,6 +86,36 @@ def test_every_cell_moves_as_the_table_says_or_is_refused(phase: Phase, event: E
         assert slotless.apply(event) == tuple(a for a in row.actions if a is not A.RELEASE_SLOT)
 
 
+def fields(lifecycle: Lifecycle) -> tuple[object, ...]:
+    return (lifecycle.phase, lifecycle.cancel, lifecycle.attempt, lifecycle.failures)
+
+
+@pytest.mark.parametrize(("first", "second"), _lifecycle.PAIRS)
+def test_a_pair_moves_as_its_two_events_do_one_after_the_other(first: Event, second: Event) -> None:
+    allowed = 0
+    for phase in P:
+        for cancel in C:
+            for holds_slot in (False, True):
+                paired = Lifecycle(phase=phase, cancel=cancel, holds_slot=holds_slot, attempt=2)
+                stepped = Lifecycle(phase=phase, cancel=cancel, holds_slot=holds_slot, attempt=2)
+                expected: tuple[Action, ...] | LifecycleError
+                try:
+                    expected = stepped.apply(first) + stepped.apply(second)
+                except LifecycleError as refused:
+                    expected = refused
+                if isinstance(expected, LifecycleError):
+                    with pytest.raises(LifecycleError) as raised:
+                        paired.apply_pair(first, second)
+                    assert str(raised.value) == str(expected)
+                else:
+                    allowed += 1
+                    assert paired.apply_pair(first, second) == expected
+                assert fields(paired) == fields(stepped)
+                assert paired.holds_slot == stepped.holds_slot
+                assert paired.accepts(E.CRASH) == stepped.accepts(E.CRASH)
+    assert allowed >= 2  # the runtime's own uses: a call admitted at once, a pure read
+
+
 def test_refusals_name_what_is_allowed() -> None:
     lifecycle = Lifecycle(phase=P.COMPLETED)
     with pytest.raises(LifecycleError, match=r"'start' is not allowed in phase COMPLETED") as info:
