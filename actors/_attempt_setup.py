@@ -4,7 +4,7 @@ attempts, retries and pauses."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from actors.storage import (
     Failure,
@@ -42,23 +42,39 @@ from ._serde import decode_value, encode_value
 if TYPE_CHECKING:
     from actors.storage import JournalEntry, Outcome, Store
 
+    from ._definitions import Handler
     from ._invocation import Invocation
     from ._port import HandlerPort
 
 
-def context_for(port: HandlerPort, inv: Invocation) -> Context:
-    """The context of ``inv``'s handler kind: exclusive, service, workflow main, or a
-    shared handler of a workflow or an object."""
-    kind = inv.spec.kind
+def context_class(inv: Invocation) -> type[Context]:
+    """The class of the context ``inv``'s handler gets, by its kind (exclusive, service,
+    workflow main, or a shared handler of a workflow or an object): decided once per
+    registered handler."""
+    spec = inv.spec
+    known = _context_classes.get(spec)
+    if known is not None:
+        return known
+    kind = spec.kind
     if kind == "exclusive":
-        return ObjectContext._for(port, inv)
-    if kind == "service":
-        return Context._for(port, inv)
-    if kind == "main":
-        return WorkflowContext._for(port, inv)
-    if inv.entry.cls.actor_kind == "workflow":
-        return WorkflowSharedContext._for(port, inv)
-    return ObjectSharedContext._for(port, inv)
+        known = ObjectContext
+    elif kind == "service":
+        known = Context
+    elif kind == "main":
+        known = WorkflowContext
+    elif inv.entry.cls.actor_kind == "workflow":
+        known = WorkflowSharedContext
+    else:
+        known = ObjectSharedContext
+    if len(_context_classes) >= _MAX_CACHED:  # classes made at run time cannot grow it
+        _context_classes.clear()
+    _context_classes[spec] = known
+    return known
+
+
+#: The context class of each handler seen (its kind and its actor's never change).
+_context_classes: dict[Handler[Any, Any], type[Context]] = {}
+_MAX_CACHED = 4096
 
 
 def load_journal(store: Store, inv: Invocation) -> dict[int, JournalEntry]:
@@ -88,7 +104,7 @@ async def run_attempt(port: HandlerPort, inv: Invocation) -> Outcome:
             inv.arg = decode_value(inv.payload, spec.input_type, f"input of {spec.qualname}")
     except SerializationError as exc:
         return Failure(str(exc), exc.status_code)
-    ctx = context_for(port, inv)
+    ctx = context_class(inv)._for(port, inv)
     instance = inv.entry.instance
     try:
         result = await (spec.fn(instance, ctx, inv.arg) if has_input else spec.fn(instance, ctx))

@@ -85,7 +85,9 @@ class StateOps:
                 # The value read is journaled: counted toward the step's commit (checked
                 # at the next write or flush; a read alone never passes the limit).
                 inv.pending_bytes += len(data)
-            inv.append(GetStateEntry(name, data))
+            # (``inv.append``, without its call: a read is the commonest operation)
+            inv.unflushed.append((inv.index, GetStateEntry(name, data)))
+            inv.index += 1
         await self._checkpoint_if_cancelled()
         if data is None:
             return None

@@ -70,7 +70,7 @@ def delay_seconds(delay: timedelta | float | None) -> float:
 class Resolver:
     """Resolves targets against the actors registered with one runtime."""
 
-    __slots__ = ("_clock", "_entries", "_raw_views", "_resolved")
+    __slots__ = ("_clock", "_entries", "_last_targets", "_raw_views", "_resolved")
 
     def __init__(self, entries: dict[str, ActorEntry], clock: Clock) -> None:
         self._entries = entries
@@ -85,6 +85,11 @@ class Resolver:
         self._resolved: dict[
             Handler[Any, Any], tuple[ActorEntry, Handler[Any, Any], str | None]
         ] = {}
+        #: The target of each keyed handler's last call, shared by the next call on the
+        #: same key (a ``Target`` is immutable): one dict read instead of a frozen record
+        #: built per call. One per handler: a cache of many keys cost each parked
+        #: workflow its own entry.
+        self._last_targets: dict[Handler[Any, Any], Target] = {}
 
     def resolve(
         self, target: Handler[Any, Any], key: str | None
@@ -98,7 +103,11 @@ class Resolver:
                 return known, handler, self.target(known, handler, key)  # raises what is wrong
             if len(key) > _SHORT_KEY or not key.isascii():
                 check_key(key)  # (its fast path is the condition above, without a call)
-            return known, handler, Target(keyed_actor, handler.name, key)
+            last = self._last_targets.get(handler)
+            if last is not None and last.key == key:
+                return known, handler, last
+            resolved = self._last_targets[handler] = Target(keyed_actor, handler.name, key)
+            return known, handler, resolved
         if not isinstance(target, Handler):
             raise TypeError(f"call target must be a handler such as Counter.add, not {target!r}")
         owner = target.owner

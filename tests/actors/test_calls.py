@@ -275,3 +275,14 @@ async def test_ctx_call_to_unregistered_actor_fails_the_caller(tmp_path: Path) -
         with pytest.raises(actors.TerminalError, match=r"Recorder") as info:
             await rt.call(Caller.send_twice, "r", key="x")
         assert not isinstance(info.value, actors.DeadlockError)
+
+
+
+async def test_calls_alternating_keys_reach_their_own_keys(tmp_path: Path) -> None:
+    # The resolver shares a handler's last Target with its next call on the same key.
+    async with actors.open_runtime(tmp_path / "db", [Counter]) as rt:
+        for round_ in range(1, 3):
+            for key in ("a", "a", "b", "a", "c", "c"):
+                await rt.call(Counter.add, round_, key=key)
+        assert [await rt.call(Counter.value, key=key) for key in "abc"] == [9, 3, 6]
+        assert len(rt._resolver._last_targets) == 2  # add and value: one each
