@@ -181,7 +181,8 @@ class StateOps:
         grows = size - (len(replaced) if replaced is not None else 0)
         inv.take_room(grows, ENTRY_OVERHEAD + ROW_OVERHEAD, "ctx.set", name)
         inv.writes[name] = data
-        inv.append(SetStateEntry(name))
+        inv.unflushed.append((inv.index, SetStateEntry(name)))  # (``inv.append``, inline)
+        inv.index += 1
 
     def clear(self, inv: Invocation, name: str) -> None:
         check_usable("ctx.clear()")
