@@ -277,7 +277,6 @@ async def test_ctx_call_to_unregistered_actor_fails_the_caller(tmp_path: Path) -
         assert not isinstance(info.value, actors.DeadlockError)
 
 
-
 async def test_calls_alternating_keys_reach_their_own_keys(tmp_path: Path) -> None:
     # The resolver shares a handler's last Target with its next call on the same key.
     async with actors.open_runtime(tmp_path / "db", [Counter]) as rt:
