@@ -59,11 +59,6 @@ UNDECODED: Any = object()
 NO_JOURNAL: Mapping[int, JournalEntry] = MappingProxyType({})
 
 
-def holds_key(spec: Handler[Any, Any]) -> bool:
-    """Whether an invocation of ``spec`` holds its key while it runs."""
-    return spec.kind in HOLDS_KEY_KINDS
-
-
 #: Upper bounds on what one buffered item adds to a batch beyond the data counted in
 #: ``Invocation.pending_bytes``: a journal entry's key and framing (its name included,
 #: names being at most ``MAX_NAME_BYTES``), a state write's or a pending operation's row
@@ -246,7 +241,7 @@ class Invocation:
     arg: Any
     accepted_at: float
     #: Whether it holds its key while it runs (an exclusive handler or a workflow's main):
-    #: ``holds_key(spec)``, given by whoever builds it (the runtime asks on every step).
+    #: ``spec.kind in HOLDS_KEY_KINDS``, given by whoever builds it (asked on every step).
     exclusive: bool = False
     caller_id: str | None = None
     caller_index: int | None = None
@@ -535,7 +530,7 @@ class Invocation:
             payload=record.payload,
             arg=UNDECODED,
             accepted_at=record.accepted_at,
-            exclusive=holds_key(spec),
+            exclusive=spec.kind in HOLDS_KEY_KINDS,
             caller_id=record.caller_id,
             caller_index=record.caller_index,
             idempotency_key=record.idempotency_key,
