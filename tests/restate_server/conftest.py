@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from .harness import Endpoint, Processes, RestateNode, loopback_namespace
+from .harness import Endpoint, Processes, RestateNode, installed_restate_server, loopback_namespace
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,7 +40,15 @@ class Single:
 
 
 @pytest.fixture(scope="session")
-def namespace() -> Iterator[str | None]:
+def restate_binary() -> Path:
+    """The pinned ``restate-server``, installed from npm into the cache on first use. It
+    runs before ``namespace`` because npm cannot reach the registry from inside it: on a
+    clean machine the install hung there until the test's timeout."""
+    return installed_restate_server()
+
+
+@pytest.fixture(scope="session")
+def namespace(restate_binary: Path) -> Iterator[str | None]:
     with loopback_namespace() as name:
         yield name
 
@@ -51,12 +59,12 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def single(namespace: str | None, session_dir: Path) -> Iterator[Single]:
+def single(namespace: str | None, restate_binary: Path, session_dir: Path) -> Iterator[Single]:
     procs = Processes(session_dir)
     effects = session_dir / "effects"
     effects.mkdir()
     try:
-        node = RestateNode(procs, session_dir, "single")
+        node = RestateNode(procs, restate_binary, session_dir, "single")
         node.start()
         node.wait_healthy()
         endpoint = Endpoint(procs, effects)
@@ -79,7 +87,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(namespace: str | None, session_dir: Path) -> Iterator[Cluster]:
+def cluster(namespace: str | None, restate_binary: Path, session_dir: Path) -> Iterator[Cluster]:
     base = session_dir / "cluster"
     base.mkdir()
     procs = Processes(base)
@@ -90,7 +98,13 @@ def cluster(namespace: str | None, session_dir: Path) -> Iterator[Cluster]:
         for i in range(3):
             nodes.append(
                 RestateNode(
-                    procs, base, f"n{i + 1}", cluster=nodes, provision=i == 0, replication=2
+                    procs,
+                    restate_binary,
+                    base,
+                    f"n{i + 1}",
+                    cluster=nodes,
+                    provision=i == 0,
+                    replication=2,
                 )
             )
         for node in nodes:

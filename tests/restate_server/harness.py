@@ -8,7 +8,9 @@ outlives a test session, also when it fails. Every wait has a deadline.
 Isolation: run as root (with ``ip``), the session enters a fresh network namespace that
 has only a loopback interface (``setns`` on the test's thread; every process it starts
 inherits it), so the servers cannot reach or be reached from any network. Otherwise
-everything binds 127.0.0.1 on free ports.
+everything binds 127.0.0.1 on free ports. Nothing inside the namespace can reach npm
+either, so the fixtures install the pinned binary before they enter it and hand its path
+to ``RestateNode``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def installed_restate_server() -> Path:
+    """The pinned ``restate-server`` binary, installed from npm into the cache the first
+    time. Call it before ``loopback_namespace``: npm cannot reach the registry from inside."""
+    return restate_server_binary(log=lambda _: None)
 
 
 @contextlib.contextmanager
@@ -164,6 +172,7 @@ class RestateNode:
     def __init__(
         self,
         procs: Processes,
+        binary: Path,
         base: Path,
         name: str,
         *,
@@ -172,6 +181,7 @@ class RestateNode:
         replication: int = 1,
     ) -> None:
         self.procs = procs
+        self.binary = binary
         self.base = base
         self.name = name
         self.node_port, self.admin_port, self.ingress_port = free_port(), free_port(), free_port()
@@ -213,10 +223,9 @@ class RestateNode:
         return env
 
     def start(self) -> None:
-        binary = restate_server_binary(log=lambda _: None)
         self.proc = self.procs.start(
             f"restate-{self.name}",
-            [str(binary), "--base-dir", str(self.base / self.name), "--node-name", self.name],
+            [str(self.binary), "--base-dir", str(self.base / self.name), "--node-name", self.name],
             env=self.env(),
         )
 
