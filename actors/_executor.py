@@ -119,8 +119,8 @@ class Executor:
     ) -> object:
         """Run ``inv`` to its end in memory (completed, suspended or parked), with
         ``release`` giving its key back (the mailbox runner). ``inline``: under trio,
-        the scope of the caller it runs inline in, which a kill cancels
-        (``shielded_scope``); otherwise it runs in a kill scope of its own."""
+        the scope of the call it runs inline in (a ``LazyScope`` or trio's), which a
+        kill cancels (``shielded_scope``); otherwise it runs in a kill scope of its own."""
         life = inv.life
         key_node: Node | None = None
         if inv.exclusive and life.phase is not _KILLING:

@@ -4,8 +4,9 @@ anyio's portable primitives find the event loop on every use (``sniffio``, then 
 backend's class) and, under trio, wrap trio's own objects. On this project's 2-core VMs
 an ``anyio.CancelScope`` entered and left costs ~8.7 us under trio, trio's own ~5.2 us;
 ``anyio.lowlevel.checkpoint_if_cancelled`` adds the same lookup to trio's. Every call
-enters a scope (under asyncio two: the caller's inline scope and the handler's kill
-scope; see ``shielded_scope``) and every state read checkpoints, so a runtime, which
+that suspends enters a scope (under trio at its first suspension, ``_lazy_scope``; under
+asyncio two, up front: the caller's inline scope and the handler's kill scope; see
+``shielded_scope``) and every state read checkpoints, so a runtime, which
 knows its event loop when it opens, takes trio's objects directly under trio. Under
 asyncio these are anyio's own, which are native there.
 

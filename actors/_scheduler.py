@@ -32,6 +32,7 @@ from ._errors import InvocationPausedError, UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
 from ._kernel import logger
 from ._key_order import parse_row
+from ._lazy_scope import LAZY_SCOPES, LazyScope
 from ._lifecycle import Action, Event
 from ._parked import revived_row
 from ._slots import Slots
@@ -132,15 +133,25 @@ class Scheduler:
             self._invocations[inv.invocation_id] = inv
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
+        # Under trio the scope is entered when the call first suspends (``_lazy_scope``):
+        # most calls that start at once finish without suspending, and need none.
         primitives = self._k.primitives
-        scope = primitives.cancel_scope()
+        scope: CancelScopeLike
+        if primitives.shielded_scope is not None and LAZY_SCOPES:
+            lazy = scope = LazyScope()
+        else:
+            lazy = None
+            scope = primitives.cancel_scope()
         self.inline_scopes[scope] = inv.invocation_id
         try:
-            with scope:
-                if primitives.shielded_scope is not None:  # trio: kill() cancels it too
-                    outcome = await self.runner(inv, release, scope)
-                else:
-                    outcome = await self.runner(inv, release)
+            if lazy is not None:  # trio: kill() cancels it too (``Executor.run``)
+                outcome = await lazy.run(self.runner(inv, release, lazy))
+            else:
+                with scope:
+                    if primitives.shielded_scope is not None:  # trio: kill() cancels it too
+                        outcome = await self.runner(inv, release, scope)
+                    else:
+                        outcome = await self.runner(inv, release)
         except BaseException as exc:
             paused = isinstance(exc, PausedInline)
             life = inv.life
