@@ -133,11 +133,13 @@ class Scheduler:
             self._invocations[inv.invocation_id] = inv
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
-        # Under trio the scope is entered when the call first suspends (``_lazy_scope``):
-        # most calls that start at once finish without suspending, and need none.
+        # Under trio a shared handler's scope is entered when it first suspends
+        # (``_lazy_scope``): a read usually finishes without suspending, and needs none.
+        # Other kinds suspend nearly always (an exclusive call waits for its completion's
+        # commit, a service for its steps'), and entering up front costs them less.
         primitives = self._k.primitives
         scope: CancelScopeLike
-        if primitives.shielded_scope is not None and LAZY_SCOPES:
+        if inv.spec.kind == "shared" and primitives.shielded_scope is not None and LAZY_SCOPES:
             lazy = scope = LazyScope()
         else:
             lazy = None
