@@ -47,6 +47,7 @@ from ._errors import (
 from ._failures import cut, describe
 from ._invocation import NO_JOURNAL, Effect
 from ._kernel import logger
+from ._lazy_scope import LazyScope
 from ._lifecycle import Action, Cancel, Event, Phase
 from ._retry import INVOCATION_RETRIES
 from ._retry_start import keep_retry_start, retry_start
@@ -233,7 +234,8 @@ class Executor:
                 self._k.spawn(functools.partial(self._answered, inv, ticket, outcome, status))
                 return None
             if shield is None:  # (the only other await after ``attempts``: above)
-                await self._completed(inv, ticket, outcome, status)
+                lazy = inline if type(inline) is LazyScope and not inline.entered else None
+                await self._completed(inv, ticket, outcome, status, lazy)
             else:
                 with shield:
                     await self._completed(inv, ticket, outcome, status)
@@ -265,15 +267,35 @@ class Executor:
             self.finish(inv)
 
     async def _completed(
-        self, inv: Invocation, ticket: CommitTicket, outcome: Outcome, status: InvocationStatus
+        self,
+        inv: Invocation,
+        ticket: CommitTicket,
+        outcome: Outcome,
+        status: InvocationStatus,
+        lazy: LazyScope | None = None,
     ) -> None:
-        """Wait for a queued completion to be durable, then answer its callers."""
+        """Wait for a queued completion to be durable, then answer its callers.
+
+        ``lazy``: the scope of the inline call this runs in, not entered yet. The wait
+        needs none (a kill or cancel of a completing invocation is refused, and the
+        commit settles, landed or failed, by the store's close at the latest), so it
+        waits unscoped, and then ends as a cancelled wait would if the runtime closed
+        meanwhile: the checkpoint enters the scope, cancelled by the close."""
         try:
             try:
                 if not ticket.done:
                     # A wait that blocks is a checkpoint: the caller's own need not be.
                     inv.done.yielded = True
-                await ticket.wait()
+                if lazy is None:
+                    await ticket.wait()
+                else:
+                    lazy.unscoped = True
+                    try:
+                        await ticket.wait()
+                    finally:
+                        lazy.unscoped = False
+                    if lazy.cancel_called:  # the runtime closed while it waited
+                        await self._k.primitives.checkpoint()
                 error = None
             except StorageError as exc:
                 error = await self._recommitted(inv, exc)

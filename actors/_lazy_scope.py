@@ -7,11 +7,15 @@ which usually finishes without ever suspending. A scope can only deliver a
 cancellation at a suspension, though, and nothing else runs in the loop before one. So
 the call's coroutine is driven here: its first step runs with no scope; a call that
 finishes in it never gets one, and one that suspends gets its scope at that moment,
-before the loop sees the suspension, so every suspension of it is in the scope. Only
-shared handlers' calls are run so: the other kinds nearly always suspend (an exclusive
-call waits for its completion's commit, a service for its steps'), and for them the
-frame this adds to every suspension costs more than the scope it saves (``bench/
-instructions.py``: W2 +3.7%, W1 +1.8%, W5 -23%).
+before the loop sees the suspension, so every suspension of it is in the scope.
+
+An exclusive call usually suspends first in the wait for its completion's commit, which
+needs no scope: a completing invocation refuses kill and cancel, and the commit settles
+by the store's close at the latest. It waits ``unscoped`` (``Executor._completed``), and
+if the runtime closed meanwhile, a checkpoint after it enters the scope, cancelled, so
+the call ends as a cancelled wait would. Only object handlers' calls are run so:
+services and workflows suspend in their steps and waits nearly always, and for them the
+frame this adds to every suspension costs more than the scope it saves.
 
 At that moment the handler may have opened scopes of its own (``move_on_after``, a
 nursery) that are still open, which a scope entered now would end up *inside*; leaving
@@ -67,13 +71,22 @@ class LazyScope:
     """A cancel scope that exists once its call first suspends (``run``). Before that,
     ``cancel()`` is remembered and the scope is entered already cancelled."""
 
-    __slots__ = ("_cancel_requested", "_scope", "cancelled_caught")
+    __slots__ = ("_cancel_requested", "_scope", "cancelled_caught", "unscoped")
 
     def __init__(self) -> None:
         self._scope: trio.CancelScope | None = None
         self._cancel_requested = False
         #: Whether the scope caught its own cancellation (as ``CancelScope``'s).
         self.cancelled_caught = False
+        #: Set by the call around a wait that needs no scope: its suspensions pass
+        #: without one (an exclusive call's wait for its completion's commit; see
+        #: ``Executor._completed``, which checks for a close after it).
+        self.unscoped = False
+
+    @property
+    def entered(self) -> bool:
+        """Whether the call has suspended in this scope, so that a cancel reaches it."""
+        return self._scope is not None
 
     def cancel(self) -> None:
         if self._scope is None:
@@ -95,13 +108,20 @@ class LazyScope:
     @types.coroutine
     def run(self, coro: Coroutine[Any, Any, object]) -> Generator[Any, Any, object]:
         """Run ``coro`` to its end in the calling task, in this scope from its first
-        suspension on. Its result, or None when the scope caught its own cancellation
-        (``cancelled_caught``)."""
+        suspension on (but for those while ``unscoped``). Its result, or None when the
+        scope caught its own cancellation (``cancelled_caught``)."""
         task = trio.lowlevel.current_task()
         outside = task._cancel_status
         try:
             trap = coro.send(None)
-        except StopIteration as done:  # finished without suspending: no scope at all
+            while self.unscoped:  # suspended in a wait that needs no scope
+                try:
+                    sent = yield trap
+                except BaseException as exc:  # thrown into the task: pass it on
+                    trap = coro.throw(exc)
+                else:
+                    trap = coro.send(sent)
+        except StopIteration as done:  # finished with no scope at all
             return done.value
         scope = self._scope = trio.CancelScope()
         if task._cancel_status is outside:
@@ -114,7 +134,7 @@ class LazyScope:
             while True:
                 try:
                     sent = yield trap
-                except BaseException as exc:  # thrown into the task: pass it on
+                except BaseException as exc:
                     try:
                         trap = coro.throw(exc)
                     except StopIteration as done:

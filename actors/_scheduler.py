@@ -37,6 +37,8 @@ from ._lifecycle import Action, Event
 from ._parked import revived_row
 from ._slots import Slots
 
+#: The kinds whose inline calls get a ``LazyScope``.
+_LAZY_KINDS: Final = frozenset({"shared", "exclusive"})
 # Read on every call: bound once, since ``Enum.MEMBER`` costs ~0.1 us a read in
 # Python 3.11 (see actors/_executor.py).
 _DELIVER: Final = Event.DELIVER
@@ -133,13 +135,14 @@ class Scheduler:
             self._invocations[inv.invocation_id] = inv
         # The handler runs in the caller's task, but belongs to the runtime: closing the
         # runtime cancels it, as it cancels the handlers in the runtime's task group.
-        # Under trio a shared handler's scope is entered when it first suspends
-        # (``_lazy_scope``): a read usually finishes without suspending, and needs none.
-        # Other kinds suspend nearly always (an exclusive call waits for its completion's
-        # commit, a service for its steps'), and entering up front costs them less.
+        # Under trio an object handler's scope is entered when it first suspends
+        # (``_lazy_scope``): a read usually finishes without suspending, and an
+        # exclusive call's wait for its completion's commit needs none
+        # (``Executor._completed``). Services and workflows nearly always suspend in
+        # their steps and waits, and entering up front costs them less.
         primitives = self._k.primitives
         scope: CancelScopeLike
-        if inv.spec.kind == "shared" and primitives.shielded_scope is not None and LAZY_SCOPES:
+        if inv.spec.kind in _LAZY_KINDS and primitives.shielded_scope is not None and LAZY_SCOPES:
             lazy = scope = LazyScope()
         else:
             lazy = None

@@ -10,6 +10,7 @@ handlers do that, under trio and asyncio (asyncio enters its scope up front).
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING
 
 import anyio
@@ -254,6 +255,12 @@ class Guarded(actors.VirtualObject, name="guarded"):
     async def read(self, ctx: actors.ObjectSharedContext) -> int:
         return await ctx.get("n", int) or 0
 
+    @actors.exclusive
+    async def bump(self, ctx: actors.ObjectContext) -> int:
+        n = (await ctx.get("n", int) or 0) + 1
+        ctx.set("n", n)
+        return n
+
 
 async def test_kill_reaches_a_handler_inside_its_own_task_group(tmp_path: Path) -> None:
     guarded = Guarded()
@@ -299,3 +306,59 @@ async def test_close_reaches_a_shared_handler_inside_its_own_scope(tmp_path: Pat
             await guarded.arrived.wait()
     assert len(errors) == 1
     assert str(errors[0]).endswith("did not finish: the runtime is shutting down")
+
+
+class _WriterHold:
+    """A ``_fault_hook`` that, when armed, holds the writer thread in the next commit
+    until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = trio.Event()
+        self.release = threading.Event()
+        self._wake = trio.lowlevel.current_trio_token().run_sync_soon
+
+    def __call__(self, batches: object) -> None:
+        if self.armed:
+            self.armed = False
+            self._wake(self.entered.set)
+            self.release.wait(timeout=30)  # a safety net: never hold the writer forever
+
+
+@pytest.mark.trio_only
+async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
+    tmp_path: Path,
+) -> None:
+    """The wait for an exclusive call's completion commit has no scope: the close does
+    not interrupt it, the commit lands, and then the call ends as a cancelled wait
+    did, with ``RuntimeClosedError``; nothing hangs."""
+    guarded = Guarded()
+    hold = _WriterHold()
+    errors: list[Exception] = []
+    with trio.fail_after(30):
+        async with (
+            trio.open_nursery() as nursery,
+            actors.open_runtime(tmp_path, [guarded], commit_mode="thread", _fault_hook=hold) as rt,
+        ):
+            assert await rt.call(Guarded.bump, key="k") == 1
+
+            async def caller() -> None:
+                try:
+                    await rt.call(Guarded.bump, key="k")
+                except actors.RuntimeClosedError as exc:
+                    errors.append(exc)
+
+            hold.armed = True
+            nursery.start_soon(caller)  # outlives the runtime
+            await hold.entered.wait()  # its completion is in the held commit
+            close = rt._close
+
+            def close_then_let_it_land() -> None:
+                close()
+                hold.release.set()
+
+            rt._close = close_then_let_it_land  # type: ignore[method-assign]
+    assert len(errors) == 1
+    assert str(errors[0]).endswith("did not finish: the runtime is shutting down")
+    async with actors.open_runtime(tmp_path, [Guarded()]) as rt:
+        assert await rt.call(Guarded.read, key="k") == 2  # it landed
