@@ -179,6 +179,8 @@ class Executor:
                 release()  # a parked main holds no key: nothing else may run on it anyway
                 self._scheduler.park(inv)
                 return None
+            # The call's lazy scope, if never entered: its commit waits need none.
+            lazy = inline if type(inline) is LazyScope and not inline.entered else None
             if self._completions.is_pure_read(inv):
                 # Nothing to record: the answer depends only on state that is committed
                 # (shared, service) or on the key's queued commits (exclusive).
@@ -197,7 +199,7 @@ class Executor:
                 # (``attempts`` saw no failed batch under it: ``chain_broken``.)
                 if ticket is not None and not settled:
                     if shield is None:
-                        error = await self._read_settled(inv, ticket)
+                        error = await self._read_settled(inv, ticket, lazy)
                     else:
                         with shield:
                             error = await self._read_settled(inv, ticket)
@@ -234,7 +236,6 @@ class Executor:
                 self._k.spawn(functools.partial(self._answered, inv, ticket, outcome, status))
                 return None
             if shield is None:  # (the only other await after ``attempts``: above)
-                lazy = inline if type(inline) is LazyScope and not inline.entered else None
                 await self._completed(inv, ticket, outcome, status, lazy)
             else:
                 with shield:
@@ -275,27 +276,15 @@ class Executor:
         lazy: LazyScope | None = None,
     ) -> None:
         """Wait for a queued completion to be durable, then answer its callers.
-
-        ``lazy``: the scope of the inline call this runs in, not entered yet. The wait
-        needs none (a kill or cancel of a completing invocation is refused, and the
-        commit settles, landed or failed, by the store's close at the latest), so it
-        waits unscoped, and then ends as a cancelled wait would if the runtime closed
-        meanwhile: the checkpoint enters the scope, cancelled by the close."""
+        ``lazy``: the inline call's scope, not entered yet: the wait needs none (a
+        completing invocation refuses kill and cancel; the commit settles by the
+        store's close at the latest), so it waits unscoped (``wait_unscoped``)."""
         try:
             try:
                 if not ticket.done:
                     # A wait that blocks is a checkpoint: the caller's own need not be.
                     inv.done.yielded = True
-                if lazy is None:
-                    await ticket.wait()
-                else:
-                    lazy.unscoped = True
-                    try:
-                        await ticket.wait()
-                    finally:
-                        lazy.unscoped = False
-                    if lazy.cancel_called:  # the runtime closed while it waited
-                        await self._k.primitives.checkpoint()
+                await (ticket.wait() if lazy is None else lazy.wait_unscoped(ticket.wait()))
                 error = None
             except StorageError as exc:
                 error = await self._recommitted(inv, exc)
@@ -327,11 +316,14 @@ class Executor:
         )
         return await self._recommits.recommitted(inv, exc)
 
-    async def _read_settled(self, inv: Invocation, ticket: CommitTicket) -> StorageError | None:
+    async def _read_settled(
+        self, inv: Invocation, ticket: CommitTicket, lazy: LazyScope | None = None
+    ) -> StorageError | None:
         """A pure read answers once what it read is durable: the batch it read, or, if
-        that failed, the key's failed completions committed again. None, or why not."""
+        that failed, the key's failed completions committed again. None, or why not.
+        ``lazy``: as ``_completed``'s (the read is completing: its wait needs no scope)."""
         try:
-            await ticket.wait()
+            await (ticket.wait() if lazy is None else lazy.wait_unscoped(ticket.wait()))
             return None
         except StorageError as exc:
             activation = inv.activation

@@ -11,7 +11,7 @@ before the loop sees the suspension, so every suspension of it is in the scope.
 
 An exclusive call usually suspends first in the wait for its completion's commit, which
 needs no scope: a completing invocation refuses kill and cancel, and the commit settles
-by the store's close at the latest. It waits ``unscoped`` (``Executor._completed``), and
+by the store's close at the latest. It waits unscoped (``wait_unscoped``), and
 if the runtime closed meanwhile, a checkpoint after it enters the scope, cancelled, so
 the call ends as a cancelled wait would. Only object handlers' calls are run so:
 services and workflows suspend in their steps and waits nearly always, and for them the
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Generator
+    from collections.abc import Awaitable, Coroutine, Generator
 
     from ._loop_primitives import CancelScopeLike
 
@@ -71,17 +71,14 @@ class LazyScope:
     """A cancel scope that exists once its call first suspends (``run``). Before that,
     ``cancel()`` is remembered and the scope is entered already cancelled."""
 
-    __slots__ = ("_cancel_requested", "_scope", "cancelled_caught", "unscoped")
+    __slots__ = ("_cancel_requested", "_scope", "_unscoped", "cancelled_caught")
 
     def __init__(self) -> None:
         self._scope: trio.CancelScope | None = None
         self._cancel_requested = False
         #: Whether the scope caught its own cancellation (as ``CancelScope``'s).
         self.cancelled_caught = False
-        #: Set by the call around a wait that needs no scope: its suspensions pass
-        #: without one (an exclusive call's wait for its completion's commit; see
-        #: ``Executor._completed``, which checks for a close after it).
-        self.unscoped = False
+        self._unscoped = False  # in ``wait_unscoped``
 
     @property
     def entered(self) -> bool:
@@ -105,16 +102,29 @@ class LazyScope:
     def __exit__(self, *exc_info: object) -> bool:  # pragma: no cover - see __enter__
         raise TypeError("a LazyScope is entered by its run(), not with 'with'")
 
+    async def wait_unscoped(self, wait: Awaitable[None]) -> None:
+        """Await ``wait`` with no scope (if the call has not entered its own yet: a wait
+        that needs none, see the module essay); then, if ``cancel()`` was called
+        meanwhile (the runtime closed), raise the cancellation as a wait in the scope
+        would have: the checkpoint enters the scope, cancelled."""
+        self._unscoped = True
+        try:
+            await wait
+        finally:
+            self._unscoped = False
+        if self._cancel_requested:
+            await trio.lowlevel.checkpoint()
+
     @types.coroutine
     def run(self, coro: Coroutine[Any, Any, object]) -> Generator[Any, Any, object]:
         """Run ``coro`` to its end in the calling task, in this scope from its first
-        suspension on (but for those while ``unscoped``). Its result, or None when the
+        suspension on (but for those in ``wait_unscoped``). Its result, or None when the
         scope caught its own cancellation (``cancelled_caught``)."""
         task = trio.lowlevel.current_task()
         outside = task._cancel_status
         try:
             trap = coro.send(None)
-            while self.unscoped:  # suspended in a wait that needs no scope
+            while self._unscoped:  # suspended in a wait that needs no scope
                 try:
                     sent = yield trap
                 except BaseException as exc:  # thrown into the task: pass it on

@@ -9,8 +9,9 @@ without, each with a cost this machine sets:
   that ``kill`` can stop the handler wherever it awaits and closing the runtime can stop
   a handler running in its caller's task (under asyncio two, one for each); trio's
   scope enters and leaves through a ``contextmanager`` of its own, which is most of its
-  cost. A shared read that never suspends gets none (``actors/_lazy_scope.py``): W5's
-  read needs no scope; an exclusive call waits for its commit, so W2's and W1's do.
+  cost. An object's call that never suspends in its handler gets none
+  (``actors/_lazy_scope.py``: a shared read, or an exclusive call whose first suspension
+  is the wait for its commit, which needs none), so W5, W2 and W1 need no scope.
 * **checkpoint** (``trio.lowlevel.checkpoint``): a call that ran without yielding ends
   with one, so that a task calling in a loop cannot starve the others (measured with 64
   tasks checkpointing, which share the scheduler's passes as the workloads' tasks do).
@@ -241,8 +242,8 @@ LABELS: Final = {
 #: The primitives each workload's call cannot do without, with how many of each.
 NEEDS: Final = {
     "w5r": {"checkpoint": 1, "lmdb_read": 1},
-    "w2": {"scope": 1, "switch": 1, "lmdb_read": 1, "lmdb_write": 1},
-    "w1": {"scope": 1, "switch": 1, "lmdb_read": 1, "lmdb_write": 1},
+    "w2": {"switch": 1, "lmdb_read": 1, "lmdb_write": 1},
+    "w1": {"switch": 1, "lmdb_read": 1, "lmdb_write": 1},
 }
 WORKLOADS: Final = {
     "w5r": "W5 shared read, 64 readers, 1 key",

@@ -21,9 +21,11 @@ import trio.testing
 
 import actors
 from actors._lazy_scope import LAZY_SCOPES, LazyScope
+from actors.storage import Table, WriteBatch
 from actors.testing import open_test_runtime
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not LAZY_SCOPES, reason="this trio has no lazy scopes")
@@ -256,6 +258,11 @@ class Guarded(actors.VirtualObject, name="guarded"):
         return await ctx.get("n", int) or 0
 
     @actors.exclusive
+    async def current(self, ctx: actors.ObjectContext) -> int:
+        """An exclusive pure read: it answers once the key's queued writes are durable."""
+        return await ctx.get("n", int) or 0
+
+    @actors.exclusive
     async def bump(self, ctx: actors.ObjectContext) -> int:
         n = (await ctx.get("n", int) or 0) + 1
         ctx.set("n", n)
@@ -310,7 +317,7 @@ async def test_close_reaches_a_shared_handler_inside_its_own_scope(tmp_path: Pat
 
 class _WriterHold:
     """A ``_fault_hook`` that, when armed, holds the writer thread in the next commit
-    until ``release`` is set."""
+    that writes state, until ``release`` is set."""
 
     def __init__(self) -> None:
         self.armed = False
@@ -318,20 +325,23 @@ class _WriterHold:
         self.release = threading.Event()
         self._wake = trio.lowlevel.current_trio_token().run_sync_soon
 
-    def __call__(self, batches: object) -> None:
-        if self.armed:
+    def __call__(self, batches: Sequence[WriteBatch]) -> None:
+        writes_state = any(op[1] is Table.STATE for batch in batches for op in batch.ops)
+        if self.armed and writes_state:
             self.armed = False
             self._wake(self.entered.set)
             self.release.wait(timeout=30)  # a safety net: never hold the writer forever
 
 
 @pytest.mark.trio_only
+@pytest.mark.parametrize("waits_in", ["its own completion", "an exclusive read of a write"])
 async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
-    tmp_path: Path,
+    tmp_path: Path, waits_in: str
 ) -> None:
-    """The wait for an exclusive call's completion commit has no scope: the close does
-    not interrupt it, the commit lands, and then the call ends as a cancelled wait
-    did, with ``RuntimeClosedError``; nothing hangs."""
+    """An exclusive call's wait for a commit (its completion's, or, for a pure read,
+    the key's queued write's) has no scope: the close does not interrupt it, the commit
+    lands, and then the call ends as a cancelled wait did, with ``RuntimeClosedError``;
+    nothing hangs."""
     guarded = Guarded()
     hold = _WriterHold()
     errors: list[Exception] = []
@@ -341,16 +351,23 @@ async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
             actors.open_runtime(tmp_path, [guarded], commit_mode="thread", _fault_hook=hold) as rt,
         ):
             assert await rt.call(Guarded.bump, key="k") == 1
+            reader = waits_in != "its own completion"
 
             async def caller() -> None:
                 try:
-                    await rt.call(Guarded.bump, key="k")
+                    await rt.call(Guarded.current if reader else Guarded.bump, key="k")
                 except actors.RuntimeClosedError as exc:
                     errors.append(exc)
 
             hold.armed = True
-            nursery.start_soon(caller)  # outlives the runtime
-            await hold.entered.wait()  # its completion is in the held commit
+            if reader:  # a write queued on the key, held in its commit
+                await rt.send(Guarded.bump, key="k")
+                await hold.entered.wait()
+                nursery.start_soon(caller)  # outlives the runtime
+                await trio.testing.wait_all_tasks_blocked()
+            else:
+                nursery.start_soon(caller)
+                await hold.entered.wait()  # its completion is in the held commit
             close = rt._close
 
             def close_then_let_it_land() -> None:
@@ -361,4 +378,4 @@ async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
     assert len(errors) == 1
     assert str(errors[0]).endswith("did not finish: the runtime is shutting down")
     async with actors.open_runtime(tmp_path, [Guarded()]) as rt:
-        assert await rt.call(Guarded.read, key="k") == 2  # it landed
+        assert await rt.call(Guarded.read, key="k") == 2  # the write landed
