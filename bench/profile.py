@@ -65,7 +65,7 @@ if __package__ in (None, ""):
 from bench._common import add_output_args, json_meta, machine_text, recording_stdout, save_results
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
 TASKS: Final = 64
 STEP_TASKS: Final = 256
@@ -112,18 +112,30 @@ def classify(file: str, function: str) -> tuple[str, str] | None:
     return None
 
 
-def attribute(lines: Iterable[str]) -> Tally[tuple[str, str]]:
+#: The share of py-spy's output lines that may be unreadable before ``attribute`` gives up.
+MAX_UNREADABLE: Final = 0.01
+
+
+def attribute(lines: Sequence[str]) -> Tally[tuple[str, str]]:
     """Samples per ``(kind, label)`` from py-spy's raw output (one stack per line, root
     first, frames separated by ``;``, then the count): each stack is charged to its
-    innermost frame that ``classify`` names, else to ``(OTHER, its innermost frame)``."""
+    innermost frame that ``classify`` names, else to ``(OTHER, its innermost frame)``.
+
+    A line that does not end in a count is skipped: sampling without stopping the
+    process (``--nonblocking``) now and then reads a frame's name while it changes, and
+    gets bytes with a line break in them. More than ``MAX_UNREADABLE`` of them raise."""
     tally: Tally[tuple[str, str]] = Tally()
+    unreadable = 0
     for line in lines:
         line = line.rstrip("\n")
         if not line:
             continue
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
-            raise ValueError(f"not a line of py-spy's raw output: {line[:120]!r}")
+            unreadable += 1
+            if unreadable > MAX_UNREADABLE * len(lines):
+                raise ValueError(f"not a line of py-spy's raw output: {line[:120]!r}")
+            continue
         frames = stack.split(";") if stack.strip() else ["(no Python frame)"]
         charged: tuple[str, str] | None = None
         for frame in reversed(frames):
