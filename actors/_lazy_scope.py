@@ -9,23 +9,24 @@ the call's coroutine is driven here: its first step runs with no scope; a call t
 finishes in it never gets one, and one that suspends gets its scope at that moment,
 before the loop sees the suspension, so every suspension of it is in the scope.
 
+When it first suspends, the handler may have opened scopes of its own
+(``move_on_after``, a nursery) that are still open, which a scope entered now would
+end up *inside*; leaving them first would then corrupt trio's scope stack. In that
+case the scope is put beneath them instead: its cancel status is given the caller's as
+parent, and the handler's outermost open status is moved under it, as trio itself
+moves a task's statuses into another nursery in ``nursery.start()``. When the handler
+has left its own scopes, the task is back in ours, and leaving it is a plain
+``__exit__``. That placement uses trio's internals (``CancelStatus``, a scope's
+``_cancel_status``); if they are not as this module expects (``LAZY_SCOPES``), every
+call enters its scope up front as before.
+
 An exclusive call usually suspends first in the wait for its completion's commit, which
 needs no scope: a completing invocation refuses kill and cancel, and the commit settles
-by the store's close at the latest. It waits unscoped (``wait_unscoped``), and
-if the runtime closed meanwhile, a checkpoint after it enters the scope, cancelled, so
-the call ends as a cancelled wait would. Only object handlers' calls are run so:
-services and workflows suspend in their steps and waits nearly always, and for them the
-frame this adds to every suspension costs more than the scope it saves.
-
-At that moment the handler may have opened scopes of its own (``move_on_after``, a
-nursery) that are still open, which a scope entered now would end up *inside*; leaving
-them first would then corrupt trio's scope stack. In that case the scope is put beneath
-them instead: its cancel status is given the caller's as parent, and the handler's
-outermost open status is moved under it, as trio itself moves a task's statuses into
-another nursery in ``nursery.start()``. When the handler has left its own scopes, the
-task is back in ours, and leaving it is a plain ``__exit__``. That placement uses trio's
-internals (``CancelStatus``, a scope's ``_cancel_status``); if they are not as this
-module expects (``LAZY_SCOPES``), every call enters its scope up front as before.
+by the store's close at the latest. It waits unscoped (``wait_unscoped``), and if the
+runtime closed meanwhile, a checkpoint after it enters the scope, cancelled, so the
+call ends as a cancelled wait would. Only object handlers' calls are run so: services
+and workflows suspend in their steps and waits nearly always, and for them the frame
+this adds to every suspension costs more than the scope it saves.
 
 What differs from a scope entered up front: a ``cancel()`` made *during* the first step
 (only the call itself can make one then) takes effect at its first suspension rather
