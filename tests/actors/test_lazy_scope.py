@@ -10,7 +10,6 @@ handlers do that, under trio and asyncio (asyncio enters its scope up front).
 from __future__ import annotations
 
 import math
-import threading
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,14 +17,14 @@ import anyio.lowlevel
 import pytest
 import trio
 import trio.testing
+from writer_hold import WriterHold
 
 import actors
 from actors._lazy_scope import LAZY_SCOPES, LazyScope
-from actors.storage import Table, WriteBatch
+from actors.storage import Table
 from actors.testing import open_test_runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not LAZY_SCOPES, reason="this trio has no lazy scopes")
@@ -315,24 +314,6 @@ async def test_close_reaches_a_shared_handler_inside_its_own_scope(tmp_path: Pat
     assert str(errors[0]).endswith("did not finish: the runtime is shutting down")
 
 
-class _WriterHold:
-    """A ``_fault_hook`` that, when armed, holds the writer thread in the next commit
-    that writes state, until ``release`` is set."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered = trio.Event()
-        self.release = threading.Event()
-        self._wake = trio.lowlevel.current_trio_token().run_sync_soon
-
-    def __call__(self, batches: Sequence[WriteBatch]) -> None:
-        writes_state = any(op[1] is Table.STATE for batch in batches for op in batch.ops)
-        if self.armed and writes_state:
-            self.armed = False
-            self._wake(self.entered.set)
-            self.release.wait(timeout=30)  # a safety net: never hold the writer forever
-
-
 @pytest.mark.trio_only
 @pytest.mark.parametrize("waits_in", ["its own completion", "an exclusive read of a write"])
 async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
@@ -343,7 +324,7 @@ async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
     lands, and then the call ends as a cancelled wait did, with ``RuntimeClosedError``;
     nothing hangs."""
     guarded = Guarded()
-    hold = _WriterHold()
+    hold = WriterHold(Table.STATE)
     errors: list[Exception] = []
     with trio.fail_after(30):
         async with (

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ import anyio
 import pytest
 import trio
 import trio.testing
+from writer_hold import WriterHold
 
 import actors
 from actors.storage import InvocationRecord, StoreReader, Table, loads
@@ -173,23 +173,6 @@ class Gatherer(actors.VirtualObject, name="gatherer"):
     @actors.exclusive
     async def noop(self, ctx: actors.ObjectContext) -> None:
         pass
-
-
-class WriterHold:
-    """A ``_fault_hook`` that, when armed, holds the writer thread inside the next
-    commit until ``release`` (so every batch submitted meanwhile lands in one group)."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered = anyio.Event()
-        self.release = threading.Event()
-        self._wake = trio.lowlevel.current_trio_token().run_sync_soon
-
-    def __call__(self, batches: Sequence[WriteBatch]) -> None:
-        if self.armed:
-            self.armed = False
-            self._wake(self.entered.set)
-            self.release.wait(timeout=30)  # a safety net: never hold the writer forever
 
 
 async def test_a_cancel_during_the_flush_before_suspending_is_raised_at_once(
