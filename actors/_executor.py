@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 import anyio
+import trio
 
 from actors.mailbox import HOLD, NO_RELEASE
 from actors.storage import (
@@ -115,6 +116,7 @@ class Executor:
         #: Why a policy killed an invocation, until its killed record is written.
         self._kill_reasons: dict[str, str] = {}
 
+    @trio.lowlevel.disable_ki_protection  # as a task's code (``_lazy_scope``'s ``run`` is not)
     async def run(
         self, inv: Invocation, release: Release, inline: CancelScopeLike | None = None, /
     ) -> object:

@@ -28,6 +28,16 @@ call ends as a cancelled wait would. Only object handlers' calls are run so: ser
 and workflows suspend in their steps and waits nearly always, and for them the frame
 this adds to every suspension costs more than the scope it saves.
 
+A call made inline from inside another's ``run`` (a handler calling ``rt.call``, in the
+same task) enters its scope up front (``driving``): the outer scope, entered at a
+suspension of the inner call, would otherwise come to lie inside the inner one's, and
+the inner one, placed beneath "the handler's" scopes, above it, which inverts them.
+
+``run``'s own frame is protected from ``KeyboardInterrupt`` (trio delivers it at the
+next checkpoint): raised between a step of the coroutine and the ``yield`` that hands
+its suspension to trio, it would leave the coroutine suspended for good, its scopes
+open. ``Executor.run``, the coroutine it drives, is unprotected, as a task's code is.
+
 What differs from a scope entered up front: a ``cancel()`` made *during* the first step
 (only the call itself can make one then) takes effect at its first suspension rather
 than at a ``checkpoint_if_cancelled`` before it. Suspensions cost one more frame to
@@ -36,6 +46,7 @@ pass through (~0.3 us each).
 
 from __future__ import annotations
 
+import contextvars
 import types
 from typing import TYPE_CHECKING, Any, Final
 
@@ -66,6 +77,14 @@ def _internals_as_expected() -> bool:
 
 #: Whether inline calls get their scope at their first suspension (see the module essay).
 LAZY_SCOPES: Final = _internals_as_expected()
+
+#: Set in a task while a ``LazyScope.run`` drives a call in it (``driving``).
+_DRIVING: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar(
+    "actors_lazy_scope_driving", default=False
+)
+#: Whether the calling task is inside a ``LazyScope.run``: then an inline call made
+#: there enters its scope up front (see the module essay).
+driving: Final = _DRIVING.get
 
 
 class LazyScope:
@@ -111,16 +130,30 @@ class LazyScope:
         self._unscoped = True
         try:
             await wait
+        except Exception:
+            # (A failed commit, say: after a close, what would handle it is gone.)
+            self._unscoped = False
+            if self._cancel_requested:
+                await trio.lowlevel.checkpoint()
+            raise
         finally:
             self._unscoped = False
         if self._cancel_requested:
             await trio.lowlevel.checkpoint()
 
+    @trio.lowlevel.enable_ki_protection
     @types.coroutine
     def run(self, coro: Coroutine[Any, Any, object]) -> Generator[Any, Any, object]:
         """Run ``coro`` to its end in the calling task, in this scope from its first
         suspension on (but for those in ``wait_unscoped``). Its result, or None when the
         scope caught its own cancellation (``cancelled_caught``)."""
+        token = _DRIVING.set(True)
+        try:
+            return (yield from self._drive(coro))
+        finally:
+            _DRIVING.reset(token)
+
+    def _drive(self, coro: Coroutine[Any, Any, object]) -> Generator[Any, Any, object]:
         task = trio.lowlevel.current_task()
         outside = task._cancel_status
         try:

@@ -32,7 +32,7 @@ from ._errors import InvocationPausedError, UnknownHandlerError
 from ._invocation import Activation, Completion, Invocation
 from ._kernel import logger
 from ._key_order import parse_row
-from ._lazy_scope import LAZY_SCOPES, LazyScope
+from ._lazy_scope import LAZY_SCOPES, LazyScope, driving
 from ._lifecycle import Action, Event
 from ._parked import revived_row
 from ._slots import Slots
@@ -142,7 +142,12 @@ class Scheduler:
         # their steps and waits, and entering up front costs them less.
         primitives = self._k.primitives
         scope: CancelScopeLike
-        if inv.spec.kind in _LAZY_KINDS and primitives.shielded_scope is not None and LAZY_SCOPES:
+        if (
+            inv.spec.kind in _LAZY_KINDS
+            and primitives.shielded_scope is not None
+            and LAZY_SCOPES
+            and not driving()  # (not nested in another's: see ``_lazy_scope``)
+        ):
             lazy = scope = LazyScope()
         else:
             lazy = None

@@ -18,12 +18,15 @@ if TYPE_CHECKING:
 
 class WriterHold:
     """When armed, holds the writer thread inside the next commit (with ``table``: the
-    next that writes to it) until ``release`` is set; ``entered`` is set on the loop as
-    it starts holding. Every batch submitted meanwhile lands in one later group."""
+    next that writes to it) until ``release`` is set, then fails it with ``fail`` if
+    given; ``entered`` is set on the loop as it starts holding. Every batch submitted
+    meanwhile lands in one later group."""
 
-    def __init__(self, table: Table | None = None) -> None:
+    def __init__(self, table: Table | None = None, fail: OSError | None = None) -> None:
         self.armed = False
         self.table = table
+        #: Raised in the held commit once released (the commit fails), if given.
+        self.fail = fail
         self.entered = anyio.Event()
         self.release = threading.Event()
         self._wake = trio.lowlevel.current_trio_token().run_sync_soon
@@ -38,3 +41,5 @@ class WriterHold:
         self.armed = False
         self._wake(self.entered.set)
         self.release.wait(timeout=30)  # a safety net: never hold the writer forever
+        if self.fail is not None:
+            raise self.fail

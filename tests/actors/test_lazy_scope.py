@@ -10,21 +10,26 @@ handlers do that, under trio and asyncio (asyncio enters its scope up front).
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
+import lmdb
 import pytest
 import trio
 import trio.testing
 from writer_hold import WriterHold
 
 import actors
+from actors import _lazy_scope
 from actors._lazy_scope import LAZY_SCOPES, LazyScope
-from actors.storage import Table
+from actors.storage import Table, WriteBatch
 from actors.testing import open_test_runtime
 
 if TYPE_CHECKING:
+    import types
+    from collections.abc import Sequence
     from pathlib import Path
 
 pytestmark = pytest.mark.skipif(not LAZY_SCOPES, reason="this trio has no lazy scopes")
@@ -315,16 +320,24 @@ async def test_close_reaches_a_shared_handler_inside_its_own_scope(tmp_path: Pat
 
 
 @pytest.mark.trio_only
-@pytest.mark.parametrize("waits_in", ["its own completion", "an exclusive read of a write"])
+@pytest.mark.parametrize(
+    ("waits_in", "commit"),
+    [
+        ("its own completion", "lands"),
+        ("its own completion", "fails"),
+        ("an exclusive read of a write", "lands"),
+    ],
+)
 async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
-    tmp_path: Path, waits_in: str
+    tmp_path: Path, waits_in: str, commit: str
 ) -> None:
     """An exclusive call's wait for a commit (its completion's, or, for a pure read,
-    the key's queued write's) has no scope: the close does not interrupt it, the commit
-    lands, and then the call ends as a cancelled wait did, with ``RuntimeClosedError``;
-    nothing hangs."""
+    the key's queued write's) has no scope: the close does not interrupt it; the commit
+    lands or fails, and then the call ends as a cancelled wait did, with
+    ``RuntimeClosedError`` (a failed one is not committed again by a runtime that is
+    gone); nothing hangs."""
     guarded = Guarded()
-    hold = WriterHold(Table.STATE)
+    hold = WriterHold(Table.STATE, fail=OSError(5, "I/O error") if commit == "fails" else None)
     errors: list[Exception] = []
     with trio.fail_after(30):
         async with (
@@ -359,4 +372,81 @@ async def test_a_close_during_an_exclusive_calls_commit_wait_ends_it_as_before(
     assert len(errors) == 1
     assert str(errors[0]).endswith("did not finish: the runtime is shutting down")
     async with actors.open_runtime(tmp_path, [Guarded()]) as rt:
-        assert await rt.call(Guarded.read, key="k") == 2  # the write landed
+        assert await rt.call(Guarded.read, key="k") == (2 if commit == "lands" else 1)
+
+
+class _FullOnce:
+    """A ``_fault_hook``: the next commit that writes state, once ``full`` is set, fails
+    as on a full disk (the runtime commits it again)."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def __call__(self, batches: Sequence[WriteBatch]) -> None:
+        if self.full and any(op[1] is Table.STATE for batch in batches for op in batch.ops):
+            self.full = False
+            raise lmdb.DiskError("mdb_txn_commit: No space left on device")
+
+
+class Relay(actors.VirtualObject, name="relay"):
+    """A shared handler that calls an exclusive one inline, in its own task."""
+
+    rt: actors.Runtime | None = None
+
+    @actors.shared
+    async def forward(self, ctx: actors.ObjectSharedContext) -> int:
+        assert Relay.rt is not None
+        return await Relay.rt.call(Guarded.bump, key="inner")
+
+
+async def test_an_inline_call_inside_another_keeps_the_scopes_nested(tmp_path: Path) -> None:
+    """The inner call suspends twice (its commit fails and is committed again): had the
+    outer call's scope been entered at the first and the inner one's placed at the
+    second, they would be inverted, and trio would report its stack corrupted."""
+    disk = _FullOnce()
+    with anyio.fail_after(10):
+        async with actors.open_runtime(
+            tmp_path,
+            [Guarded(), Relay()],
+            retry=actors.RetryPolicy(initial_interval=0.001),
+            _fault_hook=disk,
+        ) as rt:
+            Relay.rt = rt
+            assert await rt.call(Relay.forward, key="outer") == 1
+            disk.full = True
+            assert await rt.call(Relay.forward, key="outer") == 2
+            assert not disk.full  # it did fail once
+            with anyio.CancelScope():  # the caller's scope stack is intact
+                await anyio.lowlevel.checkpoint()
+            assert await rt.call(Guarded.read, key="inner") == 2
+
+
+@pytest.mark.trio_only
+async def test_the_driver_is_protected_from_keyboard_interrupt_and_the_handler_is_not() -> None:
+    """A ``KeyboardInterrupt`` between a step of the call and the ``yield`` that hands
+    its suspension to trio would strand the call: trio delays it there. The handler's
+    own code stays interruptible, as a task's code is."""
+    from trio._core._ki import ki_protection_enabled
+
+    seen: list[tuple[bool, bool]] = []
+
+    def look() -> None:
+        # (The frames are linked while they run: the handler's, then the driver's.)
+        handler = sys._getframe(1)
+        driver: types.FrameType | None = handler
+        while driver is not None and driver.f_code.co_filename != _lazy_scope.__file__:
+            driver = driver.f_back
+        assert driver is not None
+        seen.append((ki_protection_enabled(handler), ki_protection_enabled(driver)))
+
+    async def handler() -> None:
+        look()
+        await trio.lowlevel.checkpoint()
+        look()
+
+    @trio.lowlevel.disable_ki_protection
+    async def as_executor_run() -> None:  # what ``Executor.run`` is marked
+        await handler()
+
+    await LazyScope().run(as_executor_run())
+    assert seen == [(False, True), (False, True)]
