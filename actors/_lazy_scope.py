@@ -28,10 +28,12 @@ call ends as a cancelled wait would. Only object handlers' calls are run so: ser
 and workflows suspend in their steps and waits nearly always, and for them the frame
 this adds to every suspension costs more than the scope it saves.
 
-A call made inline from inside another's ``run`` (a handler calling ``rt.call``, in the
-same task) enters its scope up front (``driving``): the outer scope, entered at a
-suspension of the inner call, would otherwise come to lie inside the inner one's, and
-the inner one, placed beneath "the handler's" scopes, above it, which inverts them.
+A call made inline from inside another's ``run`` (a handler calling ``rt.call`` in the
+same task) enters its scope up front (``driving``). Were it lazy too, the outer call's
+scope could be entered at one of the inner call's suspensions, after the inner call
+began; at its next suspension the inner call would take that scope for one of its
+handler's own and place its scope beneath it, inverting the two. (Tasks started
+meanwhile inherit the mark, and their inline calls enter up front too: only slower.)
 
 ``run``'s own frame is protected from ``KeyboardInterrupt`` (trio delivers it at the
 next checkpoint): raised between a step of the coroutine and the ``yield`` that hands
