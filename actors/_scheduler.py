@@ -89,6 +89,9 @@ class Scheduler:
         #: with the ids of their invocations.
         self.inline_scopes: dict[CancelScopeLike, str] = {}
         self.runner: Runner = _not_wired
+        #: Whether inline object calls may get a ``LazyScope`` (trio, its internals
+        #: as ``_lazy_scope`` expects): fixed for the runtime's life.
+        self._lazy_scopes = LAZY_SCOPES and kernel.primitives.shielded_scope is not None
 
     def run_soon(self, inv: Invocation) -> None:
         """Run ``inv`` in a task of its own, holding no key."""
@@ -143,9 +146,8 @@ class Scheduler:
         primitives = self._k.primitives
         scope: CancelScopeLike
         if (
-            inv.spec.kind in _LAZY_KINDS
-            and primitives.shielded_scope is not None
-            and LAZY_SCOPES
+            self._lazy_scopes
+            and inv.spec.kind in _LAZY_KINDS
             and not driving()  # (not nested in another's: see ``_lazy_scope``)
         ):
             lazy = scope = LazyScope()
