@@ -386,8 +386,10 @@ class _Step:
                 elif (  # once per step: a task that was withdrawn takes ``start``
                     ops._trio
                     and self.gate_state == _OPEN
-                    and ops._output.gate_then(inv, self._published)
+                    and (gated := ops._output.gate_then(inv, self._published)) is not None
                 ):
+                    if self.gate_state == _OPEN:
+                        gated.expedite()  # a sequential caller commits it here
                     if self.gate_state == _OPEN:
                         self.task = _current_task()
                         await _wait_task_rescheduled(self._withdraw)
@@ -534,8 +536,10 @@ class StepOps:
         if job is None:
             return None
         step.job = job
-        if not self._output.gate_then(step.inv, step._release):
+        gated = self._output.gate_then(step.inv, step._release)
+        if gated is None:
             return None
+        gated.expedite()  # a sequential caller commits it here (releasing the body)
         return job
 
     async def _retry_elapsed(

@@ -60,6 +60,21 @@ if TYPE_CHECKING:
 IDLE_WAIT: Final = 0.0002
 _NO_DEADLINE: Final = float("inf")
 
+#: Commits of one batch each in a row, on one loop, after which a task that waits with
+#: nothing else runnable commits in its own task (``sole_waiter``).
+SEQUENTIAL_STREAK: Final = 4
+
+# trio's run queue, read to tell whether any other task is runnable (private: a trio that
+# moved it gets None here, and then no task commits its own).
+_RUN_CONTEXT: object = getattr(getattr(trio, "_core", None), "_run", None)
+_RUN_CONTEXT = getattr(_RUN_CONTEXT, "GLOBAL_RUN_CONTEXT", None)
+
+
+def _trio_runq() -> collections.deque[trio.lowlevel.Task] | None:
+    """The current trio run's queue of runnable tasks, or None if not where expected."""
+    runq = getattr(getattr(_RUN_CONTEXT, "runner", None), "runq", None)
+    return runq if isinstance(runq, collections.deque) else None
+
 
 class HeldBatches(Protocol):
     """The writer, as its committers see it."""
@@ -76,6 +91,14 @@ class IdleCommitter(Protocol):
 
     def arm(self) -> None:
         """Something is held: commit it at the next idle moment, or hand it on."""
+
+    def committed(self, batches: int) -> None:
+        """The writer committed ``batches`` held batches of this loop in one commit."""
+
+    def sole_waiter(self) -> bool:
+        """Called by a task of this loop about to wait for what is held: True when it
+        should commit now, in that task, rather than at the next idle moment (and then
+        the committer is disarmed: the caller commits)."""
 
 
 def idle_committer(writer: HeldBatches, waker: Waker) -> IdleCommitter | None:
@@ -97,7 +120,7 @@ def idle_committer(writer: HeldBatches, waker: Waker) -> IdleCommitter | None:
 
 
 class _TrioIdleCommitter:
-    __slots__ = ("_armed", "_parked", "_scope", "_writer", "waker")
+    __slots__ = ("_armed", "_parked", "_scope", "_streak", "_task", "_writer", "waker")
 
     def __init__(self, writer: HeldBatches, waker: Waker) -> None:
         self._writer = writer
@@ -110,7 +133,36 @@ class _TrioIdleCommitter:
         #: batch held (infinite while nothing is). One scope for many commits: moving a
         #: deadline costs a heap push, entering and leaving a scope several times that.
         self._scope: trio.CancelScope | None = None
-        trio.lowlevel.spawn_system_task(self._run, name="actors-idle-commit")
+        #: Commits of a single batch in a row (``sole_waiter``).
+        self._streak = 0
+        self._task = trio.lowlevel.spawn_system_task(self._run, name="actors-idle-commit")
+
+    def committed(self, batches: int) -> None:
+        self._streak = self._streak + 1 if batches == 1 else 0
+
+    def sole_waiter(self) -> bool:
+        # A sequential caller: the last commits each held one batch, and no other task
+        # is runnable. Waiting for the idle moment would commit the same batches after a
+        # loop pass and two task switches (this task's, the committer's). What trio does
+        # not show is the rest of the current pass (its run queue holds only the tasks
+        # made runnable since the pass began), and those tasks might have added to this
+        # commit; the streak is what says they do not: a pass whose tasks share commits
+        # breaks it (after the first of them commits on its own, the next sees it
+        # runnable, as it checkpoints after its commit), and it takes
+        # SEQUENTIAL_STREAK single commits to build up again.
+        # The committer itself may be runnable: ``arm`` wakes it when it was parked (the
+        # loop went idle since its last commit), and then it will find nothing to do.
+        if self._streak < SEQUENTIAL_STREAK:
+            return False
+        runq = _trio_runq()
+        if runq is None or (runq and (len(runq) > 1 or runq[0] is not self._task)):
+            return False
+        if self._armed:
+            self._armed = False
+            scope = self._scope
+            if scope is not None:
+                scope.deadline = _NO_DEADLINE
+        return True
 
     def arm(self) -> None:
         if not self._armed:
@@ -180,6 +232,12 @@ class _AsyncioIdleCommitter:
         self._ready = loop._ready  # type: ignore[attr-defined]
         self._armed = False
         self._deadline = 0.0
+
+    def committed(self, batches: int) -> None:
+        pass
+
+    def sole_waiter(self) -> bool:
+        return False
 
     def arm(self) -> None:
         if not self._armed:

@@ -29,6 +29,8 @@ class Watermark(Protocol):
 
     _durable_seq: int
 
+    def commit_before_wait(self, ticket: CommitTicket) -> None: ...
+
 
 _TRIO_TOKEN: Final = trio.lowlevel.TrioToken
 
@@ -87,9 +89,18 @@ class CommitTicket:
         when the store's ``durable_seq`` has reached ``seq``."""
         return self._writer._durable_seq >= self.seq
 
+    def expedite(self) -> None:
+        """Its task is about to wait for this batch: when the loop holds it and nothing
+        else could share its commit (a sequential caller, see ``_idle_commit``), commit
+        it now, in this task. ``wait`` does this itself."""
+        if self._writer._durable_seq < self.seq:
+            self._writer.commit_before_wait(self)
+
     async def wait(self) -> None:
         """Wait until the batch is durable. Always a checkpoint."""
         under_trio = type(getattr(self._waker, "__self__", None)) is _TRIO_TOKEN
+        if under_trio and self._writer._durable_seq < self.seq:
+            self._writer.commit_before_wait(self)
         if self._writer._durable_seq >= self.seq:
             if under_trio:
                 await trio.lowlevel.checkpoint()

@@ -220,6 +220,7 @@ class Writer:
                 self._queue_held()
                 return
             group, self._held, self._held_by = self._held, [], None
+            committer.committed(len(group))
             # Under the lock, so no batch can be queued and committed around this one.
             try:
                 self._commit_group(group)
@@ -231,6 +232,19 @@ class Writer:
         self._settled(group, here=committer.waker)
         if self.broken is not None:
             self.fail_queued(self.broken)
+
+    def commit_before_wait(self, ticket: CommitTicket) -> None:
+        """A task of ``ticket``'s loop is about to wait for it: if that loop holds it and
+        its committer says the task waits alone (``IdleCommitter.sole_waiter``), commit
+        what the loop holds here, in this task, as the committer would at the loop's
+        next idle moment. (Read without the lock: ``commit_held`` checks again. A held
+        ticket is one of the loop's that holds them: a submit from anywhere else first
+        queues what is held, so a later ticket of another loop never finds it held.)"""
+        held = self._held
+        if held and held[0].seq <= ticket.seq:
+            committer = self._held_by
+            if committer is not None and committer.sole_waiter():
+                self.commit_held(committer)
 
     def _died_committing(self, reason: str) -> StoreBrokenError:
         """A commit died mid-group: break the store and fail the group's tickets it had
