@@ -19,6 +19,20 @@ loop's own thread, in one transaction, and publishes it at once:
   (``bench/objects.py`` W5); calls on 64 keys went from 2.5x to 3.9x. The loop pauses
   for the fsync itself (~0.3 ms), which the batches of every task in the pass share.
 
+A sequential caller (under trio) commits in its own task: when the last
+``SEQUENTIAL_STREAK`` commits of the loop each held one batch and no other task is
+runnable, a task about to wait for a held batch (``CommitTicket.wait``, or ``expedite``
+before a step's gate parks) commits what is held itself (``sole_waiter``). The idle
+committer would commit the same batches, a loop pass and two task switches later: for a
+caller that waits for each commit in turn, that was a fifth of the CPU of a call besides
+the commit. What trio cannot show a task is the rest of the pass it runs in, whose tasks
+might have joined the commit; the streak stands in for it. Tasks that share a pass break
+it: the first of them to wait commits alone, the next ones see it runnable (it
+checkpoints after its commit) and are held; a burst after a sequential spell costs one
+commit more than it would have, and the streak then takes ``SEQUENTIAL_STREAK`` single
+commits to build up again. Under asyncio the committer's callback runs in the very next
+pass, so this gains little there and it is left out.
+
 The writer thread still commits for threads without a loop (``commit_blocking``), and
 everything in ``commit_mode="thread"``. Order is kept: held batches have higher numbers
 than any batch queued for the thread (a submit from anywhere else first queues what is
@@ -92,8 +106,9 @@ class IdleCommitter(Protocol):
     def arm(self) -> None:
         """Something is held: commit it at the next idle moment, or hand it on."""
 
-    def committed(self, batches: int) -> None:
-        """The writer committed ``batches`` held batches of this loop in one commit."""
+    def committed(self, batches: int) -> bool:
+        """The writer committed ``batches`` held batches of this loop in one commit.
+        Returns whether a task of the loop may now commit its own (``sole_waiter``)."""
 
     def sole_waiter(self) -> bool:
         """Called by a task of this loop about to wait for what is held: True when it
@@ -137,8 +152,9 @@ class _TrioIdleCommitter:
         self._streak = 0
         self._task = trio.lowlevel.spawn_system_task(self._run, name="actors-idle-commit")
 
-    def committed(self, batches: int) -> None:
-        self._streak = self._streak + 1 if batches == 1 else 0
+    def committed(self, batches: int) -> bool:
+        self._streak = streak = self._streak + 1 if batches == 1 else 0
+        return streak >= SEQUENTIAL_STREAK
 
     def sole_waiter(self) -> bool:
         # A sequential caller: the last commits each held one batch, and no other task
@@ -233,8 +249,8 @@ class _AsyncioIdleCommitter:
         self._armed = False
         self._deadline = 0.0
 
-    def committed(self, batches: int) -> None:
-        pass
+    def committed(self, batches: int) -> bool:
+        return False
 
     def sole_waiter(self) -> bool:
         return False

@@ -28,6 +28,7 @@ class Watermark(Protocol):
     """What a ticket reads to know it is done: the writer's ``durable_seq``."""
 
     _durable_seq: int
+    sole_waiters: bool
 
     def commit_before_wait(self, ticket: CommitTicket) -> None: ...
 
@@ -93,15 +94,17 @@ class CommitTicket:
         """Its task is about to wait for this batch: when the loop holds it and nothing
         else could share its commit (a sequential caller, see ``_idle_commit``), commit
         it now, in this task. ``wait`` does this itself."""
-        if self._writer._durable_seq < self.seq:
-            self._writer.commit_before_wait(self)
+        writer = self._writer
+        if writer.sole_waiters and writer._durable_seq < self.seq:
+            writer.commit_before_wait(self)
 
     async def wait(self) -> None:
         """Wait until the batch is durable. Always a checkpoint."""
         under_trio = type(getattr(self._waker, "__self__", None)) is _TRIO_TOKEN
-        if under_trio and self._writer._durable_seq < self.seq:
-            self._writer.commit_before_wait(self)
-        if self._writer._durable_seq >= self.seq:
+        writer = self._writer
+        if under_trio and writer.sole_waiters and writer._durable_seq < self.seq:
+            writer.commit_before_wait(self)
+        if writer._durable_seq >= self.seq:
             if under_trio:
                 await trio.lowlevel.checkpoint()
             else:

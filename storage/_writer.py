@@ -155,6 +155,10 @@ class Writer:
         self._held: list[CommitTicket] = []
         self._held_by: IdleCommitter | None = None
         self._committers: dict[Waker, IdleCommitter | None] = {}
+        #: The last commit on a loop left a streak (``IdleCommitter.committed``): a task
+        #: about to wait may commit its own (``commit_before_wait``). Read by every wait,
+        #: so that the others pay one attribute read.
+        self.sole_waiters = False
         #: Tickets queued to the writer thread and not yet settled by it.
         self._thread_pending = 0
         self._thread: threading.Thread | None = None
@@ -220,7 +224,7 @@ class Writer:
                 self._queue_held()
                 return
             group, self._held, self._held_by = self._held, [], None
-            committer.committed(len(group))
+            self.sole_waiters = committer.committed(len(group))
             # Under the lock, so no batch can be queued and committed around this one.
             try:
                 self._commit_group(group)
