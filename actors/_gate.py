@@ -229,24 +229,27 @@ class OutputGate:
         if inv.pending_effects:  # journaled effects (invariant 14): durable now
             inv.settle_effects()
 
-    def gate_then(
-        self, inv: Invocation, then: Callable[[CommitTicket], None]
-    ) -> CommitTicket | None:
+    def gate_then(self, inv: Invocation, then: Callable[[CommitTicket], None]) -> bool:
         """The output gate without a wait, for an effect that a loop callback can start:
         flush, and once the batch is published call ``then(ticket)`` on the loop (the
         batch's ticket, the ``on_done`` of ``Store.submit``). The effect may start then
         if ``may_start(inv, ticket)``: the batch is durable, with everything before it
         (it depends on them), and nothing else is due before the effect; otherwise
         (the batch failed, or calls to deliver or effects to settle appeared) ``gate``
-        does those, and raises the failure. Returns the flushed batch's ticket; or
-        None, with nothing flushed and ``then`` never called, when this cannot apply:
-        calls or effects are due once the batch is durable, or there is nothing to
-        flush (the effect waits on an earlier batch); then use ``gate``. Raises what
-        ``flush`` raises. (``then`` is the submit's own callback: no closure per
-        effect.)"""
+        does those, and raises the failure. Returns False, with nothing flushed and
+        ``then`` never called, when this cannot apply: calls or effects are due once
+        the batch is durable, or there is nothing to flush (the effect waits on an
+        earlier batch); then use ``gate``. Raises what ``flush`` raises. (``then`` is
+        the submit's own callback: no closure per effect.) The caller is about to wait
+        for the effect: a sequential caller commits the batch here, in its own task
+        (``CommitTicket.expedite``), and ``then`` runs before this returns."""
         if inv.pending_calls or inv.pending_effects:
-            return None
-        return self.flush(inv, on_done=then)
+            return False
+        ticket = self.flush(inv, on_done=then)
+        if ticket is None:
+            return False
+        ticket.expedite()
+        return True
 
     def add_state_writes(self, inv: Invocation, batch: WriteBatch) -> None:
         if not inv.writes and not inv.cleared_all:

@@ -386,10 +386,8 @@ class _Step:
                 elif (  # once per step: a task that was withdrawn takes ``start``
                     ops._trio
                     and self.gate_state == _OPEN
-                    and (gated := ops._output.gate_then(inv, self._published)) is not None
+                    and ops._output.gate_then(inv, self._published)
                 ):
-                    if self.gate_state == _OPEN:
-                        gated.expedite()  # a sequential caller commits it here
                     if self.gate_state == _OPEN:
                         self.task = _current_task()
                         await _wait_task_rescheduled(self._withdraw)
@@ -536,10 +534,8 @@ class StepOps:
         if job is None:
             return None
         step.job = job
-        gated = self._output.gate_then(step.inv, step._release)
-        if gated is None:
+        if not self._output.gate_then(step.inv, step._release):
             return None
-        gated.expedite()  # a sequential caller commits it here (releasing the body)
         return job
 
     async def _retry_elapsed(
